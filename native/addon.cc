@@ -1,0 +1,23 @@
+// Entry point of the img2prompt native addon.
+#include <napi.h>
+
+#include "ort_env.h"
+#include "session.h"
+
+namespace img2prompt {
+
+Napi::Value OrtVersionJs(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), OrtVersion()); }
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  Session::Init(env, exports);
+  exports.Set("openSession", Napi::Function::New(env, OpenSession, "openSession"));
+  exports.Set("availableProviders", Napi::Function::New(env, AvailableProviders, "availableProviders"));
+  exports.Set("ortVersion", Napi::Function::New(env, OrtVersionJs, "ortVersion"));
+  return exports;
+}
+
+}  // namespace img2prompt
+
+static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) { return img2prompt::Init(env, exports); }
+
+NODE_API_MODULE(img2prompt_native, InitAddon)

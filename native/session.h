@@ -1,0 +1,79 @@
+// An ONNX Runtime inference session exposed to JS. The OrtSession lives in a SessionCore shared
+// between the JS object and every run in flight, so close() during a run is safe.
+#pragma once
+#include <napi.h>
+#include <onnxruntime_c_api.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace img2prompt {
+
+struct TensorSpec {
+  std::string name;
+  ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+  std::vector<int64_t> dims;         // -1 where the dimension is not fixed
+  std::vector<std::string> symbols;  // symbolic name per dimension, "" when none
+};
+
+struct OpenOptions {
+  std::vector<std::string> providers{"cpu"};
+  int intra_op_threads = 0;  // 0: ORT's default (one per physical core)
+  GraphOptimizationLevel optimization = ORT_ENABLE_ALL;
+};
+
+class SessionCore {
+ public:
+  // `bytes` non-null: the model comes from memory (`label` names it in errors); else from `path`.
+  SessionCore(const std::string& path, const void* bytes, size_t length, const OpenOptions& options);
+  ~SessionCore();
+  SessionCore(const SessionCore&) = delete;
+  SessionCore& operator=(const SessionCore&) = delete;
+
+  OrtSession* session() const { return session_; }
+  const std::string& label() const { return label_; }
+  const std::string& provider() const { return provider_; }
+  const std::string& provider_note() const { return provider_note_; }
+  const std::vector<TensorSpec>& inputs() const { return inputs_; }
+  const std::vector<TensorSpec>& outputs() const { return outputs_; }
+
+ private:
+  OrtSession* Create(const std::string& path, const void* bytes, size_t length, const OpenOptions& options, bool with_cuda);
+  void ReadSignature();
+
+  OrtSession* session_ = nullptr;
+  std::string label_;
+  std::string provider_ = "cpu";
+  std::string provider_note_;
+  std::vector<TensorSpec> inputs_;
+  std::vector<TensorSpec> outputs_;
+};
+
+class Session : public Napi::ObjectWrap<Session> {
+ public:
+  static void Init(Napi::Env env, Napi::Object exports);
+  static Napi::Object NewInstance(Napi::Env env, std::shared_ptr<SessionCore> core);
+  explicit Session(const Napi::CallbackInfo& info);
+
+  std::shared_ptr<SessionCore> core() const { return core_; }
+
+ private:
+  Napi::Value Inputs(const Napi::CallbackInfo& info);
+  Napi::Value Outputs(const Napi::CallbackInfo& info);
+  Napi::Value Provider(const Napi::CallbackInfo& info);
+  Napi::Value ProviderNote(const Napi::CallbackInfo& info);
+  Napi::Value Label(const Napi::CallbackInfo& info);
+  Napi::Value Run(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+  std::shared_ptr<SessionCore> Live(Napi::Env env) const;
+
+  std::shared_ptr<SessionCore> core_;
+};
+
+// openSession(model: string | Uint8Array, options) → Promise<Session>
+Napi::Value OpenSession(const Napi::CallbackInfo& info);
+// availableProviders() → string[] (ORT's own names)
+Napi::Value AvailableProviders(const Napi::CallbackInfo& info);
+
+}  // namespace img2prompt

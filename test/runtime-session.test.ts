@@ -1,0 +1,153 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it, beforeAll, afterAll } from 'vitest';
+import * as ort from 'onnxruntime-node';
+import { Session, tensor, availableProviders, ortVersion } from '../src/runtime/session.js';
+import { Img2PromptError } from '../src/util/errors.js';
+import { TINY_MODELS, tempDir } from './helpers/paths.js';
+
+const DISTILBERT = path.join(TINY_MODELS, 'optimum-tiny-distilbert-sst2', 'model.onnx');
+const GPT2 = path.join(TINY_MODELS, 'ort-genai-tiny-random-gpt2-fp32', 'past.onnx');
+
+function ids(values: number[]): BigInt64Array {
+  return BigInt64Array.from(values.map(BigInt));
+}
+
+describe('native Session', () => {
+  let session: Session;
+  beforeAll(async () => {
+    session = await Session.open(DISTILBERT, { providers: ['cpu'], intraOpThreads: 1 });
+  });
+  afterAll(() => session.close());
+
+  it('reports the ORT version, providers and the model signature', () => {
+    expect(ortVersion()).toMatch(/^1\.\d+\.\d+/);
+    expect(availableProviders()).toContain('CPUExecutionProvider');
+    expect(session.provider).toBe('cpu');
+    expect(session.inputs.map((i) => [i.name, i.type, i.dims])).toEqual([
+      ['input_ids', 'int64', ['batch', 'sequence']],
+      ['attention_mask', 'int64', ['batch', 'sequence']],
+    ]);
+    expect(session.outputs.map((o) => [o.name, o.type, o.dims])).toEqual([['logits', 'float32', ['batch', 2]]]);
+  });
+
+  it('gives the same logits as onnxruntime-node on the same model', async () => {
+    const input = ids([101, 7592, 2088, 102, 101, 2023, 2003, 102]);
+    const mask = ids([1, 1, 1, 1, 1, 1, 1, 0]);
+    const ours = await session.run({ input_ids: tensor('int64', input, [2, 4]), attention_mask: tensor('int64', mask, [2, 4]) });
+    const ref = await ort.InferenceSession.create(DISTILBERT, { intraOpNumThreads: 1 });
+    const theirs = await ref.run({ input_ids: new ort.Tensor('int64', input, [2, 4]), attention_mask: new ort.Tensor('int64', mask, [2, 4]) });
+    expect(ours.logits.dims).toEqual([2, 2]);
+    expect(Array.from(ours.logits.data as Float32Array)).toEqual(Array.from(theirs.logits.data as Float32Array));
+    await ref.release();
+  });
+
+  it('writes outputs into a caller-provided buffer', async () => {
+    const out = new Float32Array(2).fill(NaN);
+    const r = await session.run(
+      { input_ids: tensor('int64', ids([101, 102]), [1, 2]), attention_mask: tensor('int64', ids([1, 1]), [1, 2]) },
+      { into: { logits: { data: out, dims: [1, 2] } } },
+    );
+    expect(r.logits.data).toBe(out);
+    expect(Number.isFinite(out[0]) && Number.isFinite(out[1])).toBe(true);
+  });
+
+  it('runs concurrent calls and keeps each result with its inputs', async () => {
+    const feeds = [1, 2, 3, 4].map((n) => {
+      const seq = ids([101, ...Array.from({ length: n }, (_, i) => 2000 + i), 102]);
+      return { input_ids: tensor('int64', seq, [1, n + 2]), attention_mask: tensor('int64', ids(Array(n + 2).fill(1)), [1, n + 2]) };
+    });
+    const together = await Promise.all(feeds.map((f) => session.run(f)));
+    for (let i = 0; i < feeds.length; i++) {
+      const alone = await session.run(feeds[i]);
+      expect(Array.from(together[i].logits.data as Float32Array)).toEqual(Array.from(alone.logits.data as Float32Array));
+    }
+  });
+
+  it('rejects a wrong dtype, a wrong rank, a missing or an unknown input with a clear error', async () => {
+    const good = tensor('int64', ids([101, 102]), [1, 2]);
+    await expect(session.run({ input_ids: tensor('int32', new Int32Array(2), [1, 2]), attention_mask: good })).rejects.toThrow(
+      /input 'input_ids' must be int64, got int32/,
+    );
+    await expect(session.run({ input_ids: tensor('int64', ids([101, 102]), [2]), attention_mask: good })).rejects.toThrow(
+      /input 'input_ids': expected rank 2/,
+    );
+    await expect(session.run({ input_ids: good })).rejects.toThrow(/missing input 'attention_mask'/);
+    await expect(session.run({ input_ids: good, attention_mask: good, token_type_ids: good })).rejects.toThrow(
+      /model has no input 'token_type_ids'/,
+    );
+    // Mismatched batch sizes pass our checks and fail inside ORT: its message comes back, with the model path.
+    await expect(
+      session.run({ input_ids: good, attention_mask: tensor('int64', ids([1, 1, 1, 1]), [2, 2]) }),
+    ).rejects.toThrow(new RegExp(DISTILBERT.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')));
+  });
+
+  it('checks that data length and array kind fit the dims', () => {
+    expect(() => tensor('int64', ids([1, 2, 3]), [1, 2])).toThrow(/need 2 elements, the array has 3/);
+    expect(() => tensor('float32', new Float64Array(2) as never, [2])).toThrow(/needs a Float32Array/);
+    expect(() => tensor('float32', new Float32Array(2), [-2, -1])).toThrow(/non-negative/);
+  });
+
+  it('rejects a caller buffer of the wrong size', async () => {
+    await expect(
+      session.run(
+        { input_ids: tensor('int64', ids([101, 102]), [1, 2]), attention_mask: tensor('int64', ids([1, 1]), [1, 2]) },
+        { into: { logits: { data: new Float32Array(3), dims: [1, 3] } } },
+      ),
+    ).rejects.toThrow(/output buffer for 'logits': dimension 1 must be 2/);
+  });
+});
+
+describe('Session.open', () => {
+  it('opens a model from memory', async () => {
+    const s = await Session.open(new Uint8Array(fs.readFileSync(DISTILBERT)), { providers: ['cpu'] });
+    expect(s.modelPath).toBeUndefined();
+    expect(s.inputs.length).toBe(2);
+    s.close();
+  });
+
+  it('falls back to CPU with a reason when CUDA is asked for but absent', async () => {
+    const s = await Session.open(DISTILBERT, { providers: ['cuda', 'cpu'] });
+    if (s.provider === 'cpu') expect(s.providerNote).toMatch(/CUDA unavailable, using CPU/);
+    s.close();
+  });
+
+  it('handles int32 and multi-output models (tiny GPT-2 with past)', async () => {
+    const s = await Session.open(GPT2, { providers: ['cpu'] });
+    const past = Object.fromEntries(
+      [0, 1, 2, 3, 4].map((i) => [`past_${i}`, tensor('float32', new Float32Array(0), [2, 1, 4, 0, 8])]),
+    );
+    const r = await s.run({
+      input_ids: tensor('int32', Int32Array.from([5, 6, 7]), [1, 3]),
+      position_ids: tensor('int32', Int32Array.from([0, 1, 2]), [1, 3]),
+      attention_mask: tensor('int32', Int32Array.from([1, 1, 1]), [1, 3]),
+      ...past,
+    });
+    expect(r.logits.dims).toEqual([1, 3, 1000]);
+    expect(r.present_0.dims).toEqual([2, 1, 4, 3, 8]);
+    s.close();
+  });
+
+  it('names the file and the reason for a missing, truncated or non-ONNX model', async () => {
+    const dir = tempDir();
+    const truncated = path.join(dir, 'truncated.onnx');
+    fs.writeFileSync(truncated, fs.readFileSync(DISTILBERT).subarray(0, 5000));
+    const text = path.join(dir, 'text.onnx');
+    fs.writeFileSync(text, 'this is not a protobuf');
+    await expect(Session.open(path.join(dir, 'nope.onnx'))).rejects.toThrow(`${path.join(dir, 'nope.onnx')}: model file not found`);
+    for (const f of [truncated, text]) {
+      const err = await Session.open(f, { providers: ['cpu'] }).catch((e) => e);
+      expect(err).toBeInstanceOf(Img2PromptError);
+      expect(err.message.startsWith(`${f}: cannot load model: `)).toBe(true);
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('refuses runs after close, but lets a run in flight finish', async () => {
+    const s = await Session.open(DISTILBERT, { providers: ['cpu'] });
+    const pending = s.run({ input_ids: tensor('int64', ids([101, 102]), [1, 2]), attention_mask: tensor('int64', ids([1, 1]), [1, 2]) });
+    s.close();
+    await expect(pending).resolves.toHaveProperty('logits');
+    await expect(s.run({})).rejects.toThrow(/session is closed/);
+  });
+});
