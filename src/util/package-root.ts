@@ -16,3 +16,8 @@ export function packageRoot(): string {
     dir = parent;
   }
 }
+
+/** Version from package.json. */
+export function packageVersion(): string {
+  return JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')).version;
+}

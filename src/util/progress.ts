@@ -3,11 +3,13 @@ import cliProgress from 'cli-progress';
 export interface Progress {
   /** Advance by `n` items (default 1). */
   tick(n?: number): void;
+  /** Set the absolute count done (for callbacks that report totals). */
+  update(done: number): void;
   /** Finish the bar; safe to call twice. */
   stop(): void;
 }
 
-const silent: Progress = { tick() {}, stop() {} };
+const silent: Progress = { tick() {}, update() {}, stop() {} };
 
 /**
  * A progress bar with rate and ETA on an interactive terminal (stderr), nothing otherwise, so logs and
@@ -33,7 +35,10 @@ export function createProgress(label: string, total: number, unit = 'items'): Pr
   let stopped = false;
   return {
     tick(n = 1) {
-      done += n;
+      this.update(done + n);
+    },
+    update(value: number) {
+      done = value;
       const secs = (Date.now() - started) / 1000;
       bar.update(done, { rate: secs > 0 ? (done / secs).toFixed(1) : '0' });
     },

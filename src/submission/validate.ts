@@ -1,0 +1,134 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { Img2PromptError } from '../util/errors.js';
+import { EMBEDDING_DIM, SubmissionScanner } from './submission-csv.js';
+import { forEachLine, readErrorReason } from './line-reader.js';
+import { imgIdProblem } from './img-id.js';
+
+export interface ValidationReport {
+  /** True when there are no problems (warnings do not count). */
+  valid: boolean;
+  /** The first `MAX_KEPT_PROBLEMS` problems, each `line N: reason` or a whole-file reason. */
+  problems: string[];
+  /** Total number of problems, which may exceed `problems.length`. */
+  problemCount: number;
+  /**
+   * Things Kaggle accepts but that are probably mistakes: vectors whose L2 norm is off 1 by more than
+   * `NORM_TOLERANCE`. The metric is a cosine, so scale does not change the score; only a zero (or
+   * non-finite) norm makes a vector unusable, and that is a problem instead.
+   */
+  warnings: string[];
+  /** Distinct images in the file. */
+  images: number;
+  /** Data rows in the file (not counting the header and blank lines). */
+  rows: number;
+}
+
+export const MAX_KEPT_PROBLEMS = 1000;
+export const NORM_TOLERANCE = 1e-3;
+
+/**
+ * Check a submission file without stopping at the first problem: the header, every row's format, that
+ * each image has exactly rows eId 0..383 (contiguous, in order), that values are finite float32, that no
+ * vector is all zeros, and, given `imageIds`, that the ids are exactly the expected set.
+ */
+export async function validateSubmission(
+  file: string,
+  options: { imageIds?: readonly string[] } = {},
+): Promise<ValidationReport> {
+  const problems: string[] = [];
+  let problemCount = 0;
+  const add = (line: number | undefined, reason: string): void => {
+    problemCount++;
+    if (problems.length < MAX_KEPT_PROBLEMS) problems.push(line === undefined ? reason : `line ${line}: ${reason}`);
+  };
+
+  const scanner = new SubmissionScanner(add, false);
+  try {
+    await forEachLine(file, (text, line) => scanner.feed(text, line));
+  } catch (err) {
+    // Unreadable or not UTF-8: nothing further can be checked.
+    if (!(err instanceof Img2PromptError)) throw err;
+    add(undefined, err.reason);
+    return { valid: false, problems, problemCount, warnings: [], images: scanner.ids.length, rows: scanner.rows };
+  }
+  scanner.finish();
+
+  const warnings: string[] = [];
+  const { ids, vectors } = scanner.result();
+  const complete = new Set(scanner.completeIds());
+  ids.forEach((id, i) => {
+    if (!complete.has(id)) return; // already reported as incomplete; its norm means nothing
+    let sum = 0;
+    for (let e = 0; e < EMBEDDING_DIM; e++) sum += vectors[i * EMBEDDING_DIM + e] ** 2;
+    const norm = Math.sqrt(sum);
+    if (norm === 0) add(undefined, `image "${id}": vector is all zeros (cosine undefined)`);
+    else if (!Number.isFinite(norm)) add(undefined, `image "${id}": vector norm overflows`);
+    else if (Math.abs(norm - 1) > NORM_TOLERANCE) warnings.push(`image "${id}": L2 norm ${norm.toFixed(6)} is not 1`);
+  });
+
+  if (options.imageIds) {
+    const present = new Set(ids);
+    const expected = new Set(options.imageIds);
+    for (const id of options.imageIds) if (!present.has(id)) add(undefined, `missing image "${id}"`);
+    for (const id of ids) if (!expected.has(id)) add(undefined, `unexpected image "${id}" (not in the expected ids)`);
+  }
+
+  return { valid: problemCount === 0, problems, problemCount, warnings, images: ids.length, rows: scanner.rows };
+}
+
+/** Image file types `--images DIR` counts; the same set the image loader decodes. */
+export const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp', '.bmp', '.gif', '.tif', '.tiff', '.avif']);
+
+/**
+ * Expected image ids from a folder of images: file basenames without extension (Kaggle's images are
+ * `<imgId>.png`). Not recursive; hidden files are ignored.
+ */
+export async function imageIdsInDir(dir: string): Promise<string[]> {
+  let entries: import('node:fs').Dirent[];
+  try {
+    entries = await fs.readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const reason = code === 'ENOTDIR' ? 'not a directory' : readErrorReason(err);
+    throw new Img2PromptError(dir, `cannot list images: ${reason}`, { cause: err });
+  }
+  const fileOf = new Map<string, string>();
+  for (const entry of entries.sort((a, b) => a.name.localeCompare(b.name))) {
+    if (entry.name.startsWith('.')) continue;
+    const ext = path.extname(entry.name).toLowerCase();
+    if (!IMAGE_EXTENSIONS.has(ext)) continue;
+    const isFile = entry.isSymbolicLink()
+      ? await fs.stat(path.join(dir, entry.name)).then((s) => s.isFile(), () => false)
+      : entry.isFile();
+    if (!isFile) continue;
+    const id = entry.name.slice(0, -ext.length);
+    const problem = imgIdProblem(id);
+    if (problem) throw new Img2PromptError(path.join(dir, entry.name), `file name is not a usable image id: ${problem}`);
+    const other = fileOf.get(id);
+    if (other) throw new Img2PromptError(dir, `two images share the id "${id}": ${other} and ${entry.name}`);
+    fileOf.set(id, entry.name);
+  }
+  if (fileOf.size === 0) {
+    throw new Img2PromptError(dir, `no image files (${[...IMAGE_EXTENSIONS].join(' ')}) in this directory`);
+  }
+  return [...fileOf.keys()];
+}
+
+/** Expected image ids from a text file, one per line; surrounding whitespace and blank lines are ignored. */
+export async function readIdsFile(file: string): Promise<string[]> {
+  const ids: string[] = [];
+  const firstLine = new Map<string, number>();
+  await forEachLine(file, (text, line) => {
+    const id = text.trim();
+    if (id === '') return;
+    const problem = imgIdProblem(id);
+    if (problem) throw new Img2PromptError(file, `line ${line}: ${problem}`);
+    const earlier = firstLine.get(id);
+    if (earlier !== undefined) throw new Img2PromptError(file, `line ${line}: duplicate id "${id}" (first on line ${earlier})`);
+    firstLine.set(id, line);
+    ids.push(id);
+  });
+  if (ids.length === 0) throw new Img2PromptError(file, 'no ids in this file');
+  return ids;
+}
