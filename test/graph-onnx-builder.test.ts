@@ -242,10 +242,10 @@ describe('GraphBuilder', () => {
     expect(g.input[0]!.type!.tensorType!.shape!.dim.map((d) => d.dimParam || Number(d.dimValue))).toEqual(['batch', 4]);
     const wInit = g.initializer.find((t) => t.name === w)!;
     expect(wInit.dataType).toBe(onnx.TensorProto.DataType.FLOAT);
-    expect(Array.from(new Float32Array(wInit.rawData.slice().buffer))).toEqual([1, 2, 3, 4]);
+    expect(Array.from(new Float32Array(Uint8Array.from(wInit.rawData).buffer))).toEqual([1, 2, 3, 4]);
     const idsInit = g.initializer.find((t) => t.name === ids)!;
     expect(idsInit.dataType).toBe(onnx.TensorProto.DataType.INT64);
-    expect(Array.from(new BigInt64Array(idsInit.rawData.slice().buffer))).toEqual([5n, -6n]);
+    expect(Array.from(new BigInt64Array(Uint8Array.from(idsInit.rawData).buffer))).toEqual([5n, -6n]);
 
     const add = g.node.find((n) => n.opType === 'Add')!;
     const T = onnx.AttributeProto.AttributeType;
