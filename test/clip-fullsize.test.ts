@@ -1,0 +1,84 @@
+import fs from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { Session, tensor } from '../src/runtime/session.js';
+import { readSafetensorsSync, tensorToFloat32 } from '../src/models/safetensors.js';
+import { loadOpenClipConfig } from '../src/clip/config.js';
+import { ClipTokenizer, padClipBatch } from '../src/clip/tokenizer.js';
+import { loadClipCheckpoint, type ClipLayout } from '../src/clip/weights.js';
+import { gaussianArray, writeRandomCheckpoint } from '../src/clip/random-checkpoint.js';
+import { buildClipVisionGraph } from '../models/graph/clip-vision.js';
+import { buildClipTextGraph } from '../models/graph/clip-text.js';
+import { referenceImageEmbeds, referenceTextEmbeds, refCheckpointFromTensors } from './reference/clip-reference.js';
+import { asset, tempDir } from './helpers/paths.js';
+
+/**
+ * The real architectures at full size on random weights, against the float64 reference. Slow
+ * (ViT-B-32: ~1 min; ViT-L-14: several minutes and ~8 GB of memory), so opt-in:
+ *   IMG2PROMPT_CLIP_FULL=ViT-B-32,ViT-L-14 npx vitest run test/clip-fullsize.test.ts
+ */
+const WANTED = (process.env.IMG2PROMPT_CLIP_FULL ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+
+function maxRelativeError(got: Float32Array, want: readonly Float64Array[], width: number): number {
+  let worst = 0;
+  want.forEach((row, r) => {
+    let diff = 0;
+    let scale = 0;
+    for (let i = 0; i < width; i++) {
+      diff = Math.max(diff, Math.abs(got[r * width + i]! - row[i]!));
+      scale = Math.max(scale, Math.abs(row[i]!));
+    }
+    worst = Math.max(worst, diff / scale);
+  });
+  return worst;
+}
+
+describe.skipIf(WANTED.length === 0).each(WANTED.map((name, i) => ({ name, layout: (i % 2 === 0 ? 'hf' : 'open_clip') as ClipLayout })))(
+  'full-size $name ($layout layout, random weights)',
+  ({ name, layout }) => {
+    it('vision and text graphs match the float64 reference', { timeout: 1_800_000 }, async () => {
+      const config = await loadOpenClipConfig(asset('configs', 'open_clip', `${name}.json`), { quickGelu: true });
+      const dir = tempDir('img2prompt-clip-full-');
+      try {
+        const files = await writeRandomCheckpoint(dir, config, 2024, layout);
+        const ck = await loadClipCheckpoint(dir);
+        const opts = { providers: ['cpu' as const] };
+        const E = config.embedDim;
+        const n = config.vision.imageSize;
+        const st = readSafetensorsSync(files.weightsFile);
+        const ref = refCheckpointFromTensors(
+          [...st.tensors.values()].map((t) => ({ name: t.name, shape: t.shape, values: tensorToFloat32(t) })),
+          layout,
+        );
+        const arch = {
+          vision: { heads: config.vision.heads, act: config.vision.act, lnEps: config.vision.lnEps },
+          text: { heads: config.text.heads, act: config.text.act, lnEps: config.text.lnEps, pooling: config.text.eotPooling, eotId: config.text.eotTokenId },
+        };
+
+        const vision = await Session.open(buildClipVisionGraph(ck.config, ck.weights), opts);
+        const pixels = gaussianArray(5, 'full.pixels', 3 * n * n, 1);
+        const img = await vision.run({ pixel_values: tensor('float32', pixels, [1, 3, n, n]) });
+        vision.close();
+        const refImg = referenceImageEmbeds(ref, arch, pixels, 1);
+        const vErr = maxRelativeError(img.image_embeds!.data as Float32Array, refImg.unit, E);
+
+        const tok = await ClipTokenizer.load(asset('tokenizers', 'clip', 'hf-openai-clip-vit-large-patch14'));
+        const seqs = ['a photo of a cat', 'an oil painting of a lighthouse in a storm, trending on artstation'].map((s) => tok.encode(s));
+        const text = await Session.open(buildClipTextGraph(ck.config, ck.weights), opts);
+        const batch = padClipBatch(seqs, 'longest', 0);
+        const txt = await text.run({ input_ids: tensor('int64', batch.inputIds, [batch.batch, batch.seqLen]) });
+        text.close();
+        const refTxt = referenceTextEmbeds(ref, arch, seqs.map((s) => [...s, ...new Array<number>(77 - s.length).fill(0)]));
+        const tErr = maxRelativeError(txt.text_embeds!.data as Float32Array, refTxt.unit, E);
+        console.log(`${name} (${layout}) vs float64 reference: vision ${vErr.toExponential(2)}, text ${tErr.toExponential(2)}`);
+        expect(vErr).toBeLessThan(1e-4);
+        expect(tErr).toBeLessThan(1e-4);
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  },
+);
+
+it.runIf(WANTED.length === 0)('full-size CLIP checks are opt-in (IMG2PROMPT_CLIP_FULL=ViT-B-32)', () => {
+  expect(WANTED).toEqual([]);
+});
