@@ -2,6 +2,7 @@
 #include <napi.h>
 
 #include "ort_env.h"
+#include "clip_preprocess.h"
 #include "session.h"
 
 namespace img2prompt {
@@ -10,6 +11,7 @@ Napi::Value OrtVersionJs(const Napi::CallbackInfo& info) { return Napi::String::
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Session::Init(env, exports);
+  RegisterClipPreprocess(env, exports);
   exports.Set("openSession", Napi::Function::New(env, OpenSession, "openSession"));
   exports.Set("availableProviders", Napi::Function::New(env, AvailableProviders, "availableProviders"));
   exports.Set("ortVersion", Napi::Function::New(env, OrtVersionJs, "ortVersion"));

@@ -6,6 +6,7 @@ import { register as registerValidate } from './commands/validate.js';
 import { register as registerScore } from './commands/score.js';
 import { register as registerDemo } from './commands/demo.js';
 import { register as registerInfo } from './commands/info.js';
+import { register as registerEmbedImages } from './commands/embed-images.js';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
 import { packageVersion } from '../util/package-root.js';
 
@@ -21,7 +22,7 @@ export function buildProgram(): Command {
     .version(packageVersion(), '-V, --version')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  for (const register of [registerModels, registerEmbed, registerValidate, registerScore, registerDemo, registerInfo]) register(program);
+  for (const register of [registerModels, registerEmbed, registerEmbedImages, registerValidate, registerScore, registerDemo, registerInfo]) register(program);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;
 }

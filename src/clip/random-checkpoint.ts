@@ -149,6 +149,9 @@ export function randomClipWeights(config: ClipConfig, seed: number): ClipWeights
   };
 }
 
+/** Written into the safetensors metadata of every random checkpoint, so it is never mistaken for a real one. */
+export const RANDOM_GENERATOR_TAG = 'img2prompt random CLIP checkpoint';
+
 export interface RandomCheckpointFiles {
   dir: string;
   layout: ClipLayout;
@@ -169,7 +172,7 @@ export async function writeRandomCheckpoint(dir: string, config: ClipConfig, see
     throw new Img2PromptError(dir, `cannot create directory: ${errorMessage(err)}`, { cause: err });
   }
   const weights = randomClipWeights(config, seed);
-  const metadata = { format: 'pt', generator: 'img2prompt random CLIP checkpoint', seed: String(seed) };
+  const metadata = { format: 'pt', generator: RANDOM_GENERATOR_TAG, seed: String(seed) };
   const names = CLIP_CHECKPOINT_FILES[layout];
   const weightsFile = path.join(dir, names.weights);
   const configFile = path.join(dir, names.config);

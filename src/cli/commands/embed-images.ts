@@ -1,0 +1,52 @@
+import path from 'node:path';
+import { promises as fs } from 'node:fs';
+import type { Command } from 'commander';
+import { Img2PromptError } from '../../util/errors.js';
+import { createProgress } from '../../util/progress.js';
+import { writeFileAtomic } from '../../util/atomic-write.js';
+import { writeNpy } from '../../util/npy.js';
+import { ClipModel, listImageFiles } from '../../clip/model.js';
+import { parsePositiveInt } from '../../submission/cli-helpers.js';
+
+/** `embeds.npy` → `embeds.ids.txt`. */
+export function idsPathFor(npyPath: string): string {
+  return npyPath.endsWith('.npy') ? npyPath.slice(0, -4) + '.ids.txt' : npyPath + '.ids.txt';
+}
+
+export function register(program: Command): void {
+  program
+    .command('embed-images')
+    .description('CLIP image embeddings of a folder or list of images → NumPy .npy (float32 [N, D], L2-normalised) + <out>.ids.txt')
+    .argument('<inputs...>', 'image files and/or folders (folders: their image files, sorted by name)')
+    .requiredOption('--model <name>', 'CLIP model in the cache (models pull/import/random) or a model folder')
+    .requiredOption('-o, --output <file>', 'output .npy file; image ids go to <output without .npy>.ids.txt')
+    .option('--batch-size <n>', 'images per inference call', '16')
+    .action(async (inputs: string[], opts: { model: string; output: string; batchSize: string }) => {
+      const batchSize = parsePositiveInt('--batch-size', opts.batchSize) ?? 16;
+      const files = await listImageFiles(inputs);
+      if (files.length === 0) throw new Img2PromptError(inputs.join(' '), 'no image files found');
+      const model = await ClipModel.open(opts.model, { towers: ['vision'] });
+      if (model.random) process.stderr.write(`warning: ${model.name} has RANDOM weights: these embeddings are for testing only\n`);
+      const bar = createProgress('embed-images', files.length, 'images');
+      const t0 = performance.now();
+      const result = await model.encodeImages(files, {
+        batchSize,
+        onProgress: (done) => bar.update(done),
+        onFailure: (f) => process.stderr.write(`img2prompt: ${f.file}: ${f.reason}\n`),
+      });
+      bar.stop();
+      model.close();
+      const secs = (performance.now() - t0) / 1000;
+      await fs.mkdir(path.dirname(path.resolve(opts.output)), { recursive: true });
+      await writeNpy(opts.output, result.embeds, [result.ids.length, model.dim]);
+      await writeFileAtomic(idsPathFor(opts.output), result.ids.join('\n') + (result.ids.length ? '\n' : ''));
+      process.stderr.write(
+        `${result.ids.length} images → ${opts.output} [${result.ids.length}, ${model.dim}] in ${secs.toFixed(2)} s ` +
+          `(${(result.ids.length / secs).toFixed(1)} images/s; inference ${result.inferenceSeconds.toFixed(2)} s)\n`,
+      );
+      if (result.failures.length > 0) {
+        process.stderr.write(`img2prompt: ${result.failures.length} of ${files.length} images could not be read (listed above)\n`);
+        process.exitCode = 1;
+      }
+    });
+}

@@ -1,0 +1,250 @@
+import { existsSync, promises as fs } from 'node:fs';
+import path from 'node:path';
+import { Session, tensor, type SessionOptions } from '../runtime/session.js';
+import { Img2PromptError } from '../util/errors.js';
+import { modelDir, readInstallRecord } from '../models/cache.js';
+import { loadBatches, type ImageFailure } from '../image/batch-loader.js';
+import { ClipTokenizer, padClipBatch, padIdFor } from './tokenizer.js';
+import { ensureClipOnnx, type ClipOnnxFiles } from './onnx-cache.js';
+import type { ClipConfig } from './config.js';
+
+export interface ClipOpenOptions {
+  sessionOptions?: SessionOptions;
+  /** Towers to load (default both): an image-only job need not hold the text tower in memory. */
+  towers?: ('vision' | 'text')[];
+  /** Force QuickGELU (OpenAI-pretrained weights) when the checkpoint's config does not say. */
+  quickGelu?: boolean;
+}
+
+export interface EncodeImagesOptions {
+  batchSize?: number;
+  concurrency?: number;
+  onProgress?: (done: number, total: number) => void;
+  /** Called for each image that cannot be read; the rest go on. */
+  onFailure?: (failure: ImageFailure) => void;
+}
+
+export interface EncodedImages {
+  ids: string[];
+  files: string[];
+  /** [ids.length, dim], rows L2-normalised. */
+  embeds: Float32Array;
+  failures: ImageFailure[];
+  /** Seconds spent in the vision tower (the rest of the wall time is decode + preprocess not hidden by it). */
+  inferenceSeconds: number;
+}
+
+export interface EncodeTextsOptions {
+  batchSize?: number;
+  /** 'dynamic' (default): each batch padded to its longest text, texts grouped by length; 'fixed': pad to 77. */
+  padding?: 'dynamic' | 'fixed';
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** Resolves a model name in the cache, or a directory path, to a directory. */
+export function resolveModelDir(nameOrDir: string): string {
+  if (nameOrDir.includes(path.sep) || nameOrDir.startsWith('.')) {
+    if (!existsSync(nameOrDir)) throw new Img2PromptError(nameOrDir, 'model directory not found');
+    return path.resolve(nameOrDir);
+  }
+  const dir = modelDir(nameOrDir);
+  if (!existsSync(dir)) {
+    throw new Img2PromptError(
+      dir,
+      `model "${nameOrDir}" is not installed: run \`img2prompt models pull ${nameOrDir}\`, \`img2prompt models import DIR --name ${nameOrDir}\` or \`img2prompt models random --name ${nameOrDir}\``,
+    );
+  }
+  return dir;
+}
+
+async function loadTokenizer(dir: string): Promise<ClipTokenizer> {
+  for (const f of ['tokenizer.json', 'vocab.json', 'bpe_simple_vocab_16e6.txt.gz']) {
+    if (existsSync(path.join(dir, f))) return ClipTokenizer.load(f === 'tokenizer.json' || f === 'vocab.json' ? dir : path.join(dir, f));
+  }
+  throw new Img2PromptError(dir, 'no CLIP tokenizer here (tokenizer.json, vocab.json + merges.txt or bpe_simple_vocab_16e6.txt.gz)');
+}
+
+/**
+ * A CLIP model on the native runtime: image and text towers as ONNX sessions, CLIP preprocessing and
+ * tokenization. Embeddings come out L2-normalised, so dot products are cosines.
+ */
+export class ClipModel {
+  private constructor(
+    readonly dir: string,
+    readonly name: string,
+    readonly files: ClipOnnxFiles,
+    readonly random: boolean,
+    private readonly vision: Session | undefined,
+    private readonly text: Session | undefined,
+    readonly tokenizer: ClipTokenizer | undefined,
+  ) {}
+
+  static async open(nameOrDir: string, options: ClipOpenOptions = {}): Promise<ClipModel> {
+    const dir = resolveModelDir(nameOrDir);
+    const towers = options.towers ?? ['vision', 'text'];
+    const files = await ensureClipOnnx(dir, options.quickGelu === undefined ? {} : { quickGelu: options.quickGelu });
+    const record = await readInstallRecord(dir).catch(() => undefined);
+    const vision = towers.includes('vision') ? await Session.open(files.vision, options.sessionOptions) : undefined;
+    const text = towers.includes('text') ? await Session.open(files.text, options.sessionOptions) : undefined;
+    const tokenizer = towers.includes('text') ? await loadTokenizer(dir) : undefined;
+    return new ClipModel(dir, path.basename(dir), files, record?.random ?? false, vision, text, tokenizer);
+  }
+
+  get config(): ClipConfig {
+    return this.files.config;
+  }
+
+  /** Width of the joint embedding space. */
+  get dim(): number {
+    return this.files.config.embedDim;
+  }
+
+  get imageSize(): number {
+    return this.files.config.vision.imageSize;
+  }
+
+  /** Stable identity for caches: directory name plus the weights' hash. */
+  get modelId(): string {
+    return `${this.name}@${this.files.weightHash.slice(0, 16)}`;
+  }
+
+  get provider(): string {
+    return (this.vision ?? this.text)!.provider;
+  }
+
+  /** The vision tower on preprocessed pixels [batch, 3, N, N] → [batch, dim]. */
+  async encodePixels(pixels: Float32Array, batch: number): Promise<Float32Array> {
+    const session = this.need(this.vision, 'vision');
+    const n = this.imageSize;
+    const out = await session.run({ pixel_values: tensor('float32', pixels.subarray(0, batch * 3 * n * n), [batch, 3, n, n]) }, { outputNames: [this.visionOutput()] });
+    return normaliseRows(out[this.visionOutput()]!.data as Float32Array, this.dim);
+  }
+
+  /** Decode, preprocess and encode image files; decoding of batch k+1 overlaps inference of batch k. */
+  async encodeImages(files: readonly string[], options: EncodeImagesOptions = {}): Promise<EncodedImages> {
+    this.need(this.vision, 'vision');
+    const ids: string[] = [];
+    const okFiles: string[] = [];
+    const failures: ImageFailure[] = [];
+    const chunks: Float32Array[] = [];
+    let inferenceSeconds = 0;
+    let done = 0;
+    const batches = loadBatches(files, {
+      batchSize: options.batchSize ?? 16,
+      size: this.imageSize,
+      mean: this.config.imageMean,
+      std: this.config.imageStd,
+      concurrency: options.concurrency,
+    });
+    for await (const batch of batches) {
+      for (const f of batch.failures) {
+        failures.push(f);
+        options.onFailure?.(f);
+      }
+      if (batch.ids.length > 0) {
+        const t0 = performance.now();
+        chunks.push(await this.encodePixels(batch.pixels, batch.ids.length));
+        inferenceSeconds += (performance.now() - t0) / 1000;
+        ids.push(...batch.ids);
+        okFiles.push(...batch.files);
+      }
+      done += batch.ids.length + batch.failures.length;
+      options.onProgress?.(done, files.length);
+    }
+    return { ids, files: okFiles, embeds: concat(chunks, ids.length * this.dim), failures, inferenceSeconds };
+  }
+
+  /** CLIP tokens of `text` including start and end tokens (the limit is 77). */
+  countTokens(text: string): number {
+    return this.need(this.tokenizer, 'text').countTokens(text);
+  }
+
+  /**
+   * Encode texts → [texts.length, dim]. With dynamic padding texts are sorted by token length and each
+   * batch is padded to its longest member; the causal mask and EOT pooling make this exact.
+   */
+  async encodeTexts(texts: readonly string[], options: EncodeTextsOptions = {}): Promise<Float32Array> {
+    const session = this.need(this.text, 'text');
+    const tokenizer = this.need(this.tokenizer, 'text');
+    const batchSize = options.batchSize ?? 64;
+    if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a positive integer, got ${batchSize}`);
+    const dynamic = (options.padding ?? 'dynamic') === 'dynamic';
+    const seqs = texts.map((t) => tokenizer.encode(t));
+    const order = seqs.map((_, i) => i);
+    if (dynamic) order.sort((a, b) => seqs[a]!.length - seqs[b]!.length || a - b);
+    const out = new Float32Array(texts.length * this.dim);
+    const padId = padIdFor('open_clip');
+    const outputName = this.textOutput();
+    for (let start = 0; start < order.length; start += batchSize) {
+      const rows = order.slice(start, start + batchSize);
+      const batch = padClipBatch(rows.map((r) => seqs[r]!), dynamic ? 'longest' : this.config.text.contextLength, padId);
+      const feeds: Record<string, ReturnType<typeof tensor>> = { input_ids: tensor('int64', batch.inputIds, [batch.batch, batch.seqLen]) };
+      if (session.inputs.some((i) => i.name === 'attention_mask')) {
+        const mask = new BigInt64Array(batch.batch * batch.seqLen);
+        rows.forEach((r, i) => mask.fill(1n, i * batch.seqLen, i * batch.seqLen + seqs[r]!.length));
+        feeds.attention_mask = tensor('int64', mask, [batch.batch, batch.seqLen]);
+      }
+      const res = await session.run(feeds, { outputNames: [outputName] });
+      const emb = normaliseRows(res[outputName]!.data as Float32Array, this.dim);
+      rows.forEach((r, i) => out.set(emb.subarray(i * this.dim, (i + 1) * this.dim), r * this.dim));
+      options.onProgress?.(Math.min(start + batchSize, texts.length), texts.length);
+    }
+    return out;
+  }
+
+  close(): void {
+    this.vision?.close();
+    this.text?.close();
+  }
+
+  private visionOutput(): string {
+    return this.vision!.outputs.some((o) => o.name === 'image_embeds') ? 'image_embeds' : this.vision!.outputs[0]!.name;
+  }
+
+  private textOutput(): string {
+    return this.text!.outputs.some((o) => o.name === 'text_embeds') ? 'text_embeds' : this.text!.outputs[0]!.name;
+  }
+
+  private need<T>(value: T | undefined, tower: string): T {
+    if (value === undefined) throw new Img2PromptError(this.dir, `the ${tower} tower was not loaded (see ClipOpenOptions.towers)`);
+    return value;
+  }
+}
+
+/** L2-normalise rows in place (ready ONNX exports give raw projections; ours are already unit length). */
+export function normaliseRows(m: Float32Array, dim: number): Float32Array {
+  for (let r = 0; r < m.length; r += dim) {
+    let s = 0;
+    for (let j = 0; j < dim; j++) s += m[r + j]! * m[r + j]!;
+    const inv = 1 / Math.max(Math.sqrt(s), 1e-12);
+    for (let j = 0; j < dim; j++) m[r + j]! *= inv;
+  }
+  return m;
+}
+
+function concat(chunks: Float32Array[], length: number): Float32Array {
+  const out = new Float32Array(length);
+  let o = 0;
+  for (const c of chunks) {
+    out.set(c, o);
+    o += c.length;
+  }
+  return out;
+}
+
+/** Lists image files in a directory (non-recursive, sorted), or passes explicit files through. */
+export async function listImageFiles(inputs: readonly string[]): Promise<string[]> {
+  const { IMAGE_EXTENSIONS } = await import('../submission/validate.js');
+  const files: string[] = [];
+  for (const input of inputs) {
+    const stat = await fs.stat(input).catch(() => undefined);
+    if (!stat) throw new Img2PromptError(input, 'not found');
+    if (stat.isDirectory()) {
+      const names = (await fs.readdir(input)).filter((n) => IMAGE_EXTENSIONS.has(path.extname(n).toLowerCase())).sort();
+      files.push(...names.map((n) => path.join(input, n)));
+    } else {
+      files.push(input);
+    }
+  }
+  return files;
+}

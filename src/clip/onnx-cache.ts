@@ -1,0 +1,126 @@
+import { promises as fs, existsSync } from 'node:fs';
+import path from 'node:path';
+import { Img2PromptError, errorMessage } from '../util/errors.js';
+import { writeFileAtomic } from '../util/atomic-write.js';
+import { sha256File } from '../models/sha256.js';
+import { loadClipCheckpoint, CLIP_CHECKPOINT_FILES, type LoadClipCheckpointOptions } from './weights.js';
+import { loadHfClipConfig, loadOpenClipConfig, type ClipConfig } from './config.js';
+import { buildClipVisionGraph } from '../../models/graph/clip-vision.js';
+import { buildClipTextGraph } from '../../models/graph/clip-text.js';
+
+/** Bump when the graph builders change what they emit, so cached graphs are rebuilt. */
+export const CLIP_GRAPH_VERSION = 1;
+export const VISION_ONNX = 'vision.onnx';
+export const TEXT_ONNX = 'text.onnx';
+const SIDECAR = 'clip-onnx.json';
+/** The split export Hugging Face repos commonly carry (e.g. under onnx/). */
+const HF_EXPORT = { vision: 'vision_model.onnx', text: 'text_model.onnx' };
+
+export interface ClipOnnxFiles {
+  /** 'built': graphs we built from a safetensors checkpoint; 'export': ready ONNX files from elsewhere. */
+  kind: 'built' | 'export';
+  vision: string;
+  text: string;
+  config: ClipConfig;
+  /** sha256 of the weights the graphs came from (identifies the model in caches). */
+  weightHash: string;
+}
+
+interface Sidecar {
+  graphVersion: number;
+  weightsFile: string;
+  weightsSize: number;
+  weightsMtimeMs: number;
+  weightsSha256: string;
+  quickGelu: boolean | null;
+  config: ClipConfig;
+}
+
+async function readSidecar(file: string): Promise<Sidecar | undefined> {
+  try {
+    return JSON.parse(await fs.readFile(file, 'utf8')) as Sidecar;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Where the ready-made export lives in `dir`, if it has one (top level or onnx/). */
+function findExport(dir: string): { vision: string; text: string } | undefined {
+  for (const sub of ['', 'onnx']) {
+    const vision = path.join(dir, sub, HF_EXPORT.vision);
+    const text = path.join(dir, sub, HF_EXPORT.text);
+    if (existsSync(vision) && existsSync(text)) return { vision, text };
+  }
+  return undefined;
+}
+
+async function exportConfig(dir: string): Promise<ClipConfig> {
+  const hf = path.join(dir, CLIP_CHECKPOINT_FILES.hf.config);
+  const pre = path.join(dir, CLIP_CHECKPOINT_FILES.hf.preprocessor);
+  if (existsSync(hf)) return loadHfClipConfig(hf, existsSync(pre) ? pre : undefined);
+  const oc = path.join(dir, CLIP_CHECKPOINT_FILES.open_clip.config);
+  if (existsSync(oc)) return loadOpenClipConfig(oc);
+  throw new Img2PromptError(dir, 'ONNX export found but no config.json to read the image size and normalisation from');
+}
+
+function weightsFileOf(dir: string): string | undefined {
+  for (const layout of ['open_clip', 'hf'] as const) {
+    const f = path.join(dir, CLIP_CHECKPOINT_FILES[layout].weights);
+    if (existsSync(f)) return f;
+  }
+  return undefined;
+}
+
+/**
+ * The vision and text ONNX graphs of the CLIP model in `dir`: a ready export when the folder has one,
+ * else graphs built from its safetensors checkpoint once and cached beside the weights. The cache is
+ * rebuilt when the weights file changes (size or mtime, then hash) or the builders change.
+ */
+export async function ensureClipOnnx(dir: string, options: LoadClipCheckpointOptions = {}): Promise<ClipOnnxFiles> {
+  const exported = findExport(dir);
+  const weightsFile = weightsFileOf(dir);
+  if (exported && !weightsFile) {
+    const config = await exportConfig(dir);
+    return { kind: 'export', ...exported, config, weightHash: await sha256File(exported.vision) };
+  }
+  if (!weightsFile) {
+    throw new Img2PromptError(dir, 'no CLIP model here: expected open_clip_model.safetensors, model.safetensors or vision_model.onnx + text_model.onnx');
+  }
+  const vision = path.join(dir, VISION_ONNX);
+  const text = path.join(dir, TEXT_ONNX);
+  const sidecarFile = path.join(dir, SIDECAR);
+  const stat = await fs.stat(weightsFile);
+  const quickGelu = options.quickGelu ?? null;
+  const side = await readSidecar(sidecarFile);
+  const fresh =
+    side &&
+    side.graphVersion === CLIP_GRAPH_VERSION &&
+    side.weightsFile === path.basename(weightsFile) &&
+    side.weightsSize === stat.size &&
+    side.weightsMtimeMs === stat.mtimeMs &&
+    side.quickGelu === quickGelu &&
+    existsSync(vision) &&
+    existsSync(text);
+  if (fresh) return { kind: 'built', vision, text, config: side.config, weightHash: side.weightsSha256 };
+
+  const weightsSha256 = await sha256File(weightsFile);
+  const ckpt = await loadClipCheckpoint(dir, options);
+  try {
+    await writeFileAtomic(vision, buildClipVisionGraph(ckpt.config, ckpt.weights));
+    await writeFileAtomic(text, buildClipTextGraph(ckpt.config, ckpt.weights));
+  } catch (err) {
+    if (err instanceof Img2PromptError) throw err;
+    throw new Img2PromptError(dir, `cannot build the CLIP ONNX graphs: ${errorMessage(err)}`, { cause: err });
+  }
+  const record: Sidecar = {
+    graphVersion: CLIP_GRAPH_VERSION,
+    weightsFile: path.basename(weightsFile),
+    weightsSize: stat.size,
+    weightsMtimeMs: stat.mtimeMs,
+    weightsSha256,
+    quickGelu,
+    config: ckpt.config,
+  };
+  await writeFileAtomic(sidecarFile, JSON.stringify(record, null, 2) + '\n');
+  return { kind: 'built', vision, text, config: ckpt.config, weightHash: weightsSha256 };
+}

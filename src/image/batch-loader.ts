@@ -1,0 +1,123 @@
+import os from 'node:os';
+import path from 'node:path';
+import { Img2PromptError, errorMessage } from '../util/errors.js';
+import { decodeImage } from './decode.js';
+import { ClipTransform, type PillowPassOrder } from './clip-transform.js';
+
+export interface BatchLoaderOptions {
+  batchSize: number;
+  /** CLIP input resolution (224, 336, ...). */
+  size: number;
+  /** Defaults: OpenAI CLIP's mean and std. */
+  mean?: ArrayLike<number>;
+  std?: ArrayLike<number>;
+  /**
+   * Images decoded and preprocessed at once. Each one holds a libuv pool thread (4 by default, shared
+   * with ONNX Runtime runs and file I/O), so the default leaves room: min(4, cores).
+   */
+  concurrency?: number;
+  /** Per-image pixel limit, see decodeImage. */
+  maxPixels?: number;
+  passOrder?: PillowPassOrder;
+}
+
+export interface ImageFailure {
+  file: string;
+  reason: string;
+}
+
+export interface ImageBatch {
+  /**
+   * [b, 3, size, size] float32, b = ids.length (the images that loaded, in input order). A view of one
+   * of the loader's two buffers, overwritten once the caller asks for the next batch: use it (run the
+   * model on it) inside the loop body, or copy it.
+   */
+  pixels: Float32Array;
+  /** Image ids: file names without directory and extension. */
+  ids: string[];
+  files: string[];
+  /** Images of this batch that could not be loaded; the batch goes on without them. */
+  failures: ImageFailure[];
+}
+
+/** Image id of a file: its base name without the extension ("a/b/20057f34d.png" → "20057f34d"). */
+export function imageIdOf(file: string): string {
+  return path.basename(file, path.extname(file));
+}
+
+/**
+ * Decodes and CLIP-preprocesses `files` in batches. While the caller works on batch k, batch k+1 is
+ * decoded into the other of two float buffers allocated once up front, so at most two batches of pixels
+ * exist at once (plus the `concurrency` decoded images in flight). Unreadable images are reported in
+ * `failures`, not thrown.
+ */
+export async function* loadBatches(files: readonly string[], options: BatchLoaderOptions): AsyncGenerator<ImageBatch, void, undefined> {
+  const { batchSize } = options;
+  if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new TypeError(`Expected a positive integer for batchSize but received ${String(batchSize)}`);
+  const concurrency = options.concurrency ?? Math.max(1, Math.min(4, os.availableParallelism()));
+  if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
+    throw new TypeError(`Expected a positive integer for concurrency but received ${String(concurrency)}`);
+  }
+  const transform = new ClipTransform({ size: options.size, mean: options.mean, std: options.std, passOrder: options.passOrder });
+  if (files.length === 0) return;
+
+  const batches = Math.ceil(files.length / batchSize);
+  const slotsPerBuffer = Math.min(batchSize, files.length);
+  const buffers = [new Float32Array(slotsPerBuffer * transform.floatsPerImage)];
+  if (batches > 1) buffers.push(new Float32Array(slotsPerBuffer * transform.floatsPerImage));
+
+  const fill = (k: number) => {
+    const batch = fillBatch(files.slice(k * batchSize, (k + 1) * batchSize), buffers[k % buffers.length], transform, concurrency, options.maxPixels);
+    // It may fail while the caller is still busy with the previous batch: mark it handled now (so Node
+    // does not abort on an unhandled rejection); awaiting it below still throws.
+    batch.catch(() => {});
+    return batch;
+  };
+
+  // If the caller stops early, the batch in flight still finishes into its buffer, unobserved.
+  let pending: Promise<ImageBatch> | undefined = fill(0);
+  for (let k = 0; k < batches; k++) {
+    const batch: ImageBatch = await pending!;
+    // Start the next batch now, into the buffer the caller handed back by asking for this one.
+    pending = k + 1 < batches ? fill(k + 1) : undefined;
+    yield batch;
+  }
+}
+
+async function fillBatch(
+  files: string[], buffer: Float32Array, transform: ClipTransform, concurrency: number, maxPixels: number | undefined,
+): Promise<ImageBatch> {
+  const per = transform.floatsPerImage;
+  const reasons: (string | undefined)[] = new Array(files.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < files.length) {
+      const i = next++;
+      try {
+        const image = await decodeImage(files[i], { maxPixels });
+        await transform.into(image, buffer, i);
+      } catch (err) {
+        // A bad image is the caller's data problem; anything else (no addon, a bug) stops the run.
+        if (!(err instanceof Img2PromptError)) throw err;
+        reasons[i] = err.reason || errorMessage(err);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, files.length) }, worker));
+
+  // Close the gaps failures left, so the loaded images sit in slots 0..b-1 in input order.
+  const ids: string[] = [];
+  const loaded: string[] = [];
+  const failures: ImageFailure[] = [];
+  files.forEach((file, i) => {
+    const reason = reasons[i];
+    if (reason !== undefined) {
+      failures.push({ file, reason });
+      return;
+    }
+    if (loaded.length !== i) buffer.copyWithin(loaded.length * per, i * per, (i + 1) * per);
+    loaded.push(file);
+    ids.push(imageIdOf(file));
+  });
+  return { pixels: buffer.subarray(0, loaded.length * per), ids, files: loaded, failures };
+}

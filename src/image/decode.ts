@@ -1,0 +1,71 @@
+import sharp, { type OutputInfo } from 'sharp';
+import { Img2PromptError, errorMessage } from '../util/errors.js';
+
+/** A decoded image: 8-bit sRGB, 3 channels, rows top to bottom (HWC, `width * height * 3` bytes). */
+export interface DecodedImage {
+  data: Buffer;
+  width: number;
+  height: number;
+}
+
+export interface DecodeOptions {
+  /** Refuse images with more pixels than this (width × height), before decoding them. Default 100 MP. */
+  maxPixels?: number;
+  /**
+   * Convert through the embedded ICC profile (e.g. Adobe RGB → sRGB). Off by default: PIL ignores
+   * embedded profiles, and CLIP was trained on PIL's pixels, so ignoring them is what matches.
+   * CMYK images are converted to sRGB either way.
+   */
+  applyIccProfile?: boolean;
+  /** Name used in error messages when `input` is a Buffer (a path names itself). */
+  name?: string;
+}
+
+export const DEFAULT_MAX_PIXELS = 100_000_000;
+
+/**
+ * Decodes PNG, JPEG, WebP, AVIF, TIFF or GIF (first frame) the way PIL's
+ * `ImageOps.exif_transpose(Image.open(f)).convert('RGB')` does:
+ * - EXIF orientation applied;
+ * - greyscale, palette (with or without tRNS), CMYK and 16-bit images become 8-bit sRGB
+ *   (16 → 8 bits keeps the high byte, as PIL does for 16-bit RGB PNGs; PIL clips 16-bit greyscale
+ *   instead of scaling it, which we don't copy);
+ * - alpha is dropped, not composited: like PIL's convert('RGB'), the colour stored under a
+ *   transparent or half-transparent pixel is kept as is, whatever the background would have been.
+ * Errors (missing, not an image, truncated, too large) are Img2PromptErrors naming the file.
+ */
+export async function decodeImage(input: string | Uint8Array, options: DecodeOptions = {}): Promise<DecodedImage> {
+  const name = typeof input === 'string' ? input : (options.name ?? '<buffer>');
+  const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
+  if (!Number.isSafeInteger(maxPixels) || maxPixels < 1) {
+    throw new TypeError(`Expected a positive integer for maxPixels but received ${String(maxPixels)}`);
+  }
+  const open = () =>
+    // failOn 'error': truncated or corrupt data fails, as in PIL; libjpeg/libpng warnings don't.
+    sharp(input, { limitInputPixels: maxPixels, failOn: 'error', ignoreIcc: options.applyIccProfile !== true });
+  let result: { data: Buffer; info: OutputInfo };
+  try {
+    result = await open().rotate().toColourspace('srgb').removeAlpha().raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+  } catch (err) {
+    throw new Img2PromptError(name, await describeFailure(input, err, maxPixels), { cause: err });
+  }
+  const { data, info } = result;
+  if (info.channels !== 3 || data.length !== info.width * info.height * 3) {
+    throw new Img2PromptError(name, `decoded to ${info.channels} channels of ${info.width}x${info.height}, expected RGB`);
+  }
+  return { data, width: info.width, height: info.height };
+}
+
+/** sharp's reason, made specific where sharp's own words are vague. */
+async function describeFailure(input: string | Uint8Array, err: unknown, maxPixels: number): Promise<string> {
+  const reason = errorMessage(err).trim();
+  if (/exceeds pixel limit/i.test(reason)) {
+    const size = await sharp(input, { limitInputPixels: false }).metadata().then(
+      (m) => (m.width && m.height ? `${m.width}x${m.height} = ${(m.width * m.height / 1e6).toFixed(1)} MP` : 'the image'),
+      () => 'the image',
+    );
+    return `${size} is over the limit of ${(maxPixels / 1e6).toFixed(1)} MP (option maxPixels)`;
+  }
+  if (/unsupported image format/i.test(reason)) return `not a supported image (PNG, JPEG, WebP, AVIF, TIFF, GIF): ${reason}`;
+  return `cannot decode image: ${reason}`;
+}

@@ -1,0 +1,133 @@
+import { promises as fs, existsSync } from 'node:fs';
+import path from 'node:path';
+import { Img2PromptError, errorMessage } from '../util/errors.js';
+import { hashFile } from './sha256.js';
+import { createStagingDir, installStagingDir, lockModel, writeInstallRecord, assertModelName, type InstalledFile } from './cache.js';
+import { writeRandomCheckpoint, RANDOM_GENERATOR_TAG } from '../clip/random-checkpoint.js';
+import { architectureConfig } from '../clip/architectures.js';
+import type { ClipLayout } from '../clip/weights.js';
+import { ensureClipOnnx } from '../clip/onnx-cache.js';
+
+/** Files a CLIP model folder may carry; anything else in an imported folder is left out. */
+const CLIP_FILES = [
+  'open_clip_config.json', 'open_clip_model.safetensors', 'config.json', 'preprocessor_config.json', 'model.safetensors',
+  'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.json', 'merges.txt', 'bpe_simple_vocab_16e6.txt.gz',
+  'vision_model.onnx', 'text_model.onnx', 'onnx/vision_model.onnx', 'onnx/text_model.onnx',
+];
+const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.json', 'merges.txt', 'bpe_simple_vocab_16e6.txt.gz'];
+
+async function recordFiles(dir: string, rel: string[]): Promise<InstalledFile[]> {
+  const out: InstalledFile[] = [];
+  for (const p of rel) {
+    const { size, sha256 } = await hashFile(path.join(dir, p));
+    out.push({ path: p, size, sha256, pinned: false });
+  }
+  return out;
+}
+
+async function copyInto(srcDir: string, dstDir: string, rel: string): Promise<void> {
+  await fs.mkdir(path.dirname(path.join(dstDir, rel)), { recursive: true });
+  await fs.copyFile(path.join(srcDir, rel), path.join(dstDir, rel));
+}
+
+/** Stage, fill, record and swap in a model folder; the previous install survives any failure. */
+async function installWith(name: string, fill: (staging: string) => Promise<{ files: string[]; source: string; origin: string; random: boolean; modelId?: string }>): Promise<string> {
+  assertModelName(name);
+  const unlock = await lockModel(name);
+  let staging: string | undefined;
+  try {
+    staging = await createStagingDir(name);
+    const r = await fill(staging);
+    await writeInstallRecord(staging, {
+      formatVersion: 1,
+      name,
+      source: r.source,
+      origin: r.origin,
+      modelId: r.modelId,
+      random: r.random,
+      installedAt: new Date().toISOString(),
+      files: await recordFiles(staging, r.files),
+    });
+    const dir = await installStagingDir(staging, name);
+    staging = undefined;
+    // Build the ONNX graphs now, so the first real command does not pay for it.
+    await ensureClipOnnx(dir);
+    return dir;
+  } finally {
+    if (staging) await fs.rm(staging, { recursive: true, force: true });
+    await unlock();
+  }
+}
+
+/** A checkpoint our random generator wrote says so in its safetensors metadata; an import keeps the mark. */
+async function isRandomCheckpoint(dir: string, files: string[]): Promise<boolean> {
+  for (const f of files.filter((x) => x.endsWith('.safetensors'))) {
+    const fd = await fs.open(path.join(dir, f), 'r');
+    try {
+      const head = Buffer.alloc(8);
+      await fd.read(head, 0, 8, 0);
+      const len = Number(head.readBigUInt64LE(0));
+      if (len <= 0 || len > 100_000_000) continue;
+      const json = Buffer.alloc(len);
+      await fd.read(json, 0, len, 8);
+      const meta = (JSON.parse(json.toString('utf8')) as { __metadata__?: { generator?: string } }).__metadata__;
+      if (meta?.generator?.startsWith(RANDOM_GENERATOR_TAG)) return true;
+    } catch {
+      // Not readable as safetensors: loading it will report that properly.
+    } finally {
+      await fd.close();
+    }
+  }
+  return false;
+}
+
+export interface RandomModelOptions {
+  arch: string;
+  seed: number;
+  name: string;
+  layout?: ClipLayout;
+  /** Folder with the CLIP tokenizer files to install beside the random weights. */
+  tokenizerDir: string;
+}
+
+/**
+ * A CLIP checkpoint with random weights of a real architecture (same FLOPs and bytes as the trained
+ * model), marked random in its install record: for tests and benchmarks, never for predictions.
+ */
+export async function installRandomClip(options: RandomModelOptions): Promise<string> {
+  const config = architectureConfig(options.arch);
+  const layout = options.layout ?? 'open_clip';
+  const tokFiles = TOKENIZER_FILES.filter((f) => existsSync(path.join(options.tokenizerDir, f)));
+  if (tokFiles.length === 0) throw new Img2PromptError(options.tokenizerDir, 'no CLIP tokenizer files here (tokenizer.json or vocab.json + merges.txt)');
+  return installWith(options.name, async (staging) => {
+    const written = await writeRandomCheckpoint(staging, config, options.seed, layout);
+    for (const f of tokFiles) await copyInto(options.tokenizerDir, staging, f);
+    const files = (await fs.readdir(staging)).filter((f) => f !== 'manifest.json');
+    return {
+      files: files.sort(),
+      source: 'random',
+      origin: `random ${options.arch} weights, seed ${options.seed}, ${layout} layout (${path.basename(written.weightsFile)})`,
+      random: true,
+      modelId: `random/${options.arch}`,
+    };
+  });
+}
+
+/** Install a local CLIP checkpoint folder (open_clip or Hugging Face safetensors, or a split ONNX export). */
+export async function importClip(srcDir: string, name: string): Promise<string> {
+  if (!existsSync(srcDir)) throw new Img2PromptError(srcDir, 'not found');
+  const present = CLIP_FILES.filter((f) => existsSync(path.join(srcDir, f)));
+  const hasModel = present.some((f) => f.endsWith('.safetensors')) || present.some((f) => f.endsWith('vision_model.onnx'));
+  if (!hasModel) throw new Img2PromptError(srcDir, 'no CLIP weights found (open_clip_model.safetensors, model.safetensors or vision_model.onnx + text_model.onnx)');
+  return installWith(name, async (staging) => {
+    for (const f of present) {
+      try {
+        await copyInto(srcDir, staging, f);
+      } catch (err) {
+        throw new Img2PromptError(path.join(srcDir, f), `cannot copy: ${errorMessage(err)}`, { cause: err });
+      }
+    }
+    const random = await isRandomCheckpoint(staging, present);
+    return { files: present, source: 'import', origin: path.resolve(srcDir), random };
+  });
+}

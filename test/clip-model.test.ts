@@ -1,0 +1,105 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { installRandomClip, importClip } from '../src/models/install-local.js';
+import { ClipModel, listImageFiles } from '../src/clip/model.js';
+import { readInstallRecord } from '../src/models/cache.js';
+import { readNpy } from '../src/util/npy.js';
+import { asset, KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
+
+const TOKENIZER = asset('tokenizers', 'clip', 'hf-openai-clip-vit-large-patch14');
+const home = tempDir('img2prompt-clip-home-');
+let saved: string | undefined;
+
+beforeAll(async () => {
+  saved = process.env.IMG2PROMPT_HOME;
+  process.env.IMG2PROMPT_HOME = home;
+  await installRandomClip({ arch: 'tiny', seed: 7, name: 'tiny-oc', layout: 'open_clip', tokenizerDir: TOKENIZER });
+  await installRandomClip({ arch: 'tiny', seed: 7, name: 'tiny-hf', layout: 'hf', tokenizerDir: TOKENIZER });
+});
+afterAll(() => {
+  if (saved === undefined) delete process.env.IMG2PROMPT_HOME;
+  else process.env.IMG2PROMPT_HOME = saved;
+  fs.rmSync(home, { recursive: true, force: true });
+});
+
+describe('random checkpoints in the model cache', () => {
+  it('are recorded as random, with every file hashed', async () => {
+    const record = await readInstallRecord(path.join(home, 'models', 'tiny-oc'));
+    expect(record.random).toBe(true);
+    expect(record.files.map((f) => f.path)).toContain('open_clip_model.safetensors');
+    expect(record.files.map((f) => f.path)).toContain('tokenizer.json');
+  });
+
+  it('give the same embeddings from the open_clip and the Hugging Face layout of the same seed', async () => {
+    const a = await ClipModel.open('tiny-oc');
+    const b = await ClipModel.open('tiny-hf');
+    expect(a.random).toBe(true);
+    const texts = ['a photo of a cat', 'an oil painting of a lighthouse at dusk, trending on artstation'];
+    expect(Array.from(await a.encodeTexts(texts))).toEqual(Array.from(await b.encodeTexts(texts)));
+    a.close();
+    b.close();
+  });
+});
+
+describe('ClipModel', () => {
+  let model: ClipModel;
+  beforeAll(async () => {
+    model = await ClipModel.open('tiny-oc');
+  });
+  afterAll(() => model.close());
+
+  it('encodes a folder of images, reports an unreadable one and goes on', async () => {
+    const dir = tempDir();
+    for (const f of fs.readdirSync(path.join(KAGGLE_SAMPLE, 'images'))) fs.copyFileSync(path.join(KAGGLE_SAMPLE, 'images', f), path.join(dir, f));
+    fs.writeFileSync(path.join(dir, '0000broken.png'), 'not a png');
+    const files = await listImageFiles([dir]);
+    expect(files.length).toBe(8);
+    const r = await model.encodeImages(files, { batchSize: 3 });
+    expect(r.ids).toEqual(['20057f34d', '227ef0887', '92e911621', 'a4e1c55a9', 'c98f79f71', 'd8edf2e40', 'f27825b2c']);
+    expect(r.failures.map((f) => path.basename(f.file))).toEqual(['0000broken.png']);
+    expect(r.failures[0]!.reason).toMatch(/unsupported image format|not a supported image/);
+    for (let i = 0; i < r.ids.length; i++) {
+      const row = r.embeds.subarray(i * model.dim, (i + 1) * model.dim);
+      expect(Math.hypot(...row)).toBeCloseTo(1, 5);
+    }
+    // Batching does not change an image's embedding.
+    const one = await model.encodeImages([files[3]!], { batchSize: 1 });
+    const inBatch = r.embeds.subarray(2 * model.dim, 3 * model.dim);
+    for (let j = 0; j < model.dim; j++) expect(one.embeds[j]).toBeCloseTo(inBatch[j]!, 5);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('gives the same text embeddings with dynamic padding as with padding to 77', async () => {
+    const texts = ['a', 'a dog', 'portrait of a woman, highly detailed, by greg rutkowski', '', 'x '.repeat(100)];
+    const dyn = await model.encodeTexts(texts, { batchSize: 2, padding: 'dynamic' });
+    const fixed = await model.encodeTexts(texts, { batchSize: 2, padding: 'fixed' });
+    let max = 0;
+    for (let i = 0; i < dyn.length; i++) max = Math.max(max, Math.abs(dyn[i]! - fixed[i]!));
+    expect(max).toBeLessThan(1e-5);
+  });
+
+  it('names the model folder when a model is not installed', async () => {
+    await expect(ClipModel.open('no-such-model')).rejects.toThrow(/model "no-such-model" is not installed/);
+  });
+});
+
+describe('img2prompt models import / embed-images', () => {
+  it('imports a checkpoint folder and writes a .npy with its ids file', async () => {
+    const src = path.join(home, 'models', 'tiny-hf');
+    await importClip(src, 'tiny-imported');
+    const out = path.join(tempDir(), 'emb.npy');
+    const cli = path.resolve('dist/src/cli/main.js');
+    const images = path.join(KAGGLE_SAMPLE, 'images');
+    const r = spawnSync(process.execPath, [cli, 'embed-images', images, '--model', 'tiny-imported', '-o', out], {
+      env: { ...process.env, IMG2PROMPT_HOME: home },
+      encoding: 'utf8',
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const npy = await readNpy(out);
+    expect(npy.shape).toEqual([7, 32]);
+    expect(fs.readFileSync(out.replace(/\.npy$/, '.ids.txt'), 'utf8').trim().split('\n')).toHaveLength(7);
+    expect(r.stderr).toMatch(/RANDOM weights/);
+  });
+});

@@ -1,0 +1,158 @@
+// An independent, deliberately plain model of CLIP's image preprocessing, used only to check the native
+// kernel. Written from the descriptions of the steps, not from native/clip_preprocess.cc:
+//
+//   torchvision Resize(N, BICUBIC) on a PIL image: the short side becomes N, the long side
+//     int(N * long / short); nothing happens when the short side already is N.
+//   PIL Image.resize(BICUBIC): separable; for each output sample i along an axis of `in` → `out` samples,
+//     scale = in / out, the kernel is stretched by max(scale, 1) (antialiasing when shrinking), its
+//     support is 2 * that; the input samples whose centres lie within the support of the output's
+//     centre (i + 0.5) * scale contribute with Keys' cubic (a = -0.5) weights, normalised to sum 1.
+//     Each pass stores 8-bit pixels: round half up, clamp to 0..255. PIL turns the weights into
+//     fixed point with 22 fraction bits first ('fixed22'); 'float' keeps them as float64 to show what
+//     that quantisation changes. Pass order: Pillow <= 12.1 horizontal first; 12.2 vertical first for
+//     images over 100x taller than wide that lose height; 13 vertical first when the height loses more
+//     than twice as many pixels as the width.
+//   torchvision CenterCrop(N): offset int(round((len - N) / 2)) with Python's round (half to even).
+//   ToTensor + Normalize: (u / 255 - mean) / std, here in float64.
+//
+// Whole images, one channel plane at a time, with transposes instead of a second kernel: slow and
+// simple on purpose.
+
+export type PassOrder = 'pillow13' | 'pillow12.2' | 'pillow12.1';
+
+export interface ReferenceOptions {
+  size: number;
+  mean: ArrayLike<number>;
+  std: ArrayLike<number>;
+  passOrder?: PassOrder;
+  weights?: 'fixed22' | 'float';
+}
+
+/** Python's round(): halves go to the even neighbour. */
+export function roundHalfEven(x: number): number {
+  const f = Math.floor(x);
+  const frac = x - f;
+  if (frac > 0.5) return f + 1;
+  if (frac < 0.5) return f;
+  return f % 2 === 0 ? f : f + 1;
+}
+
+export function referenceGeometry(width: number, height: number, size: number) {
+  let resizedWidth = width;
+  let resizedHeight = height;
+  const short = Math.min(width, height);
+  const long = Math.max(width, height);
+  if (short !== size) {
+    const newLong = Math.trunc((size * long) / short);
+    if (width <= height) [resizedWidth, resizedHeight] = [size, newLong];
+    else [resizedWidth, resizedHeight] = [newLong, size];
+  }
+  return {
+    resizedWidth,
+    resizedHeight,
+    left: roundHalfEven((resizedWidth - size) / 2),
+    top: roundHalfEven((resizedHeight - size) / 2),
+  };
+}
+
+/** Keys' cubic convolution kernel with a = -0.5, in its textbook (expanded) form. */
+export function keysCubic(x: number): number {
+  const a = -0.5;
+  const t = Math.abs(x);
+  if (t < 1) return (a + 2) * t ** 3 - (a + 3) * t ** 2 + 1;
+  if (t < 2) return a * t ** 3 - 5 * a * t ** 2 + 8 * a * t - 4 * a;
+  return 0;
+}
+
+interface AxisFilter {
+  first: number[];
+  weights: number[][];
+}
+
+/** Weights of every output sample of a 1-D resize from `inSize` to `outSize` samples. */
+export function axisFilter(inSize: number, outSize: number, mode: 'fixed22' | 'float'): AxisFilter {
+  const scale = inSize / outSize;
+  const stretch = Math.max(scale, 1);
+  const support = 2 * stretch;
+  const first: number[] = [];
+  const weights: number[][] = [];
+  for (let i = 0; i < outSize; i++) {
+    const centre = (i + 0.5) * scale;
+    const lo = Math.max(0, Math.trunc(centre - support + 0.5));
+    const hi = Math.min(inSize, Math.trunc(centre + support + 0.5));
+    const raw: number[] = [];
+    for (let j = lo; j < hi; j++) raw.push(keysCubic((j + 0.5 - centre) / stretch));
+    const total = raw.reduce((s, w) => s + w, 0);
+    let w = raw.map((v) => (total !== 0 ? v / total : v));
+    if (mode === 'fixed22') w = w.map((v) => Math.sign(v) * Math.floor(Math.abs(v) * 2 ** 22 + 0.5));
+    first.push(lo);
+    weights.push(w);
+  }
+  return { first, weights };
+}
+
+/** One 8-bit plane, rows × cols. */
+interface Plane {
+  rows: number;
+  cols: number;
+  data: Uint8Array;
+}
+
+function transpose(p: Plane): Plane {
+  const data = new Uint8Array(p.data.length);
+  for (let r = 0; r < p.rows; r++) for (let c = 0; c < p.cols; c++) data[c * p.rows + r] = p.data[r * p.cols + c];
+  return { rows: p.cols, cols: p.rows, data };
+}
+
+/** Resizes every row of `p` to `outCols` samples, storing 8-bit results like PIL. */
+function resizeRows(p: Plane, outCols: number, mode: 'fixed22' | 'float'): Plane {
+  const filter = axisFilter(p.cols, outCols, mode);
+  const data = new Uint8Array(p.rows * outCols);
+  for (let r = 0; r < p.rows; r++) {
+    for (let i = 0; i < outCols; i++) {
+      let sum = 0;
+      const w = filter.weights[i];
+      for (let k = 0; k < w.length; k++) sum += p.data[r * p.cols + filter.first[i] + k] * w[k];
+      const level = mode === 'fixed22' ? Math.floor((sum + 2 ** 21) / 2 ** 22) : Math.floor(sum + 0.5);
+      data[r * outCols + i] = Math.min(255, Math.max(0, level));
+    }
+  }
+  return { rows: p.rows, cols: outCols, data };
+}
+
+const resizeCols = (p: Plane, outRows: number, mode: 'fixed22' | 'float'): Plane =>
+  transpose(resizeRows(transpose(p), outRows, mode));
+
+export function verticalFirst(width: number, height: number, newWidth: number, newHeight: number, order: PassOrder): boolean {
+  if (order === 'pillow12.1') return false;
+  if (order === 'pillow12.2') return height > 100 * width && newHeight < height;
+  return height - newHeight > 0 && height - newHeight > 2 * (width - newWidth);
+}
+
+/** PIL's Image.resize((newWidth, newHeight), BICUBIC) of one 8-bit plane. */
+export function pilResizePlane(p: Plane, newWidth: number, newHeight: number, mode: 'fixed22' | 'float', order: PassOrder): Plane {
+  const doX = (q: Plane) => (newWidth !== q.cols ? resizeRows(q, newWidth, mode) : q);
+  const doY = (q: Plane) => (newHeight !== q.rows ? resizeCols(q, newHeight, mode) : q);
+  return verticalFirst(p.cols, p.rows, newWidth, newHeight, order) ? doX(doY(p)) : doY(doX(p));
+}
+
+/** The whole pipeline on an RGB8 HWC image: float64 [3, size, size]. */
+export function referenceClipPreprocess(rgb: Uint8Array, width: number, height: number, options: ReferenceOptions): Float64Array {
+  const { size } = options;
+  const mode = options.weights ?? 'fixed22';
+  const order = options.passOrder ?? 'pillow13';
+  const g = referenceGeometry(width, height, size);
+  const out = new Float64Array(3 * size * size);
+  for (let c = 0; c < 3; c++) {
+    const plane: Plane = { rows: height, cols: width, data: new Uint8Array(width * height) };
+    for (let i = 0; i < width * height; i++) plane.data[i] = rgb[i * 3 + c];
+    const resized = pilResizePlane(plane, g.resizedWidth, g.resizedHeight, mode, order);
+    for (let y = 0; y < size; y++) {
+      for (let x = 0; x < size; x++) {
+        const u = resized.data[(g.top + y) * resized.cols + g.left + x];
+        out[c * size * size + y * size + x] = (u / 255 - options.mean[c]) / options.std[c];
+      }
+    }
+  }
+  return out;
+}
