@@ -1,9 +1,10 @@
 // Entry point of the img2prompt native addon.
 #include <napi.h>
 
-#include "ort_env.h"
 #include "clip_preprocess.h"
+#include "ort_env.h"
 #include "session.h"
+#include "topk.h"
 
 namespace img2prompt {
 
@@ -11,10 +12,11 @@ Napi::Value OrtVersionJs(const Napi::CallbackInfo& info) { return Napi::String::
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Session::Init(env, exports);
-  RegisterClipPreprocess(env, exports);
+  RegisterTopK(env, exports);
   exports.Set("openSession", Napi::Function::New(env, OpenSession, "openSession"));
   exports.Set("availableProviders", Napi::Function::New(env, AvailableProviders, "availableProviders"));
   exports.Set("ortVersion", Napi::Function::New(env, OrtVersionJs, "ortVersion"));
+  RegisterClipPreprocess(env, exports);
   return exports;
 }
 

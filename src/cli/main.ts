@@ -7,6 +7,8 @@ import { register as registerScore } from './commands/score.js';
 import { register as registerDemo } from './commands/demo.js';
 import { register as registerInfo } from './commands/info.js';
 import { register as registerEmbedImages } from './commands/embed-images.js';
+import { register as registerLabels } from './commands/labels.js';
+import { register as registerInterrogate } from './commands/interrogate.js';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
 import { packageVersion } from '../util/package-root.js';
 
@@ -22,7 +24,7 @@ export function buildProgram(): Command {
     .version(packageVersion(), '-V, --version')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  for (const register of [registerModels, registerEmbed, registerEmbedImages, registerValidate, registerScore, registerDemo, registerInfo]) register(program);
+  for (const register of [registerModels, registerEmbed, registerEmbedImages, registerLabels, registerInterrogate, registerValidate, registerScore, registerDemo, registerInfo]) register(program);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;
 }

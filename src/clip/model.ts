@@ -7,6 +7,7 @@ import { loadBatches, type ImageFailure } from '../image/batch-loader.js';
 import { ClipTokenizer, padClipBatch, padIdFor } from './tokenizer.js';
 import { ensureClipOnnx, type ClipOnnxFiles } from './onnx-cache.js';
 import type { ClipConfig } from './config.js';
+import type { ClipTextSide } from '../interrogate/types.js';
 
 export interface ClipOpenOptions {
   sessionOptions?: SessionOptions;
@@ -68,7 +69,7 @@ async function loadTokenizer(dir: string): Promise<ClipTokenizer> {
  * A CLIP model on the native runtime: image and text towers as ONNX sessions, CLIP preprocessing and
  * tokenization. Embeddings come out L2-normalised, so dot products are cosines.
  */
-export class ClipModel {
+export class ClipModel implements ClipTextSide {
   private constructor(
     readonly dir: string,
     readonly name: string,
@@ -101,6 +102,11 @@ export class ClipModel {
 
   get imageSize(): number {
     return this.files.config.vision.imageSize;
+  }
+
+  /** sha256 of the weights (label-bank caches built with other weights are rebuilt). */
+  get weightHash(): string {
+    return this.files.weightHash;
   }
 
   /** Stable identity for caches: directory name plus the weights' hash. */
@@ -163,7 +169,7 @@ export class ClipModel {
    * Encode texts → [texts.length, dim]. With dynamic padding texts are sorted by token length and each
    * batch is padded to its longest member; the causal mask and EOT pooling make this exact.
    */
-  async encodeTexts(texts: readonly string[], options: EncodeTextsOptions = {}): Promise<Float32Array> {
+  async encodeTexts(texts: string[], options: EncodeTextsOptions = {}): Promise<Float32Array> {
     const session = this.need(this.text, 'text');
     const tokenizer = this.need(this.tokenizer, 'text');
     const batchSize = options.batchSize ?? 64;

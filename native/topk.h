@@ -1,0 +1,34 @@
+// Fused similarity top-k over a label bank: scores each query against every bank row block by block
+// and keeps only the best k per query, never holding the B x N score matrix. Rows and queries are
+// expected to be L2-normalised, so a dot product is a cosine similarity.
+#pragma once
+#include <napi.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace img2prompt {
+
+struct SimilarityJob {
+  const float* queries = nullptr;  // count x dim, row-major
+  size_t query_count = 0;
+  const void* bank = nullptr;      // rows x dim, float or IEEE half bits
+  bool bank_f16 = false;
+  size_t bank_rows = 0;
+  size_t dim = 0;
+  unsigned threads = 0;            // 0: one per hardware thread
+  bool allow_simd = true;
+};
+
+// Best k' = min(k, rows) bank rows per query into indices/scores [query_count x k'], best first;
+// equal scores go to the lower row index. `least` ranks by lowest score instead (ascending). NaN
+// scores (a NaN in the bank) rank last either way.
+void TopKSimilar(const SimilarityJob& job, size_t k, bool least, int32_t* indices, float* scores);
+
+// Every score, out[q * rows + r]; for banks small enough that B x N is fine to keep.
+void AllSimilarities(const SimilarityJob& job, float* out);
+
+// JS bindings: topk(), scoresAll(), topkKernel().
+void RegisterTopK(Napi::Env env, Napi::Object exports);
+
+}  // namespace img2prompt

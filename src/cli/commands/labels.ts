@@ -1,0 +1,61 @@
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import { createProgress, type Progress } from '../../util/progress.js';
+import { ClipModel } from '../../clip/model.js';
+import { Interrogator } from '../../interrogate/interrogator.js';
+import { defaultLabelsDir } from '../../interrogate/label-banks.js';
+import type { BankDtype } from '../../interrogate/types.js';
+import type { CachedBank } from '../../interrogate/bank-cache.js';
+
+export interface LabelOptions {
+  model: string;
+  labelsDir: string;
+  labels?: string[];
+  dtype: BankDtype;
+}
+
+/** Options shared by `labels build` and `interrogate`. */
+export function addLabelOptions(cmd: Command): Command {
+  return cmd
+    .requiredOption('--model <name>', 'CLIP model in the cache (models pull/import/random) or a model folder')
+    .option('--labels-dir <dir>', 'folder with the built-in lists (artists, flavors, mediums, movements, sites, negative)', defaultLabelsDir())
+    .option('--labels <path...>', 'extra label lists: a file (one label per line) or a folder of .txt files, each one bank')
+    .addOption(new Option('--dtype <dtype>', 'storage of the cached bank matrices').choices(['fp16', 'fp32']).default('fp16'));
+}
+
+/** Opens the model and every bank through the cache, with a progress bar per bank that needs building. */
+export async function openInterrogator(opts: LabelOptions): Promise<{ model: ClipModel; interrogator: Interrogator }> {
+  const model = await ClipModel.open(opts.model);
+  if (model.random) process.stderr.write(`warning: ${model.name} has RANDOM weights: its labels and prompts mean nothing\n`);
+  let bar: Progress | undefined;
+  const interrogator = await Interrogator.open(model, {
+    labelsDir: opts.labelsDir,
+    extraLabels: opts.labels,
+    dtype: opts.dtype,
+    onChunk(done, count) {
+      bar ??= createProgress('labels', count, 'labels');
+      bar.update(done);
+    },
+    onBank(bank: CachedBank) {
+      bar?.stop();
+      bar = undefined;
+      const how = bank.built ? `built (${bank.reason ?? 'new'})` : 'cached';
+      process.stderr.write(`bank ${bank.name}: ${bank.labels.length} labels, ${how}\n`);
+    },
+  });
+  return { model, interrogator };
+}
+
+export function register(program: Command): void {
+  const labels = program.command('labels').description('Label banks of the CLIP Interrogator, embedded once per CLIP model and cached');
+  addLabelOptions(
+    labels
+      .command('build')
+      .description('Encode every label bank with the CLIP text tower into the cache ($IMG2PROMPT_HOME/banks); resumes an interrupted build'),
+  ).action(async (opts: LabelOptions) => {
+    const t0 = performance.now();
+    const { model } = await openInterrogator(opts);
+    model.close();
+    process.stderr.write(`label banks ready in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+  });
+}

@@ -1,0 +1,105 @@
+import { Img2PromptError } from '../util/errors.js';
+import { loadLabelBanks, type LabelBankOptions } from './label-banks.js';
+import { loadOrBuildBank, type BankCacheOptions, type CachedBank } from './bank-cache.js';
+import { bestMode, classicMode, fastMode, negativeMode, type ChainOptions, type InterrogatorBanks, type ModeContext, type ModeImages } from './modes.js';
+import type { ClipTextSide, EmbeddedBank, InterrogateMode, InterrogationResult } from './types.js';
+
+export interface InterrogatorOpenOptions extends LabelBankOptions, BankCacheOptions {
+  /** Prompt limit in CLIP tokens; default 77. */
+  maxTokens?: number;
+  /** Most prompts per encodeTexts call during chains; default 1024. */
+  encodeBatch?: number;
+  /** Told about every bank as it is loaded or built (e.g. to log rebuild reasons). */
+  onBank?(bank: CachedBank): void;
+}
+
+export interface InterrogateOptions extends ChainOptions {
+  mode: InterrogateMode;
+  /** One caption for every image, or one per image. */
+  caption?: string | readonly (string | undefined)[];
+  /**
+   * Labels a mode may add: flavors after the movement in classic (default 3), labels considered in
+   * fast (default 32), chain length in best and negative (default 32).
+   */
+  maxFlavors?: number;
+}
+
+/** L2-normalised copy of [n, dim] rows, refusing zero or non-finite rows. */
+export function normaliseRows(data: Float32Array, n: number, dim: number): Float32Array {
+  if (data.length !== n * dim) throw new Img2PromptError(undefined, `image embeddings hold ${data.length} values, expected ${n} x ${dim}`);
+  const out = new Float32Array(data);
+  for (let i = 0; i < n; i++) {
+    let sum = 0;
+    for (let d = 0; d < dim; d++) sum += out[i * dim + d] ** 2;
+    if (!Number.isFinite(sum) || sum === 0) throw new Img2PromptError(undefined, `image embedding ${i} is ${sum === 0 ? 'zero' : 'not finite'}`);
+    const inv = 1 / Math.sqrt(sum);
+    for (let d = 0; d < dim; d++) out[i * dim + d] *= inv;
+  }
+  return out;
+}
+
+/**
+ * The CLIP Interrogator: label banks embedded by one CLIP text tower (cached on disk per model), and
+ * the four prompt-building modes over image embeddings from the matching image tower.
+ */
+export class Interrogator {
+  private constructor(
+    readonly text: ClipTextSide,
+    readonly banks: InterrogatorBanks,
+    private readonly limits: { maxTokens?: number; encodeBatch?: number },
+  ) {}
+
+  /** Loads the label lists and every bank through the cache, building (or resuming) what is missing or stale. */
+  static async open(text: ClipTextSide, options: InterrogatorOpenOptions = {}): Promise<Interrogator> {
+    const defs = await loadLabelBanks(options);
+    const loaded = new Map<string, EmbeddedBank>();
+    const extras: EmbeddedBank[] = [];
+    // One bank at a time: building is bound by the one text encoder anyway.
+    for (const def of defs) {
+      const bank = await loadOrBuildBank(text, def, options);
+      options.onBank?.(bank);
+      if (def.role === 'extra') extras.push(bank);
+      else loaded.set(def.name, bank);
+    }
+    const get = (name: string) => loaded.get(name)!;
+    const banks: InterrogatorBanks = {
+      artists: get('artists'),
+      flavors: get('flavors'),
+      mediums: get('mediums'),
+      movements: get('movements'),
+      trendings: get('trendings'),
+      negative: get('negative'),
+      extras,
+    };
+    return new Interrogator(text, banks, { maxTokens: options.maxTokens, encodeBatch: options.encodeBatch });
+  }
+
+  /** An interrogator over banks already in memory (no files, no cache). */
+  static fromBanks(text: ClipTextSide, banks: InterrogatorBanks, limits: { maxTokens?: number; encodeBatch?: number } = {}): Interrogator {
+    for (const bank of [...Object.values(banks).filter((b): b is EmbeddedBank => !Array.isArray(b)), ...banks.extras]) {
+      if (bank.dim !== text.dim) throw new Img2PromptError(bank.source, `bank "${bank.name}" has dimension ${bank.dim}, the text model ${text.dim}`);
+    }
+    return new Interrogator(text, banks, limits);
+  }
+
+  /** One result per image; `imageEmbeds` is [n, dim] (normalised here, so raw tower outputs are fine). */
+  async interrogate(imageEmbeds: Float32Array, n: number, options: InterrogateOptions): Promise<InterrogationResult[]> {
+    const dim = this.text.dim;
+    const captions =
+      options.caption === undefined ? undefined : typeof options.caption === 'string' ? new Array<string>(n).fill(options.caption) : options.caption;
+    const images: ModeImages = { embeds: normaliseRows(imageEmbeds, n, dim), n, captions };
+    const ctx: ModeContext = { text: this.text, banks: this.banks, ...this.limits };
+    switch (options.mode) {
+      case 'fast':
+        return fastMode(ctx, images, options);
+      case 'classic':
+        return classicMode(ctx, images, options);
+      case 'best':
+        return bestMode(ctx, images, options);
+      case 'negative':
+        return negativeMode(ctx, images, options);
+      default:
+        throw new Img2PromptError(undefined, `unknown interrogation mode "${String(options.mode)}" (use fast, classic, best or negative)`);
+    }
+  }
+}

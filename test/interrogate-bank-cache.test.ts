@@ -1,0 +1,221 @@
+import { describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { tempDir } from './helpers/paths.js';
+import { PlantedTextSide, syntheticLabels } from './helpers/planted.js';
+import {
+  bankFilePath,
+  bankKey,
+  buildBankFile,
+  decodeHeader,
+  encodeHeader,
+  headerSize,
+  loadOrBuildBank,
+  readBankFile,
+  sanitiseModelId,
+} from '../src/interrogate/bank-cache.js';
+import { toFloat16 } from '../src/rank/float16.js';
+import type { LabelBankDef } from '../src/interrogate/types.js';
+
+const def = (labels: string[], name = 'flavors'): LabelBankDef => ({ name, role: 'flavor', labels, source: `${name}.txt` });
+
+/** What a bank built by `side` must hold: each label's planted unit vector, row by row. */
+function expectedMatrix(side: PlantedTextSide, labels: string[]): Float32Array {
+  const out = new Float32Array(labels.length * side.dim);
+  labels.forEach((l, i) => out.set(side.vector(l), i * side.dim));
+  return out;
+}
+
+describe('bank file format', () => {
+  it('round-trips the header and lays the file out under <home>/banks/<model>/', () => {
+    const side = new PlantedTextSide({ dim: 24, modelId: 'ViT-L-14/openai' });
+    const key = bankKey(side, def(['a', 'b', 'c']), 'fp16');
+    const header = encodeHeader(key, 'ab'.repeat(32));
+    expect(header.length).toBe(headerSize(key));
+    expect(header.length % 64).toBe(0);
+    expect(decodeHeader(header, 'x.bank')).toEqual({ ...key, version: 1, headerBytes: header.length, payloadSha256: 'ab'.repeat(32) });
+    expect(sanitiseModelId('ViT-L-14/openai')).toBe('ViT-L-14_openai');
+    expect(bankFilePath('ViT-L-14/openai', 'flavors', '/h')).toBe('/h/banks/ViT-L-14_openai/flavors.bank');
+    expect(() => bankFilePath('m', '../evil', '/h')).toThrow('invalid bank name');
+    const flipped = Buffer.from(header);
+    flipped[20] ^= 1; // count
+    expect(() => decodeHeader(flipped, 'x.bank')).toThrow('x.bank: bank header checksum mismatch');
+  });
+});
+
+describe('building and loading banks', () => {
+  it('builds fp32 and fp16 banks holding the normalised embeddings, then loads them without encoding', async () => {
+    const home = tempDir();
+    const labels = syntheticLabels('f', 1000);
+    const side = new PlantedTextSide({ dim: 48 });
+    const want = expectedMatrix(side, labels);
+
+    const fp32 = await loadOrBuildBank(side, def(labels), { home, dtype: 'fp32', chunkSize: 300 });
+    expect(fp32).toMatchObject({ built: true, reason: 'missing', dtype: 'fp32', dim: 48 });
+    expect(fp32.matrix).toEqual(want);
+    // 1000 labels in chunks of 300: 4 encoder calls, in order.
+    expect(side.calls.map((c) => c.length)).toEqual([300, 300, 300, 100]);
+    expect(side.encodedTexts()).toEqual(labels);
+    const size = fs.statSync(fp32.file).size;
+    expect(size).toBe(headerSize(bankKey(side, def(labels), 'fp32')) + 1000 * 48 * 4);
+
+    const again = await loadOrBuildBank(side, def(labels), { home, dtype: 'fp32' });
+    expect(again.built).toBe(false);
+    expect(again.matrix).toEqual(want);
+    expect(side.calls).toHaveLength(4);
+
+    // Another dtype is another cache key: rebuilt as fp16, rows equal to the rounded fp32 rows.
+    const fp16 = await loadOrBuildBank(side, def(labels), { home, dtype: 'fp16', chunkSize: 4096 });
+    expect(fp16).toMatchObject({ built: true, reason: 'stored as fp32, fp16 wanted', dtype: 'fp16' });
+    expect(fp16.matrix).toBeInstanceOf(Uint16Array);
+    expect(fp16.matrix).toEqual(toFloat16(want));
+    expect(fs.readdirSync(path.dirname(fp16.file))).toEqual(['flavors.bank']); // no partials or sidecars left
+  });
+
+  it('rebuilds when the model weights, the model or the labels change', async () => {
+    const home = tempDir();
+    const labels = syntheticLabels('f', 50);
+    const a = new PlantedTextSide({ dim: 16 });
+    await loadOrBuildBank(a, def(labels), { home });
+
+    const newWeights = new PlantedTextSide({ dim: 16, weightHash: 'planted-weights-2', seed: 'other' });
+    const r1 = await loadOrBuildBank(newWeights, def(labels), { home });
+    expect(r1).toMatchObject({ built: true, reason: 'built with other model weights' });
+    expect(r1.matrix).toEqual(toFloat16(expectedMatrix(newWeights, labels)));
+
+    const changed = [...labels.slice(0, 49), 'something new'];
+    const r2 = await loadOrBuildBank(newWeights, def(changed), { home });
+    expect(r2).toMatchObject({ built: true, reason: 'labels changed' });
+    expect(newWeights.calls.at(-1)).toEqual(changed);
+
+    const reordered = [...changed].reverse();
+    expect((await loadOrBuildBank(newWeights, def(reordered), { home })).reason).toBe('labels changed');
+
+    // A different model id lives in its own folder, so both stay cached.
+    const other = new PlantedTextSide({ dim: 16, modelId: 'other/model' });
+    expect((await loadOrBuildBank(other, def(labels), { home })).reason).toBe('missing');
+    expect(fs.readdirSync(path.join(home, 'banks')).sort()).toEqual(['other_model', 'planted_test-model']);
+  });
+
+  it('detects a truncated, a corrupted and a foreign final file and rebuilds it', async () => {
+    const home = tempDir();
+    const labels = syntheticLabels('f', 200);
+    const side = new PlantedTextSide({ dim: 32 });
+    const { file } = await loadOrBuildBank(side, def(labels), { home, dtype: 'fp32' });
+    const good = fs.readFileSync(file);
+    const want = expectedMatrix(side, labels);
+
+    const cases: [string, Buffer, string][] = [
+      ['truncated', good.subarray(0, good.length - 10), `is ${good.length - 10} bytes, its header says ${good.length}`],
+      ['one matrix bit flipped', Buffer.from(good).fill(good[good.length - 100] ^ 0x10, good.length - 100, good.length - 99), 'bank matrix checksum mismatch'],
+      ['header byte flipped', Buffer.from(good).fill(good[17] ^ 1, 17, 18), 'bank header checksum mismatch'],
+      ['not a bank', Buffer.from('hello world, this is not a bank file at all, not even close.........................................'), 'bad magic'],
+      ['empty', Buffer.alloc(0), 'bad magic'],
+    ];
+    for (const [what, bytes, reason] of cases) {
+      fs.writeFileSync(file, bytes);
+      await expect(readBankFile(file), what).rejects.toThrow(reason);
+      const calls = side.calls.length;
+      const rebuilt = await loadOrBuildBank(side, def(labels), { home, dtype: 'fp32' });
+      expect(rebuilt.built, what).toBe(true);
+      expect(rebuilt.reason, what).toContain(reason);
+      expect(rebuilt.matrix, what).toEqual(want);
+      expect(side.calls.length, what).toBe(calls + 1);
+      expect(fs.readFileSync(file).equals(good), what).toBe(true);
+    }
+  });
+
+  it('never shows a final file while building, and resumes after an encoder failure', async () => {
+    const home = tempDir();
+    const labels = syntheticLabels('f', 100);
+    const side = new PlantedTextSide({ dim: 16 });
+    const file = bankFilePath(side.modelId, 'flavors', home);
+    let failAfter = 3;
+    const flaky = Object.create(side) as PlantedTextSide;
+    flaky.encodeTexts = async (texts, opts) => {
+      if (failAfter-- === 0) throw new Error('GPU fell over');
+      return side.encodeTexts(texts, opts);
+    };
+    const seen: boolean[] = [];
+    await expect(
+      buildBankFile(flaky, def(labels), { home, chunkSize: 20, onChunk: () => seen.push(fs.existsSync(file)) }),
+    ).rejects.toThrow('GPU fell over');
+    expect(seen).toEqual([false, false, false]);
+    expect(fs.existsSync(file)).toBe(false);
+    expect(JSON.parse(fs.readFileSync(`${file}.partial.json`, 'utf8')).rowsDone).toBe(60);
+
+    side.calls.length = 0;
+    await buildBankFile(side, def(labels), { home, chunkSize: 20 });
+    expect(side.encodedTexts()).toEqual(labels.slice(60));
+    expect((await readBankFile(file)).matrix).toEqual(toFloat16(expectedMatrix(side, labels)));
+    expect(fs.existsSync(`${file}.partial`)).toBe(false);
+    expect(fs.existsSync(`${file}.partial.json`)).toBe(false);
+  });
+
+  it('discards a partial build made for other labels', async () => {
+    const home = tempDir();
+    const side = new PlantedTextSide({ dim: 16 });
+    const old = syntheticLabels('old', 100);
+    let stop = 2;
+    const flaky = Object.create(side) as PlantedTextSide;
+    flaky.encodeTexts = async (texts, opts) => {
+      if (stop-- === 0) throw new Error('interrupted');
+      return side.encodeTexts(texts, opts);
+    };
+    await expect(buildBankFile(flaky, def(old), { home, chunkSize: 25 })).rejects.toThrow('interrupted');
+    side.calls.length = 0;
+    const fresh = syntheticLabels('new', 100);
+    const bank = await loadOrBuildBank(side, def(fresh), { home, chunkSize: 25 });
+    expect(side.encodedTexts()).toEqual(fresh);
+    expect(bank.matrix).toEqual(toFloat16(expectedMatrix(side, fresh)));
+  });
+
+  it('resumes a build whose process was SIGKILLed midway, from its last finished chunk', async () => {
+    const home = tempDir();
+    const count = 1000;
+    const chunk = 50;
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/build-bank-child.ts', home, String(count), String(chunk), '150'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const killedAt = await new Promise<number>((resolve, reject) => {
+      let out = '';
+      child.stdout.on('data', (d) => {
+        out += d;
+        const chunks = out.split('\n').filter((l) => l.startsWith('chunk ')).length;
+        if (chunks >= 3 && !child.killed) {
+          child.kill('SIGKILL');
+          resolve(chunks);
+        }
+      });
+      child.on('exit', (code) => (child.killed ? undefined : reject(new Error(`child exited ${code} before being killed: ${stderr}`))));
+    });
+    await new Promise((r) => child.once('close', r));
+    expect(child.signalCode).toBe('SIGKILL');
+    expect(killedAt).toBeGreaterThanOrEqual(3);
+
+    const side = new PlantedTextSide({ dim: 32 });
+    const labels = syntheticLabels('label', count);
+    const file = bankFilePath(side.modelId, 'resume', home);
+    expect(fs.existsSync(file)).toBe(false);
+    const rowsDone = JSON.parse(fs.readFileSync(`${file}.partial.json`, 'utf8')).rowsDone as number;
+    expect(rowsDone % chunk).toBe(0);
+    expect(rowsDone).toBeGreaterThanOrEqual(3 * chunk);
+    expect(rowsDone).toBeLessThan(count);
+
+    const resumed = await loadOrBuildBank(side, { name: 'resume', role: 'flavor', labels, source: 'resume.txt' }, { home, chunkSize: chunk });
+    expect(resumed.built).toBe(true);
+    // Only the rows the killed build had not finished were encoded, in chunks from there on.
+    expect(side.encodedTexts()).toEqual(labels.slice(rowsDone));
+    expect(side.calls.every((c) => c.length === chunk)).toBe(true);
+
+    // Byte for byte what an uninterrupted build writes.
+    const oneShotHome = tempDir();
+    const oneShot = await loadOrBuildBank(new PlantedTextSide({ dim: 32 }), { name: 'resume', role: 'flavor', labels, source: 'resume.txt' }, { home: oneShotHome, chunkSize: 4096 });
+    expect(resumed.matrix).toEqual(oneShot.matrix);
+    expect(fs.readFileSync(file).equals(fs.readFileSync(oneShot.file))).toBe(true);
+    expect(fs.readdirSync(path.dirname(file))).toEqual(['resume.bank']);
+  });
+});
