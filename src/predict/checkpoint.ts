@@ -1,0 +1,322 @@
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { writeFileAtomic } from '../util/atomic-write.js';
+import { Img2PromptError, errorMessage } from '../util/errors.js';
+
+/**
+ * The resume file of a `predict` run: one JSON line per finished image with each member's vector
+ * (float32, base64), appended in chunks, each chunk fsync'd. A crash loses at most the chunk in
+ * flight; a record cut off mid-write (the last line, without its newline or unparseable) is dropped
+ * on load and cut from the file before new records are appended.
+ *
+ * The first line describes the run: a fingerprint of the input list, the options that change the
+ * predictions and the model ids. Resuming under a different fingerprint would mix two runs' vectors
+ * in one submission, so it is refused, naming what changed.
+ */
+
+const FORMAT = 'img2prompt-predict-checkpoint';
+const VERSION = 1;
+const DEFAULT_CHUNK = 64;
+
+export interface RunDescription {
+  /** The images of the run, in order (ids or paths); hashed, not stored. */
+  inputs: readonly string[];
+  /** Options that change the predictions (k, temperature, member list, weights, ...). JSON values. */
+  options: Record<string, unknown>;
+  /** Model ids (e.g. clip, minilm). */
+  models: Record<string, string>;
+}
+
+interface RunSummary {
+  inputsHash: string;
+  inputCount: number;
+  options: Record<string, unknown>;
+  models: Record<string, string>;
+}
+
+export interface CheckpointRecord {
+  id: string;
+  /** Member name → vector of length `dim`; members that failed for this image are left out. */
+  members: Record<string, Float32Array>;
+  /** Small JSON extras (e.g. the nearest prompt text). */
+  meta?: Record<string, unknown>;
+}
+
+/** JSON with object keys sorted at every level, so equal values always hash alike. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.keys(value as object)
+      .sort()
+      .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`);
+    return `{${entries.join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
+function summarise(run: RunDescription): RunSummary {
+  const h = createHash('sha256');
+  for (const input of run.inputs) h.update(`${input}\n`);
+  // Round-trip through JSON so the summary compares equal to one read back from the file.
+  return JSON.parse(canonicalJson({ inputsHash: h.digest('hex'), inputCount: run.inputs.length, options: run.options, models: run.models })) as RunSummary;
+}
+
+/** The fingerprint of a run: sha256 of its canonical summary. */
+export function runFingerprint(run: RunDescription): string {
+  return createHash('sha256').update(canonicalJson(summarise(run))).digest('hex');
+}
+
+/** What changed between two runs, for the refusal message. */
+function describeDifferences(before: RunSummary, now: RunSummary): string {
+  const diffs: string[] = [];
+  if (before.inputsHash !== now.inputsHash) {
+    diffs.push(before.inputCount !== now.inputCount ? `input list (${before.inputCount} → ${now.inputCount} images)` : 'input list (same count, different images or order)');
+  }
+  for (const key of ['options', 'models'] as const) {
+    const a = before[key] ?? {};
+    const b = now[key] ?? {};
+    for (const k of [...new Set([...Object.keys(a), ...Object.keys(b)])].sort()) {
+      const x = canonicalJson((a as Record<string, unknown>)[k]);
+      const y = canonicalJson((b as Record<string, unknown>)[k]);
+      if (x !== y) diffs.push(`${key === 'options' ? 'option' : 'model'} ${k}: ${x === 'null' ? '(unset)' : x} → ${y === 'null' ? '(unset)' : y}`);
+    }
+  }
+  return diffs.length > 0 ? diffs.join('; ') : 'fingerprint differs';
+}
+
+function encodeRecord(record: CheckpointRecord, dim: number, file: string): string {
+  if (typeof record.id !== 'string' || record.id.length === 0) throw new Img2PromptError(file, 'checkpoint record needs a non-empty id');
+  const m: Record<string, string> = {};
+  for (const [name, v] of Object.entries(record.members)) {
+    if (!(v instanceof Float32Array) || v.length !== dim) {
+      throw new Img2PromptError(file, `checkpoint record '${record.id}': member '${name}' must be a Float32Array of ${dim} values`);
+    }
+    m[name] = Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64');
+  }
+  return `${JSON.stringify(record.meta === undefined ? { id: record.id, m } : { id: record.id, m, x: record.meta })}\n`;
+}
+
+/** A record line, or null when it is not one (torn or corrupt). */
+function decodeRecord(line: string, dim: number): CheckpointRecord | null {
+  let obj: unknown;
+  try {
+    obj = JSON.parse(line);
+  } catch {
+    return null;
+  }
+  if (typeof obj !== 'object' || obj === null) return null;
+  const { id, m, x } = obj as { id?: unknown; m?: unknown; x?: unknown };
+  if (typeof id !== 'string' || typeof m !== 'object' || m === null) return null;
+  const members: Record<string, Float32Array> = {};
+  for (const [name, b64] of Object.entries(m as Record<string, unknown>)) {
+    if (typeof b64 !== 'string') return null;
+    const bytes = Buffer.from(b64, 'base64');
+    if (bytes.length !== dim * 4) return null;
+    const v = new Float32Array(dim);
+    Buffer.from(v.buffer).set(bytes);
+    members[name] = v;
+  }
+  const record: CheckpointRecord = { id, members };
+  if (x !== undefined) record.meta = x as Record<string, unknown>;
+  return record;
+}
+
+/** Splits a file into newline-terminated lines with their byte ranges; streams, so big files are fine. */
+async function* lines(fh: fs.FileHandle): AsyncGenerator<{ text: string; start: number; end: number; complete: boolean }> {
+  const chunk = Buffer.alloc(4 << 20);
+  let pending: Buffer = Buffer.alloc(0);
+  let pendingStart = 0;
+  let position = 0;
+  for (;;) {
+    const { bytesRead } = await fh.read(chunk, 0, chunk.length, position);
+    if (bytesRead === 0) break;
+    position += bytesRead;
+    let buf = Buffer.concat([pending, chunk.subarray(0, bytesRead)]);
+    let at = 0;
+    for (let nl = buf.indexOf(0x0a, at); nl !== -1; nl = buf.indexOf(0x0a, at)) {
+      yield { text: buf.toString('utf8', at, nl), start: pendingStart + at, end: pendingStart + nl + 1, complete: true };
+      at = nl + 1;
+    }
+    pendingStart += at;
+    buf = buf.subarray(at);
+    pending = Buffer.from(buf);
+  }
+  if (pending.length > 0) yield { text: pending.toString('utf8'), start: pendingStart, end: pendingStart + pending.length, complete: false };
+}
+
+export interface OpenCheckpointOptions {
+  /** Continue an existing file (predict --resume); otherwise any existing file is replaced. */
+  resume: boolean;
+  /** Vector length (384). */
+  dim: number;
+  /** Records per fsync'd append; default 64. */
+  chunkSize?: number;
+}
+
+export class PredictCheckpoint {
+  /** Records loaded from the file when resuming, by image id (a later record for an id wins). */
+  readonly done = new Map<string, CheckpointRecord>();
+  /** Bytes of a torn last record that were dropped on resume (0 when the file was clean). */
+  droppedBytes = 0;
+  /** True when a resume found no usable file and started a new one. */
+  startedFresh = true;
+
+  private pending: string[] = [];
+  private writing: Promise<void> = Promise.resolve();
+  private fh: fs.FileHandle | undefined;
+
+  private constructor(
+    readonly file: string,
+    readonly fingerprint: string,
+    readonly dim: number,
+    private readonly chunkSize: number,
+  ) {}
+
+  static async open(file: string, run: RunDescription, options: OpenCheckpointOptions): Promise<PredictCheckpoint> {
+    const { dim } = options;
+    const chunkSize = options.chunkSize ?? DEFAULT_CHUNK;
+    if (!Number.isInteger(dim) || dim <= 0) throw new Img2PromptError(file, `checkpoint dimension must be a positive integer, got ${dim}`);
+    if (!Number.isInteger(chunkSize) || chunkSize < 1) throw new Img2PromptError(file, `checkpoint chunk size must be a positive integer, got ${chunkSize}`);
+    const summary = summarise(run);
+    const cp = new PredictCheckpoint(file, runFingerprint(run), dim, chunkSize);
+    try {
+      let keep: number | undefined;
+      if (options.resume) keep = await cp.load(summary);
+      if (keep === undefined) {
+        const header = { format: FORMAT, version: VERSION, fingerprint: cp.fingerprint, dim, run: summary, created: new Date().toISOString() };
+        await writeFileAtomic(file, `${JSON.stringify(header)}\n`);
+        await syncDirectory(file);
+        cp.fh = await fs.open(file, 'r+');
+      } else {
+        cp.startedFresh = false;
+        cp.fh = await fs.open(file, 'r+');
+        const size = (await cp.fh.stat()).size;
+        if (size > keep) {
+          // Cut the torn tail so new records start on a line of their own.
+          cp.droppedBytes = size - keep;
+          await cp.fh.truncate(keep);
+          await cp.fh.sync();
+        }
+      }
+    } catch (err) {
+      await cp.fh?.close();
+      if (err instanceof Img2PromptError) throw err;
+      throw new Img2PromptError(file, `cannot open checkpoint: ${errorMessage(err)}`, { cause: err });
+    }
+    return cp;
+  }
+
+  /** Reads an existing file into `done`; returns the byte length of its valid prefix, or undefined to start fresh. */
+  private async load(summary: RunSummary): Promise<number | undefined> {
+    let fh: fs.FileHandle;
+    try {
+      fh = await fs.open(this.file, 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    try {
+      let lineNo = 0;
+      let validEnd = 0;
+      let tornAt: number | undefined;
+      for await (const line of lines(fh)) {
+        lineNo++;
+        if (lineNo === 1) {
+          // A header cut off mid-write means nothing was recorded yet.
+          if (!line.complete) return undefined;
+          this.checkHeader(line.text, summary);
+          validEnd = line.end;
+          continue;
+        }
+        const record = line.complete ? decodeRecord(line.text, this.dim) : null;
+        if (record === null) {
+          tornAt ??= lineNo;
+          continue;
+        }
+        if (tornAt !== undefined) {
+          throw new Img2PromptError(this.file, `checkpoint is corrupt at line ${tornAt} (valid records follow it); delete it and rerun without --resume`);
+        }
+        this.done.set(record.id, record);
+        validEnd = line.end;
+      }
+      return lineNo === 0 ? undefined : validEnd;
+    } finally {
+      await fh.close();
+    }
+  }
+
+  private checkHeader(text: string, summary: RunSummary): void {
+    let header: { format?: unknown; version?: unknown; fingerprint?: unknown; dim?: unknown; run?: RunSummary };
+    try {
+      header = JSON.parse(text) as typeof header;
+    } catch {
+      throw new Img2PromptError(this.file, 'not a predict checkpoint (unreadable first line); delete it or choose another checkpoint path');
+    }
+    if (header?.format !== FORMAT) throw new Img2PromptError(this.file, 'not a predict checkpoint; delete it or choose another checkpoint path');
+    if (header.version !== VERSION) throw new Img2PromptError(this.file, `checkpoint version ${String(header.version)} is not supported (expected ${VERSION})`);
+    if (header.fingerprint !== this.fingerprint) {
+      const what = header.run ? describeDifferences(header.run, summary) : 'fingerprint differs';
+      throw new Img2PromptError(this.file, `checkpoint belongs to a different run (${what}); rerun without --resume to start over`);
+    }
+    if (header.dim !== this.dim) throw new Img2PromptError(this.file, `checkpoint holds vectors of ${String(header.dim)} values, this run uses ${this.dim}`);
+  }
+
+  /** Records written or loaded so far, pending ones included. */
+  has(id: string): boolean {
+    return this.done.has(id);
+  }
+
+  /** Queue a finished image; every `chunkSize` records are appended and fsync'd. */
+  async add(record: CheckpointRecord): Promise<void> {
+    if (!this.fh) throw new Img2PromptError(this.file, 'checkpoint is closed');
+    const line = encodeRecord(record, this.dim, this.file);
+    this.pending.push(line);
+    this.done.set(record.id, record);
+    if (this.pending.length >= this.chunkSize) await this.flush();
+  }
+
+  /** Append and fsync everything queued. */
+  flush(): Promise<void> {
+    const batch = this.pending.join('');
+    this.pending = [];
+    if (batch.length === 0) return this.writing;
+    // Chained, so concurrent flushes append in call order.
+    this.writing = this.writing.then(async () => {
+      const fh = this.fh;
+      if (!fh) throw new Img2PromptError(this.file, 'checkpoint is closed');
+      try {
+        const size = (await fh.stat()).size;
+        await fh.write(batch, size, 'utf8');
+        await fh.sync();
+      } catch (err) {
+        throw new Img2PromptError(this.file, `cannot append to checkpoint: ${errorMessage(err)}`, { cause: err });
+      }
+    });
+    return this.writing;
+  }
+
+  async close(): Promise<void> {
+    if (!this.fh) return;
+    try {
+      await this.flush();
+    } finally {
+      await this.fh.close();
+      this.fh = undefined;
+    }
+  }
+}
+
+/** Makes a just-renamed file's directory entry durable (best effort: not every platform allows it). */
+async function syncDirectory(file: string): Promise<void> {
+  let dir: fs.FileHandle | undefined;
+  try {
+    dir = await fs.open(path.dirname(file), 'r');
+    await dir.sync();
+  } catch {
+    // Directory fsync is unsupported on some platforms; the data itself was synced before the rename.
+  } finally {
+    await dir?.close();
+  }
+}

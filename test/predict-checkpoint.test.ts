@@ -1,0 +1,156 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { PredictCheckpoint, runFingerprint, type RunDescription } from '../src/predict/checkpoint.js';
+import { randomUnitRows } from './helpers/predict-fakes.js';
+import { tempDir } from './helpers/paths.js';
+
+const DIM = 384;
+
+let dir: string;
+let file: string;
+beforeEach(() => {
+  dir = tempDir('img2prompt-checkpoint-');
+  file = path.join(dir, 'predict.ckpt');
+});
+afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+const inputs = Array.from({ length: 20 }, (_, i) => `images/img${i}.png`);
+const run: RunDescription = {
+  inputs,
+  options: { k: 16, temperature: 0.02, members: ['bank', 'map'] },
+  models: { clip: 'ViT-L-14/openai', minilm: 'all-MiniLM-L6-v2' },
+};
+
+const vectors = randomUnitRows(40, DIM, 1);
+function record(i: number) {
+  return {
+    id: `img${i}`,
+    members: { bank: vectors.slice(2 * i * DIM, (2 * i + 1) * DIM), map: vectors.slice((2 * i + 1) * DIM, (2 * i + 2) * DIM) },
+    meta: { nearest: `a prompt for image ${i} — ünïcode` },
+  };
+}
+
+function expectRecord(cp: PredictCheckpoint, i: number): void {
+  const got = cp.done.get(`img${i}`)!;
+  const want = record(i);
+  expect(Buffer.from(got.members.bank.buffer).equals(Buffer.from(want.members.bank.buffer))).toBe(true);
+  expect(Buffer.from(got.members.map.buffer).equals(Buffer.from(want.members.map.buffer))).toBe(true);
+  expect(got.meta).toEqual(want.meta);
+}
+
+describe('PredictCheckpoint', () => {
+  it('round-trips records bit-exactly and keeps only fsynced chunks after a crash', async () => {
+    const cp = await PredictCheckpoint.open(file, run, { resume: false, dim: DIM, chunkSize: 4 });
+    for (let i = 0; i < 10; i++) await cp.add(record(i));
+    // Not closed: simulates a crash. Two full chunks (8 records) were appended; 2 were still queued.
+    const after = await PredictCheckpoint.open(file, run, { resume: true, dim: DIM });
+    expect(after.startedFresh).toBe(false);
+    expect(after.done.size).toBe(8);
+    for (let i = 0; i < 8; i++) expectRecord(after, i);
+    await after.close();
+    await cp.close(); // the crashed writer's file handle, released only for the test's sake
+
+    const clean = await PredictCheckpoint.open(file, run, { resume: false, dim: DIM });
+    for (let i = 0; i < 10; i++) await clean.add(record(i));
+    await clean.close();
+    const back = await PredictCheckpoint.open(file, run, { resume: true, dim: DIM });
+    expect(back.done.size).toBe(10);
+    expect(back.droppedBytes).toBe(0);
+    for (let i = 0; i < 10; i++) expectRecord(back, i);
+    await back.close();
+  });
+
+  it('drops a torn last record, cuts it from the file, and appends cleanly after it', async () => {
+    const cp = await PredictCheckpoint.open(file, run, { resume: false, dim: DIM, chunkSize: 1 });
+    for (let i = 0; i < 5; i++) await cp.add(record(i));
+    await cp.close();
+    const cleanSize = fs.statSync(file).size;
+    // Half of a sixth record, as a crash mid-write leaves it.
+    const line = `${JSON.stringify({ id: 'img5', m: { bank: Buffer.from(record(5).members.bank.buffer).toString('base64') } })}\n`;
+    fs.appendFileSync(file, line.slice(0, 1000));
+
+    const resumed = await PredictCheckpoint.open(file, run, { resume: true, dim: DIM });
+    expect(resumed.done.size).toBe(5);
+    expect(resumed.has('img5')).toBe(false);
+    expect(resumed.droppedBytes).toBe(1000);
+    expect(fs.statSync(file).size).toBe(cleanSize);
+    for (let i = 5; i < 8; i++) await resumed.add(record(i));
+    await resumed.close();
+
+    const again = await PredictCheckpoint.open(file, run, { resume: true, dim: DIM });
+    expect(again.done.size).toBe(8);
+    for (let i = 0; i < 8; i++) expectRecord(again, i);
+    await again.close();
+    // Every line of the file is whole JSON: the torn bytes are gone.
+    const lines = fs.readFileSync(file, 'utf8').split('\n');
+    expect(lines.pop()).toBe('');
+    expect(lines).toHaveLength(9);
+    for (const l of lines) expect(() => JSON.parse(l)).not.toThrow();
+  });
+
+  it('ignores a complete-looking but unparseable last line, refuses corruption in the middle', async () => {
+    const cp = await PredictCheckpoint.open(file, run, { resume: false, dim: DIM });
+    for (let i = 0; i < 3; i++) await cp.add(record(i));
+    await cp.close();
+    const good = fs.readFileSync(file);
+    fs.writeFileSync(file, Buffer.concat([good, Buffer.alloc(300)])); // zero-filled tail, no newline
+    const a = await PredictCheckpoint.open(file, run, { resume: true, dim: DIM });
+    expect(a.done.size).toBe(3);
+    expect(a.droppedBytes).toBe(300);
+    await a.close();
+
+    const lines = good.toString('utf8').split('\n');
+    lines[2] = lines[2].slice(0, 50); // record 2 of 3 mangled, record 3 intact
+    fs.writeFileSync(file, lines.join('\n'));
+    await expect(PredictCheckpoint.open(file, run, { resume: true, dim: DIM })).rejects.toThrow(
+      `${file}: checkpoint is corrupt at line 3 (valid records follow it); delete it and rerun without --resume`,
+    );
+  });
+
+  it('refuses to resume under a different fingerprint and says what changed', async () => {
+    const cp = await PredictCheckpoint.open(file, run, { resume: false, dim: DIM });
+    await cp.add(record(0));
+    await cp.close();
+    const resume = (r: RunDescription) => PredictCheckpoint.open(file, r, { resume: true, dim: DIM });
+    await expect(resume({ ...run, options: { ...run.options, k: 32 } })).rejects.toThrow(
+      `${file}: checkpoint belongs to a different run (option k: 16 → 32); rerun without --resume to start over`,
+    );
+    await expect(resume({ ...run, options: { ...run.options, temperature: undefined, tta: true } })).rejects.toThrow(
+      /option temperature: 0\.02 → \(unset\); option tta: \(unset\) → true/,
+    );
+    await expect(resume({ ...run, inputs: inputs.slice(1) })).rejects.toThrow(/input list \(20 → 19 images\)/);
+    await expect(resume({ ...run, inputs: [...inputs].reverse() })).rejects.toThrow(/input list \(same count, different images or order\)/);
+    await expect(resume({ ...run, models: { ...run.models, clip: 'ViT-B-32/openai' } })).rejects.toThrow(/model clip: "ViT-L-14\/openai" → "ViT-B-32\/openai"/);
+    await expect(PredictCheckpoint.open(file, run, { resume: true, dim: 512 })).rejects.toThrow(/vectors of 384 values, this run uses 512/);
+    // Key order does not change the fingerprint.
+    expect(runFingerprint({ ...run, options: { members: ['bank', 'map'], temperature: 0.02, k: 16 } })).toBe(runFingerprint(run));
+    // The same run resumes, and a fresh (non-resume) open replaces the file.
+    const same = await resume(run);
+    expect(same.done.size).toBe(1);
+    await same.close();
+    const fresh = await PredictCheckpoint.open(file, { ...run, options: { k: 32 } }, { resume: false, dim: DIM });
+    expect(fresh.done.size).toBe(0);
+    await fresh.close();
+    expect(fs.readFileSync(file, 'utf8').split('\n')).toHaveLength(2);
+  });
+
+  it('starts fresh when resuming without a file or with a torn header, and rejects foreign files', async () => {
+    const none = await PredictCheckpoint.open(file, run, { resume: true, dim: DIM });
+    expect(none.startedFresh).toBe(true);
+    await none.close();
+    fs.writeFileSync(file, '{"format":"img2prompt-predict-checkp');
+    const torn = await PredictCheckpoint.open(file, run, { resume: true, dim: DIM });
+    expect(torn.startedFresh).toBe(true);
+    await torn.add(record(1));
+    await torn.close();
+    const reopened = await PredictCheckpoint.open(file, run, { resume: true, dim: DIM });
+    expect(reopened.done.size).toBe(1);
+    await reopened.close();
+    fs.writeFileSync(file, 'imgId,0,1,2\n');
+    await expect(PredictCheckpoint.open(file, run, { resume: true, dim: DIM })).rejects.toThrow(`${file}: not a predict checkpoint`);
+    const cp = await PredictCheckpoint.open(path.join(dir, 'x.ckpt'), run, { resume: false, dim: DIM });
+    await expect(cp.add({ id: 'a', members: { bank: new Float32Array(3) } })).rejects.toThrow(/member 'bank' must be a Float32Array of 384 values/);
+    await cp.close();
+  });
+});
