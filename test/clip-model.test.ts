@@ -103,3 +103,27 @@ describe('img2prompt models import / embed-images', () => {
     expect(r.stderr).toMatch(/RANDOM weights/);
   });
 });
+
+describe('towers written with ONNX external data (how ViT-H-14 fits)', () => {
+  it('give the same embeddings as the inline graphs', async () => {
+    const { ensureClipOnnx } = await import('../src/clip/onnx-cache.js');
+    const { Session, tensor } = await import('../src/runtime/session.js');
+    const dir = tempDir();
+    for (const f of fs.readdirSync(path.join(home, 'models', 'tiny-oc'))) {
+      if (f.endsWith('.safetensors') || f.endsWith('.json')) fs.copyFileSync(path.join(home, 'models', 'tiny-oc', f), path.join(dir, f));
+    }
+    fs.rmSync(path.join(dir, 'clip-onnx.json'), { force: true });
+    const files = await ensureClipOnnx(dir, { externalAbove: 1024 });
+    expect(fs.existsSync(`${files.vision}.data`)).toBe(true);
+    expect(fs.statSync(files.vision).size).toBeLessThan(fs.statSync(`${files.vision}.data`).size);
+    const external = await Session.open(files.vision, { providers: ['cpu'] });
+    const inline = await Session.open(path.join(home, 'models', 'tiny-oc', 'vision.onnx'), { providers: ['cpu'] });
+    const pixels = Float32Array.from({ length: 2 * 3 * 32 * 32 }, (_, i) => Math.sin(i));
+    const a = await external.run({ pixel_values: tensor('float32', pixels, [2, 3, 32, 32]) });
+    const b = await inline.run({ pixel_values: tensor('float32', pixels, [2, 3, 32, 32]) });
+    expect(Array.from(a.image_embeds!.data as Float32Array)).toEqual(Array.from(b.image_embeds!.data as Float32Array));
+    external.close();
+    inline.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+});

@@ -30,7 +30,7 @@ export const CLIP_TEXT_GRAPH_VERSION = 1;
  */
 const MASK_NEGATIVE = -1e4;
 
-export function buildClipTextGraph(config: ClipConfig, weights: Pick<ClipWeights, 'text'>): Uint8Array {
+export function clipTextGraphBuilder(config: ClipConfig, weights: Pick<ClipWeights, 'text'>): GraphBuilder {
   const t = config.text;
   const w = weights.text;
   const W = t.width;
@@ -83,6 +83,12 @@ export function buildClipTextGraph(config: ClipConfig, weights: Pick<ClipWeights
   const unit = l2Normalize(b, raw);
   b.output(unit, 'text_embeds', 'float32', ['batch', config.embedDim]);
   b.output(raw, 'text_embeds_raw', 'float32', ['batch', config.embedDim]);
+  return b;
+}
+
+/** The graph as one protobuf (weights inline); models over 2 GiB need `clipTextGraphBuilder(...).writeModel(file)`. */
+export function buildClipTextGraph(config: ClipConfig, weights: Pick<ClipWeights, 'text'>): Uint8Array {
+  const b = clipTextGraphBuilder(config, weights);
   assertFitsProtobuf(b, 'CLIP text graph');
   return b.toBytes();
 }

@@ -16,7 +16,7 @@ import { assertFitsProtobuf, preLnResidualBlock } from './transformer-blocks.js'
 /** Bump when the graph changes, so cached .onnx files get rebuilt. */
 export const CLIP_VISION_GRAPH_VERSION = 1;
 
-export function buildClipVisionGraph(config: ClipConfig, weights: Pick<ClipWeights, 'vision'>): Uint8Array {
+export function clipVisionGraphBuilder(config: ClipConfig, weights: Pick<ClipWeights, 'vision'>): GraphBuilder {
   const v = config.vision;
   const w = weights.vision;
   const W = v.width;
@@ -53,6 +53,12 @@ export function buildClipVisionGraph(config: ClipConfig, weights: Pick<ClipWeigh
   const unit = l2Normalize(b, raw);
   b.output(unit, 'image_embeds', 'float32', ['batch', config.embedDim]);
   b.output(raw, 'image_embeds_raw', 'float32', ['batch', config.embedDim]);
+  return b;
+}
+
+/** The graph as one protobuf (weights inline); models over 2 GiB need `clipVisionGraphBuilder(...).writeModel(file)`. */
+export function buildClipVisionGraph(config: ClipConfig, weights: Pick<ClipWeights, 'vision'>): Uint8Array {
+  const b = clipVisionGraphBuilder(config, weights);
   assertFitsProtobuf(b, 'CLIP vision graph');
   return b.toBytes();
 }

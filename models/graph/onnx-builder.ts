@@ -1,3 +1,6 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { writeAtomically, writeFileAtomic } from '../../src/util/atomic-write.js';
 import onnxProto from 'onnx-proto';
 import type { onnx as OnnxTypes } from 'onnx-proto';
 
@@ -319,6 +322,45 @@ export class GraphBuilder {
   toBytes(): Uint8Array {
     if (this.outputs.length === 0) throw new Error(`graph "${this.graphName}" has no outputs`);
     return onnx.ModelProto.encode(this.toModel()).finish();
+  }
+
+  /**
+   * Write the model to `file` atomically. A model whose weights pass `externalAbove` bytes (default
+   * 1.5 GiB, safely under protobuf's 2 GiB message limit) keeps its large tensors in `<file>.data`
+   * as ONNX external data, which ONNX Runtime reads relative to the model file.
+   */
+  async writeModel(file: string, options: { externalAbove?: number } = {}): Promise<{ external: boolean }> {
+    if (this.weightBytes <= (options.externalAbove ?? 1.5 * 2 ** 30)) {
+      await writeFileAtomic(file, this.toBytes());
+      return { external: false };
+    }
+    const dataName = `${path.basename(file)}.data`;
+    const dataFile = path.join(path.dirname(file), dataName);
+    await writeAtomically(dataFile, async (tmp) => {
+      const fh = await fs.open(tmp, 'w');
+      try {
+        let offset = 0;
+        for (const t of this.initializers) {
+          const raw = t.rawData as Uint8Array | undefined;
+          if (!raw || raw.byteLength < 4096) continue;
+          // 4 KiB alignment lets ORT map the file instead of copying it.
+          offset = Math.ceil(offset / 4096) * 4096;
+          await fh.write(raw, 0, raw.byteLength, offset);
+          t.externalData = [
+            { key: 'location', value: dataName },
+            { key: 'offset', value: String(offset) },
+            { key: 'length', value: String(raw.byteLength) },
+          ];
+          t.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
+          t.rawData = undefined;
+          offset += raw.byteLength;
+        }
+      } finally {
+        await fh.close();
+      }
+    });
+    await writeFileAtomic(file, this.toBytes());
+    return { external: true };
   }
 }
 

@@ -5,8 +5,8 @@ import { writeFileAtomic } from '../util/atomic-write.js';
 import { sha256File } from '../models/sha256.js';
 import { loadClipCheckpoint, CLIP_CHECKPOINT_FILES, type LoadClipCheckpointOptions } from './weights.js';
 import { loadHfClipConfig, loadOpenClipConfig, type ClipConfig } from './config.js';
-import { buildClipVisionGraph } from '../../models/graph/clip-vision.js';
-import { buildClipTextGraph } from '../../models/graph/clip-text.js';
+import { clipVisionGraphBuilder } from '../../models/graph/clip-vision.js';
+import { clipTextGraphBuilder } from '../../models/graph/clip-text.js';
 
 /** Bump when the graph builders change what they emit, so cached graphs are rebuilt. */
 export const CLIP_GRAPH_VERSION = 1;
@@ -76,7 +76,12 @@ function weightsFileOf(dir: string): string | undefined {
  * else graphs built from its safetensors checkpoint once and cached beside the weights. The cache is
  * rebuilt when the weights file changes (size or mtime, then hash) or the builders change.
  */
-export async function ensureClipOnnx(dir: string, options: LoadClipCheckpointOptions = {}): Promise<ClipOnnxFiles> {
+export interface EnsureClipOnnxOptions extends LoadClipCheckpointOptions {
+  /** Weight bytes above which a tower is written with external data (default 1.5 GiB; tests set it low). */
+  externalAbove?: number;
+}
+
+export async function ensureClipOnnx(dir: string, options: EnsureClipOnnxOptions = {}): Promise<ClipOnnxFiles> {
   const exported = findExport(dir);
   const weightsFile = weightsFileOf(dir);
   if (exported && !weightsFile) {
@@ -106,8 +111,9 @@ export async function ensureClipOnnx(dir: string, options: LoadClipCheckpointOpt
   const weightsSha256 = await sha256File(weightsFile);
   const ckpt = await loadClipCheckpoint(dir, options);
   try {
-    await writeFileAtomic(vision, buildClipVisionGraph(ckpt.config, ckpt.weights));
-    await writeFileAtomic(text, buildClipTextGraph(ckpt.config, ckpt.weights));
+    // Towers over ~1.5 GiB (ViT-H-14's image tower) go out with ONNX external data beside them.
+    await clipVisionGraphBuilder(ckpt.config, ckpt.weights).writeModel(vision, { externalAbove: options.externalAbove });
+    await clipTextGraphBuilder(ckpt.config, ckpt.weights).writeModel(text, { externalAbove: options.externalAbove });
   } catch (err) {
     if (err instanceof Img2PromptError) throw err;
     throw new Img2PromptError(dir, `cannot build the CLIP ONNX graphs: ${errorMessage(err)}`, { cause: err });
