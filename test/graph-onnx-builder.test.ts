@@ -1,3 +1,4 @@
+import type { onnx as OnnxTypes } from 'onnx-proto';
 import { describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
 import onnxProto from 'onnx-proto';
@@ -238,18 +239,18 @@ describe('GraphBuilder', () => {
     expect(model.opsetImport.map((o) => [o.domain, Number(o.version)])).toEqual([['', OPSET_VERSION]]);
     expect(OPSET_VERSION).toBe(17);
     expect(model.producerName).toBe('test');
-    const g = model.graph!;
-    expect(g.input[0]!.type!.tensorType!.shape!.dim.map((d) => d.dimParam || Number(d.dimValue))).toEqual(['batch', 4]);
+    const g = model.graph as OnnxTypes.GraphProto;
+    expect(g.input[0]!.type!.tensorType!.shape!.dim!.map((d) => d.dimParam || Number(d.dimValue))).toEqual(['batch', 4]);
     const wInit = g.initializer.find((t) => t.name === w)!;
     expect(wInit.dataType).toBe(onnx.TensorProto.DataType.FLOAT);
-    expect(Array.from(new Float32Array(Uint8Array.from(wInit.rawData).buffer))).toEqual([1, 2, 3, 4]);
+    expect(Array.from(new Float32Array(Uint8Array.from(wInit.rawData!).buffer))).toEqual([1, 2, 3, 4]);
     const idsInit = g.initializer.find((t) => t.name === ids)!;
     expect(idsInit.dataType).toBe(onnx.TensorProto.DataType.INT64);
-    expect(Array.from(new BigInt64Array(Uint8Array.from(idsInit.rawData).buffer))).toEqual([5n, -6n]);
+    expect(Array.from(new BigInt64Array(Uint8Array.from(idsInit.rawData!).buffer))).toEqual([5n, -6n]);
 
     const add = g.node.find((n) => n.opType === 'Add')!;
     const T = onnx.AttributeProto.AttributeType;
-    const byName = Object.fromEntries(add.attribute.map((a) => [a.name, a]));
+    const byName = Object.fromEntries(add.attribute!.map((a) => [a.name, a]));
     expect([byName.an_int!.type, Number(byName.an_int!.i)]).toEqual([T.INT, 3]);
     expect([byName.a_float!.type, byName.a_float!.f]).toEqual([T.FLOAT, 0.25]);
     expect([byName.a_forced_float!.type, byName.a_forced_float!.f]).toEqual([T.FLOAT, 1]);
@@ -257,7 +258,7 @@ describe('GraphBuilder', () => {
     expect([byName.some_floats!.type, byName.some_floats!.floats]).toEqual([T.FLOATS, [0.5, 1.5]]);
     expect([byName.a_string!.type, new TextDecoder().decode(byName.a_string!.s)]).toEqual([T.STRING, 'hello']);
     const constant = g.node.find((n) => n.opType === 'Constant')!;
-    expect(constant.attribute[0]!.type).toBe(T.TENSOR);
+    expect(constant.attribute![0]!.type).toBe(T.TENSOR);
     // Node names and value names are unique.
     expect(new Set(g.node.map((n) => n.name)).size).toBe(g.node.length);
     const produced = g.node.flatMap((n) => n.output);
