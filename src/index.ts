@@ -31,3 +31,7 @@ export type { TopKResult } from './rank/topk.js';
 export { Interrogator } from './interrogate/interrogator.js';
 export type { InterrogateMode, InterrogationResult, ClipTextSide } from './interrogate/types.js';
 export { writeNpy, readNpy } from './util/npy.js';
+export { predict, PredictEngine } from './predict/predict.js';
+export type { PredictOptions, PredictedImage } from './predict/predict.js';
+export { fitWeights } from './predict/fit-weights.js';
+export { LinearMap } from './predict/linear-map.js';

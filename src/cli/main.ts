@@ -9,6 +9,9 @@ import { register as registerInfo } from './commands/info.js';
 import { register as registerEmbedImages } from './commands/embed-images.js';
 import { register as registerLabels } from './commands/labels.js';
 import { register as registerInterrogate } from './commands/interrogate.js';
+import { register as registerPredict } from './commands/predict.js';
+import { register as registerFitMap } from './commands/fit-map.js';
+import { register as registerFitWeights } from './commands/fit-weights.js';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
 import { packageVersion } from '../util/package-root.js';
 
@@ -24,7 +27,7 @@ export function buildProgram(): Command {
     .version(packageVersion(), '-V, --version')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  for (const register of [registerModels, registerEmbed, registerEmbedImages, registerLabels, registerInterrogate, registerValidate, registerScore, registerDemo, registerInfo]) register(program);
+  for (const register of [registerModels, registerEmbed, registerEmbedImages, registerLabels, registerInterrogate, registerPredict, registerFitMap, registerFitWeights, registerValidate, registerScore, registerDemo, registerInfo]) register(program);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;
 }

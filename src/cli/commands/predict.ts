@@ -1,0 +1,161 @@
+import path from 'node:path';
+import { promises as fs } from 'node:fs';
+import { Option, type Command } from 'commander';
+import { Img2PromptError } from '../../util/errors.js';
+import { createProgress, type Progress } from '../../util/progress.js';
+import { writeFileAtomic } from '../../util/atomic-write.js';
+import { listImageFiles } from '../../clip/model.js';
+import { writePromptsCsv, type PromptRow } from '../../submission/prompts-csv.js';
+import { listLimited, parsePositiveInt } from '../../submission/cli-helpers.js';
+import { EMBEDDING_DIM } from '../../submission/submission-csv.js';
+import { defaultLabelsDir } from '../../interrogate/label-banks.js';
+import type { BankDtype, InterrogateMode } from '../../interrogate/types.js';
+import { parseMemberList } from '../../predict/members.js';
+import { DEFAULT_BATCH_SIZE, DEFAULT_CLIP_MODEL, DEFAULT_GAP_IMAGES, imageIdsOf, PredictEngine, type PredictEngineOptions } from '../../predict/predict.js';
+import { gapFileFor } from '../../predict/gap-file.js';
+import { writeValidatedSubmission } from '../../predict/submission-output.js';
+
+/** Options shared by `predict` and `fit-weights` (everything that opens the engine). */
+export interface EngineCliOptions {
+  model: string;
+  members?: string;
+  weights?: string;
+  allowModelMismatch?: boolean;
+  promptsBank?: string[];
+  dtype: BankDtype;
+  labelsDir: string;
+  labels?: string[];
+  map?: string;
+  lambda?: string;
+  mode: InterrogateMode;
+  k?: string;
+  temperature?: string;
+  batchSize: string;
+  gapImages?: string;
+}
+
+/** A non-negative finite number option, or a one-line error naming it. */
+export function parseNonNegative(option: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (text.trim() === '' || !Number.isFinite(value) || value < 0) throw new Img2PromptError(undefined, `${option} must be a number >= 0, got "${text}"`);
+  return value;
+}
+
+export function addEngineOptions(cmd: Command): Command {
+  return cmd
+    .option('--model <name>', 'CLIP model in the cache (models pull/import/random) or a model folder', DEFAULT_CLIP_MODEL)
+    .option('--members <list>', 'comma-separated members: knn, map, interrogator (captioner: not available yet) [default: the weighted ones, else knn,map,interrogator]')
+    .option('--prompts-bank <file...>', 'prompt corpus files, one prompt per line [default: every .txt in ../shared/assets/eval/prompts]')
+    .option('--map <file>', 'linear map from fit-map [default: <home>/maps/<model>/<bank>.json, fitted and saved when missing]')
+    .option('--lambda <x>', 'ridge strength when the map is fitted on the fly [default: chosen on held-out prompts]')
+    .addOption(new Option('--mode <mode>', 'interrogator mode').choices(['fast', 'classic', 'best', 'negative']).default('fast'))
+    .option('--k <n>', 'kNN: neighbours averaged per image (default 16)')
+    .option('--temperature <t>', 'kNN: softmax temperature over neighbour similarities (default 0.02)')
+    .option('--labels-dir <dir>', 'interrogator: folder with the built-in label lists', defaultLabelsDir())
+    .option('--labels <path...>', 'interrogator: extra label lists (files, or folders of .txt files)')
+    .addOption(new Option('--dtype <dtype>', 'storage of the cached CLIP-side banks').choices(['fp16', 'fp32']).default('fp16'))
+    .option('--batch-size <n>', 'images per CLIP batch (and per checkpoint append)', String(DEFAULT_BATCH_SIZE))
+    .option('--gap-images <n>', `images sampled for the modality gap of the map member (default ${DEFAULT_GAP_IMAGES})`);
+}
+
+/** Engine options from the CLI; notices go to stderr. */
+export function engineOptionsFrom(opts: EngineCliOptions, extra: Partial<PredictEngineOptions> = {}): PredictEngineOptions {
+  return {
+    model: opts.model,
+    members: opts.members === undefined ? undefined : parseMemberList(opts.members),
+    weights: opts.weights,
+    allowModelMismatch: opts.allowModelMismatch,
+    promptsBank: opts.promptsBank,
+    dtype: opts.dtype,
+    labelsDir: opts.labelsDir,
+    labels: opts.labels,
+    map: opts.map,
+    lambda: parseNonNegative('--lambda', opts.lambda),
+    mode: opts.mode,
+    k: parsePositiveInt('--k', opts.k),
+    temperature: parseNonNegative('--temperature', opts.temperature),
+    onNotice: (message) => process.stderr.write(`${message}\n`),
+    ...extra,
+  };
+}
+
+interface PredictCliOptions extends EngineCliOptions {
+  output: string;
+  promptsOut?: string;
+  resume?: boolean;
+  errors?: string;
+}
+
+export function register(program: Command): void {
+  addEngineOptions(
+    program
+      .command('predict')
+      .description('Predict each image\'s prompt vector (ensemble of kNN over a prompt bank, linear map, CLIP Interrogator) → Kaggle submission')
+      .argument('<inputs...>', 'image files and/or folders (folders: their image files, sorted by name)')
+      .requiredOption('-o, --output <file>', 'submission CSV to write (imgId_eId,val; 384 rows per image)')
+      .option('--prompts-out <file>', 'also write the readable prompt per image (imgId,prompt)')
+      .option('--weights <file>', 'ensemble weights from fit-weights [default: equal weights]')
+      .option('--allow-model-mismatch', 'use weights fitted for other models (warns instead of refusing)')
+      .option('--resume', 'continue an interrupted run from <output>.ckpt')
+      .option('--errors <file>', 'where unreadable images are listed (path<TAB>reason) [default: <output>.errors.txt]'),
+  ).action(async (inputs: string[], opts: PredictCliOptions) => {
+    const files = await listImageFiles(inputs);
+    if (files.length === 0) throw new Img2PromptError(inputs.join(' '), 'no image files found');
+    imageIdsOf(files); // bad or clashing ids fail now, not after the run
+    const batchSize = parsePositiveInt('--batch-size', opts.batchSize) ?? DEFAULT_BATCH_SIZE;
+    const gapImages = parsePositiveInt('--gap-images', opts.gapImages);
+    const output = opts.output;
+    const checkpoint = `${output}.ckpt`;
+    const errorsFile = opts.errors ?? `${output}.errors.txt`;
+    await fs.mkdir(path.dirname(path.resolve(output)), { recursive: true });
+
+    const t0 = performance.now();
+    const engine = await PredictEngine.open(engineOptionsFrom(opts));
+    const ids = new Array<string>(files.length);
+    const vectors = new Float32Array(files.length * EMBEDDING_DIM);
+    const prompts: PromptRow[] = [];
+    const failures: { file: string; reason: string }[] = [];
+    let resumed = 0;
+    // Created on the first image, so the notices printed before it do not cut through the bar.
+    let bar: Progress | undefined;
+    try {
+      for await (const r of engine.run(files, {
+        batchSize,
+        gapImages,
+        checkpoint,
+        resume: opts.resume,
+        onProgress: (done, total) => (bar ??= createProgress('predict', total, 'images')).update(done),
+      })) {
+        ids[r.index] = r.id;
+        vectors.set(r.vector, r.index * EMBEDDING_DIM);
+        if (r.resumed) resumed++;
+        if (r.failure !== undefined) failures.push({ file: r.file, reason: r.failure });
+        else if (r.prompt) prompts.push({ imgId: r.id, prompt: r.prompt });
+      }
+    } finally {
+      bar?.stop();
+      engine.close();
+    }
+
+    await writeValidatedSubmission(output, ids, vectors);
+    if (opts.promptsOut) {
+      if (prompts.length > 0) await writePromptsCsv(opts.promptsOut, prompts);
+      else process.stderr.write(`img2prompt: no prompts to write to ${opts.promptsOut} (no image could be read)\n`);
+    }
+    if (failures.length > 0) await writeFileAtomic(errorsFile, failures.map((f) => `${f.file}\t${f.reason.replace(/[\t\r\n]+/g, ' ')}\n`).join(''));
+    else await fs.rm(errorsFile, { force: true }); // a list from an earlier run would now be wrong
+    // The submission is safely in place: the resume state has done its job.
+    await fs.rm(checkpoint, { force: true });
+    await fs.rm(gapFileFor(checkpoint), { force: true });
+
+    const secs = (performance.now() - t0) / 1000;
+    const fromCheckpoint = resumed > 0 ? `, ${resumed} from the checkpoint` : '';
+    process.stderr.write(`${files.length} images → ${output} (valid) in ${secs.toFixed(1)} s${fromCheckpoint}; members: ${engine.members.join(', ')}\n`);
+    if (failures.length > 0) {
+      process.stderr.write(`img2prompt: ${failures.length} of ${files.length} images could not be read; they got the fallback vector (listed in ${errorsFile}):\n`);
+      process.stderr.write(listLimited(failures.map((f) => `${f.file}: ${f.reason}`), failures.length, 10).join('\n') + '\n');
+      process.exitCode = 1;
+    }
+  });
+}
