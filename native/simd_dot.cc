@@ -37,10 +37,11 @@ float HalfToFloat(uint16_t h) {
 }
 
 namespace {
+
 // Pulls the block a worker will score next into cache a few lines at a time, spread evenly over the
 // inner-loop steps of the current block, so memory keeps streaming while this block is computed from
-// cache. Without it the second and later query passes over a block leave memory idle, and bursts of
-// prefetches overrun the miss queues (measured: B=8 twice as slow, B=1 fp16 2x slower).
+// cache. Without it, memory sits idle during the second and later query passes over a block (B=8 ran
+// ~2x slower); issuing the whole block's prefetches at once overran the miss queues (B=1 ~2x slower).
 class BlockPrefetcher {
  public:
   BlockPrefetcher(const Prefetch& next, size_t ticks)
@@ -58,6 +59,7 @@ class BlockPrefetcher {
   const char* end_;
   size_t per_tick_ = 0;
 };
+
 // ---------------------------------------------------------------------------------------------
 // Portable path. Eight running sums, one per lane of the vector path, so compilers can map them onto
 // whatever SIMD the baseline ISA has (SSE2 on x86-64) and the summation order stays fixed.
