@@ -47,6 +47,9 @@ for (const n of BATCHES) {
   bench.add(`addon batch ${n} (seq ${b.len})`, async () => {
     await ours.run({ input_ids: tensor('int64', b.ids, b.dims), attention_mask: tensor('int64', b.mask, b.dims) }, { outputNames: ['sentence_embedding'] });
   });
+  bench.add(`addon-sync batch ${n} (seq ${b.len})`, async () => {
+    ours.runSync({ input_ids: tensor('int64', b.ids, b.dims), attention_mask: tensor('int64', b.mask, b.dims) }, { outputNames: ['sentence_embedding'] });
+  });
   bench.add(`onnxruntime-node batch ${n} (seq ${b.len})`, async () => {
     await theirs.run(
       { input_ids: new ort.Tensor('int64', b.ids, b.dims), attention_mask: new ort.Tensor('int64', b.mask, b.dims) },
@@ -57,14 +60,17 @@ for (const n of BATCHES) {
 await bench.run();
 
 console.log(`machine: ${describeMachine()}; intra-op threads ${THREADS}`);
-console.log('| batch | seq | addon sentences/s | onnxruntime-node sentences/s | addon / ort-node |');
-console.log('|---:|---:|---:|---:|---:|');
+console.log('| batch | seq | addon run() sentences/s | addon runSync() sentences/s | onnxruntime-node sentences/s | run() / ort-node | runSync() / ort-node |');
+console.log('|---:|---:|---:|---:|---:|---:|---:|');
 for (const n of BATCHES) {
   const a = bench.tasks.find((t) => t.name.startsWith(`addon batch ${n} `))!;
   const o = bench.tasks.find((t) => t.name.startsWith(`onnxruntime-node batch ${n} `))!;
+  const sy = bench.tasks.find((t) => t.name.startsWith(`addon-sync batch ${n} `))!;
   const seq = /seq (\d+)/.exec(a.name)![1];
   const rate = (t: typeof a) => (n * 1000) / (t.result as { latency: { mean: number } }).latency.mean;
-  console.log(`| ${n} | ${seq} | ${rate(a).toFixed(1)} | ${rate(o).toFixed(1)} | ${(rate(a) / rate(o)).toFixed(3)} |`);
+  console.log(
+    `| ${n} | ${seq} | ${rate(a).toFixed(1)} | ${rate(sy).toFixed(1)} | ${rate(o).toFixed(1)} | ${(rate(a) / rate(o)).toFixed(3)} | ${(rate(sy) / rate(o)).toFixed(3)} |`,
+  );
 }
 ours.close();
 await theirs.release();

@@ -116,6 +116,7 @@ OrtSession* SessionCore::Create(const std::string& path, const void* bytes, size
     ORT_CHECK(ort.SetInterOpNumThreads(so, 1), label_);
     ORT_CHECK(ort.SetSessionExecutionMode(so, ORT_SEQUENTIAL), label_);
     ORT_CHECK(ort.SetSessionGraphOptimizationLevel(so, options.optimization), label_);
+    if (!options.spin_wait) ORT_CHECK(ort.AddSessionConfigEntry(so, "session.intra_op.allow_spinning", "0"), label_);
     if (with_cuda) {
       OrtCUDAProviderOptionsV2* cuda = nullptr;
       ORT_CHECK(ort.CreateCUDAProviderOptions(&cuda), "CUDA provider options");
@@ -197,6 +198,7 @@ OpenOptions ParseOpenOptions(Napi::Env env, const Napi::Value& value) {
   }
   if (obj.Has("intraOpThreads") && obj.Get("intraOpThreads").IsNumber())
     o.intra_op_threads = obj.Get("intraOpThreads").As<Napi::Number>().Int32Value();
+  if (obj.Has("spinWait") && obj.Get("spinWait").IsBoolean()) o.spin_wait = obj.Get("spinWait").As<Napi::Boolean>().Value();
   if (obj.Has("optimization") && obj.Get("optimization").IsString()) {
     std::string level = obj.Get("optimization").As<Napi::String>().Utf8Value();
     if (level == "disabled") o.optimization = ORT_DISABLE_ALL;
@@ -356,20 +358,29 @@ class RunWorker : public Napi::AsyncWorker {
 
   void Execute() override {
     try {
-      ORT_CHECK(Ort().Run(core_->session(), nullptr, input_names_.data(), InputValues().data(), input_names_.size(),
-                          output_names_.data(), output_names_.size(), outputs_.data()),
-                core_->label());
+      RunNow();
     } catch (const std::exception& e) {
       SetError(e.what());
     }
   }
 
+  // The ORT call itself; throws OrtError. Runs on a pool thread, or on the JS thread for runSync.
+  void RunNow() {
+    ORT_CHECK(Ort().Run(core_->session(), nullptr, input_names_.data(), InputValues().data(), input_names_.size(),
+                        output_names_.data(), output_names_.size(), outputs_.data()),
+              core_->label());
+  }
+
+  Napi::Array Results(Napi::Env env) {
+    Napi::Array result = Napi::Array::New(env, outputs_.size());
+    for (size_t i = 0; i < outputs_.size(); ++i) result.Set(i, OutputToJs(env, i));
+    return result;
+  }
+
   void OnOK() override {
     Napi::Env env = Env();
     try {
-      Napi::Array result = Napi::Array::New(env, outputs_.size());
-      for (size_t i = 0; i < outputs_.size(); ++i) result.Set(i, OutputToJs(env, i));
-      deferred_.Resolve(result);
+      deferred_.Resolve(Results(env));
     } catch (const Napi::Error& e) {
       deferred_.Reject(e.Value());
     } catch (const std::exception& e) {
@@ -473,6 +484,7 @@ void Session::Init(Napi::Env env, Napi::Object exports) {
                                        InstanceAccessor<&Session::ProviderNote>("providerNote"),
                                        InstanceAccessor<&Session::Label>("label"),
                                        InstanceMethod<&Session::Run>("run"),
+                                       InstanceMethod<&Session::RunSync>("runSync"),
                                        InstanceMethod<&Session::Close>("close"),
                                    });
   // Node deletes the instance data when the environment goes away.
@@ -511,10 +523,9 @@ Napi::Value Session::Close(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// run(feeds: {name, data, dims}[], outputs: {name, data?, dims?}[]) → Promise<{name,type,dims,data}[]>
-Napi::Value Session::Run(const Napi::CallbackInfo& info) {
+// Builds a run from run(feeds: {name, data, dims}[], outputs: {name, data?, dims?}[]) arguments.
+static RunWorker* PrepareRun(const Napi::CallbackInfo& info, std::shared_ptr<SessionCore> core) {
   Napi::Env env = info.Env();
-  std::shared_ptr<SessionCore> core = Live(env);
   if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsArray())
     throw Napi::TypeError::New(env, "run(feeds, outputs): both must be arrays");
   auto* worker = new RunWorker(env, core);
@@ -544,9 +555,27 @@ Napi::Value Session::Run(const Napi::CallbackInfo& info) {
     delete worker;
     throw;
   }
+  return worker;
+}
+
+// run(feeds, outputs) → Promise<{name,type,dims,data}[]>, computed on a pool thread.
+Napi::Value Session::Run(const Napi::CallbackInfo& info) {
+  RunWorker* worker = PrepareRun(info, Live(info.Env()));
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;
+}
+
+// runSync(feeds, outputs) → {name,type,dims,data}[], computed on the JS thread: no thread hop, but
+// the event loop waits for the whole inference.
+Napi::Value Session::RunSync(const Napi::CallbackInfo& info) {
+  std::unique_ptr<RunWorker> worker(PrepareRun(info, Live(info.Env())));
+  try {
+    worker->RunNow();
+  } catch (const OrtError& e) {
+    throw Napi::Error::New(info.Env(), e.what());
+  }
+  return worker->Results(info.Env());
 }
 
 }  // namespace img2prompt

@@ -21,6 +21,7 @@ struct OpenOptions {
   std::vector<std::string> providers{"cpu"};
   int intra_op_threads = 0;  // 0: ORT's default (one per physical core)
   GraphOptimizationLevel optimization = ORT_ENABLE_ALL;
+  bool spin_wait = true;  // intra-op workers busy-wait between ops (lower latency, burns CPU)
 };
 
 class SessionCore {
@@ -65,6 +66,7 @@ class Session : public Napi::ObjectWrap<Session> {
   Napi::Value ProviderNote(const Napi::CallbackInfo& info);
   Napi::Value Label(const Napi::CallbackInfo& info);
   Napi::Value Run(const Napi::CallbackInfo& info);
+  Napi::Value RunSync(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   std::shared_ptr<SessionCore> Live(Napi::Env env) const;
 

@@ -151,3 +151,18 @@ describe('Session.open', () => {
     await expect(s.run({})).rejects.toThrow(/session is closed/);
   });
 });
+
+describe('Session.runSync', () => {
+  it('gives the same result as run() and reports errors the same way', async () => {
+    const s = await Session.open(DISTILBERT, { providers: ['cpu'], intraOpThreads: 1 });
+    const feeds = { input_ids: tensor('int64', ids([101, 2023, 102]), [1, 3]), attention_mask: tensor('int64', ids([1, 1, 1]), [1, 3]) };
+    const a = await s.run(feeds);
+    const b = s.runSync(feeds);
+    expect(Array.from(b.logits.data as Float32Array)).toEqual(Array.from(a.logits.data as Float32Array));
+    expect(() => s.runSync({ input_ids: feeds.input_ids, attention_mask: tensor('int64', ids([1, 1, 1, 1, 1, 1]), [2, 3]) })).toThrow(
+      new RegExp(`^${DISTILBERT.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: `),
+    );
+    s.close();
+    expect(() => s.runSync(feeds)).toThrow(/session is closed/);
+  });
+});

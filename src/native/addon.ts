@@ -23,18 +23,25 @@ export interface NativeOutputRequest {
   dims?: readonly number[];
 }
 
+export interface NativeFeed {
+  name: string;
+  data: ArrayBufferView;
+  dims: readonly number[];
+}
+
 export interface NativeSession {
   readonly inputs: NativeTensorInfo[];
   readonly outputs: NativeTensorInfo[];
   readonly provider: string;
   readonly providerNote: string;
   readonly label: string;
-  run(feeds: { name: string; data: ArrayBufferView; dims: readonly number[] }[], outputs: NativeOutputRequest[]): Promise<NativeTensor[]>;
+  run(feeds: NativeFeed[], outputs: NativeOutputRequest[]): Promise<NativeTensor[]>;
+  runSync(feeds: NativeFeed[], outputs: NativeOutputRequest[]): NativeTensor[];
   close(): void;
 }
 
 export interface NativeAddon {
-  openSession(model: string | Uint8Array, options: { providers: string[]; intraOpThreads: number; optimization: string }): Promise<NativeSession>;
+  openSession(model: string | Uint8Array, options: { providers: string[]; intraOpThreads: number; optimization: string; spinWait: boolean }): Promise<NativeSession>;
   availableProviders(): string[];
   ortVersion(): string;
 }

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { native, ortLibraryDir, type NativeSession, type NativeTensor } from '../native/addon.js';
+import { native, ortLibraryDir, type NativeFeed, type NativeOutputRequest, type NativeSession, type NativeTensor } from '../native/addon.js';
 import { Img2PromptError } from '../util/errors.js';
 
 export type TensorType = 'float32' | 'float16' | 'float64' | 'int64' | 'int32' | 'int8' | 'uint8' | 'bool';
@@ -27,6 +27,8 @@ export interface SessionOptions {
   /** Threads inside one operator; 0 (default) lets ORT use one per physical core. */
   intraOpThreads?: number;
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /** Let ORT's intra-op workers busy-wait between operators (default true: lower latency, more CPU). */
+  spinWait?: boolean;
 }
 
 export interface RunOptions {
@@ -107,7 +109,7 @@ export class Session {
       throw new TypeError('model must be a file path or a Uint8Array');
     }
     try {
-      const s = await native().openSession(modelPath ?? (model as Uint8Array), { providers, intraOpThreads: threads, optimization });
+      const s = await native().openSession(modelPath ?? (model as Uint8Array), { providers, intraOpThreads: threads, optimization, spinWait: options.spinWait ?? true });
       return new Session(s, modelPath);
     } catch (err) {
       const msg = err instanceof Error ? err.message : String(err);
@@ -117,8 +119,32 @@ export class Session {
     }
   }
 
+  /** Runs the model off the JS thread (the event loop stays free); inputs are read in place. */
   async run(feeds: Record<string, Tensor>, options: RunOptions = {}): Promise<Record<string, Tensor>> {
     const s = this.#live();
+    const [list, requests] = this.#prepare(feeds, options);
+    try {
+      return toTensors(await s.run(list, requests));
+    } catch (err) {
+      throw this.#error(err);
+    }
+  }
+
+  /**
+   * Runs the model on the calling thread: no thread hop (about 0.05–0.1 ms less per call, which
+   * matters for tiny batches), but the event loop waits for the whole inference.
+   */
+  runSync(feeds: Record<string, Tensor>, options: RunOptions = {}): Record<string, Tensor> {
+    const s = this.#live();
+    const [list, requests] = this.#prepare(feeds, options);
+    try {
+      return toTensors(s.runSync(list, requests));
+    } catch (err) {
+      throw this.#error(err);
+    }
+  }
+
+  #prepare(feeds: Record<string, Tensor>, options: RunOptions): [NativeFeed[], NativeOutputRequest[]] {
     const label = this.modelPath ?? '<model buffer>';
     const list = Object.entries(feeds).map(([name, t]) => {
       const info = this.inputs.find((i) => i.name === name);
@@ -132,16 +158,14 @@ export class Session {
       const into = options.into?.[name];
       return into ? { name, data: into.data, dims: into.dims } : { name };
     });
-    let out: NativeTensor[];
-    try {
-      out = await s.run(list, requests);
-    } catch (err) {
-      const msg = err instanceof Error ? err.message : String(err);
-      throw new Img2PromptError(label, msg.startsWith(label + ': ') ? msg.slice(label.length + 2) : msg, { cause: err });
-    }
-    const result: Record<string, Tensor> = {};
-    for (const o of out) result[o.name] = { type: o.type as TensorType, data: o.data as TensorData, dims: o.dims };
-    return result;
+    return [list, requests];
+  }
+
+  /** The native message starts with the model path already; keep the one-line `<file>: <reason>` form. */
+  #error(err: unknown): Img2PromptError {
+    const label = this.modelPath ?? '<model buffer>';
+    const msg = err instanceof Error ? err.message : String(err);
+    return new Img2PromptError(label, msg.startsWith(label + ': ') ? msg.slice(label.length + 2) : msg, { cause: err });
   }
 
   /** Frees the model; runs already in flight finish first. */
@@ -154,6 +178,12 @@ export class Session {
     if (!this.#native) throw new Img2PromptError(this.modelPath, 'session is closed');
     return this.#native;
   }
+}
+
+function toTensors(out: NativeTensor[]): Record<string, Tensor> {
+  const result: Record<string, Tensor> = {};
+  for (const o of out) result[o.name] = { type: o.type as TensorType, data: o.data as TensorData, dims: o.dims };
+  return result;
 }
 
 export function availableProviders(): string[] {
