@@ -259,6 +259,16 @@ export class PredictEngine {
   }
 
   /** Decodes, preprocesses and CLIP-encodes batches `ks`, decoding the next batch while the caller works on this one. */
+  /**
+   * Seconds spent per stage of the runs so far. 'waiting for CLIP batches' includes the vision tower
+   * time (listed apart); the rest of it is decoding and preprocessing the pipeline could not hide.
+   */
+  readonly stageSeconds: Record<string, number> = {};
+
+  private addTime(stage: string, since: number): void {
+    this.stageSeconds[stage] = (this.stageSeconds[stage] ?? 0) + (performance.now() - since) / 1000;
+  }
+
   private async *encodeBatches(ks: readonly number[], batchFiles: (k: number) => string[], batchSize: number): AsyncGenerator<EncodedBatch> {
     // Only the very last batch of the list can be short, and it comes last here too, so chunking
     // the concatenation by batchSize gives back exactly batches ks.
@@ -268,7 +278,9 @@ export class PredictEngine {
     for await (const batch of loadBatches(files, { batchSize, size: this.clip.imageSize, mean: cfg.imageMean, std: cfg.imageStd })) {
       const k = ks[j++]!;
       const rows = batch.ids.length;
+      const t0 = performance.now();
       const embeds = rows > 0 ? await this.clip.encodePixels(batch.pixels, rows) : new Float32Array(0);
+      this.addTime('clip vision tower', t0);
       yield { k, files: batchFiles(k), loaded: batch.files, failures: batch.failures, embeds };
     }
   }
@@ -291,7 +303,9 @@ export class PredictEngine {
     if (rows > 0) {
       for (const name of this.members) {
         const member = members[name];
+        const t0 = performance.now();
         if (member) outputs[name] = await member(batch.embeds, rows);
+        this.addTime(`member ${name}`, t0);
       }
     }
     // The readable prompt: the interrogator's, else the nearest bank prompt (searched here when kNN is off).
@@ -393,14 +407,18 @@ export class PredictEngine {
           let batch = ready.get(k);
           ready.delete(k);
           if (!batch) {
+            const t0 = performance.now();
             const next = await encoder.next();
+            this.addTime('waiting for CLIP batches', t0);
             if (next.done || next.value.k !== k) throw new Error(`internal: CLIP batches out of step at batch ${k}`);
             batch = next.value;
           }
           records = await this.predictBatch(batch, members);
           if (cp) {
+            const t0 = performance.now();
             for (const r of records) await cp.add(r);
             await cp.flush();
+            this.addTime('checkpoint writes', t0);
           }
         }
         for (let i = 0; i < records.length; i++) {

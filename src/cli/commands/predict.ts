@@ -112,6 +112,7 @@ export function register(program: Command): void {
 
     const t0 = performance.now();
     const engine = await PredictEngine.open(engineOptionsFrom(opts));
+    const openSeconds = (performance.now() - t0) / 1000;
     const ids = new Array<string>(files.length);
     const vectors = new Float32Array(files.length * EMBEDDING_DIM);
     const prompts: PromptRow[] = [];
@@ -152,6 +153,8 @@ export function register(program: Command): void {
     const secs = (performance.now() - t0) / 1000;
     const fromCheckpoint = resumed > 0 ? `, ${resumed} from the checkpoint` : '';
     process.stderr.write(`${files.length} images → ${output} (valid) in ${secs.toFixed(1)} s${fromCheckpoint}; members: ${engine.members.join(', ')}\n`);
+    const stages = [`open models and banks ${openSeconds.toFixed(2)} s`, ...Object.entries(engine.stageSeconds).map(([stage, t]) => `${stage} ${t.toFixed(2)} s`)];
+    if (stages.length > 0) process.stderr.write(`time by stage: ${stages.join('; ')}\n`);
     if (failures.length > 0) {
       process.stderr.write(`img2prompt: ${failures.length} of ${files.length} images could not be read; they got the fallback vector (listed in ${errorsFile}):\n`);
       process.stderr.write(listLimited(failures.map((f) => `${f.file}: ${f.reason}`), failures.length, 10).join('\n') + '\n');
