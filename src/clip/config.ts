@@ -1,3 +1,4 @@
+import { readJsonObject } from '../util/json-file.js';
 import { promises as fs } from 'node:fs';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
 
@@ -462,22 +463,7 @@ export function toHfPreprocessorJson(c: ClipConfig): Json {
   };
 }
 
-export async function readJsonObject(file: string): Promise<Json> {
-  let text: string;
-  try {
-    text = await fs.readFile(file, 'utf-8');
-  } catch (err) {
-    throw new Img2PromptError(file, `cannot read: ${errorMessage(err)}`, { cause: err });
-  }
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch (err) {
-    throw new Img2PromptError(file, `corrupt JSON: ${errorMessage(err)}`, { cause: err });
-  }
-  if (!isObject(v)) throw new Img2PromptError(file, 'not a JSON object');
-  return v;
-}
+export { readJsonObject } from '../util/json-file.js';
 
 /** Read an open_clip config file (architecture JSON or hub open_clip_config.json). */
 export async function loadOpenClipConfig(file: string, options: OpenClipParseOptions = {}): Promise<ClipConfig> {

@@ -1,7 +1,9 @@
+import { loadHfTokenizer, requireTokenId } from '../text/hf-tokenizer.js';
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { Tokenizer } from '@huggingface/tokenizers';
+import type { Tokenizer } from '@huggingface/tokenizers';
+import { parseJsonObject } from '../util/json-file.js';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
 import { CLIP_CONTEXT_LENGTH, CLIP_EOT_ID, CLIP_SOT_ID } from './config.js';
 
@@ -157,15 +159,6 @@ async function readText(file: string): Promise<string> {
   }
 }
 
-function parseJson(file: string, text: string): Record<string, unknown> {
-  try {
-    const v = JSON.parse(text) as unknown;
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('not a JSON object');
-    return v as Record<string, unknown>;
-  } catch (err) {
-    throw new Img2PromptError(file, `corrupt JSON: ${errorMessage(err)}`, { cause: err });
-  }
-}
 
 /** Merge lines of a merges.txt / bpe_simple_vocab file: skip the "#version" header and blank lines. */
 function mergeLines(text: string, file: string): string[] {
@@ -201,11 +194,11 @@ export class ClipTokenizer {
     const dir = isDir ? location : path.dirname(location);
     const pick = (name: string) => (isDir ? (existsSync(path.join(dir, name)) ? path.join(dir, name) : undefined) : path.basename(location) === name ? location : undefined);
     const tokenizerJson = pick('tokenizer.json');
-    if (tokenizerJson) return ClipTokenizer.fromTokenizerJson(parseJson(tokenizerJson, await readText(tokenizerJson)), tokenizerJson, options);
+    if (tokenizerJson) return ClipTokenizer.fromTokenizerJson(parseJsonObject(tokenizerJson, await readText(tokenizerJson)), tokenizerJson, options);
     const vocabJson = pick('vocab.json') ?? (!isDir && path.basename(location) === 'merges.txt' ? path.join(dir, 'vocab.json') : undefined);
     if (vocabJson) {
       const mergesTxt = path.join(dir, 'merges.txt');
-      const vocab = parseJson(vocabJson, await readText(vocabJson)) as Record<string, number>;
+      const vocab = parseJsonObject(vocabJson, await readText(vocabJson)) as Record<string, number>;
       return ClipTokenizer.fromVocabAndMerges(vocab, mergeLines(await readText(mergesTxt), mergesTxt), vocabJson, options);
     }
     const gz = isDir ? path.join(dir, 'bpe_simple_vocab_16e6.txt.gz') : location.endsWith('.gz') ? location : undefined;
@@ -241,17 +234,8 @@ export class ClipTokenizer {
   static fromTokenizerJson(json: Record<string, unknown>, source: string, options: ClipTokenizerOptions = {}): ClipTokenizer {
     const contextLength = options.contextLength ?? CLIP_CONTEXT_LENGTH;
     if (!Number.isInteger(contextLength) || contextLength < 2) throw new Img2PromptError(source, `context length must be an integer >= 2, got ${contextLength}`);
-    let tokenizer: Tokenizer;
-    try {
-      tokenizer = new Tokenizer(json, {});
-    } catch (err) {
-      throw new Img2PromptError(source, `cannot load tokenizer: ${errorMessage(err)}`, { cause: err });
-    }
-    const id = (token: string): number => {
-      const v = tokenizer.token_to_id(token);
-      if (v === undefined) throw new Img2PromptError(source, `vocabulary has no ${token} token`);
-      return v;
-    };
+    const tokenizer = loadHfTokenizer(json, {}, source);
+    const id = (token: string): number => requireTokenId(tokenizer, token, source);
     const sot = id('<|startoftext|>');
     const eot = id('<|endoftext|>');
     if (sot !== CLIP_SOT_ID || eot !== CLIP_EOT_ID) {

@@ -1,6 +1,8 @@
+import { loadHfTokenizer, requireTokenId } from './hf-tokenizer.js';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { Tokenizer } from '@huggingface/tokenizers';
+import type { Tokenizer } from '@huggingface/tokenizers';
+import { readJsonObject } from '../util/json-file.js';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
 
 /**
@@ -22,21 +24,6 @@ export interface TokenBatch {
   seqLen: number;
 }
 
-async function readJson(file: string): Promise<Record<string, unknown>> {
-  let text: string;
-  try {
-    text = await fs.readFile(file, 'utf-8');
-  } catch (err) {
-    throw new Img2PromptError(file, `cannot read: ${errorMessage(err)}`, { cause: err });
-  }
-  try {
-    const v = JSON.parse(text) as unknown;
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('not a JSON object');
-    return v as Record<string, unknown>;
-  } catch (err) {
-    throw new Img2PromptError(file, `corrupt JSON: ${errorMessage(err)}`, { cause: err });
-  }
-}
 
 async function exists(file: string): Promise<boolean> {
   return fs.access(file).then(() => true, () => false);
@@ -57,13 +44,13 @@ export class MiniLMTokenizer {
    */
   static async load(modelDir: string, options: { maxTokens?: number } = {}): Promise<MiniLMTokenizer> {
     const tokenizerPath = path.join(modelDir, 'tokenizer.json');
-    const json = await readJson(tokenizerPath);
+    const json = await readJsonObject(tokenizerPath);
     const configPath = path.join(modelDir, 'tokenizer_config.json');
-    const config = (await exists(configPath)) ? await readJson(configPath) : {};
+    const config = (await exists(configPath)) ? await readJsonObject(configPath) : {};
     let maxTokens = options.maxTokens;
     if (maxTokens === undefined) {
       const stPath = path.join(modelDir, 'sentence_bert_config.json');
-      const st = (await exists(stPath)) ? await readJson(stPath) : {};
+      const st = (await exists(stPath)) ? await readJsonObject(stPath) : {};
       const v = st.max_seq_length;
       if (v !== undefined && (!Number.isInteger(v) || (v as number) < 3)) {
         throw new Img2PromptError(stPath, `max_seq_length must be an integer >= 3, got ${JSON.stringify(v)}`);
@@ -71,17 +58,8 @@ export class MiniLMTokenizer {
       maxTokens = (v as number | undefined) ?? MINILM_MAX_TOKENS;
     }
     if (!Number.isInteger(maxTokens) || maxTokens < 3) throw new Img2PromptError(tokenizerPath, `maxTokens must be an integer >= 3, got ${maxTokens}`);
-    let tokenizer: Tokenizer;
-    try {
-      tokenizer = new Tokenizer(json, config);
-    } catch (err) {
-      throw new Img2PromptError(tokenizerPath, `cannot load tokenizer: ${errorMessage(err)}`, { cause: err });
-    }
-    const id = (token: string): number => {
-      const v = tokenizer.token_to_id(token);
-      if (v === undefined) throw new Img2PromptError(tokenizerPath, `vocabulary has no ${token} token`);
-      return v;
-    };
+    const tokenizer = loadHfTokenizer(json, config, tokenizerPath);
+    const id = (token: string): number => requireTokenId(tokenizer, token, tokenizerPath);
     return new MiniLMTokenizer(tokenizer, maxTokens, id('[CLS]'), id('[SEP]'), id('[PAD]'));
   }
 

@@ -1,15 +1,8 @@
 /** Seeded random data for the prediction tests (planted answers need reproducible noise). */
+import { seededRandom } from '../../src/predict/seeded.js';
 
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The same generator the fitting code uses for its splits. */
+export const rng = seededRandom;
 
 /** Standard normal samples (Box-Muller). */
 export function gaussian(random: () => number): () => number {
