@@ -127,3 +127,26 @@ describe('towers written with ONNX external data (how ViT-H-14 fits)', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 });
+
+describe('ready ONNX exports (vision_model.onnx + text_model.onnx)', () => {
+  it('are used as they are and give the embeddings of the checkpoint they came from', async () => {
+    const src = path.join(home, 'models', 'tiny-hf');
+    const dir = tempDir();
+    fs.mkdirSync(path.join(dir, 'onnx'));
+    fs.copyFileSync(path.join(src, 'vision.onnx'), path.join(dir, 'onnx', 'vision_model.onnx'));
+    fs.copyFileSync(path.join(src, 'text.onnx'), path.join(dir, 'onnx', 'text_model.onnx'));
+    for (const f of ['config.json', 'preprocessor_config.json', 'tokenizer.json']) fs.copyFileSync(path.join(src, f), path.join(dir, f));
+    await importClip(dir, 'tiny-export');
+    const exported = await ClipModel.open('tiny-export');
+    const original = await ClipModel.open('tiny-hf');
+    expect(exported.files.kind).toBe('export');
+    expect(exported.dim).toBe(original.dim);
+    const texts = ['a castle in the clouds', 'by greg rutkowski'];
+    expect(Array.from(await exported.encodeTexts(texts))).toEqual(Array.from(await original.encodeTexts(texts)));
+    const image = [path.join(KAGGLE_SAMPLE, 'images', '20057f34d.png')];
+    expect(Array.from((await exported.encodeImages(image)).embeds)).toEqual(Array.from((await original.encodeImages(image)).embeds));
+    exported.close();
+    original.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+});
