@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { artistLabels, trendingLabels } from '../src/interrogate/label-banks.js';
 import { bestMode, chain, classicMode, fastMode, mergedBanks, negativeMode, rankMerged, type InterrogatorBanks, type ModeContext } from '../src/interrogate/modes.js';
 import type { BankRole } from '../src/interrogate/types.js';
+import { OnnxBankRanker } from '../src/rank/bank-ranker.js';
 import { PlantedTextSide, cosine, plantedBank, plantedImage, syntheticLabels } from './helpers/planted.js';
 
 /**
@@ -214,5 +215,34 @@ describe('batches', () => {
   it('refuses embeddings of the wrong size', async () => {
     const { ctx } = setup();
     await expect(fastMode(ctx, { embeds: new Float32Array(DIM + 1), n: 1 })).rejects.toThrow(`expected 1 x ${DIM}`);
+  });
+});
+
+describe('banks ranked by the MatMul+TopK graph (the CUDA path)', () => {
+  it('every mode composes the same prompts as with the native kernel', async () => {
+    const { ctx, one } = setup();
+    const image = one(PLANTED, { caption: 'a lighthouse' });
+    const withGraph: InterrogatorBanks = { ...ctx.banks, extras: [...ctx.banks.extras] };
+    const rankers: OnnxBankRanker[] = [];
+    let graphCalls = 0;
+    for (const key of ['artists', 'flavors', 'mediums', 'movements', 'trendings', 'negative'] as const) {
+      const b = ctx.banks[key];
+      // The CPU provider runs the very graph a GPU would; this checks the wiring, the GPU itself is checked on the device.
+      const ranker = await OnnxBankRanker.open({ data: b.matrix, dims: [b.labels.length, b.dim] }, ['cpu']);
+      rankers.push(ranker);
+      const rank = ranker.rank.bind(ranker);
+      ranker.rank = (...args) => ((graphCalls += 1), rank(...args));
+      withGraph[key] = { ...b, ranker };
+    }
+    const graphCtx: ModeContext = { ...ctx, banks: withGraph };
+    const opts = { maxFlavors: 10, shortlist: 300 };
+    for (const mode of [fastMode, classicMode, bestMode, negativeMode]) {
+      const [native] = await mode(ctx, image, opts);
+      const [graph] = await mode(graphCtx, image, opts);
+      expect(graph.prompt).toBe(native.prompt);
+      expect(graph.similarity).toBeCloseTo(native.similarity, 5);
+    }
+    expect(graphCalls).toBeGreaterThanOrEqual(10); // fast 6 banks, classic 5, best 6, negative 2: all went through the graph
+    rankers.forEach((r) => r.close());
   });
 });

@@ -1,6 +1,6 @@
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { Session, tensor, type SessionOptions } from '../runtime/session.js';
+import { Session, tensor, type ExecutionProvider, type SessionOptions } from '../runtime/session.js';
 import { Img2PromptError } from '../util/errors.js';
 import { modelDir, readInstallRecord } from '../models/cache.js';
 import { loadBatches, type ImageFailure } from '../image/batch-loader.js';
@@ -114,7 +114,7 @@ export class ClipModel implements ClipTextSide {
     return `${this.name}@${this.files.weightHash.slice(0, 16)}`;
   }
 
-  get provider(): string {
+  get provider(): ExecutionProvider {
     return (this.vision ?? this.text)!.provider;
   }
 

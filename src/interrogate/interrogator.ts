@@ -2,6 +2,8 @@ import { Img2PromptError } from '../util/errors.js';
 import { loadLabelBanks, type LabelBankOptions } from './label-banks.js';
 import { loadOrBuildBank, type BankCacheOptions, type CachedBank } from './bank-cache.js';
 import { bestMode, classicMode, fastMode, negativeMode, type ChainOptions, type InterrogatorBanks, type ModeContext, type ModeImages } from './modes.js';
+import { openBankRanker } from '../rank/bank-ranker.js';
+import type { ExecutionProvider } from '../runtime/session.js';
 import type { ClipTextSide, EmbeddedBank, InterrogateMode, InterrogationResult } from './types.js';
 
 export interface InterrogatorOpenOptions extends LabelBankOptions, BankCacheOptions {
@@ -11,6 +13,12 @@ export interface InterrogatorOpenOptions extends LabelBankOptions, BankCacheOpti
   encodeBatch?: number;
   /** Told about every bank as it is loaded or built (e.g. to log rebuild reasons). */
   onBank?(bank: CachedBank): void;
+  /**
+   * Where to rank the banks. With 'cuda' listed (pass the CLIP session's provider) and ORT able to
+   * run on it, each bank is put on the GPU once as a MatMul+TopK graph; otherwise (the default) the
+   * native SIMD kernel ranks on the CPU.
+   */
+  rankProviders?: ExecutionProvider[];
 }
 
 export interface InterrogateOptions extends ChainOptions {
@@ -56,7 +64,13 @@ export class Interrogator {
     const extras: EmbeddedBank[] = [];
     // One bank at a time: building is bound by the one text encoder anyway.
     for (const def of defs) {
-      const bank = await loadOrBuildBank(text, def, options);
+      const bank: CachedBank = await loadOrBuildBank(text, def, options);
+      if (options.rankProviders?.includes('cuda')) {
+        // CPU stays listed so a GPU that cannot take the graph falls back rather than fails.
+        const providers = [...new Set<ExecutionProvider>([...options.rankProviders, 'cpu'])];
+        const ranker = await openBankRanker({ data: bank.matrix, dims: [bank.labels.length, bank.dim] }, providers);
+        if (ranker.engine !== 'native') bank.ranker = ranker;
+      }
       options.onBank?.(bank);
       if (def.role === 'extra') extras.push(bank);
       else loaded.set(def.name, bank);
@@ -80,6 +94,25 @@ export class Interrogator {
       if (bank.dim !== text.dim) throw new Img2PromptError(bank.source, `bank "${bank.name}" has dimension ${bank.dim}, the text model ${text.dim}`);
     }
     return new Interrogator(text, banks, limits);
+  }
+
+  /** Where the banks are ranked: 'native' (CPU kernel) or the provider of their GPU rankers. */
+  get rankEngine(): string {
+    return this.bankList()[0]?.ranker?.engine ?? 'native';
+  }
+
+  /** Frees the banks' GPU rankers (nothing to do on the CPU path). */
+  close(): void {
+    for (const bank of this.bankList()) {
+      bank.ranker?.close();
+      delete bank.ranker;
+    }
+  }
+
+  /** Every bank: the built-in ones, then the user's. */
+  bankList(): EmbeddedBank[] {
+    const b = this.banks;
+    return [b.artists, b.flavors, b.mediums, b.movements, b.trendings, b.negative, ...b.extras];
   }
 
   /** One result per image; `imageEmbeds` is [n, dim] (normalised here, so raw tower outputs are fine). */

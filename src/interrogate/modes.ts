@@ -17,8 +17,8 @@ import type { ChosenLabel, ClipTextSide, EmbeddedBank, InterrogationResult } fro
  * - negative: the same chain over the least similar flavors plus the negative list, minimising.
  *
  * All take a batch of n images ([n, dim], L2-normalised) and return one result per image. Ranking
- * against banks runs on the native top-k kernel, all images at once; chains run per image on the
- * text encoder.
+ * against banks runs on the native top-k kernel (or a bank's GPU ranker), all images at once; chains
+ * run per image on the text encoder.
  */
 
 export interface InterrogatorBanks {
@@ -103,16 +103,14 @@ function imageRow(images: ModeImages, dim: number, i: number): Float32Array {
 
 /**
  * The k labels of `bank` most similar (or, with `least`, least similar) to each image, best first.
- * This is the one place ranking touches the native kernel.
+ * This is the one place ranking happens: on the bank's GPU ranker when it has one, else the native kernel.
  */
 export async function rankBank(images: ModeImages, bank: EmbeddedBank, k: number, least = false): Promise<Ranked[][]> {
   const rows = bank.labels.length;
-  const result = await (least ? bottomk : topk)(
-    { data: images.embeds, dims: [images.n, bank.dim] },
-    { data: bank.matrix, dims: [rows, bank.dim] },
-    Math.min(k, rows),
-    { label: bank.source },
-  );
+  const queries = { data: images.embeds, dims: [images.n, bank.dim] };
+  const result = bank.ranker
+    ? await bank.ranker.rank(queries, Math.min(k, rows), { least })
+    : await (least ? bottomk : topk)(queries, { data: bank.matrix, dims: [rows, bank.dim] }, Math.min(k, rows), { label: bank.source });
   const out: Ranked[][] = [];
   for (let i = 0; i < images.n; i++) {
     const list: Ranked[] = [];

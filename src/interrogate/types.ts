@@ -1,3 +1,5 @@
+import type { BankRanker } from '../rank/bank-ranker.js';
+
 /**
  * The small interfaces the CLIP Interrogator is written against, so label banks, the bank cache and
  * the interrogation modes can be tested with planted embeddings and later plugged into the real CLIP
@@ -43,6 +45,8 @@ export interface EmbeddedBank extends LabelBankDef {
   dtype: BankDtype;
   /** [labels.length, dim]; float32 values, or float16 bits for dtype 'fp16'. */
   matrix: Float32Array | Uint16Array;
+  /** Ranks against `matrix` on a GPU (an ONNX MatMul+TopK session); absent: the native CPU kernel. */
+  ranker?: BankRanker;
 }
 
 export type InterrogateMode = 'fast' | 'classic' | 'best' | 'negative';

@@ -7,7 +7,7 @@ import { imgIdProblem } from '../submission/img-id.js';
 import { EMBEDDING_DIM } from '../submission/submission-csv.js';
 import { Interrogator } from '../interrogate/interrogator.js';
 import { labelsHash } from '../interrogate/label-banks.js';
-import type { BankDtype, EmbeddedBank, InterrogateMode } from '../interrogate/types.js';
+import type { BankDtype, InterrogateMode } from '../interrogate/types.js';
 import { MiniLMTextSide } from './minilm-text-side.js';
 import { loadPromptBank } from './prompt-bank-cache.js';
 import { DEFAULT_BANK_K, DEFAULT_BANK_TEMPERATURE, type PromptBank } from './prompt-bank.js';
@@ -204,6 +204,7 @@ export class PredictEngine {
           labelsDir: options.labelsDir,
           extraLabels: options.labels,
           dtype,
+          rankProviders: [clip.provider],
           onBank: (b) => {
             if (b.built) notice(`label bank ${b.name}: ${b.labels.length} labels, built (${b.reason ?? 'new'})`);
           },
@@ -237,8 +238,7 @@ export class PredictEngine {
       options.map = { dataHash: this.map.info.dataHash, lambda: this.map.info.lambda, weights: sha256Bytes(new Uint8Array(w.buffer, w.byteOffset, w.byteLength)) };
     }
     if (this.interrogator) {
-      const b = this.interrogator.banks;
-      const all: EmbeddedBank[] = [b.artists, b.flavors, b.mediums, b.movements, b.trendings, b.negative, ...b.extras];
+      const all = this.interrogator.bankList();
       options.mode = this.settings.mode;
       options.labels = sha256Bytes(JSON.stringify(all.map((x) => [x.name, labelsHash(x.labels)])));
     }
@@ -433,6 +433,7 @@ export class PredictEngine {
   }
 
   close(): void {
+    this.interrogator?.close();
     this.clip.close();
     this.minilm.close();
   }

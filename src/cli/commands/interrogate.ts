@@ -56,6 +56,7 @@ export function register(program: Command): void {
       bar.update(i + 1 + images.failures.length);
     }
     bar.stop();
+    interrogator.close();
     model.close();
     await fs.mkdir(path.dirname(path.resolve(opts.output)), { recursive: true });
     await writePromptsCsv(opts.output, images.ids.map((imgId, i) => ({ imgId, prompt: results[i]!.prompt })));

@@ -32,6 +32,7 @@ export async function openInterrogator(opts: LabelOptions): Promise<{ model: Cli
     labelsDir: opts.labelsDir,
     extraLabels: opts.labels,
     dtype: opts.dtype,
+    rankProviders: [model.provider],
     onChunk(done, count) {
       bar ??= createProgress('labels', count, 'labels');
       bar.update(done);
@@ -54,7 +55,8 @@ export function register(program: Command): void {
       .description('Encode every label bank with the CLIP text tower into the cache ($IMG2PROMPT_HOME/banks); resumes an interrupted build'),
   ).action(async (opts: LabelOptions) => {
     const t0 = performance.now();
-    const { model } = await openInterrogator(opts);
+    const { model, interrogator } = await openInterrogator(opts);
+    interrogator.close();
     model.close();
     process.stderr.write(`label banks ready in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
   });
