@@ -218,6 +218,27 @@ describe('batches', () => {
   });
 });
 
+describe('score: false', () => {
+  it('fast and classic give the same prompts without a text-tower pass', async () => {
+    const { ctx, one, side } = setup();
+    const image = one(PLANTED, { caption: 'a lighthouse' });
+    let encodes = 0;
+    const encode = side.encodeTexts.bind(side);
+    const counting: ModeContext = { ...ctx, text: Object.assign(Object.create(side), { encodeTexts: (t: string[]) => ((encodes += 1), encode(t)) }) };
+    for (const mode of [fastMode, classicMode]) {
+      const [scored] = await mode(counting, image);
+      expect(encodes).toBe(1);
+      const [unscored] = await mode(counting, image, { score: false });
+      expect(encodes).toBe(1);
+      encodes = 0;
+      expect(unscored.prompt).toBe(scored.prompt);
+      expect(unscored.labels).toEqual(scored.labels);
+      expect(unscored.similarity).toBeNaN();
+      expect(scored.similarity).toBeGreaterThan(0.5);
+    }
+  });
+});
+
 describe('banks ranked by the MatMul+TopK graph (the CUDA path)', () => {
   it('every mode composes the same prompts as with the native kernel', async () => {
     const { ctx, one } = setup();

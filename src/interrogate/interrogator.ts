@@ -1,7 +1,7 @@
 import { Img2PromptError } from '../util/errors.js';
 import { loadLabelBanks, type LabelBankOptions } from './label-banks.js';
 import { loadOrBuildBank, type BankCacheOptions, type CachedBank } from './bank-cache.js';
-import { bestMode, classicMode, fastMode, negativeMode, type ChainOptions, type InterrogatorBanks, type ModeContext, type ModeImages } from './modes.js';
+import { bestMode, classicMode, fastMode, negativeMode, type ChainOptions, type InterrogatorBanks, type ModeContext, type ModeImages, type ScoreOption } from './modes.js';
 import { openBankRanker } from '../rank/bank-ranker.js';
 import type { ExecutionProvider } from '../runtime/session.js';
 import type { ClipTextSide, EmbeddedBank, InterrogateMode, InterrogationResult } from './types.js';
@@ -21,7 +21,7 @@ export interface InterrogatorOpenOptions extends LabelBankOptions, BankCacheOpti
   rankProviders?: ExecutionProvider[];
 }
 
-export interface InterrogateOptions extends ChainOptions {
+export interface InterrogateOptions extends ChainOptions, ScoreOption {
   mode: InterrogateMode;
   /** One caption for every image, or one per image. */
   caption?: string | readonly (string | undefined)[];

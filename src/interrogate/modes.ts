@@ -49,12 +49,21 @@ export interface ModeImages {
   captions?: readonly (string | undefined)[];
 }
 
-export interface FastOptions {
+export interface ScoreOption {
+  /**
+   * Encode each finished prompt with the text tower to report its `similarity` to the image; default
+   * true. The prompt does not depend on it: a caller that only wants the text (the predict ensemble)
+   * sets false and saves one text-tower pass per image (`similarity` is then NaN).
+   */
+  score?: boolean;
+}
+
+export interface FastOptions extends ScoreOption {
   /** Labels considered, best first; default 32 (as upstream). */
   maxFlavors?: number;
 }
 
-export interface ClassicOptions {
+export interface ClassicOptions extends ScoreOption {
   /** Flavors appended after the movement; default 3. */
   maxFlavors?: number;
 }
@@ -209,7 +218,9 @@ async function finish(
   images: ModeImages,
   mode: InterrogationResult['mode'],
   built: { prompt: string; labels: Ranked[] }[],
+  options: ScoreOption,
 ): Promise<InterrogationResult[]> {
+  if (options.score === false) return built.map((b) => ({ mode, prompt: b.prompt, similarity: NaN, labels: b.labels }));
   // One encoder pass for the whole batch: prompt i is scored against image i.
   const similarity = await scorePrompts(ctx, built.map((b, i) => ({ prompt: b.prompt, image: imageRow(images, ctx.text.dim, i) })));
   return built.map((b, i) => ({ mode, prompt: b.prompt, similarity: similarity[i], labels: b.labels }));
@@ -224,7 +235,7 @@ export async function fastMode(ctx: ModeContext, images: ModeImages, options: Fa
     if (caption === '') return fitPieces(pieces, ctx, true);
     return fitPieces([{ text: caption, labels: [] }, ...pieces], ctx, true);
   });
-  return finish(ctx, images, 'fast', built);
+  return finish(ctx, images, 'fast', built, options);
 }
 
 export async function classicMode(ctx: ModeContext, images: ModeImages, options: ClassicOptions = {}): Promise<InterrogationResult[]> {
@@ -252,7 +263,7 @@ export async function classicMode(ctx: ModeContext, images: ModeImages, options:
     for (const r of [trendings[i][0], movements[i][0], ...flavors[i]]) pieces.push({ text: r.label, labels: [r] });
     return fitPieces(pieces, ctx, false);
   });
-  return finish(ctx, images, 'classic', built);
+  return finish(ctx, images, 'classic', built, options);
 }
 
 interface Chained {

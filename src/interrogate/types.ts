@@ -63,7 +63,7 @@ export interface ChosenLabel {
 export interface InterrogationResult {
   mode: InterrogateMode;
   prompt: string;
-  /** Cosine similarity of the whole prompt text to the image (as the text tower sees it). */
+  /** Cosine similarity of the whole prompt text to the image (as the text tower sees it); NaN when not scored. */
   similarity: number;
   /** The labels in the prompt, in prompt order (the caption is not a label). */
   labels: ChosenLabel[];

@@ -71,7 +71,8 @@ export interface InterrogatorMemberOptions {
 export function interrogatorMember(interrogator: Interrogator, minilm: TextEmbedder, options: InterrogatorMemberOptions = {}): Member {
   const mode = options.mode ?? 'fast';
   return async (embeds, rows) => {
-    const results = await interrogator.interrogate(embeds, rows, { mode, ...(options.maxFlavors ? { maxFlavors: options.maxFlavors } : {}) });
+    // Only the prompt text is used, so fast and classic skip scoring it with the text tower.
+    const results = await interrogator.interrogate(embeds, rows, { mode, score: false, ...(options.maxFlavors ? { maxFlavors: options.maxFlavors } : {}) });
     const prompts = results.map((r) => r.prompt);
     const vectors = await minilm.embed(prompts);
     if (vectors.length !== rows * minilm.dim) {

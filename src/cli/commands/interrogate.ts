@@ -48,12 +48,17 @@ export function register(program: Command): void {
       onFailure: (f) => process.stderr.write(`img2prompt: ${f.file}: ${f.reason}\n`),
     });
     const results: InterrogationResult[] = [];
-    // One image at a time through the modes, so the bar moves and a long best-mode run shows progress.
-    for (let i = 0; i < images.ids.length; i++) {
-      const row = images.embeds.subarray(i * model.dim, (i + 1) * model.dim);
-      const [r] = await interrogator.interrogate(row, 1, { mode: opts.mode, ...(maxFlavors ? { maxFlavors } : {}), ...(shortlist ? { shortlist } : {}) });
-      results.push(r!);
-      bar.update(i + 1 + images.failures.length);
+    // The CSV holds only prompts: the prompt's own similarity (a text-tower pass per image in fast and
+    // classic) is computed only when the details file will show it.
+    const modeOptions = { mode: opts.mode, score: opts.details !== undefined, ...(maxFlavors ? { maxFlavors } : {}), ...(shortlist ? { shortlist } : {}) };
+    // Chains (best, negative) run one image at a time anyway, so those go singly and the bar moves;
+    // fast and classic rank a batch of images per pass over each bank.
+    const step = opts.mode === 'fast' || opts.mode === 'classic' ? 16 : 1;
+    for (let i = 0; i < images.ids.length; i += step) {
+      const n = Math.min(step, images.ids.length - i);
+      const rows = images.embeds.subarray(i * model.dim, (i + n) * model.dim);
+      results.push(...(await interrogator.interrogate(rows, n, modeOptions)));
+      bar.update(i + n + images.failures.length);
     }
     bar.stop();
     interrogator.close();
