@@ -4,18 +4,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { modelDir } from '../src/models/cache.js';
-import { installRandomClip } from '../src/models/install-local.js';
 import { ClipModel } from '../src/clip/model.js';
 import { trendingLabels } from '../src/interrogate/label-banks.js';
 import { readPromptsCsv } from '../src/submission/prompts-csv.js';
 import { validateSubmission } from '../src/submission/validate.js';
-import { asset, KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
+import { asset, tempDir } from './helpers/paths.js';
+import { copyKaggleImages, restoreHome, useTinyClipHome } from './helpers/tiny-clip-home.js';
 
-const TOKENIZER = asset('tokenizers', 'clip', 'hf-openai-clip-vit-large-patch14');
 const SAMPLE_IDS = ['20057f34d', '227ef0887', '92e911621', 'a4e1c55a9', 'c98f79f71', 'd8edf2e40', 'f27825b2c'];
 
-const realMiniLM = modelDir('minilm');
 const home = tempDir('img2prompt-interrogate-home-');
 const work = tempDir('img2prompt-interrogate-work-');
 const images = path.join(work, 'images');
@@ -34,13 +31,8 @@ function cli(args: string[]): { code: number | null; stdout: string; stderr: str
 const COMMON = ['--model', 'tiny', '--labels-dir', labelsDir];
 
 beforeAll(async () => {
-  saved = process.env.IMG2PROMPT_HOME;
-  process.env.IMG2PROMPT_HOME = home;
-  fs.mkdirSync(path.join(home, 'models'), { recursive: true });
-  fs.symlinkSync(realMiniLM, path.join(home, 'models', 'minilm'));
-  await installRandomClip({ arch: 'tiny', seed: 5, name: 'tiny', layout: 'open_clip', tokenizerDir: TOKENIZER });
-  fs.mkdirSync(images);
-  for (const f of fs.readdirSync(path.join(KAGGLE_SAMPLE, 'images'))) fs.copyFileSync(path.join(KAGGLE_SAMPLE, 'images', f), path.join(images, f));
+  saved = await useTinyClipHome(home, 5);
+  copyKaggleImages(images);
   fs.writeFileSync(path.join(images, 'broken.png'), 'not a png at all');
   fs.mkdirSync(labelsDir);
   for (const f of ['artists', 'flavors', 'mediums', 'movements', 'sites', 'negative']) {
@@ -51,8 +43,7 @@ beforeAll(async () => {
 });
 
 afterAll(() => {
-  if (saved === undefined) delete process.env.IMG2PROMPT_HOME;
-  else process.env.IMG2PROMPT_HOME = saved;
+  restoreHome(saved);
   fs.rmSync(home, { recursive: true, force: true });
   fs.rmSync(work, { recursive: true, force: true });
 });

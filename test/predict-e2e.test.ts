@@ -5,8 +5,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { modelDir } from '../src/models/cache.js';
-import { installRandomClip } from '../src/models/install-local.js';
 import { ClipModel } from '../src/clip/model.js';
 import { readSubmission } from '../src/submission/submission-csv.js';
 import { validateSubmission } from '../src/submission/validate.js';
@@ -18,15 +16,13 @@ import { LinearMap } from '../src/predict/linear-map.js';
 import { predict, type PredictedImage } from '../src/predict/predict.js';
 import type { PromptBank } from '../src/predict/prompt-bank.js';
 import { asset, KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
+import { copyKaggleImages, restoreHome, useTinyClipHome } from './helpers/tiny-clip-home.js';
 import { cosineOf, maxAbsDiff } from './helpers/predict-fakes.js';
 
-const TOKENIZER = asset('tokenizers', 'clip', 'hf-openai-clip-vit-large-patch14');
 const SAMPLE_IDS = ['20057f34d', '227ef0887', '92e911621', 'a4e1c55a9', 'c98f79f71', 'd8edf2e40', 'f27825b2c'];
 const TRUTH = path.join(KAGGLE_SAMPLE, 'prompts.csv');
 const DIM = 384;
 
-// Resolved before IMG2PROMPT_HOME points at the temp home: the real MiniLM stays where global setup put it.
-const realMiniLM = modelDir('minilm');
 const home = tempDir('img2prompt-predict-home-');
 const work = tempDir('img2prompt-predict-work-');
 const images = path.join(work, 'images');
@@ -57,14 +53,9 @@ async function collect(gen: AsyncGenerator<PredictedImage>): Promise<PredictedIm
 }
 
 beforeAll(async () => {
-  saved = process.env.IMG2PROMPT_HOME;
-  process.env.IMG2PROMPT_HOME = home;
-  fs.mkdirSync(path.join(home, 'models'), { recursive: true });
-  fs.symlinkSync(realMiniLM, path.join(home, 'models', 'minilm'));
-  await installRandomClip({ arch: 'tiny', seed: 3, name: 'tiny', layout: 'open_clip', tokenizerDir: TOKENIZER });
+  saved = await useTinyClipHome(home, 3);
 
-  fs.mkdirSync(images);
-  for (const f of fs.readdirSync(path.join(KAGGLE_SAMPLE, 'images'))) fs.copyFileSync(path.join(KAGGLE_SAMPLE, 'images', f), path.join(images, f));
+  copyKaggleImages(images);
   const prompts = asset('eval', 'prompts');
   bankPrompts = [
     ...lines(fs.readFileSync(path.join(prompts, 'songjein-gpt4-kaggle-style-prompts.txt'), 'utf8'), 100),
@@ -78,8 +69,7 @@ beforeAll(async () => {
 });
 
 afterAll(() => {
-  if (saved === undefined) delete process.env.IMG2PROMPT_HOME;
-  else process.env.IMG2PROMPT_HOME = saved;
+  restoreHome(saved);
   fs.rmSync(home, { recursive: true, force: true });
   fs.rmSync(work, { recursive: true, force: true });
 });
