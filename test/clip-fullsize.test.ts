@@ -10,6 +10,7 @@ import { buildClipVisionGraph } from '../models/graph/clip-vision.js';
 import { buildClipTextGraph } from '../models/graph/clip-text.js';
 import { referenceImageEmbeds, referenceTextEmbeds, refCheckpointFromTensors } from './reference/clip-reference.js';
 import { asset, tempDir } from './helpers/paths.js';
+import { maxRelativeError } from './reference/compare.js';
 
 /**
  * The real architectures at full size on random weights, against the float64 reference. ViT-B-32
@@ -17,20 +18,6 @@ import { asset, tempDir } from './helpers/paths.js';
  *   IMG2PROMPT_CLIP_FULL=ViT-B-32,ViT-L-14 npx vitest run test/clip-fullsize.test.ts
  */
 const WANTED = (process.env.IMG2PROMPT_CLIP_FULL ?? 'ViT-B-32').split(',').map((s) => s.trim()).filter((s) => s && s !== 'none');
-
-function maxRelativeError(got: Float32Array, want: readonly Float64Array[], width: number): number {
-  let worst = 0;
-  want.forEach((row, r) => {
-    let diff = 0;
-    let scale = 0;
-    for (let i = 0; i < width; i++) {
-      diff = Math.max(diff, Math.abs(got[r * width + i]! - row[i]!));
-      scale = Math.max(scale, Math.abs(row[i]!));
-    }
-    worst = Math.max(worst, diff / scale);
-  });
-  return worst;
-}
 
 describe.skipIf(WANTED.length === 0).each(WANTED.map((name, i) => ({ name, layout: (i % 2 === 0 ? 'hf' : 'open_clip') as ClipLayout })))(
   'full-size $name ($layout layout, random weights)',

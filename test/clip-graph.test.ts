@@ -19,6 +19,7 @@ import {
   type RefCheckpoint,
 } from './reference/clip-reference.js';
 import { asset, tempDir } from './helpers/paths.js';
+import { maxRelativeError } from './reference/compare.js';
 
 const TOKENIZER_DIR = asset('tokenizers', 'clip', 'hf-openai-clip-vit-large-patch14');
 
@@ -30,21 +31,6 @@ const PROMPTS = [
   // Longer than the context: truncated to 77 with the EOT kept last.
   Array.from({ length: 60 }, (_, i) => `word${i}`).join(' '),
 ];
-
-/** Largest |a − b| over a row, relative to the largest |b| of that row; the max over rows. */
-function maxRelativeError(got: Float32Array, want: readonly Float64Array[], width: number): number {
-  let worst = 0;
-  want.forEach((row, r) => {
-    let diff = 0;
-    let scale = 0;
-    for (let i = 0; i < width; i++) {
-      diff = Math.max(diff, Math.abs(got[r * width + i]! - row[i]!));
-      scale = Math.max(scale, Math.abs(row[i]!));
-    }
-    worst = Math.max(worst, diff / scale);
-  });
-  return worst;
-}
 
 function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   expect(a.length).toBe(b.length);

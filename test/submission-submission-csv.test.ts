@@ -3,7 +3,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EMBEDDING_DIM, formatValue, readSubmission, writeSubmission } from '../src/submission/submission-csv.js';
 import { KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
-import { expectBadInput, listDir } from './helpers/submission-fakes.js';
+import { expectBadInput, listDir, replaceAt, spliceCopy } from './helpers/submission-fakes.js';
 
 let dir: string;
 beforeEach(() => {
@@ -12,20 +12,6 @@ beforeEach(() => {
 afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 const HEADER = 'imgId_eId,val';
-
-/** Copy of `items` with element `i` replaced (Array.prototype.with needs the ES2023 lib). */
-function replaceAt(items: string[], i: number, value: string): string[] {
-  const copy = [...items];
-  copy[i] = value;
-  return copy;
-}
-
-/** Copy of `items` spliced (Array.prototype.toSpliced needs the ES2023 lib). */
-function spliceCopy(items: string[], start: number, deleteCount: number, ...insert: string[]): string[] {
-  const copy = [...items];
-  copy.splice(start, deleteCount, ...insert);
-  return copy;
-}
 
 /** Rows `<id>_0 .. <id>_383` with value `e / 1000` unless overridden. */
 function imageRows(id: string, eIds: number[] = Array.from({ length: EMBEDDING_DIM }, (_, e) => e)): string[] {

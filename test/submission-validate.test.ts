@@ -6,7 +6,7 @@ import { EMBEDDING_DIM } from '../src/submission/submission-csv.js';
 import { MAX_KEPT_PROBLEMS, imageIdsInDir, readIdsFile, validateSubmission } from '../src/submission/validate.js';
 import { register } from '../src/cli/commands/validate.js';
 import { KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
-import { expectBadInput } from './helpers/submission-fakes.js';
+import { expectBadInput, replaceAt, spliceCopy } from './helpers/submission-fakes.js';
 
 let dir: string;
 beforeEach(() => {
@@ -19,19 +19,6 @@ afterEach(() => {
 
 const HEADER = 'imgId_eId,val';
 
-/** Copy of `items` with element `i` replaced (Array.prototype.with needs the ES2023 lib). */
-function replaceAt(items: string[], i: number, value: string): string[] {
-  const copy = [...items];
-  copy[i] = value;
-  return copy;
-}
-
-/** Copy of `items` spliced (Array.prototype.toSpliced needs the ES2023 lib). */
-function spliceCopy(items: string[], start: number, deleteCount: number, ...insert: string[]): string[] {
-  const copy = [...items];
-  copy.splice(start, deleteCount, ...insert);
-  return copy;
-}
 const SAMPLE = path.join(KAGGLE_SAMPLE, 'sample_submission.csv');
 const UNIT = 1 / Math.sqrt(EMBEDDING_DIM);
 

@@ -52,3 +52,17 @@ export async function expectBadInput(promise: Promise<unknown>, file: string, re
   expect(e.reason).toMatch(reason);
   return e;
 }
+
+/** Copy of `items` with element `i` replaced (Array.prototype.with needs the ES2023 lib). */
+export function replaceAt(items: string[], i: number, value: string): string[] {
+  const copy = [...items];
+  copy[i] = value;
+  return copy;
+}
+
+/** Copy of `items` spliced (Array.prototype.toSpliced needs the ES2023 lib). */
+export function spliceCopy(items: string[], start: number, deleteCount: number, ...insert: string[]): string[] {
+  const copy = [...items];
+  copy.splice(start, deleteCount, ...insert);
+  return copy;
+}
