@@ -25,27 +25,28 @@ function fillPanel(panel: Float64Array, src: Float32Array, dim: number, rowIndex
 }
 
 /**
- * out[i * nb + j] += Σ_r A[i][r] · B[j][r] over one panel, for i < na (step 2), j < nb (step 4).
- * With `lower`, blocks entirely above the diagonal are skipped (A = B: a Gram matrix).
+ * out[i * nb + j] += Σ_t A[i * k + t] · B[j * k + t] for i < na (step 2), j < nb (step 4): rows of
+ * A against rows of B, both of length k. With `lower`, blocks entirely above the diagonal are
+ * skipped (A = B: a Gram matrix).
  */
-function panelProduct(A: Float64Array, na: number, B: Float64Array, nb: number, out: Float64Array, lower: boolean): void {
+function accumulateRowDots(A: Float64Array, na: number, B: Float64Array, nb: number, k: number, out: Float64Array, lower: boolean): void {
   for (let i = 0; i < na; i += 2) {
-    const a0 = i * PANEL;
-    const a1 = a0 + PANEL;
+    const a0 = i * k;
+    const a1 = a0 + k;
     const jEnd = lower ? Math.min(nb, i + 2) : nb;
     for (let j = 0; j < jEnd; j += 4) {
-      const b0 = j * PANEL;
-      const b1 = b0 + PANEL;
-      const b2 = b1 + PANEL;
-      const b3 = b2 + PANEL;
+      const b0 = j * k;
+      const b1 = b0 + k;
+      const b2 = b1 + k;
+      const b3 = b2 + k;
       let s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
-      for (let r = 0; r < PANEL; r++) {
-        const x0 = A[a0 + r];
-        const x1 = A[a1 + r];
-        const y0 = B[b0 + r];
-        const y1 = B[b1 + r];
-        const y2 = B[b2 + r];
-        const y3 = B[b3 + r];
+      for (let t = 0; t < k; t++) {
+        const x0 = A[a0 + t];
+        const x1 = A[a1 + t];
+        const y0 = B[b0 + t];
+        const y1 = B[b1 + t];
+        const y2 = B[b2 + t];
+        const y3 = B[b3 + t];
         s00 += x0 * y0; s01 += x0 * y1; s02 += x0 * y2; s03 += x0 * y3;
         s10 += x1 * y0; s11 += x1 * y1; s12 += x1 * y2; s13 += x1 * y3;
       }
@@ -87,8 +88,8 @@ export function crossProducts(
     const count = Math.min(PANEL, n - r0);
     fillPanel(panelX, X, dx, rowIndex, r0, count);
     fillPanel(panelY, Y, dy, rowIndex, r0, count);
-    panelProduct(panelX, px, panelX, px, xxPadded, true);
-    panelProduct(panelX, px, panelY, py, xyPadded, false);
+    accumulateRowDots(panelX, px, panelX, px, PANEL, xxPadded, true);
+    accumulateRowDots(panelX, px, panelY, py, PANEL, xyPadded, false);
     onProgress?.(r0 + count);
   }
   const xx = new Float64Array(dx * dx);
@@ -177,31 +178,8 @@ export function choleskySolve(L: Float64Array, n: number, C: Float64Array, m: nu
 /**
  * out[i * nb + j] = Σ_t A[i * k + t] · B[j * k + t]: rows of A against rows of B, both row-major
  * with row length k (A·Bᵀ). na must be even and nb a multiple of 4 (pad with zero rows).
- * Same 2x4 register blocking as the accumulation above.
  */
 export function rowsTimesRows(A: Float64Array, na: number, B: Float64Array, nb: number, k: number, out: Float64Array): void {
-  for (let i = 0; i < na; i += 2) {
-    const a0 = i * k;
-    const a1 = a0 + k;
-    for (let j = 0; j < nb; j += 4) {
-      const b0 = j * k;
-      const b1 = b0 + k;
-      const b2 = b1 + k;
-      const b3 = b2 + k;
-      let s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
-      for (let t = 0; t < k; t++) {
-        const x0 = A[a0 + t];
-        const x1 = A[a1 + t];
-        const y0 = B[b0 + t];
-        const y1 = B[b1 + t];
-        const y2 = B[b2 + t];
-        const y3 = B[b3 + t];
-        s00 += x0 * y0; s01 += x0 * y1; s02 += x0 * y2; s03 += x0 * y3;
-        s10 += x1 * y0; s11 += x1 * y1; s12 += x1 * y2; s13 += x1 * y3;
-      }
-      const o = i * nb + j;
-      out[o] = s00; out[o + 1] = s01; out[o + 2] = s02; out[o + 3] = s03;
-      out[o + nb] = s10; out[o + nb + 1] = s11; out[o + nb + 2] = s12; out[o + nb + 3] = s13;
-    }
-  }
+  out.fill(0, 0, na * nb);
+  accumulateRowDots(A, na, B, nb, k, out, false);
 }
