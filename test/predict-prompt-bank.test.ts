@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { PromptBank, softmaxWeights, type NeighbourSearch } from '../src/predict/prompt-bank.js';
 import { topkReference } from '../src/rank/topk-reference.js';
+import { OnnxBankRanker } from '../src/rank/bank-ranker.js';
 import { Img2PromptError } from '../src/util/errors.js';
 import { cosineOf, maxAbsDiff, randomMatrix, randomUnitRows, row, unitRowsOf } from './helpers/predict-fakes.js';
 
@@ -103,6 +104,24 @@ describe('PromptBank', () => {
       const second = row(bank.minilm, a.neighbours.indices[r * 8 + 1], TEXT);
       expect(cosineOf(row(a.vectors, r, TEXT), second)).toBeGreaterThan(cosineOf(row(bank.minilm, a.neighbours.indices[r * 8], TEXT), second));
     }
+  });
+
+  it('searches through a GPU-style ranker (the MatMul+TopK graph) once given one, and back on the native kernel after close', async () => {
+    const bank = plantedBank();
+    const images = imagesNear(bank, [3, 44, 321], 0.3, 9);
+    const native = await bank.predict(images, { k: 8, temperature: 0.05 });
+    const ranker = await OnnxBankRanker.open(bank.clipMatrix(), ['cpu']);
+    let calls = 0;
+    const rank = ranker.rank.bind(ranker);
+    ranker.rank = (...args) => ((calls += 1), rank(...args));
+    bank.useRanker(ranker);
+    const graph = await bank.predict(images, { k: 8, temperature: 0.05 });
+    expect(calls).toBe(1);
+    expect(Array.from(graph.neighbours.indices)).toEqual(Array.from(native.neighbours.indices));
+    expect(maxAbsDiff(graph.vectors, native.vectors)).toBeLessThan(1e-5);
+    bank.close();
+    await bank.predict(images, { k: 8 });
+    expect(calls).toBe(1);
   });
 
   it('gives unusable images the fallback vector and no nearest prompt', async () => {

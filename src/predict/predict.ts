@@ -8,6 +8,7 @@ import { EMBEDDING_DIM } from '../submission/submission-csv.js';
 import { Interrogator } from '../interrogate/interrogator.js';
 import { labelsHash } from '../interrogate/label-banks.js';
 import type { BankDtype, InterrogateMode } from '../interrogate/types.js';
+import { openBankRanker } from '../rank/bank-ranker.js';
 import { MiniLMTextSide } from './minilm-text-side.js';
 import { loadPromptBank } from './prompt-bank-cache.js';
 import { DEFAULT_BANK_K, DEFAULT_BANK_TEMPERATURE, type PromptBank } from './prompt-bank.js';
@@ -188,6 +189,9 @@ export class PredictEngine {
         clipDtype: dtype,
         onBank: (b, side) => notice(`prompt bank ${b.name} (${side}): ${b.labels.length} prompts, ${b.built ? `built (${b.reason ?? 'new'})` : 'cached'}`),
       });
+
+      // On CUDA the bank's CLIP rows go to the GPU once; on a CPU the native kernel keeps them.
+      if (clip.provider === 'cuda') bank.useRanker(await openBankRanker(bank.clipMatrix(), ['cuda', 'cpu']));
 
       let map: LinearMap | undefined;
       if (members.includes('map')) {
@@ -434,6 +438,7 @@ export class PredictEngine {
 
   close(): void {
     this.interrogator?.close();
+    this.bank.close();
     this.clip.close();
     this.minilm.close();
   }

@@ -1,4 +1,5 @@
 import { topk as nativeTopk } from '../rank/topk.js';
+import type { BankRanker } from '../rank/bank-ranker.js';
 import { Img2PromptError } from '../util/errors.js';
 import { fallbackVector } from './ensemble.js';
 import { checkRows, isUsableRow, normalizeRowInPlace, unitRows } from './vectors.js';
@@ -98,7 +99,8 @@ export class PromptBank {
   readonly clip: Float32Array;
   /** Unit-length MiniLM rows. */
   readonly minilm: Float32Array;
-  private readonly search: NeighbourSearch;
+  private search: NeighbourSearch;
+  private ranker: BankRanker | undefined;
   private fallback: Float32Array | undefined;
 
   /** `search` defaults to the native top-k kernel (src/rank/topk.ts). */
@@ -120,6 +122,29 @@ export class PromptBank {
     this.clip = unitRows(data.clip, data.clipDim);
     this.minilm = unitRows(data.minilm, data.textDim);
     this.search = search;
+  }
+
+  /**
+   * Searches with a ranker that holds this bank's CLIP rows (a MatMul+TopK session on the GPU, opened
+   * with `openBankRanker(bank.clipMatrix())`); the bank closes it. A 'native' ranker changes nothing.
+   */
+  useRanker(ranker: BankRanker): void {
+    if (ranker.engine === 'native') return;
+    this.ranker?.close();
+    this.ranker = ranker;
+    this.search = (queries, _bank, k) => ranker.rank(queries, k);
+  }
+
+  /** The unit-length CLIP rows as a [size, clipDim] matrix. */
+  clipMatrix(): { data: Float32Array; dims: [number, number] } {
+    return { data: this.clip, dims: [this.size, this.clipDim] };
+  }
+
+  /** Frees the GPU ranker, if any; the bank stays usable on the native kernel. */
+  close(): void {
+    this.ranker?.close();
+    this.ranker = undefined;
+    this.search = nativeTopk;
   }
 
   /** The mean MiniLM direction of the bank, unit length: the best constant guess, used for failed images. */
