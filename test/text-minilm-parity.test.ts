@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { createHash } from 'node:crypto';
 import { modelDir } from '../src/models/cache.js';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -171,5 +172,65 @@ describe('ensureMiniLMOnnx', () => {
     const empty = tempDir();
     await expect(ensureMiniLMOnnx(empty)).rejects.toThrow(`${path.join(empty, 'model.safetensors')}: cannot read MiniLM weights`);
     fs.rmSync(empty, { recursive: true, force: true });
+  });
+});
+
+describe('ensureMiniLMOnnx: weights integrity', () => {
+  const MANIFEST_SHA = '53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db';
+  const MANIFEST_SIZE = 90868376;
+  let work: string;
+  let weights: string;
+  beforeAll(async () => {
+    const src = await resolveModelDir();
+    await ensureMiniLMOnnx(src); // the cache's model.onnx, copied below so nothing needs building
+    work = tempDir('img2prompt-minilm-integrity-');
+    weights = path.join(work, 'model.safetensors');
+    for (const f of ['model.safetensors', 'config.json', MINILM_ONNX_FILE, MINILM_ONNX_SIDECAR]) fs.copyFileSync(path.join(src, f), path.join(work, f));
+  });
+  afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
+
+  const leftovers = () => fs.readdirSync(work).filter((f) => f === MINILM_ONNX_FILE || f === MINILM_ONNX_SIDECAR || f.endsWith('.tmp'));
+  const sha256 = (file: string) => createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+
+  it('accepts intact weights and records their stamp, so later opens need not re-hash 90 MB', async () => {
+    const onnxMtime = fs.statSync(path.join(work, MINILM_ONNX_FILE)).mtimeMs;
+    await ensureMiniLMOnnx(work);
+    const sidecar = JSON.parse(fs.readFileSync(path.join(work, MINILM_ONNX_SIDECAR), 'utf-8'));
+    const st = fs.statSync(weights);
+    expect(sidecar.weights).toEqual({ size: MANIFEST_SIZE, sha256: MANIFEST_SHA, stamp: { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino } });
+    // The copy is the same graph: only the sidecar was rewritten, model.onnx was not rebuilt.
+    expect(fs.statSync(path.join(work, MINILM_ONNX_FILE)).mtimeMs).toBe(onnxMtime);
+  });
+
+  it('refuses a bit-flipped copy of the right size (even with its mtime put back), naming the file, and leaves no model.onnx', async () => {
+    const before = fs.statSync(weights);
+    const fd = fs.openSync(weights, 'r+');
+    const byte = Buffer.alloc(1);
+    const at = 50_000_000; // inside the tensor data, past the header
+    fs.readSync(fd, byte, 0, 1, at);
+    byte[0] ^= 0x10;
+    fs.writeSync(fd, byte, 0, 1, at);
+    fs.closeSync(fd);
+    fs.utimesSync(weights, before.atime, before.mtime);
+    expect(fs.statSync(weights).size).toBe(MANIFEST_SIZE);
+    const got = sha256(weights);
+    expect(got).not.toBe(MANIFEST_SHA);
+
+    const err = await ensureMiniLMOnnx(work).catch((e: Error) => e);
+    expect((err as Error).message).toBe(
+      `${weights}: sha256 mismatch (corrupt weights): expected ${MANIFEST_SHA}, got ${got}; run \`img2prompt models pull minilm\` to repair`,
+    );
+    expect(leftovers()).toEqual([]);
+    // Still refused on the next open: nothing was recorded that would let it through.
+    await expect(ensureMiniLMOnnx(work)).rejects.toThrow(/sha256 mismatch/);
+    expect(leftovers()).toEqual([]);
+  });
+
+  it('refuses truncated weights before hashing them', async () => {
+    fs.truncateSync(weights, 1_000_000);
+    await expect(ensureMiniLMOnnx(work)).rejects.toThrow(
+      `${weights}: truncated: 1000000 bytes, expected ${MANIFEST_SIZE}; run \`img2prompt models pull minilm\` to repair`,
+    );
+    expect(leftovers()).toEqual([]);
   });
 });

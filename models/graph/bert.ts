@@ -4,6 +4,8 @@ import path from 'node:path';
 import { Img2PromptError, errorMessage } from '../../src/util/errors.js';
 import { writeFileAtomic } from '../../src/util/atomic-write.js';
 import { readSafetensorsSync, tensorToFloat32, type SafetensorsFile } from '../../src/models/safetensors.js';
+import { defaultManifestsDir, loadManifest, type ManifestFile } from '../../src/models/manifest.js';
+import { fileStamp, sameStamp, type FileStamp } from '../../src/models/file-stamp.js';
 import {
   GraphBuilder,
   gelu,
@@ -192,7 +194,8 @@ async function sha256File(file: string): Promise<string> {
 
 interface Sidecar {
   graphVersion: number;
-  weights: { size: number; sha256: string };
+  /** `stamp`: the weights file as it was when its hash was last checked (see src/models/file-stamp.ts). */
+  weights: { size: number; sha256: string; stamp?: FileStamp };
   config: { sha256: string };
   onnx: { size: number };
 }
@@ -205,28 +208,70 @@ async function readSidecar(file: string): Promise<Sidecar | undefined> {
   }
 }
 
+/** The manifest whose pinned model.safetensors entry the weights must match. */
+const MANIFEST_NAME = 'minilm';
+const REPAIR = `run \`img2prompt models pull ${MANIFEST_NAME}\` to repair`;
+
+async function expectedWeights(): Promise<ManifestFile> {
+  const manifest = await loadManifest(MANIFEST_NAME);
+  const entry = manifest.files.find((f) => f.path === 'model.safetensors');
+  if (!entry) throw new Img2PromptError(defaultManifestsDir(), `manifest "${MANIFEST_NAME}" lists no model.safetensors`);
+  return entry;
+}
+
 /**
- * Path of `<modelDir>/model.onnx`, building it first when it is missing or stale. The sidecar
- * model.onnx.json records what it was built from (weights and config hashes, graph version); any
- * difference triggers a rebuild. Both files are written atomically.
+ * Check the weights against the manifest's size and sha256 and return their sha256. The 90 MB hash
+ * is skipped when the file's stamp equals the one recorded the last time it was hashed and matched.
+ */
+async function verifyWeights(file: string, stamp: FileStamp, expected: ManifestFile, have: Sidecar | undefined): Promise<string> {
+  if (expected.size !== null && stamp.size !== expected.size) {
+    const what = stamp.size < expected.size ? 'truncated' : 'wrong size';
+    throw new Img2PromptError(file, `${what}: ${stamp.size} bytes, expected ${expected.size}; ${REPAIR}`);
+  }
+  const recorded = have?.weights;
+  if (recorded && sameStamp(recorded.stamp, stamp) && (expected.sha256 === null || recorded.sha256 === expected.sha256)) {
+    return recorded.sha256;
+  }
+  const got = await sha256File(file);
+  if (expected.sha256 !== null && got !== expected.sha256) {
+    throw new Img2PromptError(file, `sha256 mismatch (corrupt weights): expected ${expected.sha256}, got ${got}; ${REPAIR}`);
+  }
+  return got;
+}
+
+/**
+ * Path of `<modelDir>/model.onnx`, building it first when it is missing or stale. The weights must
+ * match the minilm manifest (size and sha256); when they do not, the error names the file and no
+ * model.onnx is left beside them. The sidecar model.onnx.json records what the graph was built from
+ * (weights and config hashes, graph version); any difference triggers a rebuild. Both files are
+ * written atomically.
  */
 export async function ensureMiniLMOnnx(modelDir: string): Promise<string> {
   const onnxPath = path.join(modelDir, MINILM_ONNX_FILE);
   const sidecarPath = path.join(modelDir, MINILM_ONNX_SIDECAR);
   const weightsPath = path.join(modelDir, 'model.safetensors');
   const configPath = path.join(modelDir, 'config.json');
-  let weightsSize: number;
+  let stamp: FileStamp;
   try {
-    weightsSize = (await fs.stat(weightsPath)).size;
+    stamp = fileStamp(await fs.stat(weightsPath));
   } catch (err) {
     throw new Img2PromptError(weightsPath, `cannot read MiniLM weights: ${errorMessage(err)}`, { cause: err });
   }
+  const have = await readSidecar(sidecarPath);
+  let weightsSha256: string;
+  try {
+    weightsSha256 = await verifyWeights(weightsPath, stamp, await expectedWeights(), have);
+  } catch (err) {
+    // A graph built from weights that no longer verify must not outlive them.
+    await fs.rm(onnxPath, { force: true });
+    await fs.rm(sidecarPath, { force: true });
+    throw err;
+  }
   const want: Omit<Sidecar, 'onnx'> = {
     graphVersion: BERT_GRAPH_VERSION,
-    weights: { size: weightsSize, sha256: await sha256File(weightsPath) },
+    weights: { size: stamp.size, sha256: weightsSha256, stamp },
     config: { sha256: await sha256File(configPath) },
   };
-  const have = await readSidecar(sidecarPath);
   const onnxSize = await fs.stat(onnxPath).then((s) => s.size, () => -1);
   const fresh =
     have !== undefined &&
@@ -235,7 +280,13 @@ export async function ensureMiniLMOnnx(modelDir: string): Promise<string> {
     have.weights?.sha256 === want.weights.sha256 &&
     have.config?.sha256 === want.config.sha256 &&
     have.onnx?.size === onnxSize;
-  if (fresh) return onnxPath;
+  if (fresh) {
+    // Same graph; only the stamp moved (file copied or touched): record it so the next open skips the hash.
+    if (!sameStamp(have.weights.stamp, stamp)) {
+      await writeFileAtomic(sidecarPath, JSON.stringify({ ...want, onnx: have.onnx }, null, 2) + '\n');
+    }
+    return onnxPath;
+  }
   const bytes = buildMiniLMGraph(modelDir);
   await writeFileAtomic(onnxPath, bytes);
   const sidecar: Sidecar = { ...want, onnx: { size: bytes.length } };
