@@ -4,6 +4,7 @@
 #include "clip_preprocess.h"
 #include "ort_env.h"
 #include "session.h"
+#include "stream_read.h"
 #include "topk.h"
 
 namespace img2prompt {
@@ -17,6 +18,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("availableProviders", Napi::Function::New(env, AvailableProviders, "availableProviders"));
   exports.Set("ortVersion", Napi::Function::New(env, OrtVersionJs, "ortVersion"));
   RegisterClipPreprocess(env, exports);
+  RegisterStreamRead(env, exports);
   return exports;
 }
 

@@ -27,6 +27,7 @@ constexpr size_t kBlockBytes = 128 * 1024;
 constexpr double kMinWorkPerThread = 4.0e6;
 
 size_t BlockRows(const SimilarityJob& job) {
+  if (job.block_rows) return job.block_rows;
   const size_t row_bytes = std::max<size_t>(1, job.dim * (job.bank_f16 ? 2 : 4));
   size_t rows = kBlockBytes / row_bytes;
   rows = rows / 24 * 24;  // whole 3-, 4- and 8-row tiles
@@ -34,6 +35,7 @@ size_t BlockRows(const SimilarityJob& job) {
 }
 
 unsigned ThreadCount(const SimilarityJob& job, size_t blocks) {
+  if (job.force_threads) return job.force_threads;
   unsigned wanted = job.threads ? job.threads : std::max(1u, std::thread::hardware_concurrency());
   const double work = static_cast<double>(job.query_count) * job.bank_rows * job.dim;
   const double by_work = std::max(1.0, std::floor(work / kMinWorkPerThread));
@@ -45,12 +47,14 @@ struct RowRange {
   size_t count = 0;
 };
 
-// Runs body(worker, block, next_block) over every block of rows, `workers` threads pulling blocks
-// from a shared counter (so a worker slowed by other load just takes fewer); each claims its next
-// block before scoring the current one, so it can prefetch it. The calling thread is worker 0.
-// Rethrows the first exception a worker raised.
+// Runs body(worker, block, next_block) over every block of rows with `workers` workers; the calling
+// thread is worker 0. Dynamic: workers pull blocks from a shared counter (so one slowed by other load
+// just takes fewer), each claiming its next block before scoring the current one so it can prefetch
+// it. Static (`deal`): worker w scores blocks w, w + workers, ...; a worker whose thread could not be
+// started runs on the calling thread afterwards, so every block is still scored by its own worker.
+// Returns how many OS threads ran; rethrows the first exception a worker raised.
 template <typename Body>
-void ForEachBlock(size_t total_rows, size_t block_rows, unsigned workers, Body&& body) {
+unsigned ForEachBlock(size_t total_rows, size_t block_rows, unsigned workers, bool deal, Body&& body) {
   const size_t blocks = (total_rows + block_rows - 1) / block_rows;
   auto range = [&](size_t b) {
     return b < blocks ? RowRange{b * block_rows, std::min(block_rows, total_rows - b * block_rows)} : RowRange{};
@@ -60,6 +64,11 @@ void ForEachBlock(size_t total_rows, size_t block_rows, unsigned workers, Body&&
   std::atomic<bool> failed{false};
   auto work = [&](unsigned worker) {
     try {
+      if (deal) {
+        for (size_t b = worker; b < blocks && !failed.load(std::memory_order_relaxed); b += workers)
+          body(worker, range(b), range(b + workers));
+        return;
+      }
       for (size_t b = next.fetch_add(1); b < blocks && !failed.load(std::memory_order_relaxed);) {
         const size_t after = next.fetch_add(1);
         body(worker, range(b), range(after));
@@ -71,16 +80,20 @@ void ForEachBlock(size_t total_rows, size_t block_rows, unsigned workers, Body&&
   };
   std::vector<std::thread> pool;
   pool.reserve(workers > 0 ? workers - 1 : 0);
-  for (unsigned w = 1; w < workers; ++w) {
+  unsigned started = 1;
+  for (; started < workers; ++started) {
     try {
-      pool.emplace_back(work, w);
+      pool.emplace_back(work, started);
     } catch (const std::system_error&) {
       break;  // no more threads to be had: the ones running (at least this one) take all the blocks
     }
   }
   work(0);
+  if (deal)
+    for (unsigned w = started; w < workers; ++w) work(w);
   for (std::thread& t : pool) t.join();
   if (failure) std::rethrow_exception(failure);
+  return started;
 }
 
 // Queries copied into rows of padded_dim floats, zero after dim, 32-byte aligned (see QueryPack).
@@ -170,9 +183,9 @@ inline float RankKey(float score, bool least) {
 
 }  // namespace
 
-void TopKSimilar(const SimilarityJob& job, size_t k, bool least, int32_t* indices, float* scores) {
+RunShape TopKSimilar(const SimilarityJob& job, size_t k, bool least, int32_t* indices, float* scores) {
   k = std::min(k, job.bank_rows);
-  if (k == 0 || job.query_count == 0) return;
+  if (k == 0 || job.query_count == 0) return {};
   const DotKernels& kernels = SelectDotKernels(job.allow_simd);
   const PackedQueries queries(job);
   const size_t block_rows = BlockRows(job);
@@ -189,7 +202,7 @@ void TopKSimilar(const SimilarityJob& job, size_t k, bool least, int32_t* indice
     s.block.resize(job.query_count * block_rows);
   }
 
-  ForEachBlock(job.bank_rows, block_rows, workers, [&](unsigned worker, RowRange block, RowRange next) {
+  auto score_block = [&](unsigned worker, RowRange block, RowRange next) {
     WorkerState& s = state[worker];
     ScoreRows(job, kernels, queries.pack(), block, next, s.block.data(), block_rows);
     const size_t first = block.first, rows = block.count;
@@ -202,7 +215,8 @@ void TopKSimilar(const SimilarityJob& job, size_t k, bool least, int32_t* indice
         heap.Offer(key, static_cast<int32_t>(first + r), block[r]);
       }
     }
-  });
+  };
+  const unsigned ran = ForEachBlock(job.bank_rows, block_rows, workers, job.force_threads > 0, score_block);
 
   // Merge the workers' heaps; the order is total, so the result does not depend on who saw what.
   std::vector<Candidate> merged;
@@ -215,17 +229,20 @@ void TopKSimilar(const SimilarityJob& job, size_t k, bool least, int32_t* indice
       scores[q * k + i] = merged[i].score;
     }
   }
+  return {ran, block_rows};
 }
 
-void AllSimilarities(const SimilarityJob& job, float* out) {
-  if (job.query_count == 0 || job.bank_rows == 0) return;
+RunShape AllSimilarities(const SimilarityJob& job, float* out) {
+  if (job.query_count == 0 || job.bank_rows == 0) return {};
   const DotKernels& kernels = SelectDotKernels(job.allow_simd);
   const PackedQueries queries(job);
   const size_t block_rows = BlockRows(job);
   const unsigned workers = ThreadCount(job, (job.bank_rows + block_rows - 1) / block_rows);
-  ForEachBlock(job.bank_rows, block_rows, workers, [&](unsigned, RowRange block, RowRange next) {
+  auto score_block = [&](unsigned, RowRange block, RowRange next) {
     ScoreRows(job, kernels, queries.pack(), block, next, out + block.first, job.bank_rows);
-  });
+  };
+  const unsigned ran = ForEachBlock(job.bank_rows, block_rows, workers, job.force_threads > 0, score_block);
+  return {ran, block_rows};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -316,6 +333,19 @@ ParsedJob ParseJob(const Napi::CallbackInfo& info, size_t options_at) {
     if (t > 1024) throw Napi::RangeError::New(env, "topk: threads must be at most 1024");
     p.job.threads = static_cast<unsigned>(t);
   }
+  Napi::Value force = options.Get("forceThreads");
+  if (!force.IsUndefined()) {
+    const size_t t = ReadCount(env, force, "forceThreads");
+    if (t < 1 || t > 1024) throw Napi::RangeError::New(env, "topk: forceThreads must be from 1 to 1024");
+    if (p.job.threads) throw Napi::RangeError::New(env, "topk: give threads or forceThreads, not both");
+    p.job.force_threads = static_cast<unsigned>(t);
+  }
+  Napi::Value block_rows = options.Get("blockRows");
+  if (!block_rows.IsUndefined()) {
+    const size_t r = ReadCount(env, block_rows, "blockRows");
+    if (r < 1 || r > (size_t{1} << 24)) throw Napi::RangeError::New(env, "topk: blockRows must be from 1 to 16777216");
+    p.job.block_rows = r;
+  }
   Napi::Value simd = options.Get("simd");
   if (!simd.IsUndefined()) p.job.allow_simd = simd.ToBoolean().Value();
   p.least = options.Get("least").ToBoolean().Value();
@@ -345,7 +375,7 @@ class TopKWorker : public Napi::AsyncWorker {
 
   void Execute() override {
     try {
-      TopKSimilar(parsed_.job, k_, least_, indices_, scores_);
+      shape_ = TopKSimilar(parsed_.job, k_, least_, indices_, scores_);
     } catch (const std::exception& e) {
       SetError(std::string("topk: ") + e.what());
     }
@@ -355,6 +385,8 @@ class TopKWorker : public Napi::AsyncWorker {
     result.Set("indices", indices_ref_.Value());
     result.Set("scores", scores_ref_.Value());
     result.Set("k", Napi::Number::New(Env(), static_cast<double>(k_)));
+    result.Set("threads", Napi::Number::New(Env(), shape_.threads));
+    result.Set("blockRows", Napi::Number::New(Env(), static_cast<double>(shape_.block_rows)));
     deferred_.Resolve(result);
   }
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
@@ -364,6 +396,7 @@ class TopKWorker : public Napi::AsyncWorker {
   ParsedJob parsed_;
   size_t k_;
   bool least_;
+  RunShape shape_;
   Napi::Reference<Napi::Int32Array> indices_ref_;
   Napi::Reference<Napi::Float32Array> scores_ref_;
   int32_t* indices_ = nullptr;
@@ -399,7 +432,8 @@ class AllScoresWorker : public Napi::AsyncWorker {
   float* out_ = nullptr;
 };
 
-// topk(queries, queryDim, bank, bankDim, k, { threads?, least?, simd? }) -> Promise<{ indices, scores, k }>
+// topk(queries, queryDim, bank, bankDim, k, { threads?, least?, simd?, forceThreads?, blockRows? })
+//   -> Promise<{ indices, scores, k, threads, blockRows }>
 Napi::Value TopKJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ParsedJob parsed = ParseJob(info, 5);
@@ -411,7 +445,7 @@ Napi::Value TopKJs(const Napi::CallbackInfo& info) {
   return promise;
 }
 
-// scoresAll(queries, queryDim, bank, bankDim, { threads?, simd? }) -> Promise<Float32Array [B x N]>
+// scoresAll(queries, queryDim, bank, bankDim, { threads?, simd?, forceThreads?, blockRows? }) -> Promise<Float32Array [B x N]>
 Napi::Value ScoresAllJs(const Napi::CallbackInfo& info) {
   auto* worker = new AllScoresWorker(info.Env(), ParseJob(info, 4));
   Napi::Promise promise = worker->Promise();

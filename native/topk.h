@@ -18,15 +18,26 @@ struct SimilarityJob {
   size_t dim = 0;
   unsigned threads = 0;            // 0: one per hardware thread
   bool allow_simd = true;
+  // Testing knobs. force_threads > 0: exactly that many workers whatever the job size, block b dealt
+  // to worker b mod force_threads (so a test knows which worker's heap saw which row); block_rows > 0
+  // overrides the bank rows per block, so a small bank spans many blocks.
+  unsigned force_threads = 0;
+  size_t block_rows = 0;
+};
+
+// How a call actually ran (for tests and the bench): OS threads that scored blocks, rows per block.
+struct RunShape {
+  unsigned threads = 0;
+  size_t block_rows = 0;
 };
 
 // Best k' = min(k, rows) bank rows per query into indices/scores [query_count x k'], best first;
 // equal scores go to the lower row index. `least` ranks by lowest score instead (ascending). NaN
 // scores (a NaN in the bank) rank last either way.
-void TopKSimilar(const SimilarityJob& job, size_t k, bool least, int32_t* indices, float* scores);
+RunShape TopKSimilar(const SimilarityJob& job, size_t k, bool least, int32_t* indices, float* scores);
 
 // Every score, out[q * rows + r]; for banks small enough that B x N is fine to keep.
-void AllSimilarities(const SimilarityJob& job, float* out);
+RunShape AllSimilarities(const SimilarityJob& job, float* out);
 
 // JS bindings: topk(), scoresAll(), topkKernel().
 void RegisterTopK(Napi::Env env, Napi::Object exports);

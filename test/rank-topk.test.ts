@@ -62,6 +62,27 @@ function expectSameRanking(got: TopKResult, want: TopKResult, queries: Matrix, b
   return swaps;
 }
 
+/**
+ * Runs that force worker threads on small banks (the kernel would otherwise run one thread below
+ * ~4e6 multiply-adds): default blocks, and small blocks so even a few hundred rows span every worker.
+ */
+const FORCED: { forceThreads: number; blockRows?: number; simd?: boolean }[] = [
+  { forceThreads: 2 },
+  { forceThreads: 3 },
+  { forceThreads: 3, simd: false },
+  { forceThreads: 2, blockRows: 7 },
+  { forceThreads: 3, blockRows: 24 },
+  { forceThreads: 3, blockRows: 1 },
+];
+
+/** `got` is bit-identical to `want` (rows, k, indices and scores), and ran on `threads` threads. */
+function expectIdentical(got: TopKResult, want: TopKResult, threads: number): void {
+  expect(got.threads).toBe(threads);
+  expect([got.rows, got.k]).toEqual([want.rows, want.k]);
+  expect(Array.from(got.indices)).toEqual(Array.from(want.indices));
+  expect(Array.from(got.scores)).toEqual(Array.from(want.scores));
+}
+
 describe('similarity top-k (native)', () => {
   it('runs on a known kernel', () => {
     expect(['avx2-fma-f16c', 'scalar']).toContain(topkKernel());
@@ -86,7 +107,30 @@ describe('similarity top-k (native)', () => {
         const got = await topk(queries, bank, k, options);
         expectSameRanking(got, want, queries, bank, 1e-5);
       }
+      // These jobs are too small for a second thread unless forced; forced, each kernel gives the
+      // very same bits as one thread does, and the same ranking as the reference.
+      const single = { simd: await topk(queries, bank, k, { threads: 1 }), scalar: await topk(queries, bank, k, { threads: 1, simd: false }) };
+      expect(single.simd.threads).toBe(1);
+      for (const options of FORCED) {
+        const got = await topk(queries, bank, k, options);
+        expectSameRanking(got, want, queries, bank, 1e-5);
+        expectIdentical(got, options.simd === false ? single.scalar : single.simd, options.forceThreads);
+      }
     }
+  });
+
+  it('spreads a small bank over forced workers, one block each in turn', async () => {
+    // 10 rows, blocks of 1 row, 3 workers: worker w holds rows w, w+3, ...; its heap can keep only k=4 of them.
+    const queries = unitRows(2, 5, 3);
+    const bank = unitRows(10, 5, 4);
+    const want = topkReference(queries, bank, 4);
+    const got = await topk(queries, bank, 4, { forceThreads: 3, blockRows: 1 });
+    expect(got.threads).toBe(3);
+    expect(Array.from(got.indices)).toEqual(Array.from(want.indices));
+    // More workers than blocks: the idle ones leave empty heaps that the merge must skip over.
+    expectIdentical(await topk(queries, bank, 4, { forceThreads: 16 }), await topk(queries, bank, 4, { threads: 1 }), 16);
+    const all = await scoresAll(queries, bank, { forceThreads: 3, blockRows: 2 });
+    expect(Array.from(all.data)).toEqual(Array.from((await scoresAll(queries, bank, { threads: 1 })).data));
   });
 
   it('gives the same answer whatever the thread count', async () => {
@@ -111,6 +155,13 @@ describe('similarity top-k (native)', () => {
       const row = resultRow(got, q);
       expect([...row.indices].sort((a, b) => a - b)).toEqual(Array.from({ length: 40 }, (_, i) => i));
       for (let i = 1; i < 40; i++) expect(row.scores[i]).toBeLessThanOrEqual(row.scores[i - 1]);
+    }
+    // Forced workers each hold fewer than k rows: the merge must still return all 40, in order.
+    for (const options of FORCED) {
+      const forced = await topk(queries, bank, 1000, options);
+      expectSameRanking(forced, topkReference(queries, bank, 1000), queries, bank, 1e-5);
+      expectIdentical(forced, await topk(queries, bank, 1000, { threads: 1, simd: options.simd }), options.forceThreads);
+      expectIdentical(await bottomk(queries, bank, 1000, options), await bottomk(queries, bank, 1000, { threads: 1, simd: options.simd }), options.forceThreads);
     }
   });
 
@@ -148,6 +199,43 @@ describe('similarity top-k (native)', () => {
       const row1 = resultRow(low, 1);
       expect(Array.from(row1.indices.subarray(0, negCopies.length))).toEqual([...negCopies].sort((a, b) => a - b));
       expect(new Set(row1.scores.subarray(0, negCopies.length)).size).toBe(1);
+    }
+  });
+
+  it('breaks ties by the lower index across forced workers and block boundaries', async () => {
+    const dim = 37;
+    const n = 3000;
+    const bank = unitRows(n, dim, 23);
+    const queries = unitRows(3, dim, 24);
+    // Blocks of 50 rows dealt to 3 workers: copies on both sides of block boundaries 50, 100, 150 and
+    // 2950 land in the heaps of workers 0, 1, 2 and 0 again (block b goes to worker b mod 3).
+    const blockRows = 50;
+    const copies = [2999, 150, 49, 2950, 100, 5, 99, 50, 149, 2949];
+    expect(new Set(copies.map((r) => Math.floor(r / blockRows) % 3))).toEqual(new Set([0, 1, 2]));
+    for (const r of copies) bank.data.set(queries.data.subarray(0, dim), r * dim);
+    const negated = queries.data.subarray(dim, 2 * dim).map((x) => -x);
+    const negCopies = [1999, 51, 1000, 48, 101];
+    for (const r of negCopies) bank.data.set(negated, r * dim);
+    const sorted = [...copies].sort((a, b) => a - b);
+    const negSorted = [...negCopies].sort((a, b) => a - b);
+
+    for (const forceThreads of [2, 3]) {
+      for (const simd of [true, false]) {
+        const options = { forceThreads, blockRows, simd };
+        // k cuts through the tied group: each worker's heap holds tied rows the merge must drop by index.
+        for (const k of [4, copies.length, copies.length + 3]) {
+          const top = await topk(queries, bank, k, options);
+          expect(top.threads).toBe(forceThreads);
+          const row0 = resultRow(top, 0);
+          expect(Array.from(row0.indices.subarray(0, Math.min(k, copies.length)))).toEqual(sorted.slice(0, k));
+          expect(new Set(row0.scores.subarray(0, Math.min(k, copies.length))).size).toBe(1);
+          const want = topkReference(queries, bank, k);
+          expect(Array.from(top.indices)).toEqual(Array.from(want.indices));
+        }
+        const low = await bottomk(queries, bank, 3, options);
+        expect(Array.from(resultRow(low, 1).indices)).toEqual(negSorted.slice(0, 3));
+        expect(Array.from(low.indices)).toEqual(Array.from(topkReference(queries, bank, 3, { least: true }).indices));
+      }
     }
   });
 
@@ -207,6 +295,21 @@ describe('similarity top-k (native)', () => {
     for (const simd of [true, false]) {
       const got = await topk(queries, bank, 15, { simd });
       expectSameRanking(got, want, queries, bank, 1e-5);
+    }
+    for (const options of FORCED) {
+      const got = await topk(queries, bank, 15, options);
+      expectSameRanking(got, want, queries, bank, 1e-5);
+      expectIdentical(got, await topk(queries, bank, 15, { threads: 1, simd: options.simd }), options.forceThreads);
+    }
+    // Duplicate fp16 rows in different blocks and workers (blocks of 312 rows at D=200) tie exactly.
+    const dupes = [6999, 313, 20, 4000, 700];
+    const tied = new Uint16Array(bank.data);
+    for (const r of dupes) tied.set(toFloat16(queries.data.subarray(200, 400)), r * 200);
+    const tiedBank = { data: tied, dims: bank.dims };
+    for (const forceThreads of [2, 3]) {
+      const got = await topk(queries, tiedBank, 8, { forceThreads });
+      expect(Array.from(resultRow(got, 1).indices.subarray(0, dupes.length))).toEqual([...dupes].sort((a, b) => a - b));
+      expect(Array.from(got.indices)).toEqual(Array.from(topkReference(queries, tiedBank, 8).indices));
     }
     // A runtime Tensor of type float16 is accepted as is.
     const asTensor = await topk(queries, { type: 'float16', ...bank }, 15);
@@ -301,6 +404,11 @@ describe('similarity top-k: input checks', () => {
     expect(await rejection(() => topk(queries, bank, 2.5))).toBe('topk: k must be a non-negative integer, got 2.5');
     expect(await rejection(() => topk(queries, bank, NaN))).toBe('topk: k must be a non-negative integer, got NaN');
     expect(await rejection(() => topk(queries, bank, 3, { threads: -2 }))).toMatch(/threads must be an integer/);
+    expect(await rejection(() => topk(queries, bank, 3, { forceThreads: 0 }))).toBe('topk: forceThreads must be an integer from 1 to 1024, got 0');
+    expect(await rejection(() => topk(queries, bank, 3, { forceThreads: 1.5 }))).toBe('topk: forceThreads must be an integer from 1 to 1024, got 1.5');
+    expect(await rejection(() => scoresAll(queries, bank, { blockRows: 0 }))).toBe('topk: blockRows must be an integer from 1 to 16777216, got 0');
+    expect(await rejection(() => topk(queries, bank, 3, { threads: 2, forceThreads: 2 }))).toBe('topk: give threads or forceThreads, not both');
+    expect(await rejection(() => topk(queries, bank, 3, { simd: 'no' as unknown as boolean }))).toBe('topk: simd must be true or false, got no');
     expect(await rejection(() => topk({ data: new Uint16Array(32), dims: [4, 8] }, bank, 3))).toBe(
       'topk: queries must be float32 (a Float32Array)',
     );
@@ -325,5 +433,8 @@ describe('similarity top-k: input checks', () => {
     expect(() => addon.topk(queries.data, 8, bank.data, 8, 1.5)).toThrow('topk: k must be an integer, got 1.5');
     expect(() => addon.topk(queries.data, 8, new Float64Array(80), 8, 3)).toThrow(/bank must be a Float32Array or a Uint16Array/);
     expect(() => addon.topk(queries.data, 0, bank.data, 0, 3)).toThrow('topk: dimension must be at least 1');
+    expect(() => addon.topk(queries.data, 8, bank.data, 8, 3, { forceThreads: 0 })).toThrow('topk: forceThreads must be from 1 to 1024');
+    expect(() => addon.topk(queries.data, 8, bank.data, 8, 3, { forceThreads: 2, threads: 1 })).toThrow('topk: give threads or forceThreads, not both');
+    expect(() => addon.topk(queries.data, 8, bank.data, 8, 3, { blockRows: 2 ** 25 })).toThrow('topk: blockRows must be from 1 to 16777216');
   });
 });

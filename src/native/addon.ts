@@ -44,6 +44,11 @@ export interface NativeAddon {
   openSession(model: string | Uint8Array, options: { providers: string[]; intraOpThreads: number; optimization: string; spinWait: boolean }): Promise<NativeSession>;
   availableProviders(): string[];
   ortVersion(): string;
+  /**
+   * Sums `data` on `threads` threads (default: one per hardware thread), `passes` times, timing each
+   * pass: the streaming-read bandwidth floor the top-k kernel is measured against (bench/topk.bench.ts).
+   */
+  streamRead(data: Float32Array, options?: { threads?: number; passes?: number }): Promise<{ sum: number; seconds: number[]; kernel: string }>;
 }
 
 let addon: NativeAddon | undefined;

@@ -1,7 +1,7 @@
 import { Session, defaultProviders, tensor, type ExecutionProvider } from '../runtime/session.js';
 import { buildBankTopKGraph } from '../../models/graph/bank-topk.js';
 import { fromFloat16 } from './float16.js';
-import { topk, bottomk, type Matrix, type TopKResult } from './topk.js';
+import { checkQueries, topk, bottomk, type Matrix, type TopKResult } from './topk.js';
 
 /** Ranks query embeddings against one fixed bank; `least` ranks the least similar first. */
 export interface BankRanker {
@@ -43,9 +43,10 @@ export class OnnxBankRanker implements BankRanker {
   }
 
   async rank(queries: Matrix, k: number, options: { least?: boolean } = {}): Promise<TopKResult> {
-    const [b, d] = queries.dims as [number, number];
-    if (d !== this.dim) throw new RangeError(`queries have dimension ${d}, the bank ${this.dim}`);
-    const kk = Math.max(0, Math.min(k, this.rows));
+    // The same checks and errors as the native path: ORT would rank a NaN query arbitrarily.
+    const b = checkQueries(queries, k, this.dim);
+    const d = this.dim;
+    const kk = Math.min(k, this.rows);
     if (kk === 0 || b === 0) return { rows: b, k: kk, indices: new Int32Array(0), scores: new Float32Array(0) };
     const q = options.least ? (queries.data as Float32Array).map((v) => -v) : (queries.data as Float32Array);
     const out = await this.session.run({ queries: tensor('float32', q, [b, d]), k: tensor('int64', BigInt64Array.of(BigInt(kk)), [1]) });

@@ -25,6 +25,13 @@ export interface TopKOptions {
   label?: string;
   /** false forces the portable scalar kernel (for testing and comparisons). */
   simd?: boolean;
+  /**
+   * Testing knob: exactly this many worker threads (1 to 1024) whatever the job size, block b dealt to
+   * worker b mod n, so a test can place rows in different workers' heaps. Not with `threads`.
+   */
+  forceThreads?: number;
+  /** Testing knob: bank rows per block (1 to 2^24; default about 128 KiB of bank), so a small bank spans many blocks. */
+  blockRows?: number;
 }
 
 export interface TopKResult {
@@ -36,15 +43,19 @@ export interface TopKResult {
   indices: Int32Array;
   /** [rows x k] the matching scores. */
   scores: Float32Array;
+  /** OS threads that ran the native kernel (absent from other engines and when there was nothing to do). */
+  threads?: number;
 }
 
 interface TopKAddon {
   topk(queries: Float32Array, queryDim: number, bank: Float32Array | Uint16Array, bankDim: number, k: number,
-    options: { threads?: number; least?: boolean; simd?: boolean }): Promise<{ indices: Int32Array; scores: Float32Array; k: number }>;
+    options: NativeOptions & { least?: boolean }): Promise<{ indices: Int32Array; scores: Float32Array; k: number; threads: number }>;
   scoresAll(queries: Float32Array, queryDim: number, bank: Float32Array | Uint16Array, bankDim: number,
-    options: { threads?: number; simd?: boolean }): Promise<Float32Array>;
+    options: NativeOptions): Promise<Float32Array>;
   topkKernel(): string;
 }
+
+type NativeOptions = Pick<TopKOptions, 'threads' | 'simd' | 'forceThreads' | 'blockRows'>;
 
 function addon(): TopKAddon {
   return native() as unknown as TopKAddon;
@@ -91,17 +102,56 @@ function check(queries: Matrix, bank: Matrix, options: TopKOptions): Checked {
   const b = shapeOf(bank, 'bank', label);
   if (q.dim !== b.dim) throw new Img2PromptError(label, `queries have dimension ${q.dim}, the bank has ${b.dim}`);
   if (b.rows > 0x7fffffff) throw new Img2PromptError(label, `bank has ${b.rows} rows, more than an Int32Array can index`);
-  const data = queries.data;
+  checkFinite(queries.data, q.dim, label);
+  checkOptions(options, label);
+  return { queries: queries.data, bank: bank.data, rows: q.rows, bankRows: b.rows, dim: q.dim };
+}
+
+/** A NaN or an infinity in a query would rank the bank arbitrarily: name the query instead. */
+function checkFinite(data: Float32Array, dim: number, label: string): void {
   for (let i = 0; i < data.length; i++) {
     if (!Number.isFinite(data[i])) {
-      throw new Img2PromptError(label, `query ${Math.floor(i / q.dim)} contains ${Number.isNaN(data[i]) ? 'NaN' : 'Infinity'}`);
+      throw new Img2PromptError(label, `query ${Math.floor(i / dim)} contains ${Number.isNaN(data[i]) ? 'NaN' : 'Infinity'}`);
     }
   }
-  const { threads } = options;
-  if (threads !== undefined && !(Number.isInteger(threads) && threads >= 0 && threads <= 1024)) {
-    throw new Img2PromptError(label, `threads must be an integer from 0 to 1024, got ${threads}`);
+}
+
+/**
+ * The checks topk() makes on queries and k, for other engines over a bank of dimension `dim` (the
+ * ONNX ranker): float32, [rows, dim], every value finite, k a non-negative integer. Returns the rows.
+ */
+export function checkQueries(queries: Matrix, k: number, dim: number, label = 'topk'): number {
+  checkK(k, { label });
+  if (!(queries?.data instanceof Float32Array) || (queries.type !== undefined && queries.type !== 'float32')) {
+    throw new Img2PromptError(label, 'queries must be float32 (a Float32Array)');
   }
-  return { queries: data, bank: bank.data, rows: q.rows, bankRows: b.rows, dim: q.dim };
+  const q = shapeOf(queries, 'queries', label);
+  if (q.dim !== dim) throw new Img2PromptError(label, `queries have dimension ${q.dim}, the bank has ${dim}`);
+  checkFinite(queries.data, q.dim, label);
+  return q.rows;
+}
+
+function checkInteger(value: unknown, name: string, min: number, max: number, label: string): void {
+  if (value !== undefined && !(Number.isInteger(value) && (value as number) >= min && (value as number) <= max)) {
+    throw new Img2PromptError(label, `${name} must be an integer from ${min} to ${max}, got ${String(value)}`);
+  }
+}
+
+function checkOptions(options: TopKOptions, label: string): void {
+  checkInteger(options.threads, 'threads', 0, 1024, label);
+  checkInteger(options.forceThreads, 'forceThreads', 1, 1024, label);
+  checkInteger(options.blockRows, 'blockRows', 1, 2 ** 24, label);
+  if (options.threads !== undefined && options.forceThreads !== undefined) {
+    throw new Img2PromptError(label, 'give threads or forceThreads, not both');
+  }
+  if (options.simd !== undefined && typeof options.simd !== 'boolean') {
+    throw new Img2PromptError(label, `simd must be true or false, got ${String(options.simd)}`);
+  }
+}
+
+function nativeOptions(options: TopKOptions): NativeOptions {
+  const { threads, simd, forceThreads, blockRows } = options;
+  return { threads, simd, forceThreads, blockRows };
 }
 
 function checkK(k: number, options: TopKOptions): void {
@@ -113,8 +163,10 @@ function checkK(k: number, options: TopKOptions): void {
 async function select(queries: Matrix, bank: Matrix, k: number, least: boolean, options: TopKOptions): Promise<TopKResult> {
   checkK(k, options);
   const c = check(queries, bank, options);
-  const out = await addon().topk(c.queries, c.dim, c.bank, c.dim, k, { threads: options.threads, least, simd: options.simd });
-  return { rows: c.rows, k: out.k, indices: out.indices, scores: out.scores };
+  const out = await addon().topk(c.queries, c.dim, c.bank, c.dim, k, { ...nativeOptions(options), least });
+  const result: TopKResult = { rows: c.rows, k: out.k, indices: out.indices, scores: out.scores };
+  if (out.threads > 0) result.threads = out.threads;
+  return result;
 }
 
 /**
@@ -134,7 +186,7 @@ export function bottomk(queries: Matrix, bank: Matrix, k: number, options: TopKO
 /** Every query-row score, [queries x bank rows] row-major; meant for small banks. */
 export async function scoresAll(queries: Matrix, bank: Matrix, options: TopKOptions = {}): Promise<{ data: Float32Array; dims: [number, number] }> {
   const c = check(queries, bank, options);
-  const data = await addon().scoresAll(c.queries, c.dim, c.bank, c.dim, { threads: options.threads, simd: options.simd });
+  const data = await addon().scoresAll(c.queries, c.dim, c.bank, c.dim, nativeOptions(options));
   return { data, dims: [c.rows, c.bankRows] };
 }
 
