@@ -3,7 +3,7 @@ import type { Interrogator } from '../interrogate/interrogator.js';
 import type { InterrogateMode } from '../interrogate/types.js';
 import type { TextEmbedder } from '../text/embedder.js';
 import type { LinearMap } from './linear-map.js';
-import type { PromptBank, PromptBankOptions } from './prompt-bank.js';
+import type { NearestPrompt, PromptBank, PromptBankOptions } from './prompt-bank.js';
 
 /**
  * The ensemble's members as functions of a batch of CLIP image embeddings: each returns one MiniLM
@@ -28,6 +28,8 @@ export interface MemberOutput {
   vectors: Float32Array;
   /** A readable prompt per image, when the member produces text. */
   prompts?: (string | null)[];
+  /** The nearest bank prompt per image with its CLIP similarity, when the member searched the bank. */
+  nearest?: (NearestPrompt | null)[];
 }
 
 /** A member: image embeddings [rows, clipDim] (unit rows) → its predictions. */
@@ -52,7 +54,7 @@ export function parseMemberList(text: string, what = '--members'): MemberName[] 
 export function knnMember(bank: PromptBank, options: PromptBankOptions = {}): Member {
   return async (embeds) => {
     const r = await bank.predict(embeds, options);
-    return { vectors: r.vectors, prompts: r.nearest.map((n) => n?.text ?? null) };
+    return { vectors: r.vectors, prompts: r.nearest.map((n) => n?.text ?? null), nearest: r.nearest };
   };
 }
 

@@ -18,6 +18,7 @@ import { estimateModalityGap, UnitMean } from './modality-gap.js';
 import { combineMembers, equalWeights, loadEnsembleWeights, type EnsembleWeights, type ModelIds } from './ensemble.js';
 import { PredictCheckpoint, type CheckpointRecord, type RunDescription } from './checkpoint.js';
 import { gapFileFor, readGapFile, writeGapFile, type SavedGap } from './gap-file.js';
+import { GapSampleStore, sampleStoreFor } from './gap-sample-store.js';
 import {
   DEFAULT_MEMBERS,
   UNAVAILABLE_MEMBERS,
@@ -71,6 +72,13 @@ export interface PredictEngineOptions {
   onNotice?(message: string): void;
 }
 
+/**
+ * What a run is doing when it reports progress: 'encoding images' while it encodes the sample the
+ * modality gap is estimated from (only with the map member; nothing is handed out yet), then 'members'
+ * while images are finished and handed out.
+ */
+export type PredictPhase = 'encoding images' | 'members';
+
 export interface PredictRunOptions {
   /** Images per CLIP batch (and per checkpoint append); default 16. */
   batchSize?: number;
@@ -80,8 +88,11 @@ export interface PredictRunOptions {
   resume?: boolean;
   /** Images sampled (from the start of the list) for the modality gap; default 512. */
   gapImages?: number;
-  /** Called after each image is handed out. */
-  onProgress?(done: number, total: number): void;
+  /**
+   * Phase 'members': called after each image is handed out (total: all images). Phase 'encoding images':
+   * called before and after each batch of the modality-gap sample (total: the sampled images).
+   */
+  onProgress?(done: number, total: number, phase: PredictPhase): void;
 }
 
 export interface PredictedImage {
@@ -93,6 +104,8 @@ export interface PredictedImage {
   vector: Float32Array;
   /** Interrogator prompt when that member is on, else the nearest bank prompt; null for a failed image. */
   prompt: string | null;
+  /** The bank prompt nearest to the image in CLIP space and its cosine similarity, whatever the members; null for a failed image. */
+  nearestPrompt: { text: string; similarity: number } | null;
   /** Each member's vector for this image (members that had nothing for it are left out). */
   members: Record<string, Float32Array>;
   /** Why the image could not be read (it then has the fallback vector). */
@@ -125,6 +138,11 @@ export function imageIdsOf(files: readonly string[]): string[] {
     seen.set(id, file);
     return id;
   });
+}
+
+/** Files a checkpointed run keeps beside its checkpoint; like it, none is needed once the output is written. */
+export function resumeFilesFor(checkpoint: string): string[] {
+  return [checkpoint, gapFileFor(checkpoint), sampleStoreFor(checkpoint)];
 }
 
 function checkPositiveInt(name: string, value: number): number {
@@ -262,17 +280,23 @@ export class PredictEngine {
     return out;
   }
 
-  /** Decodes, preprocesses and CLIP-encodes batches `ks`, decoding the next batch while the caller works on this one. */
   /**
    * Seconds spent per stage of the runs so far. 'waiting for CLIP batches' includes the vision tower
    * time (listed apart); the rest of it is decoding and preprocessing the pipeline could not hide.
    */
   readonly stageSeconds: Record<string, number> = {};
 
+  /**
+   * Images of the runs so far that went through the vision tower, and sampled images whose embeddings
+   * were read back from a resumed run's gap sample instead (images finished in a checkpoint are neither).
+   */
+  readonly counts = { imagesEncoded: 0, embeddingsReused: 0 };
+
   private addTime(stage: string, since: number): void {
     this.stageSeconds[stage] = (this.stageSeconds[stage] ?? 0) + (performance.now() - since) / 1000;
   }
 
+  /** Decodes, preprocesses and CLIP-encodes batches `ks`, decoding the next batch while the caller works on this one. */
   private async *encodeBatches(ks: readonly number[], batchFiles: (k: number) => string[], batchSize: number): AsyncGenerator<EncodedBatch> {
     // Only the very last batch of the list can be short, and it comes last here too, so chunking
     // the concatenation by batchSize gives back exactly batches ks.
@@ -285,6 +309,7 @@ export class PredictEngine {
       const t0 = performance.now();
       const embeds = rows > 0 ? await this.clip.encodePixels(batch.pixels, rows) : new Float32Array(0);
       this.addTime('clip vision tower', t0);
+      this.counts.imagesEncoded += rows;
       yield { k, files: batchFiles(k), loaded: batch.files, failures: batch.failures, embeds };
     }
   }
@@ -312,9 +337,15 @@ export class PredictEngine {
         this.addTime(`member ${name}`, t0);
       }
     }
-    // The readable prompt: the interrogator's, else the nearest bank prompt (searched here when kNN is off).
-    let prompts = outputs.interrogator?.prompts ?? outputs.knn?.prompts;
-    if (!prompts && rows > 0) prompts = (await this.bank.predict(batch.embeds, { k: 1 })).nearest.map((n) => n?.text ?? null);
+    // The nearest bank prompt is kNN's top neighbour, searched here when kNN is off; the readable prompt
+    // is the interrogator's, else that nearest prompt.
+    let nearest = outputs.knn?.nearest;
+    if (!nearest && rows > 0) {
+      const t0 = performance.now();
+      nearest = (await this.bank.predict(batch.embeds, { k: 1 })).nearest;
+      this.addTime('nearest bank prompt', t0);
+    }
+    const prompts = outputs.interrogator?.prompts ?? nearest?.map((n) => n?.text ?? null);
 
     const rowOf = new Map(batch.loaded.map((f, i) => [f, i]));
     const failureOf = new Map(batch.failures.map((f) => [f.file, f.reason]));
@@ -326,8 +357,15 @@ export class PredictEngine {
       for (const [name, out] of Object.entries(outputs)) {
         if (hasDirection(out.vectors, r, EMBEDDING_DIM)) vectors[name] = out.vectors.slice(r * EMBEDDING_DIM, (r + 1) * EMBEDDING_DIM);
       }
+      const meta: Record<string, unknown> = {};
       const prompt = prompts?.[r];
-      return { id, members: vectors, meta: prompt ? { prompt } : {} };
+      if (prompt) meta.prompt = prompt;
+      const n = nearest?.[r];
+      if (n) {
+        meta.nearest = n.text;
+        meta.nearestSimilarity = n.score;
+      }
+      return { id, members: vectors, meta };
     });
   }
 
@@ -336,7 +374,10 @@ export class PredictEngine {
     const failure = typeof record.meta?.failure === 'string' ? record.meta.failure : undefined;
     const fallback = this.bank.meanTextVector();
     const prompt = typeof record.meta?.prompt === 'string' ? record.meta.prompt : null;
-    const base = { index, id: record.id, file, prompt: failure ? null : prompt, members: record.members, resumed };
+    const near = record.meta?.nearest;
+    const similarity = record.meta?.nearestSimilarity;
+    const nearestPrompt = !failure && typeof near === 'string' && typeof similarity === 'number' ? { text: near, similarity } : null;
+    const base = { index, id: record.id, file, prompt: failure ? null : prompt, nearestPrompt, members: record.members, resumed };
     if (failure !== undefined) return { ...base, vector: Float32Array.from(fallback), failure, fallback: true };
     const predictions: Record<string, Float32Array> = {};
     for (const name of this.members) predictions[name] = record.members[name] ?? new Float32Array(EMBEDDING_DIM);
@@ -372,9 +413,21 @@ export class PredictEngine {
 
     const ready = new Map<number, EncodedBatch>();
     let encoder: AsyncGenerator<EncodedBatch> | undefined;
+    let store: GapSampleStore | undefined;
     try {
       let gap: Float32Array | null = null;
       if (this.map) {
+        // Batches [0, sampleBatches) give the image centre of the modality gap (see gap-sample-store.ts).
+        const sampleBatches = Math.ceil(Math.min(total, gapImages) / batchSize);
+        if (cp) {
+          store = await GapSampleStore.open(sampleStoreFor(cp.file), run, { resume: !cp.startedFresh, clipDim: this.clip.dim, onNotice: this.notice });
+          for (let k = 0; k < sampleBatches; k++) {
+            const stored = finished.has(k) ? undefined : store.batch(batchFiles(k));
+            if (!stored) continue;
+            ready.set(k, { k, files: batchFiles(k), ...stored });
+            this.counts.embeddingsReused += stored.loaded.length;
+          }
+        }
         const saved = cp && options.resume ? await readGapFile(gapFileFor(cp.file), cp.fingerprint, this.clip.dim) : undefined;
         if (saved) {
           gap = saved.vector;
@@ -382,12 +435,28 @@ export class PredictEngine {
           if (cp && cp.done.size > 0) {
             throw new Img2PromptError(cp.file, `the modality gap of this run (${gapFileFor(cp.file)}) is missing; rerun without --resume`);
           }
+          const sampled = Math.min(total, sampleBatches * batchSize);
+          let encoded = 0;
+          for (const b of ready.values()) encoded += b.files.length;
+          const before = encoded > 0 ? ` (${encoded} of them encoded before this run, read back from ${store!.file})` : '';
+          this.notice(`estimating the CLIP modality gap from the first ${sampled} images${before}`);
+          options.onProgress?.(encoded, sampled, 'encoding images');
           // The sampled batches are kept, so their images are not encoded twice.
-          const sample = Math.ceil(Math.min(total, gapImages) / batchSize);
-          this.notice(`estimating the CLIP modality gap from the first ${Math.min(total, sample * batchSize)} images`);
-          const centre = new UnitMean(this.clip.dim);
-          for await (const b of this.encodeBatches([...Array(sample).keys()], batchFiles, batchSize)) {
+          const missing = [...Array(sampleBatches).keys()].filter((k) => !ready.has(k));
+          for await (const b of this.encodeBatches(missing, batchFiles, batchSize)) {
             ready.set(b.k, b);
+            if (store) {
+              const t0 = performance.now();
+              await store.add(b.files, b);
+              this.addTime('checkpoint writes', t0);
+            }
+            encoded += b.files.length;
+            options.onProgress?.(encoded, sampled, 'encoding images');
+          }
+          // In batch order, whichever run encoded them: the sum, and so the gap, has the same bits.
+          const centre = new UnitMean(this.clip.dim);
+          for (let k = 0; k < sampleBatches; k++) {
+            const b = ready.get(k)!;
             if (b.loaded.length > 0) centre.add(b.embeds);
           }
           const estimated = this.gapFrom(centre);
@@ -427,11 +496,12 @@ export class PredictEngine {
         }
         for (let i = 0; i < records.length; i++) {
           yield this.finish(records[i]!, files[start + i]!, start + i, resumed);
-          options.onProgress?.(++done, total);
+          options.onProgress?.(++done, total, 'members');
         }
       }
     } finally {
       await encoder?.return(undefined);
+      await store?.close();
       await cp?.close();
     }
   }

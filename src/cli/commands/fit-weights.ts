@@ -2,7 +2,6 @@ import path from 'node:path';
 import { promises as fs } from 'node:fs';
 import type { Command } from 'commander';
 import { Img2PromptError } from '../../util/errors.js';
-import { createProgress, type Progress } from '../../util/progress.js';
 import { listImageFiles } from '../../clip/model.js';
 import { imageIdOf } from '../../image/batch-loader.js';
 import { readPromptsCsv } from '../../submission/prompts-csv.js';
@@ -12,7 +11,7 @@ import { EMBEDDING_DIM } from '../../submission/submission-csv.js';
 import { PredictEngine } from '../../predict/predict.js';
 import { fitWeights, toWeightsConfig, type FitWeightsResult } from '../../predict/fit-weights.js';
 import { saveEnsembleWeights } from '../../predict/ensemble.js';
-import { addEngineOptions, engineOptionsFrom, type EngineCliOptions } from './predict.js';
+import { addEngineOptions, engineOptionsFrom, runProgress, type EngineCliOptions } from './predict.js';
 
 interface FitWeightsCliOptions extends EngineCliOptions {
   images: string;
@@ -75,16 +74,19 @@ export function register(program: Command): void {
     try {
       const members = engine.members;
       const kept: { id: string; members: Record<string, Float32Array> }[] = [];
-      let bar: Progress | undefined;
-      for await (const r of engine.run(files, {
-        batchSize: parsePositiveInt('--batch-size', opts.batchSize),
-        gapImages: parsePositiveInt('--gap-images', opts.gapImages),
-        onProgress: (done, total) => (bar ??= createProgress('fit-weights', total, 'images')).update(done),
-      })) {
-        if (r.failure !== undefined) process.stderr.write(`img2prompt: ${r.file}: ${r.failure} (left out of the fit)\n`);
-        else kept.push({ id: r.id, members: r.members });
+      const progress = runProgress('fit-weights');
+      try {
+        for await (const r of engine.run(files, {
+          batchSize: parsePositiveInt('--batch-size', opts.batchSize),
+          gapImages: parsePositiveInt('--gap-images', opts.gapImages),
+          onProgress: progress.onProgress,
+        })) {
+          if (r.failure !== undefined) process.stderr.write(`img2prompt: ${r.file}: ${r.failure} (left out of the fit)\n`);
+          else kept.push({ id: r.id, members: r.members });
+        }
+      } finally {
+        progress.stop();
       }
-      bar?.stop();
 
       const predictions: Record<string, Float32Array> = {};
       for (const name of members) {

@@ -11,9 +11,18 @@ import { EMBEDDING_DIM } from '../../submission/submission-csv.js';
 import { defaultLabelsDir } from '../../interrogate/label-banks.js';
 import type { BankDtype, InterrogateMode } from '../../interrogate/types.js';
 import { parseMemberList } from '../../predict/members.js';
-import { DEFAULT_BATCH_SIZE, DEFAULT_CLIP_MODEL, DEFAULT_GAP_IMAGES, imageIdsOf, PredictEngine, type PredictEngineOptions } from '../../predict/predict.js';
-import { gapFileFor } from '../../predict/gap-file.js';
+import {
+  DEFAULT_BATCH_SIZE,
+  DEFAULT_CLIP_MODEL,
+  DEFAULT_GAP_IMAGES,
+  imageIdsOf,
+  PredictEngine,
+  resumeFilesFor,
+  type PredictEngineOptions,
+  type PredictPhase,
+} from '../../predict/predict.js';
 import { writeValidatedSubmission } from '../../predict/submission-output.js';
+import { writeNearestCsv, type NearestRow } from '../../predict/nearest-csv.js';
 
 /** Options shared by `predict` and `fit-weights` (everything that opens the engine). */
 export interface EngineCliOptions {
@@ -59,6 +68,28 @@ export function addEngineOptions(cmd: Command): Command {
     .option('--gap-images <n>', `images sampled for the modality gap of the map member (default ${DEFAULT_GAP_IMAGES})`);
 }
 
+/**
+ * Progress of a run, one bar per phase: the modality-gap sample's encoding, then the images. Each bar is
+ * created on its phase's first report, so the notices printed before it do not cut through it.
+ */
+export function runProgress(label: string): { onProgress(done: number, total: number, phase: PredictPhase): void; stop(): void } {
+  let bar: Progress | undefined;
+  let current: PredictPhase | undefined;
+  return {
+    onProgress(done, total, phase) {
+      if (phase !== current) {
+        bar?.stop();
+        bar = createProgress(phase === 'members' ? label : `${label}: encoding images for the modality gap`, total, 'images');
+        current = phase;
+      }
+      bar!.update(done);
+    },
+    stop() {
+      bar?.stop();
+    },
+  };
+}
+
 /** Engine options from the CLI; notices go to stderr. */
 export function engineOptionsFrom(opts: EngineCliOptions, extra: Partial<PredictEngineOptions> = {}): PredictEngineOptions {
   return {
@@ -83,8 +114,15 @@ export function engineOptionsFrom(opts: EngineCliOptions, extra: Partial<Predict
 interface PredictCliOptions extends EngineCliOptions {
   output: string;
   promptsOut?: string;
+  nearestOut?: string;
   resume?: boolean;
   errors?: string;
+}
+
+/** Writes a per-image CSV, or says why there is nothing to write (a CSV needs at least one row). */
+async function writeRows<T>(file: string, rows: T[], write: (file: string, rows: T[]) => Promise<void>): Promise<void> {
+  if (rows.length > 0) await write(file, rows);
+  else process.stderr.write(`img2prompt: no prompts to write to ${file} (no image could be read)\n`);
 }
 
 export function register(program: Command): void {
@@ -95,6 +133,7 @@ export function register(program: Command): void {
       .argument('<inputs...>', 'image files and/or folders (folders: their image files, sorted by name)')
       .requiredOption('-o, --output <file>', 'submission CSV to write (imgId_eId,val; 384 rows per image)')
       .option('--prompts-out <file>', 'also write the readable prompt per image (imgId,prompt)')
+      .option('--nearest-out <file>', 'also write the nearest bank prompt per image and its CLIP similarity (imgId,prompt,similarity)')
       .option('--weights <file>', 'ensemble weights from fit-weights [default: equal weights]')
       .option('--allow-model-mismatch', 'use weights fitted for other models (warns instead of refusing)')
       .option('--resume', 'continue an interrupted run from <output>.ckpt')
@@ -116,43 +155,40 @@ export function register(program: Command): void {
     const ids = new Array<string>(files.length);
     const vectors = new Float32Array(files.length * EMBEDDING_DIM);
     const prompts: PromptRow[] = [];
+    const nearest: NearestRow[] = [];
     const failures: { file: string; reason: string }[] = [];
     let resumed = 0;
-    // Created on the first image, so the notices printed before it do not cut through the bar.
-    let bar: Progress | undefined;
+    const progress = runProgress('predict');
     try {
-      for await (const r of engine.run(files, {
-        batchSize,
-        gapImages,
-        checkpoint,
-        resume: opts.resume,
-        onProgress: (done, total) => (bar ??= createProgress('predict', total, 'images')).update(done),
-      })) {
+      for await (const r of engine.run(files, { batchSize, gapImages, checkpoint, resume: opts.resume, onProgress: progress.onProgress })) {
         ids[r.index] = r.id;
         vectors.set(r.vector, r.index * EMBEDDING_DIM);
         if (r.resumed) resumed++;
         if (r.failure !== undefined) failures.push({ file: r.file, reason: r.failure });
         else if (r.prompt) prompts.push({ imgId: r.id, prompt: r.prompt });
+        if (r.nearestPrompt) nearest.push({ imgId: r.id, prompt: r.nearestPrompt.text, similarity: r.nearestPrompt.similarity });
       }
     } finally {
-      bar?.stop();
+      progress.stop();
       engine.close();
     }
 
-    await writeValidatedSubmission(output, ids, vectors);
-    if (opts.promptsOut) {
-      if (prompts.length > 0) await writePromptsCsv(opts.promptsOut, prompts);
-      else process.stderr.write(`img2prompt: no prompts to write to ${opts.promptsOut} (no image could be read)\n`);
-    }
+    // Checked against the ids of the inputs, not the ones the run handed back: a lost image is refused.
+    await writeValidatedSubmission(output, ids, vectors, imageIdsOf(files));
+    if (opts.promptsOut) await writeRows(opts.promptsOut, prompts, writePromptsCsv);
+    if (opts.nearestOut) await writeRows(opts.nearestOut, nearest, writeNearestCsv);
     if (failures.length > 0) await writeFileAtomic(errorsFile, failures.map((f) => `${f.file}\t${f.reason.replace(/[\t\r\n]+/g, ' ')}\n`).join(''));
     else await fs.rm(errorsFile, { force: true }); // a list from an earlier run would now be wrong
     // The submission is safely in place: the resume state has done its job.
-    await fs.rm(checkpoint, { force: true });
-    await fs.rm(gapFileFor(checkpoint), { force: true });
+    for (const f of resumeFilesFor(checkpoint)) await fs.rm(f, { force: true });
 
     const secs = (performance.now() - t0) / 1000;
     const fromCheckpoint = resumed > 0 ? `, ${resumed} from the checkpoint` : '';
-    process.stderr.write(`${files.length} images → ${output} (valid) in ${secs.toFixed(1)} s${fromCheckpoint}; members: ${engine.members.join(', ')}\n`);
+    const { imagesEncoded, embeddingsReused } = engine.counts;
+    const reused = embeddingsReused > 0 ? ` and reused ${embeddingsReused} embeddings of the gap sample` : '';
+    process.stderr.write(
+      `${files.length} images → ${output} (valid) in ${secs.toFixed(1)} s${fromCheckpoint}; CLIP encoded ${imagesEncoded} images${reused}; members: ${engine.members.join(', ')}\n`,
+    );
     const stages = [`open models and banks ${openSeconds.toFixed(2)} s`, ...Object.entries(engine.stageSeconds).map(([stage, t]) => `${stage} ${t.toFixed(2)} s`)];
     if (stages.length > 0) process.stderr.write(`time by stage: ${stages.join('; ')}\n`);
     if (failures.length > 0) {

@@ -1,0 +1,38 @@
+import { writeFileAtomic } from '../util/atomic-write.js';
+import { Img2PromptError } from '../util/errors.js';
+import { imgIdProblem } from '../submission/img-id.js';
+
+/**
+ * The nearest bank prompt per image (`predict --nearest-out`): `imgId,prompt,similarity`. A file of its
+ * own rather than a third column of `--prompts-out`, which stays Kaggle's two-column prompts.csv; the
+ * prompts reader ignores extra columns, so `embed` and `score` read this file too (to score the
+ * nearest-prompt guess on its own).
+ */
+
+export interface NearestRow {
+  imgId: string;
+  prompt: string;
+  /** Cosine similarity of the image and the prompt in CLIP space. */
+  similarity: number;
+}
+
+export const NEAREST_HEADER = 'imgId,prompt,similarity';
+
+/** Quotes a field only when CSV needs it (delimiter, quote, line break, edge whitespace), as prompts-csv does. */
+function csvField(value: string): string {
+  if (!/[",\r\n]|^\s|\s$/.test(value)) return value;
+  return `"${value.replace(/"/g, '""')}"`;
+}
+
+export async function writeNearestCsv(file: string, rows: readonly NearestRow[]): Promise<void> {
+  if (rows.length === 0) throw new Img2PromptError(file, 'cannot write a nearest-prompts CSV with no rows');
+  const lines = [NEAREST_HEADER];
+  rows.forEach(({ imgId, prompt, similarity }, i) => {
+    const problem = imgIdProblem(imgId);
+    if (problem) throw new Img2PromptError(file, `cannot write row ${i + 1}: ${problem}`);
+    if (prompt.trim() === '') throw new Img2PromptError(file, `cannot write row ${i + 1}: empty prompt for imgId "${imgId}"`);
+    if (!Number.isFinite(similarity)) throw new Img2PromptError(file, `cannot write row ${i + 1}: similarity ${similarity} for imgId "${imgId}" is not finite`);
+    lines.push(`${imgId},${csvField(prompt)},${similarity.toFixed(6)}`);
+  });
+  await writeFileAtomic(file, lines.join('\n') + '\n');
+}
