@@ -6,6 +6,7 @@ import { modelDir, readInstallRecord } from '../models/cache.js';
 import { loadBatches, type ImageFailure } from '../image/batch-loader.js';
 import { ClipTokenizer, padClipBatch, padIdFor } from './tokenizer.js';
 import { ensureClipOnnx, type ClipOnnxFiles } from './onnx-cache.js';
+import { classifyTower, type TowerIo } from './tower-io.js';
 import type { ClipConfig } from './config.js';
 import type { ClipTextSide } from '../interrogate/types.js';
 
@@ -23,6 +24,8 @@ export interface EncodeImagesOptions {
   onProgress?: (done: number, total: number) => void;
   /** Called for each image that cannot be read; the rest go on. */
   onFailure?: (failure: ImageFailure) => void;
+  /** Images with more pixels (width × height) than this fail without being decoded (default 100 MP, see decodeImage). */
+  maxPixels?: number;
 }
 
 export interface EncodedImages {
@@ -78,6 +81,8 @@ export class ClipModel implements ClipTextSide {
     private readonly vision: Session | undefined,
     private readonly text: Session | undefined,
     readonly tokenizer: ClipTokenizer | undefined,
+    private readonly visionIo: TowerIo | undefined,
+    private readonly textIo: TowerIo | undefined,
   ) {}
 
   static async open(nameOrDir: string, options: ClipOpenOptions = {}): Promise<ClipModel> {
@@ -87,8 +92,17 @@ export class ClipModel implements ClipTextSide {
     const record = await readInstallRecord(dir).catch(() => undefined);
     const vision = towers.includes('vision') ? await Session.open(files.vision, options.sessionOptions) : undefined;
     const text = towers.includes('text') ? await Session.open(files.text, options.sessionOptions) : undefined;
-    const tokenizer = towers.includes('text') ? await loadTokenizer(dir) : undefined;
-    return new ClipModel(dir, path.basename(dir), files, record?.random ?? false, vision, text, tokenizer);
+    try {
+      // The sessions' own input/output names decide what is fed and which output is read.
+      const visionIo = vision && classifyTower(files.vision, ioNames(vision), 'vision');
+      const textIo = text && classifyTower(files.text, ioNames(text), 'text');
+      const tokenizer = towers.includes('text') ? await loadTokenizer(dir) : undefined;
+      return new ClipModel(dir, path.basename(dir), files, record?.random ?? false, vision, text, tokenizer, visionIo, textIo);
+    } catch (err) {
+      vision?.close();
+      text?.close();
+      throw err;
+    }
   }
 
   get config(): ClipConfig {
@@ -141,6 +155,7 @@ export class ClipModel implements ClipTextSide {
       mean: this.config.imageMean,
       std: this.config.imageStd,
       concurrency: options.concurrency,
+      maxPixels: options.maxPixels,
     });
     for await (const batch of batches) {
       for (const f of batch.failures) {
@@ -185,7 +200,7 @@ export class ClipModel implements ClipTextSide {
       const rows = order.slice(start, start + batchSize);
       const batch = padClipBatch(rows.map((r) => seqs[r]!), dynamic ? 'longest' : this.config.text.contextLength, padId);
       const feeds: Record<string, ReturnType<typeof tensor>> = { input_ids: tensor('int64', batch.inputIds, [batch.batch, batch.seqLen]) };
-      if (session.inputs.some((i) => i.name === 'attention_mask')) {
+      if (this.textIo!.attentionMask) {
         const mask = new BigInt64Array(batch.batch * batch.seqLen);
         rows.forEach((r, i) => mask.fill(1n, i * batch.seqLen, i * batch.seqLen + seqs[r]!.length));
         feeds.attention_mask = tensor('int64', mask, [batch.batch, batch.seqLen]);
@@ -204,17 +219,21 @@ export class ClipModel implements ClipTextSide {
   }
 
   private visionOutput(): string {
-    return this.vision!.outputs.some((o) => o.name === 'image_embeds') ? 'image_embeds' : this.vision!.outputs[0]!.name;
+    return this.visionIo!.output;
   }
 
   private textOutput(): string {
-    return this.text!.outputs.some((o) => o.name === 'text_embeds') ? 'text_embeds' : this.text!.outputs[0]!.name;
+    return this.textIo!.output;
   }
 
   private need<T>(value: T | undefined, tower: string): T {
     if (value === undefined) throw new Img2PromptError(this.dir, `the ${tower} tower was not loaded (see ClipOpenOptions.towers)`);
     return value;
   }
+}
+
+function ioNames(session: Session): { inputs: string[]; outputs: string[] } {
+  return { inputs: session.inputs.map((i) => i.name), outputs: session.outputs.map((o) => o.name) };
 }
 
 /** L2-normalise rows in place (ready ONNX exports give raw projections; ours are already unit length). */

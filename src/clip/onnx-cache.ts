@@ -7,14 +7,13 @@ import { loadClipCheckpoint, CLIP_CHECKPOINT_FILES, type LoadClipCheckpointOptio
 import { loadHfClipConfig, loadOpenClipConfig, type ClipConfig } from './config.js';
 import { clipVisionGraphBuilder } from '../../models/graph/clip-vision.js';
 import { clipTextGraphBuilder } from '../../models/graph/clip-text.js';
+import { exportWeightHash, findClipExport } from './onnx-export.js';
 
 /** Bump when the graph builders change what they emit, so cached graphs are rebuilt. */
 export const CLIP_GRAPH_VERSION = 1;
 export const VISION_ONNX = 'vision.onnx';
 export const TEXT_ONNX = 'text.onnx';
 const SIDECAR = 'clip-onnx.json';
-/** The split export Hugging Face repos commonly carry (e.g. under onnx/). */
-const HF_EXPORT = { vision: 'vision_model.onnx', text: 'text_model.onnx' };
 
 export interface ClipOnnxFiles {
   /** 'built': graphs we built from a safetensors checkpoint; 'export': ready ONNX files from elsewhere. */
@@ -22,7 +21,10 @@ export interface ClipOnnxFiles {
   vision: string;
   text: string;
   config: ClipConfig;
-  /** sha256 of the weights the graphs came from (identifies the model in caches). */
+  /**
+   * sha256 identifying the weights (label-bank caches are rebuilt when it changes): of the safetensors
+   * file for built graphs; for an export, over both towers' .onnx files and their external data.
+   */
   weightHash: string;
 }
 
@@ -42,16 +44,6 @@ async function readSidecar(file: string): Promise<Sidecar | undefined> {
   } catch {
     return undefined;
   }
-}
-
-/** Where the ready-made export lives in `dir`, if it has one (top level or onnx/). */
-function findExport(dir: string): { vision: string; text: string } | undefined {
-  for (const sub of ['', 'onnx']) {
-    const vision = path.join(dir, sub, HF_EXPORT.vision);
-    const text = path.join(dir, sub, HF_EXPORT.text);
-    if (existsSync(vision) && existsSync(text)) return { vision, text };
-  }
-  return undefined;
 }
 
 async function exportConfig(dir: string): Promise<ClipConfig> {
@@ -82,11 +74,11 @@ export interface EnsureClipOnnxOptions extends LoadClipCheckpointOptions {
 }
 
 export async function ensureClipOnnx(dir: string, options: EnsureClipOnnxOptions = {}): Promise<ClipOnnxFiles> {
-  const exported = findExport(dir);
   const weightsFile = weightsFileOf(dir);
-  if (exported && !weightsFile) {
+  const exported = weightsFile ? undefined : await findClipExport(dir);
+  if (exported) {
     const config = await exportConfig(dir);
-    return { kind: 'export', ...exported, config, weightHash: await sha256File(exported.vision) };
+    return { kind: 'export', vision: exported.vision.file, text: exported.text.file, config, weightHash: await exportWeightHash(dir, exported) };
   }
   if (!weightsFile) {
     throw new Img2PromptError(dir, 'no CLIP model here: expected open_clip_model.safetensors, model.safetensors or vision_model.onnx + text_model.onnx');
