@@ -58,6 +58,11 @@ export async function* loadBatches(files: readonly string[], options: BatchLoade
   if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
     throw new TypeError(`Expected a positive integer for concurrency but received ${String(concurrency)}`);
   }
+  const { maxPixels } = options;
+  if (maxPixels !== undefined && (!Number.isSafeInteger(maxPixels) || maxPixels < 1)) {
+    // Checked here, not per image: a bad limit is the caller's bug, not one more unreadable image.
+    throw new TypeError(`Expected a positive integer for maxPixels but received ${String(maxPixels)}`);
+  }
   const transform = new ClipTransform({ size: options.size, mean: options.mean, std: options.std, passOrder: options.passOrder });
   if (files.length === 0) return;
 

@@ -56,15 +56,18 @@ export async function decodeImage(input: string | Uint8Array, options: DecodeOpt
   return { data, width: info.width, height: info.height };
 }
 
+/** 135300 → "135,300": exact, since limits near the image size would round to the same megapixels. */
+const count = (n: number) => n.toLocaleString('en-US');
+
 /** sharp's reason, made specific where sharp's own words are vague. */
 async function describeFailure(input: string | Uint8Array, err: unknown, maxPixels: number): Promise<string> {
   const reason = errorMessage(err).trim();
   if (/exceeds pixel limit/i.test(reason)) {
     const size = await sharp(input, { limitInputPixels: false }).metadata().then(
-      (m) => (m.width && m.height ? `${m.width}x${m.height} = ${(m.width * m.height / 1e6).toFixed(1)} MP` : 'the image'),
+      (m) => (m.width && m.height ? `${m.width}x${m.height} = ${count(m.width * m.height)} pixels` : 'the image'),
       () => 'the image',
     );
-    return `${size} is over the limit of ${(maxPixels / 1e6).toFixed(1)} MP (option maxPixels)`;
+    return `${size} is over the limit of ${count(maxPixels)} pixels (maxPixels, --max-pixels)`;
   }
   if (/unsupported image format/i.test(reason)) return `not a supported image (PNG, JPEG, WebP, AVIF, TIFF, GIF): ${reason}`;
   return `cannot decode image: ${reason}`;

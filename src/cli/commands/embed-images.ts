@@ -7,6 +7,7 @@ import { writeFileAtomic } from '../../util/atomic-write.js';
 import { writeNpy } from '../../util/npy.js';
 import { ClipModel, listImageFiles } from '../../clip/model.js';
 import { parsePositiveInt } from '../../submission/cli-helpers.js';
+import { DEFAULT_MAX_PIXELS } from '../../image/decode.js';
 
 /** `embeds.npy` → `embeds.ids.txt`. */
 export function idsPathFor(npyPath: string): string {
@@ -21,8 +22,10 @@ export function register(program: Command): void {
     .requiredOption('--model <name>', 'CLIP model in the cache (models pull/import/random) or a model folder')
     .requiredOption('-o, --output <file>', 'output .npy file; image ids go to <output without .npy>.ids.txt')
     .option('--batch-size <n>', 'images per inference call', '16')
-    .action(async (inputs: string[], opts: { model: string; output: string; batchSize: string }) => {
+    .option('--max-pixels <n>', `images with more pixels (width x height) are reported as failed, not decoded (default ${DEFAULT_MAX_PIXELS})`)
+    .action(async (inputs: string[], opts: { model: string; output: string; batchSize: string; maxPixels?: string }) => {
       const batchSize = parsePositiveInt('--batch-size', opts.batchSize) ?? 16;
+      const maxPixels = parsePositiveInt('--max-pixels', opts.maxPixels);
       const files = await listImageFiles(inputs);
       if (files.length === 0) throw new Img2PromptError(inputs.join(' '), 'no image files found');
       const model = await ClipModel.open(opts.model, { towers: ['vision'] });
@@ -31,6 +34,7 @@ export function register(program: Command): void {
       const t0 = performance.now();
       const result = await model.encodeImages(files, {
         batchSize,
+        maxPixels,
         onProgress: (done) => bar.update(done),
         onFailure: (f) => process.stderr.write(`img2prompt: ${f.file}: ${f.reason}\n`),
       });
