@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { Command, CommanderError } from 'commander';
 import {
   type InstallRecord,
@@ -26,6 +27,22 @@ import { register } from '../src/cli/commands/models.js';
 const sha = (b: Uint8Array | string) => createHash('sha256').update(b).digest('hex');
 const savedEnv = { ...process.env };
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+/**
+ * Root ignores permission bits, so as root an unwritable cache cannot be made with chmod; the same
+ * check then runs in a CLI process that has dropped to the conventional `nobody` uid/gid.
+ */
+const NOBODY = 65534;
+const canRunAsNobody = isRoot && spawnSync(process.execPath, ['-e', ''], { uid: NOBODY, gid: NOBODY }).status === 0;
+
+function cliAsNobody(args: string[], home: string): { code: number | null; stderr: string } {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+    uid: NOBODY,
+    gid: NOBODY,
+    env: { ...process.env, IMG2PROMPT_HOME: home, IMG2PROMPT_PROGRESS: '0' },
+    encoding: 'utf8',
+  });
+  return { code: r.status, stderr: r.stderr };
+}
 let tmp: string;
 let home: string;
 
@@ -96,6 +113,35 @@ describe('cache layout', () => {
   it.skipIf(isRoot)('names the home directory when it is not writable (chmod 0500)', async () => {
     await fs.mkdir(home, { mode: 0o500 });
     await expect(ensureModelsRoot()).rejects.toThrow(`${home}: cannot create the model cache directory (EACCES: permission denied`);
+  });
+
+  it.skipIf(isRoot)('names the models folder when it exists but is not writable (chmod 0500)', async () => {
+    await fs.mkdir(path.join(home, 'models'), { recursive: true });
+    await fs.chmod(path.join(home, 'models'), 0o500);
+    await expect(ensureModelsRoot()).rejects.toThrow(`${path.join(home, 'models')}: model cache directory is not writable (EACCES: permission denied`);
+  });
+
+  it.runIf(canRunAsNobody)('as root: a user whose cache is not writable gets one line naming it (CLI run as uid 65534)', async () => {
+    await fs.chmod(tmp, 0o711); // let the unprivileged child reach its home
+    await fs.mkdir(home, { mode: 0o500 });
+    await fs.chown(home, NOBODY, NOBODY);
+    const noMkdir = cliAsNobody(['models', 'pull', 'minilm'], home);
+    expect(noMkdir.code).toBe(1);
+    expect(noMkdir.stderr).toBe(
+      `img2prompt: ${home}: cannot create the model cache directory (EACCES: permission denied, mkdir '${path.join(home, 'models')}'); set IMG2PROMPT_HOME to a writable directory\n`,
+    );
+
+    // The models folder exists but cannot take files: the write probe says so before any download.
+    const models = path.join(home, 'models');
+    await fs.chmod(home, 0o700);
+    await fs.mkdir(models, { mode: 0o500 });
+    await fs.chown(models, NOBODY, NOBODY);
+    const noWrite = cliAsNobody(['models', 'pull', 'minilm'], home);
+    expect(noWrite.code).toBe(1);
+    expect(noWrite.stderr).toMatch(
+      new RegExp(`^img2prompt: ${models.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: model cache directory is not writable \\(EACCES: permission denied, open '.*\\.write-test-[^']*'\\); set IMG2PROMPT_HOME to a writable directory\n$`),
+    );
+    expect(await fs.readdir(models)).toEqual([]);
   });
 
   it('lists installed models with their flags and skips staging and stray entries', async () => {
