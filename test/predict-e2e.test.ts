@@ -1,6 +1,6 @@
 // The main job end to end on the 7 Kaggle sample images, with a random tiny CLIP, the real MiniLM, a
 // 200-prompt bank and 40-line label lists (to stay fast): predict, validate, score, unreadable images,
-// kill and resume, fit-map and fit-weights.
+// kill and resume (also in the middle of the modality-gap sample), absent members, fit-map and fit-weights.
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
@@ -13,7 +13,8 @@ import { score } from '../src/submission/score.js';
 import { MiniLMTextSide } from '../src/predict/minilm-text-side.js';
 import { loadPromptBank } from '../src/predict/prompt-bank-cache.js';
 import { LinearMap } from '../src/predict/linear-map.js';
-import { predict, type PredictedImage } from '../src/predict/predict.js';
+import { estimateModalityGap } from '../src/predict/modality-gap.js';
+import { predict, PredictEngine, type PredictedImage, type PredictPhase } from '../src/predict/predict.js';
 import type { PromptBank } from '../src/predict/prompt-bank.js';
 import { asset, KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
 import { copyKaggleImages, restoreHome, useTinyClipHome } from './helpers/tiny-clip-home.js';
@@ -28,6 +29,9 @@ const work = tempDir('img2prompt-predict-work-');
 const images = path.join(work, 'images');
 const bankFile = path.join(work, 'bank.txt');
 const labelsDir = path.join(work, 'labels');
+/** The 7 images x 4 copies under different names: enough batches of 2 to interrupt a run in the middle. */
+const many = path.join(work, 'many');
+const MANY = 28;
 let saved: string | undefined;
 let bankPrompts: string[];
 
@@ -66,6 +70,8 @@ beforeAll(async () => {
   for (const f of ['artists', 'flavors', 'mediums', 'movements', 'sites', 'negative']) {
     fs.writeFileSync(path.join(labelsDir, `${f}.txt`), lines(fs.readFileSync(asset('labels', `${f}.txt`), 'utf8'), 40).join('\n') + '\n');
   }
+  fs.mkdirSync(many);
+  for (let c = 0; c < 4; c++) for (const id of SAMPLE_IDS) fs.copyFileSync(path.join(images, `${id}.png`), path.join(many, `c${c}${id}.png`));
 });
 
 afterAll(() => {
@@ -73,6 +79,36 @@ afterAll(() => {
   fs.rmSync(home, { recursive: true, force: true });
   fs.rmSync(work, { recursive: true, force: true });
 });
+
+/** Data lines (after the header) of a checkpoint-format file that are whole records. */
+function recordLines(file: string): number {
+  return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').slice(1).filter((l) => l.endsWith('}')).length : 0;
+}
+
+/** Starts `predict args` and SIGKILLs it as soon as `ready()` holds; fails the test if the run finished first. */
+async function killWhen(args: string[], ready: () => boolean): Promise<void> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+    env: { ...process.env, IMG2PROMPT_HOME: home, IMG2PROMPT_PROGRESS: '0' },
+    stdio: 'ignore',
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  let finishedEarly = false;
+  child.once('exit', () => (finishedEarly = !child.killed));
+  while (!finishedEarly) {
+    if (ready()) {
+      child.kill('SIGKILL');
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  await exited;
+  expect(finishedEarly).toBe(false);
+  expect(child.signalCode).toBe('SIGKILL');
+}
+
+function bitsEqual(a: Float32Array, b: Float32Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+}
 
 /** The bank as predict sees it (from the cache the first predict built). */
 async function openBank(): Promise<PromptBank> {
@@ -90,16 +126,20 @@ describe('img2prompt predict', () => {
   it('writes a valid submission and readable prompts for the Kaggle sample, which score prints a number for', async () => {
     const out = path.join(work, 'run1', 'submission.csv');
     const promptsOut = path.join(work, 'run1', 'prompts.csv');
-    const r = cli(['predict', images, '-o', out, '--prompts-out', promptsOut, ...COMMON]);
+    const nearestOut = path.join(work, 'run1', 'nearest.csv');
+    const r = cli(['predict', images, '-o', out, '--prompts-out', promptsOut, '--nearest-out', nearestOut, ...COMMON]);
     expect(r.stderr).toMatch(/RANDOM weights/);
     expect(r.stderr).toContain('7 images → ');
-    expect(r.stderr).toContain('members: knn, map, interrogator');
+    expect(r.stderr).toContain('; CLIP encoded 7 images; members: knn, map, interrogator');
     expect(r.code).toBe(0);
 
     const report = await validateSubmission(out, { imageIds: SAMPLE_IDS });
     expect(report).toMatchObject({ valid: true, images: 7, rows: 7 * DIM, warnings: [] });
+    const v = cli(['validate', out, '--images', images]);
+    expect(v.code).toBe(0);
+    expect(v.stdout).toBe(`${out}: valid submission (7 images, ${7 * DIM} rows)\n`);
     // No resume state or error list is left behind by a clean run.
-    expect(fs.readdirSync(path.dirname(out)).sort()).toEqual(['prompts.csv', 'submission.csv']);
+    expect(fs.readdirSync(path.dirname(out)).sort()).toEqual(['nearest.csv', 'prompts.csv', 'submission.csv']);
     // The map fitted on the fly is saved where the next run finds it.
     const maps = fs.readdirSync(path.join(home, 'maps'), { recursive: true }).map(String);
     expect(maps.some((m) => m.endsWith('.json'))).toBe(true);
@@ -109,6 +149,13 @@ describe('img2prompt predict', () => {
     expect(prompts.map((p) => p.imgId)).toEqual(SAMPLE_IDS);
     const labels = new Set(fs.readdirSync(labelsDir).flatMap((f) => lines(fs.readFileSync(path.join(labelsDir, f), 'utf8'), 1000)));
     for (const p of prompts) expect(p.prompt.split(', ').some((piece) => labels.has(piece) || labels.has(piece.replace(/^(inspired )?by /, '')))).toBe(true);
+    // The nearest bank prompts, a file of their own that the prompts reader (embed, score) reads too.
+    const nearest = await readPromptsCsv(nearestOut);
+    expect(nearest.map((p) => p.imgId)).toEqual(SAMPLE_IDS);
+    for (const p of nearest) expect(bankPrompts).toContain(p.prompt);
+    const [header, ...rows] = fs.readFileSync(nearestOut, 'utf8').trimEnd().split('\n');
+    expect(header).toBe('imgId,prompt,similarity');
+    for (const row of rows) expect(Math.abs(Number(/,(-?\d\.\d{6})$/.exec(row)?.[1]))).toBeLessThanOrEqual(1);
 
     const s = cli(['score', '--pred', out, '--truth', TRUTH]);
     expect(s.code).toBe(0);
@@ -127,6 +174,7 @@ describe('img2prompt predict', () => {
       expect(r.failure).toBeUndefined();
       const i = bank.texts.indexOf(r.prompt!);
       expect(i).toBeGreaterThanOrEqual(0);
+      expect(r.nearestPrompt?.text).toBe(r.prompt);
       expect(maxAbsDiff(r.vector, bank.minilm.subarray(i * DIM, (i + 1) * DIM))).toBeLessThan(1e-6);
     }
     // Scored against its own prompts, such a submission is perfect: the bank's MiniLM side is the real MiniLM.
@@ -146,6 +194,61 @@ describe('img2prompt predict', () => {
     results.forEach((r, i) => {
       expect(Object.keys(r.members)).toEqual(['interrogator']);
       expect(cosineOf(r.vector, direct.subarray(i * DIM, (i + 1) * DIM))).toBeGreaterThan(0.99999);
+    });
+  });
+
+  it('the map member maps the run\'s images moved by the gap of their centre and the bank\'s; the nearest prompt comes with the interrogator on', async () => {
+    const files = SAMPLE_IDS.map((id) => path.join(images, `${id}.png`));
+    const engine = await PredictEngine.open({ model: 'tiny', promptsBank: [bankFile], labelsDir, members: ['map', 'interrogator'] });
+    try {
+      const results = await collect(predict(files, { engine }));
+      expect(engine.counts).toEqual({ imagesEncoded: 7, embeddingsReused: 0 });
+      // The same images encoded apart from the run, and the gap estimated from them and the bank's CLIP rows.
+      const clip = await ClipModel.open('tiny', { towers: ['vision'] });
+      const encoded = await clip.encodeImages(files);
+      clip.close();
+      const gap = estimateModalityGap(encoded.embeds, engine.bank.clip, engine.clip.dim).vector;
+      const expected = engine.map!.apply(encoded.embeds, { gap });
+      const withoutGap = engine.map!.apply(encoded.embeds);
+      const dim = engine.clip.dim;
+      results.forEach((r, i) => {
+        expect(Object.keys(r.members).sort()).toEqual(['interrogator', 'map']);
+        expect(maxAbsDiff(r.members.map!, expected.subarray(i * DIM, (i + 1) * DIM))).toBeLessThan(1e-6);
+        expect(maxAbsDiff(r.members.map!, withoutGap.subarray(i * DIM, (i + 1) * DIM))).toBeGreaterThan(1e-3);
+        // kNN is off, so the nearest prompt is searched apart: the bank row with the highest cosine.
+        const img = encoded.embeds.subarray(i * dim, (i + 1) * dim);
+        const cosines = engine.bank.texts.map((_, j) => cosineOf(img, engine.bank.clip.subarray(j * dim, (j + 1) * dim)));
+        const best = cosines.indexOf(Math.max(...cosines));
+        expect(r.nearestPrompt?.text).toBe(engine.bank.texts[best]);
+        expect(r.nearestPrompt?.similarity).toBeCloseTo(cosines[best]!, 5);
+        expect(r.prompt).not.toBe(r.nearestPrompt?.text); // the readable prompt is the interrogator's
+      });
+    } finally {
+      engine.close();
+    }
+  });
+
+  it('leaves the captioner out with a notice, whether asked for by --members or by the weights', async () => {
+    const out = path.join(work, 'captioner', 'submission.csv');
+    const r = cli(['predict', images, '-o', out, '--members', 'knn,captioner', ...COMMON]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain('member captioner is not available in this build; it is absent from the ensemble');
+    expect(r.stderr).toContain('members: knn\n');
+    expect(cli(['validate', out, '--images', images]).code).toBe(0);
+
+    // Weights that give most of the weight to the captioner: it is absent, so kNN carries the ensemble.
+    const weights = path.join(work, 'captioner', 'weights.json');
+    fs.writeFileSync(weights, JSON.stringify({ members: { knn: 0.25, captioner: 0.75 } }));
+    const notices: string[] = [];
+    const files = SAMPLE_IDS.map((id) => path.join(images, `${id}.png`));
+    const results = await collect(predict(files, { model: 'tiny', promptsBank: [bankFile], weights, onNotice: (m) => notices.push(m) }));
+    expect(notices).toContain('member captioner is not available in this build; it is absent from the ensemble');
+    const sub = await readSubmission(out);
+    results.forEach((res, i) => {
+      expect(Object.keys(res.members)).toEqual(['knn']);
+      expect(res.fallback).toBe(false);
+      expect(maxAbsDiff(res.vector, res.members.knn!)).toBeLessThan(1e-6);
+      expect(maxAbsDiff(res.vector, sub.vectors.subarray(i * DIM, (i + 1) * DIM))).toBeLessThan(1e-6);
     });
   });
 
@@ -175,41 +278,18 @@ describe('img2prompt predict', () => {
   });
 
   it('resumes a SIGKILLed run from its checkpoint to a byte-identical submission and prompts file', async () => {
-    // 7 images x 4 copies under different names, in batches of 2: enough batches to kill in the middle.
-    const dir = path.join(work, 'many');
-    fs.mkdirSync(dir);
-    for (let c = 0; c < 4; c++) for (const id of SAMPLE_IDS) fs.copyFileSync(path.join(images, `${id}.png`), path.join(dir, `c${c}${id}.png`));
-    const total = 28;
-    const args = (out: string) => ['predict', dir, '-o', out, '--prompts-out', `${out}.prompts.csv`, '--batch-size', '2', '--gap-images', '4', ...COMMON];
-
+    const args = (out: string) => ['predict', many, '-o', out, '--prompts-out', `${out}.prompts.csv`, '--batch-size', '2', '--gap-images', '4', ...COMMON];
     const ref = path.join(work, 'many-ref.csv');
     expect(cli(args(ref)).code).toBe(0);
 
     const out = path.join(work, 'many-killed.csv');
     const ckpt = `${out}.ckpt`;
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args(out)], {
-      env: { ...process.env, IMG2PROMPT_HOME: home, IMG2PROMPT_PROGRESS: '0' },
-      stdio: 'ignore',
-    });
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    let finishedEarly = false;
-    child.once('exit', () => (finishedEarly = !child.killed));
-    // Kill as soon as two batches (plus the header line) are on disk.
-    while (!finishedEarly) {
-      const text = fs.existsSync(ckpt) ? fs.readFileSync(ckpt, 'utf8') : '';
-      if (text.split('\n').length - 1 >= 5) {
-        child.kill('SIGKILL');
-        break;
-      }
-      await new Promise((r) => setTimeout(r, 5));
-    }
-    await exited;
-    expect(finishedEarly).toBe(false);
-    expect(child.signalCode).toBe('SIGKILL');
+    // Killed as soon as two batches are in the checkpoint.
+    await killWhen(args(out), () => recordLines(ckpt) >= 4);
     expect(fs.existsSync(out)).toBe(false);
-    const records = fs.readFileSync(ckpt, 'utf8').split('\n').slice(1).filter((l) => l.endsWith('}')).length;
+    const records = recordLines(ckpt);
     expect(records).toBeGreaterThanOrEqual(4);
-    expect(records).toBeLessThan(total);
+    expect(records).toBeLessThan(MANY);
 
     // Resuming with other options is refused, naming what changed, and leaves the checkpoint alone.
     const other = cli([...args(out), '--resume', '--k', '3']);
@@ -218,12 +298,85 @@ describe('img2prompt predict', () => {
 
     const r = cli([...args(out), '--resume']);
     expect(r.code).toBe(0);
-    expect(r.stderr).toContain(`resuming from ${ckpt}: ${records} of ${total} images already done`);
-    expect(r.stderr).toContain(`, ${records} from the checkpoint;`);
+    expect(r.stderr).toContain(`resuming from ${ckpt}: ${records} of ${MANY} images already done`);
+    // Only the images the checkpoint did not have went through CLIP (the sampled ones were finished).
+    expect(r.stderr).toContain(`, ${records} from the checkpoint; CLIP encoded ${MANY - records} images;`);
     expect(fs.readFileSync(out).equals(fs.readFileSync(ref))).toBe(true);
     expect(fs.readFileSync(`${out}.prompts.csv`).equals(fs.readFileSync(`${ref}.prompts.csv`))).toBe(true);
-    expect(fs.existsSync(ckpt)).toBe(false);
-    expect(fs.existsSync(`${ckpt}.gap.json`)).toBe(false);
+    expect(fs.readdirSync(work).filter((f) => f.startsWith('many-killed'))).toEqual(['many-killed.csv', 'many-killed.csv.prompts.csv']);
+  });
+
+  it('resumes a run SIGKILLed while encoding the gap sample without encoding the stored images again', async () => {
+    // Every image is in the sample, so nothing is finished before all of them are encoded.
+    const args = (out: string) => ['predict', many, '-o', out, '--prompts-out', `${out}.prompts.csv`, '--batch-size', '2', '--gap-images', String(MANY), ...COMMON];
+    const ref = path.join(work, 'sample-ref.csv');
+    const full = cli(args(ref));
+    expect(full.code).toBe(0);
+    expect(full.stderr).toContain(`estimating the CLIP modality gap from the first ${MANY} images\n`);
+
+    const out = path.join(work, 'sample-killed.csv');
+    const ckpt = `${out}.ckpt`;
+    const sample = `${ckpt}.sample`;
+    await killWhen(args(out), () => recordLines(sample) >= 6);
+    expect(recordLines(ckpt)).toBe(0);
+    const stored = recordLines(sample);
+    expect(stored).toBeLessThan(MANY);
+    // A batch is reused only when all of it was stored (a kill can tear the last one).
+    const reused = 2 * Math.floor(stored / 2);
+
+    const r = cli([...args(out), '--resume']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain(`estimating the CLIP modality gap from the first ${MANY} images (${reused} of them encoded before this run, read back from ${sample})`);
+    expect(r.stderr).toContain(`; CLIP encoded ${MANY - reused} images and reused ${reused} embeddings of the gap sample;`);
+    expect(fs.readFileSync(out).equals(fs.readFileSync(ref))).toBe(true);
+    expect(fs.readFileSync(`${out}.prompts.csv`).equals(fs.readFileSync(`${ref}.prompts.csv`))).toBe(true);
+    expect(fs.existsSync(sample)).toBe(false);
+  });
+
+  it('reports the gap sample\'s encoding as a progress phase, and an interrupted one resumes from the stored batches with the same bits', async () => {
+    const files = fs.readdirSync(many).sort().map((f) => path.join(many, f));
+    const ckpt = path.join(work, 'api-sample.ckpt');
+    const engine = await PredictEngine.open({ model: 'tiny', promptsBank: [bankFile], labelsDir });
+    try {
+      const run = { engine, batchSize: 2, gapImages: MANY };
+      const ref = await collect(predict(files, run));
+
+      // Interrupted once 5 batches of the sample are encoded (and stored): nothing was handed out yet.
+      const handed: PredictedImage[] = [];
+      const interrupted = (async () => {
+        for await (const r of predict(files, {
+          ...run,
+          checkpoint: ckpt,
+          onProgress: (done, _total, phase) => {
+            if (phase === 'encoding images' && done === 10) throw new Error('interrupted');
+          },
+        })) handed.push(r);
+      })();
+      await expect(interrupted).rejects.toThrow('interrupted');
+      expect(handed).toEqual([]);
+      expect(recordLines(ckpt)).toBe(0);
+      expect(recordLines(`${ckpt}.sample`)).toBe(10);
+
+      const before = { ...engine.counts };
+      const progress: [number, number, PredictPhase][] = [];
+      const resumed = await collect(predict(files, { ...run, checkpoint: ckpt, resume: true, onProgress: (...p) => progress.push(p) }));
+      expect(engine.counts.imagesEncoded - before.imagesEncoded).toBe(MANY - 10);
+      expect(engine.counts.embeddingsReused - before.embeddingsReused).toBe(10);
+      // The encoding phase starts at the stored images and moves per batch; then every image is handed out.
+      const encoding = progress.filter((p) => p[2] === 'encoding images');
+      expect(encoding).toEqual(Array.from({ length: 10 }, (_, i) => [10 + 2 * i, MANY, 'encoding images']));
+      expect(progress.slice(encoding.length)).toEqual(Array.from({ length: MANY }, (_, i) => [i + 1, MANY, 'members']));
+
+      expect(resumed.map((r) => r.id)).toEqual(ref.map((r) => r.id));
+      resumed.forEach((r, i) => {
+        expect(bitsEqual(r.vector, ref[i]!.vector)).toBe(true);
+        for (const name of ['knn', 'map', 'interrogator']) expect(bitsEqual(r.members[name]!, ref[i]!.members[name]!)).toBe(true);
+        expect(r.prompt).toBe(ref[i]!.prompt);
+        expect(r.nearestPrompt).toEqual(ref[i]!.nearestPrompt);
+      });
+    } finally {
+      engine.close();
+    }
   });
 });
 
