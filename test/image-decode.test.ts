@@ -88,6 +88,75 @@ describe('colour conversions', () => {
     expect(storedDiff).toBeGreaterThan(50);
   });
 
+  describe('EXIF orientations 1-8 on a synthetic image', () => {
+    // 16x8 and asymmetric: every pixel has its own colour (R from the column, G from the row).
+    const W = 16;
+    const H = 8;
+    const source = Buffer.alloc(W * H * 3);
+    for (let y = 0; y < H; y++) {
+      for (let x = 0; x < W; x++) source.set([8 + x * 15, 10 + y * 30, 128], (y * W + x) * 3);
+    }
+
+    /**
+     * The upright image for EXIF orientation n, by hand: where displayed pixel (x, y) comes from in
+     * the stored w x h image (PIL's exif_transpose: 2 FLIP_LEFT_RIGHT, 3 ROTATE_180, 4 FLIP_TOP_BOTTOM,
+     * 5 TRANSPOSE, 6 rotate 90° clockwise, 7 TRANSVERSE, 8 rotate 90° anticlockwise).
+     */
+    function upright(stored: Uint8Array, w: number, h: number, n: number) {
+      const from: Record<number, (x: number, y: number) => [number, number]> = {
+        1: (x, y) => [x, y],
+        2: (x, y) => [w - 1 - x, y],
+        3: (x, y) => [w - 1 - x, h - 1 - y],
+        4: (x, y) => [x, h - 1 - y],
+        5: (x, y) => [y, x],
+        6: (x, y) => [y, h - 1 - x],
+        7: (x, y) => [w - 1 - y, h - 1 - x],
+        8: (x, y) => [w - 1 - y, x],
+      };
+      const [width, height] = n >= 5 ? [h, w] : [w, h];
+      const data = Buffer.alloc(width * height * 3);
+      for (let y = 0; y < height; y++) {
+        for (let x = 0; x < width; x++) {
+          const [sx, sy] = from[n]!(x, y);
+          const at = (sy * w + sx) * 3;
+          data.set(stored.subarray(at, at + 3), (y * width + x) * 3);
+        }
+      }
+      return { data, width, height };
+    }
+
+    for (let n = 1; n <= 8; n++) {
+      it(`orientation ${n}`, async () => {
+        const file = path.join(tmp, `orientation-${n}.jpg`);
+        await sharp(source, { raw: { width: W, height: H, channels: 3 } })
+          .jpeg({ quality: 100, chromaSubsampling: '4:4:4' })
+          .withMetadata({ orientation: n })
+          .toFile(file);
+        expect((await sharp(file).metadata()).orientation).toBe(n);
+        // The pixels as stored (sharp without autoOrient): the JPEG's rounding of `source`, not turned.
+        const stored = await sharp(file).raw().toBuffer({ resolveWithObject: true });
+        expect([stored.info.width, stored.info.height]).toEqual([W, H]);
+        expect(meanAbsDiff(stored.data, source)).toBeLessThan(2);
+
+        const decoded = await decodeImage(file);
+        const want = upright(stored.data, W, H, n);
+        expect([decoded.width, decoded.height]).toEqual([want.width, want.height]);
+        expect(decoded.data.equals(want.data)).toBe(true);
+        // Against the hand-made picture itself too (up to the JPEG's rounding).
+        expect(meanAbsDiff(decoded.data, upright(source, W, H, n).data)).toBeLessThan(2);
+      });
+    }
+
+    it('the eight results are eight different pictures (the test image has no symmetry)', () => {
+      const seen = new Set<string>();
+      for (let n = 1; n <= 8; n++) {
+        const u = upright(source, W, H, n);
+        seen.add(`${u.width}x${u.height}:${u.data.toString('hex')}`);
+      }
+      expect(seen.size).toBe(8);
+    });
+  });
+
   it('turns the Adobe CMYK JPEG into the same picture as its RGB twin', async () => {
     const cmyk = await decodeImage(path.join(IMAGES, 'pillow-pil_sample_cmyk.jpg'));
     const rgb = await decodeImage(path.join(IMAGES, 'pillow-pil_sample_rgb.jpg'));
