@@ -8,7 +8,7 @@ import { createProgress } from '../util/progress.js';
 import { modelHome } from '../models/cache.js';
 import { toFloat16 } from '../rank/float16.js';
 import { labelsHash } from './label-banks.js';
-import type { BankDtype, ClipTextSide, EmbeddedBank, LabelBankDef } from './types.js';
+import { DEFAULT_BANK_DTYPE, type BankDtype, type ClipTextSide, type EmbeddedBank, type LabelBankDef } from './types.js';
 
 /**
  * On-disk cache of embedded label banks, one file per bank and model:
@@ -207,7 +207,7 @@ export function bankKey(text: ClipTextSide, def: LabelBankDef, dtype: BankDtype)
 export interface BankCacheOptions {
   /** Cache root; default modelHome(). */
   home?: string;
-  /** Default 'fp16'. */
+  /** Default DEFAULT_BANK_DTYPE ('fp32'). */
   dtype?: BankDtype;
   /** Labels per encoder call and per resumable step; default 4096. */
   chunkSize?: number;
@@ -286,7 +286,7 @@ async function removeOrphanedTemps(dir: string, sidecarName: string): Promise<vo
  * checksummed partial. Returns the path of the finished file.
  */
 export async function buildBankFile(text: ClipTextSide, def: LabelBankDef, options: BankCacheOptions = {}): Promise<string> {
-  const dtype = options.dtype ?? 'fp16';
+  const dtype = options.dtype ?? DEFAULT_BANK_DTYPE;
   const chunkSize = options.chunkSize ?? 4096;
   if (!Number.isInteger(chunkSize) || chunkSize < 1) throw new Img2PromptError(def.source, `chunk size must be a positive integer, got ${chunkSize}`);
   if (def.labels.length === 0) throw new Img2PromptError(def.source, `label bank "${def.name}" is empty`);
@@ -345,7 +345,7 @@ export interface CachedBank extends EmbeddedBank {
 
 /** Loads `def`'s bank from the cache when it matches model, weights, labels and dtype; builds (or resumes) it otherwise. */
 export async function loadOrBuildBank(text: ClipTextSide, def: LabelBankDef, options: BankCacheOptions = {}): Promise<CachedBank> {
-  const dtype = options.dtype ?? 'fp16';
+  const dtype = options.dtype ?? DEFAULT_BANK_DTYPE;
   const want = bankKey(text, def, dtype);
   const file = bankFilePath(text.modelId, def.name, options.home);
   let reason: string;

@@ -23,8 +23,14 @@ export interface ClipTextSide {
 /** CLIP's context length: a prompt longer than this is truncated by the text tower. */
 export const CLIP_MAX_TOKENS = 77;
 
-/** Storage type of a cached bank matrix. fp16 halves disk and memory; ranking barely notices. */
+/** Storage type of a cached bank matrix. fp16 (opt-in) halves disk and memory; ranking barely notices. */
 export type BankDtype = 'fp32' | 'fp16';
+
+/**
+ * What every bank cache user (labels build, interrogate, predict, fit-map) stores by default: one
+ * default, because they share the cache files and a mismatch would rebuild them back and forth.
+ */
+export const DEFAULT_BANK_DTYPE: BankDtype = 'fp32';
 
 /** What part a bank plays in the prompt formats. */
 export type BankRole = 'artist' | 'flavor' | 'medium' | 'movement' | 'trending' | 'negative' | 'extra';

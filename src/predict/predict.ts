@@ -7,7 +7,7 @@ import { imgIdProblem } from '../submission/img-id.js';
 import { EMBEDDING_DIM } from '../submission/submission-csv.js';
 import { Interrogator } from '../interrogate/interrogator.js';
 import { labelsHash } from '../interrogate/label-banks.js';
-import type { BankDtype, InterrogateMode } from '../interrogate/types.js';
+import { DEFAULT_BANK_DTYPE, type BankDtype, type InterrogateMode } from '../interrogate/types.js';
 import { openBankRanker } from '../rank/bank-ranker.js';
 import { MiniLMTextSide } from './minilm-text-side.js';
 import { loadPromptBank } from './prompt-bank-cache.js';
@@ -54,7 +54,7 @@ export interface PredictEngineOptions {
   allowModelMismatch?: boolean;
   /** Prompt corpus files for the bank; default the shipped corpus (defaultPromptCorpus). */
   promptsBank?: readonly string[];
-  /** Storage of CLIP-side banks (prompt bank and label banks); default fp16. */
+  /** Storage of CLIP-side banks (prompt bank and label banks); default DEFAULT_BANK_DTYPE (fp32). */
   dtype?: BankDtype;
   /** Interrogator label lists (see LabelBankOptions). */
   labelsDir?: string;
@@ -175,7 +175,7 @@ export class PredictEngine {
 
   static async open(options: PredictEngineOptions = {}): Promise<PredictEngine> {
     const notice = options.onNotice ?? (() => {});
-    const dtype = options.dtype ?? 'fp16';
+    const dtype = options.dtype ?? DEFAULT_BANK_DTYPE;
     const k = options.k ?? DEFAULT_BANK_K;
     const temperature = options.temperature ?? DEFAULT_BANK_TEMPERATURE;
     const mode = options.mode ?? 'fast';
@@ -443,15 +443,25 @@ export class PredictEngine {
           options.onProgress?.(encoded, sampled, 'encoding images');
           // The sampled batches are kept, so their images are not encoded twice.
           const missing = [...Array(sampleBatches).keys()].filter((k) => !ready.has(k));
-          for await (const b of this.encodeBatches(missing, batchFiles, batchSize)) {
-            ready.set(b.k, b);
-            if (store) {
+          const sampler = this.encodeBatches(missing, batchFiles, batchSize);
+          try {
+            for (;;) {
               const t0 = performance.now();
-              await store.add(b.files, b);
-              this.addTime('checkpoint writes', t0);
+              const next = await sampler.next();
+              this.addTime('waiting for CLIP batches', t0);
+              if (next.done) break;
+              const b = next.value;
+              ready.set(b.k, b);
+              if (store) {
+                const t1 = performance.now();
+                await store.add(b.files, b);
+                this.addTime('checkpoint writes', t1);
+              }
+              encoded += b.files.length;
+              options.onProgress?.(encoded, sampled, 'encoding images');
             }
-            encoded += b.files.length;
-            options.onProgress?.(encoded, sampled, 'encoding images');
+          } finally {
+            await sampler.return(undefined);
           }
           // In batch order, whichever run encoded them: the sum, and so the gap, has the same bits.
           const centre = new UnitMean(this.clip.dim);

@@ -5,7 +5,7 @@ import { packageRoot } from '../util/package-root.js';
 import { fromFloat16 } from '../rank/float16.js';
 import { dedupe, labelsHash, readLabelFile } from '../interrogate/label-banks.js';
 import { loadOrBuildBank, type CachedBank } from '../interrogate/bank-cache.js';
-import type { BankDtype, ClipTextSide, LabelBankDef } from '../interrogate/types.js';
+import { DEFAULT_BANK_DTYPE, type BankDtype, type ClipTextSide, type LabelBankDef } from '../interrogate/types.js';
 import { PromptBank } from './prompt-bank.js';
 
 /**
@@ -61,7 +61,7 @@ export interface PromptBankCacheOptions {
   files?: readonly string[];
   /** Cache root; default modelHome(). */
   home?: string;
-  /** Storage of the CLIP side (default fp16, like the label banks); the MiniLM side is always fp32. */
+  /** Storage of the CLIP side (default DEFAULT_BANK_DTYPE, like the label banks); the MiniLM side is always fp32. */
   clipDtype?: BankDtype;
   /** Told about each side as it is loaded or built. */
   onBank?(bank: CachedBank, side: 'clip' | 'minilm'): void;
@@ -78,7 +78,7 @@ export async function loadPromptBank(clip: ClipTextSide, minilm: ClipTextSide, o
   const files = options.files && options.files.length > 0 ? [...options.files] : await defaultPromptCorpus();
   const corpus = await readPromptCorpus(files);
   const def = promptBankDef(corpus);
-  const clipSide = await loadOrBuildBank(clip, def, { home: options.home, dtype: options.clipDtype ?? 'fp16' });
+  const clipSide = await loadOrBuildBank(clip, def, { home: options.home, dtype: options.clipDtype ?? DEFAULT_BANK_DTYPE });
   options.onBank?.(clipSide, 'clip');
   const textSide = await loadOrBuildBank(minilm, def, { home: options.home, dtype: 'fp32' });
   options.onBank?.(textSide, 'minilm');

@@ -1,7 +1,7 @@
 import { Option, type Command } from 'commander';
 import { createProgress } from '../../util/progress.js';
 import { ClipModel } from '../../clip/model.js';
-import type { BankDtype } from '../../interrogate/types.js';
+import { DEFAULT_BANK_DTYPE, type BankDtype } from '../../interrogate/types.js';
 import { MiniLMTextSide } from '../../predict/minilm-text-side.js';
 import { loadPromptBank } from '../../predict/prompt-bank-cache.js';
 import { defaultMapPath, fitAndSaveMap } from '../../predict/map-store.js';
@@ -24,7 +24,7 @@ export function register(program: Command): void {
     .option('--prompts-bank <file...>', 'prompt corpus files, one prompt per line [default: every .txt in ../shared/assets/eval/prompts]')
     .option('--lambda <x>', 'relative ridge strength [default: chosen by held-out cosine among 1e-4 .. 1]')
     .option('-o, --output <file>', 'map manifest to write (weights go beside it as .weights.npy) [default: <home>/maps/<model>/<bank>.json, where predict looks]')
-    .addOption(new Option('--dtype <dtype>', 'storage of the cached CLIP-side bank').choices(['fp16', 'fp32']).default('fp16'))
+    .addOption(new Option('--dtype <dtype>', 'storage of the cached CLIP-side bank').choices(['fp32', 'fp16']).default(DEFAULT_BANK_DTYPE))
     .action(async (opts: FitMapCliOptions) => {
       const lambda = parseNonNegative('--lambda', opts.lambda);
       const t0 = performance.now();

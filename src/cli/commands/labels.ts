@@ -4,7 +4,7 @@ import { createProgress, type Progress } from '../../util/progress.js';
 import { ClipModel } from '../../clip/model.js';
 import { Interrogator } from '../../interrogate/interrogator.js';
 import { defaultLabelsDir } from '../../interrogate/label-banks.js';
-import type { BankDtype } from '../../interrogate/types.js';
+import { DEFAULT_BANK_DTYPE, type BankDtype } from '../../interrogate/types.js';
 import type { CachedBank } from '../../interrogate/bank-cache.js';
 
 export interface LabelOptions {
@@ -20,7 +20,7 @@ export function addLabelOptions(cmd: Command): Command {
     .requiredOption('--model <name>', 'CLIP model in the cache (models pull/import/random) or a model folder')
     .option('--labels-dir <dir>', 'folder with the built-in lists (artists, flavors, mediums, movements, sites, negative)', defaultLabelsDir())
     .option('--labels <path...>', 'extra label lists: a file (one label per line) or a folder of .txt files, each one bank')
-    .addOption(new Option('--dtype <dtype>', 'storage of the cached bank matrices').choices(['fp16', 'fp32']).default('fp16'));
+    .addOption(new Option('--dtype <dtype>', 'storage of the cached bank matrices (fp16 halves disk and memory)').choices(['fp32', 'fp16']).default(DEFAULT_BANK_DTYPE));
 }
 
 /** Opens the model and every bank through the cache, with a progress bar per bank that needs building. */

@@ -9,7 +9,7 @@ import { writePromptsCsv, type PromptRow } from '../../submission/prompts-csv.js
 import { listLimited, parsePositiveInt } from '../../submission/cli-helpers.js';
 import { EMBEDDING_DIM } from '../../submission/submission-csv.js';
 import { defaultLabelsDir } from '../../interrogate/label-banks.js';
-import type { BankDtype, InterrogateMode } from '../../interrogate/types.js';
+import { DEFAULT_BANK_DTYPE, type BankDtype, type InterrogateMode } from '../../interrogate/types.js';
 import { parseMemberList } from '../../predict/members.js';
 import {
   DEFAULT_BATCH_SIZE,
@@ -63,7 +63,7 @@ export function addEngineOptions(cmd: Command): Command {
     .option('--temperature <t>', 'kNN: softmax temperature over neighbour similarities (default 0.02)')
     .option('--labels-dir <dir>', 'interrogator: folder with the built-in label lists', defaultLabelsDir())
     .option('--labels <path...>', 'interrogator: extra label lists (files, or folders of .txt files)')
-    .addOption(new Option('--dtype <dtype>', 'storage of the cached CLIP-side banks').choices(['fp16', 'fp32']).default('fp16'))
+    .addOption(new Option('--dtype <dtype>', 'storage of the cached CLIP-side banks').choices(['fp32', 'fp16']).default(DEFAULT_BANK_DTYPE))
     .option('--batch-size <n>', 'images per CLIP batch (and per checkpoint append)', String(DEFAULT_BATCH_SIZE))
     .option('--gap-images <n>', `images sampled for the modality gap of the map member (default ${DEFAULT_GAP_IMAGES})`);
 }
