@@ -7,7 +7,7 @@ import { imgIdProblem } from '../submission/img-id.js';
 import { EMBEDDING_DIM } from '../submission/submission-csv.js';
 import { Interrogator } from '../interrogate/interrogator.js';
 import { labelsHash } from '../interrogate/label-banks.js';
-import type { BankDtype, InterrogateMode } from '../interrogate/types.js';
+import { DEFAULT_BANK_DTYPE, type BankDtype, type InterrogateMode } from '../interrogate/types.js';
 import { openBankRanker } from '../rank/bank-ranker.js';
 import { MiniLMTextSide } from './minilm-text-side.js';
 import { loadPromptBank } from './prompt-bank-cache.js';
@@ -54,7 +54,7 @@ export interface PredictEngineOptions {
   allowModelMismatch?: boolean;
   /** Prompt corpus files for the bank; default the shipped corpus (defaultPromptCorpus). */
   promptsBank?: readonly string[];
-  /** Storage of CLIP-side banks (prompt bank and label banks); default fp16. */
+  /** Storage of CLIP-side banks (prompt bank and label banks); default DEFAULT_BANK_DTYPE (fp32). */
   dtype?: BankDtype;
   /** Interrogator label lists (see LabelBankOptions). */
   labelsDir?: string;
@@ -175,7 +175,7 @@ export class PredictEngine {
 
   static async open(options: PredictEngineOptions = {}): Promise<PredictEngine> {
     const notice = options.onNotice ?? (() => {});
-    const dtype = options.dtype ?? 'fp16';
+    const dtype = options.dtype ?? DEFAULT_BANK_DTYPE;
     const k = options.k ?? DEFAULT_BANK_K;
     const temperature = options.temperature ?? DEFAULT_BANK_TEMPERATURE;
     const mode = options.mode ?? 'fast';
