@@ -3,7 +3,7 @@ import { artistLabels, trendingLabels } from '../src/interrogate/label-banks.js'
 import { bestMode, chain, classicMode, fastMode, mergedBanks, negativeMode, rankMerged, type InterrogatorBanks, type ModeContext } from '../src/interrogate/modes.js';
 import type { BankRole } from '../src/interrogate/types.js';
 import { OnnxBankRanker } from '../src/rank/bank-ranker.js';
-import { PlantedTextSide, cosine, plantedBank, plantedImage, syntheticLabels } from './helpers/planted.js';
+import { PlantedTextSide, cosine, plantedBank, plantedImage, syntheticLabels, weightedImage } from './helpers/planted.js';
 
 /**
  * Planted-embedding checks of the four modes. Every label is a random unit vector in 512-d, an image
@@ -13,8 +13,8 @@ import { PlantedTextSide, cosine, plantedBank, plantedImage, syntheticLabels } f
 
 const DIM = 512;
 
-function setup(options: { flavorWords?: number } = {}) {
-  const side = new PlantedTextSide({ dim: DIM });
+function setup(options: { flavorWords?: number; dim?: number } = {}) {
+  const side = new PlantedTextSide({ dim: options.dim ?? DIM });
   const lists: Record<Exclude<BankRole, 'extra'>, string[]> = {
     artist: artistLabels(syntheticLabels('artist', 150)),
     flavor: syntheticLabels('flav', 1500, options.flavorWords ?? 1),
@@ -140,6 +140,59 @@ describe('best', () => {
     expect(explored.prompt).toBe(r.prompt);
   });
 
+  it('adds one planted flavor per step, in decreasing order of its weight in the image, then stops', async () => {
+    // 2048-d keeps unrelated labels within ~0.02 of orthogonal, well inside the 0.1 steps between weights.
+    const { ctx, side } = setup({ dim: 2048 });
+    const planted = ['flav70', 'flav20', 'flav50', 'flav10', 'flav40', 'flav60', 'flav30'];
+    const embeds = weightedImage(side, planted.map((l, i) => [l, 1 - 0.1 * i] as const));
+    const image = { embeds, n: 1 };
+    const [shortlist] = await rankMerged(image, mergedBanks(ctx.banks), 300);
+    side.calls.length = 0;
+    const r = await chain(ctx, embeds, shortlist, undefined, { minFlavors: 0 });
+    expect(r.labels.map((l) => l.label)).toEqual(planted);
+    expect(r.prompt).toBe(planted.join(', '));
+    // The opening label, then 6 steps that each add the next one and a 7th that finds no gain.
+    expect(side.calls.map((c) => c.length)).toEqual([1, 299, 298, 297, 296, 295, 294, 293]);
+    // Each step really raised the similarity of the whole prompt.
+    const sims = planted.map((_, k) => cosine(embeds, side.embedPrompt(planted.slice(0, k + 1).join(', '))));
+    for (let k = 1; k < sims.length; k++) expect(sims[k]).toBeGreaterThan(sims[k - 1]!);
+    expect(r.similarity).toBeCloseTo(sims.at(-1)!, 5);
+    // best mode runs the same chain, and it wins.
+    const [best] = await bestMode(ctx, image, { minFlavors: 0, shortlist: 300 });
+    expect(best.picked).toBe('chain');
+    expect(best.labels.map((l) => l.label)).toEqual(planted);
+  });
+
+  it('returns whichever of classic, fast and chain is most similar to the image', async () => {
+    const { ctx, one, side } = setup();
+    const classicSet = ['medium5', 'by artist3', 'trending on site2', 'movement7', 'flav10', 'flav20', 'flav30'];
+    const cases = [
+      // The chain finds exactly the planted set; fast and classic pad it with unrelated labels.
+      { image: one(PLANTED), options: { minFlavors: 0 }, winner: 'chain' },
+      // A one-label shortlist leaves the chain one label; fast's 20 hold all 9 planted, classic's 24 too.
+      { image: one(PLANTED), options: { shortlist: 1, maxFlavors: 20 }, winner: 'fast' },
+      // An image of exactly classic's slots: classic has all 7, fast only its top 3, the chain 1.
+      { image: one(classicSet), options: { shortlist: 1, maxFlavors: 3 }, winner: 'classic' },
+    ] as const;
+    for (const { image, options, winner } of cases) {
+      const [best] = await bestMode(ctx, image, options);
+      // The candidates built on their own, scored here from the planted vectors.
+      const maxFlavors = 'maxFlavors' in options ? options.maxFlavors : 32;
+      const [shortlist] = await rankMerged(image, mergedBanks(ctx.banks), 'shortlist' in options ? options.shortlist : 2048);
+      const candidates = {
+        classic: (await classicMode(ctx, image, { maxFlavors }))[0]!.prompt,
+        fast: (await fastMode(ctx, image, { maxFlavors }))[0]!.prompt,
+        chain: (await chain(ctx, image.embeds, shortlist, undefined, options)).prompt,
+      };
+      const sims = Object.fromEntries(Object.entries(candidates).map(([k, p]) => [k, cosine(image.embeds, side.embedPrompt(p))]));
+      const top = (Object.keys(candidates) as (keyof typeof candidates)[]).reduce((a, b) => (sims[b]! > sims[a]! ? b : a));
+      expect(top, JSON.stringify(sims)).toBe(winner);
+      expect(best.picked).toBe(winner);
+      expect(best.prompt).toBe(candidates[winner]);
+      expect(best.similarity).toBeCloseTo(sims[winner]!, 5);
+    }
+  });
+
   it('stops at the first step without gain when minFlavors is 0', async () => {
     const { ctx, one, side } = setup();
     const image = one(PLANTED);
@@ -193,6 +246,25 @@ describe('negative', () => {
     );
     expect(r.labels[0].label).toBe(least);
     for (const more of ['neg4', 'flav300']) expect(cosine(image.embeds, side.embedPrompt(`${r.prompt}, ${more}`))).toBeGreaterThan(r.similarity);
+  });
+});
+
+describe('negative, ordered', () => {
+  it('adds the planted negatives one per step, most negative weight first', async () => {
+    const { ctx, side } = setup({ dim: 2048 });
+    const against = ['neg3', 'flav100', 'neg7', 'flav200', 'flav300'];
+    const embeds = weightedImage(side, [['flav10', 0.3], ...against.map((l, i) => [l, -(1 - 0.1 * i)] as const)]);
+    side.calls.length = 0;
+    // One encoder call per step (the default batch of 1024 prompts would split each step in two).
+    const [r] = await negativeMode({ ...ctx, encodeBatch: 2048 }, { embeds, n: 1 }, { minFlavors: 0 });
+    expect(r.labels.map((l) => l.label)).toEqual(against);
+    expect(r.labels.map((l) => l.bank)).toEqual(['negative', 'flavors', 'negative', 'flavors', 'flavors']);
+    expect(r.prompt).toBe(against.join(', '));
+    // Candidates: the 1500 flavors and 30 negatives; the opening label, 4 steps that add, 1 without gain.
+    expect(side.calls.map((c) => c.length)).toEqual([1, 1529, 1528, 1527, 1526, 1525]);
+    const sims = against.map((_, k) => cosine(embeds, side.embedPrompt(against.slice(0, k + 1).join(', '))));
+    for (let k = 1; k < sims.length; k++) expect(sims[k]).toBeLessThan(sims[k - 1]!);
+    expect(r.similarity).toBeCloseTo(sims.at(-1)!, 5);
   });
 });
 

@@ -166,6 +166,20 @@ export function plantedImage(side: PlantedTextSide, labels: readonly string[], o
   return normalise(out);
 }
 
+/**
+ * An image embedding that shows each label with its own weight (negative: the image is "against" it):
+ * normalise(sum of weight * planted vector), no noise. Strictly ordered weights make the greedy chain's
+ * steps predictable: each step adds the remaining label of largest weight (smallest, for negative).
+ */
+export function weightedImage(side: PlantedTextSide, weighted: readonly (readonly [string, number])[]): Float32Array {
+  const out = new Float32Array(side.dim);
+  for (const [label, w] of weighted) {
+    const v = side.vector(label);
+    for (let d = 0; d < side.dim; d++) out[d] += w * v[d];
+  }
+  return normalise(out);
+}
+
 /** A bank embedded directly by the planted side, fp32, no cache. */
 export function plantedBank(side: PlantedTextSide, def: LabelBankDef): EmbeddedBank {
   const matrix = new Float32Array(def.labels.length * side.dim);
