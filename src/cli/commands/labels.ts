@@ -14,12 +14,18 @@ export interface LabelOptions {
   dtype: BankDtype;
 }
 
+/** Commander option parser for a repeatable single-value option: every occurrence, in order. */
+export function collectRepeated(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
 /** Options shared by `labels build` and `interrogate`. */
 export function addLabelOptions(cmd: Command): Command {
   return cmd
     .requiredOption('--model <name>', 'CLIP model in the cache (models pull/import/random) or a model folder')
     .option('--labels-dir <dir>', 'folder with the built-in lists (artists, flavors, mediums, movements, sites, negative)', defaultLabelsDir())
-    .option('--labels <path...>', 'extra label lists: a file (one label per line) or a folder of .txt files, each one bank')
+    // One path per --labels, repeatable: a variadic option would swallow the image paths after it.
+    .option('--labels <path>', 'extra label list: a file (one label per line) or a folder of .txt files, each one bank; repeat for more', collectRepeated)
     .addOption(new Option('--dtype <dtype>', 'storage of the cached bank matrices (fp16 halves disk and memory)').choices(['fp32', 'fp16']).default(DEFAULT_BANK_DTYPE));
 }
 
