@@ -30,6 +30,8 @@ export { topk, bottomk } from './rank/topk.js';
 export type { TopKResult } from './rank/topk.js';
 export { Interrogator } from './interrogate/interrogator.js';
 export type { InterrogateMode, InterrogationResult, ClipTextSide } from './interrogate/types.js';
+export { interrogate, openInterrogatorSetup } from './interrogate/interrogate.js';
+export type { InterrogateOptions, InterrogatedImage, InterrogatorSetup } from './interrogate/interrogate.js';
 export { writeNpy, readNpy } from './util/npy.js';
 export { predict, PredictEngine } from './predict/predict.js';
 export type { PredictOptions, PredictedImage } from './predict/predict.js';

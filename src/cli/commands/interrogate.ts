@@ -7,7 +7,8 @@ import { writeFileAtomic } from '../../util/atomic-write.js';
 import { listImageFiles } from '../../clip/model.js';
 import { writePromptsCsv } from '../../submission/prompts-csv.js';
 import { parsePositiveInt } from '../../submission/cli-helpers.js';
-import type { InterrogateMode, InterrogationResult } from '../../interrogate/types.js';
+import type { InterrogateMode } from '../../interrogate/types.js';
+import { interrogate, type InterrogatedImage } from '../../interrogate/interrogate.js';
 import { addLabelOptions, openInterrogator, type LabelOptions } from './labels.js';
 
 interface InterrogateCliOptions extends LabelOptions {
@@ -38,41 +39,49 @@ export function register(program: Command): void {
   ).action(async (inputs: string[], opts: InterrogateCliOptions) => {
     const files = await listImageFiles(inputs);
     if (files.length === 0) throw new Img2PromptError(inputs.join(' '), 'no image files found');
-    const { model, interrogator } = await openInterrogator(opts);
     const maxFlavors = parsePositiveInt('--max-flavors', opts.maxFlavors);
     const shortlist = parsePositiveInt('--shortlist', opts.shortlist);
+    const batchSize = parsePositiveInt('--batch-size', opts.batchSize) ?? 16;
+    const setup = await openInterrogator(opts);
     const bar = createProgress(`interrogate ${opts.mode}`, files.length, 'images');
     const t0 = performance.now();
-    const images = await model.encodeImages(files, {
-      batchSize: parsePositiveInt('--batch-size', opts.batchSize) ?? 16,
-      onFailure: (f) => process.stderr.write(`img2prompt: ${f.file}: ${f.reason}\n`),
-    });
-    const results: InterrogationResult[] = [];
-    // The CSV holds only prompts: the prompt's own similarity (a text-tower pass per image in fast and
-    // classic) is computed only when the details file will show it.
-    const modeOptions = { mode: opts.mode, score: opts.details !== undefined, ...(maxFlavors ? { maxFlavors } : {}), ...(shortlist ? { shortlist } : {}) };
-    // Chains (best, negative) run one image at a time anyway, so those go singly and the bar moves;
-    // fast and classic rank a batch of images per pass over each bank.
-    const step = opts.mode === 'fast' || opts.mode === 'classic' ? 16 : 1;
-    for (let i = 0; i < images.ids.length; i += step) {
-      const n = Math.min(step, images.ids.length - i);
-      const rows = images.embeds.subarray(i * model.dim, (i + n) * model.dim);
-      results.push(...(await interrogator.interrogate(rows, n, modeOptions)));
-      bar.update(i + n + images.failures.length);
+    const done: InterrogatedImage[] = [];
+    let failures = 0;
+    try {
+      for await (const r of interrogate(files, {
+        setup,
+        mode: opts.mode,
+        batchSize,
+        maxFlavors,
+        shortlist,
+        // The CSV holds only prompts: the prompt's own similarity (a text-tower pass per image in fast and
+        // classic) is computed only when the details file will show it.
+        score: opts.details !== undefined,
+        onProgress: (n, _total, phase) => {
+          if (phase === 'interrogating') bar.update(n);
+        },
+      })) {
+        if (r.failure !== undefined) {
+          failures++;
+          process.stderr.write(`img2prompt: ${r.file}: ${r.failure}\n`);
+        } else {
+          done.push(r);
+        }
+      }
+    } finally {
+      bar.stop();
+      setup.close();
     }
-    bar.stop();
-    interrogator.close();
-    model.close();
     await fs.mkdir(path.dirname(path.resolve(opts.output)), { recursive: true });
-    await writePromptsCsv(opts.output, images.ids.map((imgId, i) => ({ imgId, prompt: results[i]!.prompt })));
+    await writePromptsCsv(opts.output, done.map((r) => ({ imgId: r.id, prompt: r.prompt! })));
     if (opts.details) {
-      const details = images.ids.map((imgId, i) => ({ imgId, file: images.files[i], ...results[i] }));
-      await writeFileAtomic(opts.details, JSON.stringify({ model: model.modelId, random: model.random, mode: opts.mode, images: details }, null, 2) + '\n');
+      const details = done.map(({ id, file, mode, prompt, similarity, labels, picked }) => ({ imgId: id, file, mode, prompt, similarity, labels, ...(picked ? { picked } : {}) }));
+      await writeFileAtomic(opts.details, JSON.stringify({ model: setup.model.modelId, random: setup.model.random, mode: opts.mode, images: details }, null, 2) + '\n');
     }
     const secs = (performance.now() - t0) / 1000;
-    process.stderr.write(`${images.ids.length} prompts → ${opts.output} in ${secs.toFixed(1)} s (${(images.ids.length / secs).toFixed(2)} images/s)\n`);
-    if (images.failures.length > 0) {
-      process.stderr.write(`img2prompt: ${images.failures.length} of ${files.length} images could not be read (listed above)\n`);
+    process.stderr.write(`${done.length} prompts → ${opts.output} in ${secs.toFixed(1)} s (${(done.length / secs).toFixed(2)} images/s)\n`);
+    if (failures > 0) {
+      process.stderr.write(`img2prompt: ${failures} of ${files.length} images could not be read (listed above)\n`);
       process.exitCode = 1;
     }
   });

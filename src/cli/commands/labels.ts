@@ -1,8 +1,7 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { createProgress, type Progress } from '../../util/progress.js';
-import { ClipModel } from '../../clip/model.js';
-import { Interrogator } from '../../interrogate/interrogator.js';
+import { openInterrogatorSetup, type InterrogatorSetup } from '../../interrogate/interrogate.js';
 import { defaultLabelsDir } from '../../interrogate/label-banks.js';
 import { DEFAULT_BANK_DTYPE, type BankDtype } from '../../interrogate/types.js';
 import type { CachedBank } from '../../interrogate/bank-cache.js';
@@ -30,15 +29,14 @@ export function addLabelOptions(cmd: Command): Command {
 }
 
 /** Opens the model and every bank through the cache, with a progress bar per bank that needs building. */
-export async function openInterrogator(opts: LabelOptions): Promise<{ model: ClipModel; interrogator: Interrogator }> {
-  const model = await ClipModel.open(opts.model);
-  if (model.random) process.stderr.write(`warning: ${model.name} has RANDOM weights: its labels and prompts mean nothing\n`);
+export async function openInterrogator(opts: LabelOptions): Promise<InterrogatorSetup> {
   let bar: Progress | undefined;
-  const interrogator = await Interrogator.open(model, {
+  return openInterrogatorSetup({
+    model: opts.model,
     labelsDir: opts.labelsDir,
-    extraLabels: opts.labels,
+    labels: opts.labels,
     dtype: opts.dtype,
-    rankProviders: [model.provider],
+    onNotice: (message) => process.stderr.write(`${message}\n`),
     onChunk(done, count) {
       bar ??= createProgress('labels', count, 'labels');
       bar.update(done);
@@ -50,7 +48,6 @@ export async function openInterrogator(opts: LabelOptions): Promise<{ model: Cli
       process.stderr.write(`bank ${bank.name}: ${bank.labels.length} labels, ${how}\n`);
     },
   });
-  return { model, interrogator };
 }
 
 export function register(program: Command): void {
@@ -61,9 +58,7 @@ export function register(program: Command): void {
       .description('Encode every label bank with the CLIP text tower into the cache ($IMG2PROMPT_HOME/banks); resumes an interrupted build'),
   ).action(async (opts: LabelOptions) => {
     const t0 = performance.now();
-    const { model, interrogator } = await openInterrogator(opts);
-    interrogator.close();
-    model.close();
+    (await openInterrogator(opts)).close();
     process.stderr.write(`label banks ready in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
   });
 }
