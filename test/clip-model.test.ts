@@ -129,6 +129,51 @@ describe('towers written with ONNX external data (how ViT-H-14 fits)', () => {
 });
 
 describe('ready ONNX exports (vision_model.onnx + text_model.onnx)', () => {
+  it('are imported with their own file names and external-data files', async () => {
+    const { loadClipCheckpoint } = await import('../src/clip/weights.js');
+    const { clipVisionGraphBuilder } = await import('../models/graph/clip-vision.js');
+    const { clipTextGraphBuilder } = await import('../models/graph/clip-text.js');
+    const src = path.join(home, 'models', 'tiny-hf');
+    const ckpt = await loadClipCheckpoint(src);
+    const dir = tempDir();
+    // Names no fixed list knows, weights in .data files beside the graphs: only the I/O names tell the towers.
+    await clipVisionGraphBuilder(ckpt.config, ckpt.weights).writeModel(path.join(dir, 'clip-image.onnx'), { externalAbove: 1024 });
+    await clipTextGraphBuilder(ckpt.config, ckpt.weights).writeModel(path.join(dir, 'clip-text.onnx'), { externalAbove: 1024 });
+    for (const f of ['config.json', 'preprocessor_config.json', 'tokenizer.json']) fs.copyFileSync(path.join(src, f), path.join(dir, f));
+    const installed = await importClip(dir, 'tiny-export-data');
+    for (const f of ['clip-image.onnx', 'clip-image.onnx.data', 'clip-text.onnx', 'clip-text.onnx.data']) {
+      // Buffer.equals: vitest's deep equality walks a buffer byte by byte (minutes for a few MB).
+      expect(fs.readFileSync(path.join(installed, f)).equals(fs.readFileSync(path.join(dir, f))), f).toBe(true);
+    }
+    expect((await readInstallRecord(installed)).files.map((f) => f.path)).toEqual(expect.arrayContaining(['clip-image.onnx.data', 'clip-text.onnx.data']));
+    fs.rmSync(dir, { recursive: true, force: true }); // the install must not read from the source folder
+    const exported = await ClipModel.open('tiny-export-data');
+    const original = await ClipModel.open('tiny-hf');
+    expect(exported.files.kind).toBe('export');
+    const texts = ['a castle in the clouds', 'by greg rutkowski'];
+    expect(Array.from(await exported.encodeTexts(texts))).toEqual(Array.from(await original.encodeTexts(texts)));
+    const image = [path.join(KAGGLE_SAMPLE, 'images', '20057f34d.png')];
+    expect(Array.from((await exported.encodeImages(image)).embeds)).toEqual(Array.from((await original.encodeImages(image)).embeds));
+    exported.close();
+    original.close();
+  });
+
+  it('with an external-data file missing are refused at import, naming it', async () => {
+    const { loadClipCheckpoint } = await import('../src/clip/weights.js');
+    const { clipVisionGraphBuilder } = await import('../models/graph/clip-vision.js');
+    const { clipTextGraphBuilder } = await import('../models/graph/clip-text.js');
+    const src = path.join(home, 'models', 'tiny-hf');
+    const ckpt = await loadClipCheckpoint(src);
+    const dir = tempDir();
+    await clipVisionGraphBuilder(ckpt.config, ckpt.weights).writeModel(path.join(dir, 'vision_model.onnx'), { externalAbove: 1024 });
+    await clipTextGraphBuilder(ckpt.config, ckpt.weights).writeModel(path.join(dir, 'text_model.onnx'), { externalAbove: 1024 });
+    fs.copyFileSync(path.join(src, 'config.json'), path.join(dir, 'config.json'));
+    fs.rmSync(path.join(dir, 'text_model.onnx.data'));
+    await expect(importClip(dir, 'tiny-export-broken')).rejects.toThrow(/text_model\.onnx: external data file text_model\.onnx\.data is missing/);
+    expect(fs.existsSync(path.join(home, 'models', 'tiny-export-broken'))).toBe(false);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
   it('are used as they are and give the embeddings of the checkpoint they came from', async () => {
     const src = path.join(home, 'models', 'tiny-hf');
     const dir = tempDir();

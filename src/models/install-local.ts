@@ -7,6 +7,7 @@ import { writeRandomCheckpoint, RANDOM_GENERATOR_TAG } from '../clip/random-chec
 import { architectureConfig } from '../clip/architectures.js';
 import type { ClipLayout } from '../clip/weights.js';
 import { ensureClipOnnx } from '../clip/onnx-cache.js';
+import { findClipExport } from '../clip/onnx-export.js';
 
 /** Files a CLIP model folder may carry; anything else in an imported folder is left out. */
 const CLIP_FILES = [
@@ -113,11 +114,32 @@ export async function installRandomClip(options: RandomModelOptions): Promise<st
   });
 }
 
+/** Paths, relative to `dir`, of a split ONNX export's two towers and every external-data file they read. */
+async function exportFiles(dir: string): Promise<string[]> {
+  const exp = await findClipExport(dir);
+  if (!exp) return [];
+  const files: string[] = [];
+  for (const t of [exp.vision, exp.text]) {
+    for (const abs of [t.file, ...t.header.externalFiles]) {
+      const rel = path.relative(dir, abs);
+      if (rel.startsWith('..') || path.isAbsolute(rel)) {
+        throw new Img2PromptError(t.file, `external data ${abs} lies outside the folder being imported`);
+      }
+      if (!existsSync(abs)) throw new Img2PromptError(t.file, `external data file ${rel} is missing`);
+      if (!files.includes(rel)) files.push(rel);
+    }
+  }
+  return files;
+}
+
 /** Install a local CLIP checkpoint folder (open_clip or Hugging Face safetensors, or a split ONNX export). */
 export async function importClip(srcDir: string, name: string): Promise<string> {
   if (!existsSync(srcDir)) throw new Img2PromptError(srcDir, 'not found');
   const present = CLIP_FILES.filter((f) => existsSync(path.join(srcDir, f)));
-  const hasModel = present.some((f) => f.endsWith('.safetensors')) || present.some((f) => f.endsWith('vision_model.onnx'));
+  // An export's towers may carry other names and external-data files: take the files it really uses.
+  const exported = present.some((f) => f.endsWith('.safetensors')) ? [] : await exportFiles(srcDir);
+  for (const f of exported) if (!present.includes(f)) present.push(f);
+  const hasModel = present.some((f) => f.endsWith('.safetensors')) || exported.length > 0;
   if (!hasModel) throw new Img2PromptError(srcDir, 'no CLIP weights found (open_clip_model.safetensors, model.safetensors or vision_model.onnx + text_model.onnx)');
   return installWith(name, async (staging) => {
     for (const f of present) {
