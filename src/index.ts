@@ -34,6 +34,6 @@ export { interrogate, openInterrogatorSetup } from './interrogate/interrogate.js
 export type { InterrogateOptions, InterrogatedImage, InterrogatorSetup } from './interrogate/interrogate.js';
 export { writeNpy, readNpy } from './util/npy.js';
 export { predict, PredictEngine } from './predict/predict.js';
-export type { PredictOptions, PredictedImage } from './predict/predict.js';
+export type { PredictOptions, PredictedImage, PredictPhase } from './predict/predict.js';
 export { fitWeights } from './predict/fit-weights.js';
 export { LinearMap } from './predict/linear-map.js';

@@ -277,6 +277,16 @@ describe('img2prompt predict', () => {
     for (let i = 1; i < ids.length; i++) expect(maxAbsDiff(sub.vectors.subarray(i * DIM, (i + 1) * DIM), fallback)).toBeGreaterThan(1e-3);
   });
 
+  it('takes repeatable --prompts-bank and --labels before the image folder without swallowing it', async () => {
+    const extra = path.join(work, 'extra-labels.txt');
+    fs.writeFileSync(extra, 'a lighthouse in a storm\n');
+    const out = path.join(work, 'options-first.csv');
+    const r = cli(['predict', '--prompts-bank', bankFile, '--labels', extra, '--labels-dir', labelsDir, '--model', 'tiny', images, '-o', out, '--members', 'knn,interrogator']);
+    expect(r.stderr).toContain('7 images → ');
+    expect(r.code).toBe(0);
+    expect((await validateSubmission(out, { imageIds: SAMPLE_IDS })).valid).toBe(true);
+  });
+
   it('resumes a SIGKILLed run from its checkpoint to a byte-identical submission and prompts file', async () => {
     const args = (out: string) => ['predict', many, '-o', out, '--prompts-out', `${out}.prompts.csv`, '--batch-size', '2', '--gap-images', '4', ...COMMON];
     const ref = path.join(work, 'many-ref.csv');

@@ -15,3 +15,8 @@ export function listLimited(items: readonly string[], total: number, limit: numb
   if (total > shown.length) shown.push(`${indent}... and ${total - shown.length} more`);
   return shown;
 }
+
+/** Commander collector for an option given once per value (`--x a --x b`): unlike `<v...>` it cannot swallow the positional arguments after it. */
+export function collectRepeated(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}

@@ -7,6 +7,7 @@ import { loadPromptBank } from '../../predict/prompt-bank-cache.js';
 import { defaultMapPath, fitAndSaveMap } from '../../predict/map-store.js';
 import { DEFAULT_CLIP_MODEL } from '../../predict/predict.js';
 import { parseNonNegative } from './predict.js';
+import { collectRepeated } from '../../submission/cli-helpers.js';
 
 interface FitMapCliOptions {
   model: string;
@@ -21,7 +22,7 @@ export function register(program: Command): void {
     .command('fit-map')
     .description('Fit the linear CLIP→MiniLM map (ridge regression) on the prompt bank; predict uses it for the map member')
     .option('--model <name>', 'CLIP model in the cache or a model folder', DEFAULT_CLIP_MODEL)
-    .option('--prompts-bank <file...>', 'prompt corpus files, one prompt per line [default: every .txt in ../shared/assets/eval/prompts]')
+    .option('--prompts-bank <file>', 'prompt corpus file, one prompt per line; repeat for more [default: every .txt in ../shared/assets/eval/prompts]', collectRepeated)
     .option('--lambda <x>', 'relative ridge strength [default: chosen by held-out cosine among 1e-4 .. 1]')
     .option('-o, --output <file>', 'map manifest to write (weights go beside it as .weights.npy) [default: <home>/maps/<model>/<bank>.json, where predict looks]')
     .addOption(new Option('--dtype <dtype>', 'storage of the cached CLIP-side bank').choices(['fp32', 'fp16']).default(DEFAULT_BANK_DTYPE))

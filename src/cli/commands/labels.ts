@@ -5,17 +5,13 @@ import { openInterrogatorSetup, type InterrogatorSetup } from '../../interrogate
 import { defaultLabelsDir } from '../../interrogate/label-banks.js';
 import { DEFAULT_BANK_DTYPE, type BankDtype } from '../../interrogate/types.js';
 import type { CachedBank } from '../../interrogate/bank-cache.js';
+import { collectRepeated } from '../../submission/cli-helpers.js';
 
 export interface LabelOptions {
   model: string;
   labelsDir: string;
   labels?: string[];
   dtype: BankDtype;
-}
-
-/** Commander option parser for a repeatable single-value option: every occurrence, in order. */
-export function collectRepeated(value: string, previous: string[] | undefined): string[] {
-  return [...(previous ?? []), value];
 }
 
 /** Options shared by `labels build` and `interrogate`. */

@@ -6,7 +6,7 @@ import { createProgress, type Progress } from '../../util/progress.js';
 import { writeFileAtomic } from '../../util/atomic-write.js';
 import { listImageFiles } from '../../clip/model.js';
 import { writePromptsCsv, type PromptRow } from '../../submission/prompts-csv.js';
-import { listLimited, parsePositiveInt } from '../../submission/cli-helpers.js';
+import { collectRepeated, listLimited, parsePositiveInt } from '../../submission/cli-helpers.js';
 import { EMBEDDING_DIM } from '../../submission/submission-csv.js';
 import { defaultLabelsDir } from '../../interrogate/label-banks.js';
 import { DEFAULT_BANK_DTYPE, type BankDtype, type InterrogateMode } from '../../interrogate/types.js';
@@ -55,14 +55,14 @@ export function addEngineOptions(cmd: Command): Command {
   return cmd
     .option('--model <name>', 'CLIP model in the cache (models pull/import/random) or a model folder', DEFAULT_CLIP_MODEL)
     .option('--members <list>', 'comma-separated members: knn, map, interrogator (captioner: not available yet) [default: the weighted ones, else knn,map,interrogator]')
-    .option('--prompts-bank <file...>', 'prompt corpus files, one prompt per line [default: every .txt in ../shared/assets/eval/prompts]')
+    .option('--prompts-bank <file>', 'prompt corpus file, one prompt per line; repeat for more [default: every .txt in ../shared/assets/eval/prompts]', collectRepeated)
     .option('--map <file>', 'linear map from fit-map [default: <home>/maps/<model>/<bank>.json, fitted and saved when missing]')
     .option('--lambda <x>', 'ridge strength when the map is fitted on the fly [default: chosen on held-out prompts]')
     .addOption(new Option('--mode <mode>', 'interrogator mode').choices(['fast', 'classic', 'best', 'negative']).default('fast'))
     .option('--k <n>', 'kNN: neighbours averaged per image (default 16)')
     .option('--temperature <t>', 'kNN: softmax temperature over neighbour similarities (default 0.02)')
     .option('--labels-dir <dir>', 'interrogator: folder with the built-in label lists', defaultLabelsDir())
-    .option('--labels <path...>', 'interrogator: extra label lists (files, or folders of .txt files)')
+    .option('--labels <path>', 'interrogator: extra label list (a file, or a folder of .txt files); repeat for more', collectRepeated)
     .addOption(new Option('--dtype <dtype>', 'storage of the cached CLIP-side banks').choices(['fp32', 'fp16']).default(DEFAULT_BANK_DTYPE))
     .option('--batch-size <n>', 'images per CLIP batch (and per checkpoint append)', String(DEFAULT_BATCH_SIZE))
     .option('--gap-images <n>', `images sampled for the modality gap of the map member (default ${DEFAULT_GAP_IMAGES})`);
