@@ -128,18 +128,24 @@ describe('towers written with ONNX external data (how ViT-H-14 fits)', () => {
   });
 });
 
+/** A split ONNX export of the tiny-hf checkpoint with its weights in external .data files; returns its folder. */
+async function writeExternalExport(visionName: string, textName: string): Promise<string> {
+  const { loadClipCheckpoint } = await import('../src/clip/weights.js');
+  const { clipVisionGraphBuilder } = await import('../models/graph/clip-vision.js');
+  const { clipTextGraphBuilder } = await import('../models/graph/clip-text.js');
+  const src = path.join(home, 'models', 'tiny-hf');
+  const ckpt = await loadClipCheckpoint(src);
+  const dir = tempDir();
+  await clipVisionGraphBuilder(ckpt.config, ckpt.weights).writeModel(path.join(dir, visionName), { externalAbove: 1024 });
+  await clipTextGraphBuilder(ckpt.config, ckpt.weights).writeModel(path.join(dir, textName), { externalAbove: 1024 });
+  for (const f of ['config.json', 'preprocessor_config.json', 'tokenizer.json']) fs.copyFileSync(path.join(src, f), path.join(dir, f));
+  return dir;
+}
+
 describe('ready ONNX exports (vision_model.onnx + text_model.onnx)', () => {
   it('are imported with their own file names and external-data files', async () => {
-    const { loadClipCheckpoint } = await import('../src/clip/weights.js');
-    const { clipVisionGraphBuilder } = await import('../models/graph/clip-vision.js');
-    const { clipTextGraphBuilder } = await import('../models/graph/clip-text.js');
-    const src = path.join(home, 'models', 'tiny-hf');
-    const ckpt = await loadClipCheckpoint(src);
-    const dir = tempDir();
     // Names no fixed list knows, weights in .data files beside the graphs: only the I/O names tell the towers.
-    await clipVisionGraphBuilder(ckpt.config, ckpt.weights).writeModel(path.join(dir, 'clip-image.onnx'), { externalAbove: 1024 });
-    await clipTextGraphBuilder(ckpt.config, ckpt.weights).writeModel(path.join(dir, 'clip-text.onnx'), { externalAbove: 1024 });
-    for (const f of ['config.json', 'preprocessor_config.json', 'tokenizer.json']) fs.copyFileSync(path.join(src, f), path.join(dir, f));
+    const dir = await writeExternalExport('clip-image.onnx', 'clip-text.onnx');
     const installed = await importClip(dir, 'tiny-export-data');
     for (const f of ['clip-image.onnx', 'clip-image.onnx.data', 'clip-text.onnx', 'clip-text.onnx.data']) {
       // Buffer.equals: vitest's deep equality walks a buffer byte by byte (minutes for a few MB).
@@ -159,15 +165,7 @@ describe('ready ONNX exports (vision_model.onnx + text_model.onnx)', () => {
   });
 
   it('with an external-data file missing are refused at import, naming it', async () => {
-    const { loadClipCheckpoint } = await import('../src/clip/weights.js');
-    const { clipVisionGraphBuilder } = await import('../models/graph/clip-vision.js');
-    const { clipTextGraphBuilder } = await import('../models/graph/clip-text.js');
-    const src = path.join(home, 'models', 'tiny-hf');
-    const ckpt = await loadClipCheckpoint(src);
-    const dir = tempDir();
-    await clipVisionGraphBuilder(ckpt.config, ckpt.weights).writeModel(path.join(dir, 'vision_model.onnx'), { externalAbove: 1024 });
-    await clipTextGraphBuilder(ckpt.config, ckpt.weights).writeModel(path.join(dir, 'text_model.onnx'), { externalAbove: 1024 });
-    fs.copyFileSync(path.join(src, 'config.json'), path.join(dir, 'config.json'));
+    const dir = await writeExternalExport('vision_model.onnx', 'text_model.onnx');
     fs.rmSync(path.join(dir, 'text_model.onnx.data'));
     await expect(importClip(dir, 'tiny-export-broken')).rejects.toThrow(/text_model\.onnx: external data file text_model\.onnx\.data is missing/);
     expect(fs.existsSync(path.join(home, 'models', 'tiny-export-broken'))).toBe(false);

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { seededRandom } from '../src/predict/seeded.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
@@ -18,16 +19,6 @@ import {
 import { toFloat16 } from '../src/rank/float16.js';
 import type { LabelBankDef } from '../src/interrogate/types.js';
 
-/** A small seeded PRNG, so the "random" kill moments are the same every run. */
-function mulberry32(seed: number): () => number {
-  let s = seed | 0;
-  return () => {
-    s = (s + 0x6d2b79f5) | 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const def = (labels: string[], name = 'flavors'): LabelBankDef => ({ name, role: 'flavor', labels, source: `${name}.txt` });
 
@@ -260,7 +251,7 @@ describe('building and loading banks', () => {
     const labels = syntheticLabels('label', count);
     const bankDef: LabelBankDef = { name: 'resume', role: 'flavor', labels, source: 'resume.txt' };
     const reference = fs.readFileSync((await loadOrBuildBank(new PlantedTextSide({ dim }), bankDef, { home: tempDir(), chunkSize: 4096 })).file);
-    const rand = mulberry32(20261125);
+    const rand = seededRandom(20261125); // the same "random" kill moments every run
 
     /** Runs the child builder in `home`; SIGKILLs it `killAfterMs` after it is ready (never, if undefined). */
     async function runChild(home: string, killAfterMs?: number): Promise<{ finished: boolean; buildMs: number; sawInvalid: string[] }> {

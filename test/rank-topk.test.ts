@@ -1,24 +1,15 @@
 import { describe, expect, it } from 'vitest';
+import { seededRandom } from '../src/predict/seeded.js';
 import { bottomk, resultRow, scoresAll, topk, topkKernel, type Matrix, type TopKResult } from '../src/rank/topk.js';
 import { referenceScores, topkReference } from '../src/rank/topk-reference.js';
 import { toFloat16 } from '../src/rank/float16.js';
 import { native } from '../src/native/addon.js';
 import { Img2PromptError } from '../src/util/errors.js';
 
-/** mulberry32: a small seeded PRNG, so every run sees the same data. */
-function prng(seed: number): () => number {
-  let s = seed | 0;
-  return () => {
-    s = (s + 0x6d2b79f5) | 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** rows x dim Gaussian vectors, each scaled to unit length (what embeddings look like). */
 function unitRows(rows: number, dim: number, seed: number): Matrix & { data: Float32Array } {
-  const rand = prng(seed);
+  const rand = seededRandom(seed);
   const data = new Float32Array(rows * dim);
   for (let i = 0; i < data.length; i += 2) {
     const r = Math.sqrt(-2 * Math.log(1 - rand()));

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ClipTextSide, EmbeddedBank, LabelBankDef } from '../../src/interrogate/types.js';
+import { seededRandom } from '../../src/predict/seeded.js';
 
 /**
  * A fake CLIP text side with planted embeddings, so every interrogation mode has a computable answer.
@@ -56,15 +57,7 @@ export class PlantedTextSide implements ClipTextSide {
     let v = this.cache.get(text);
     if (v) return v;
     const h = createHash('sha256').update(this.seed).update('\0').update(text).digest();
-    let state = h.readUInt32LE(0) ^ h.readUInt32LE(4);
-    const next = () => {
-      // mulberry32
-      state = (state + 0x6d2b79f5) | 0;
-      let t = state;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
+    const next = seededRandom(h.readUInt32LE(0) ^ h.readUInt32LE(4));
     v = new Float32Array(this.dim);
     let sum = 0;
     for (let d = 0; d < this.dim; d++) {
