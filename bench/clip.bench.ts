@@ -2,11 +2,13 @@
 // ViT-B/32 and ViT-L/14): images/s split into decode (sharp), preprocess (native transform) and
 // inference (our Session), the pipelined encodeImages wall time, transformers.js running the very same
 // vision.onnx, the FLOP floor from this machine's measured fp32 GEMM rate, and text-tower labels/s with
-// dynamic against fixed-77 padding. Prints markdown tables for bench/RESULTS.md.
+// dynamic against fixed-77 padding, beside transformers.js running the very same text.onnx on the same
+// token ids. Prints markdown tables for bench/RESULTS.md.
 //   node --import tsx bench/clip.bench.ts [--arch ViT-B-32,ViT-L-14] [--quick]
 //     [--batches 1,8,32] [--labels 1024] [--images N] [--budget-ms 3000]
-// Env: BENCH_THREADS (2); IMG2PROMPT_HOME (default <repo>/.cache/bench-home, where the random models
-// are installed once and kept).
+// Env: BENCH_THREADS (2); BENCH_PARTS (vision,text: which towers to measure; "text" alone skips decode,
+// preprocessing, the vision tower and the pipeline); IMG2PROMPT_HOME (default <repo>/.cache/bench-home,
+// where the random models are installed once and kept).
 import { parseArgs } from 'node:util';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import os from 'node:os';
@@ -21,7 +23,7 @@ import { visionTokenCount, type ClipConfig } from '../src/clip/config.js';
 import { architectureConfig } from '../src/clip/architectures.js';
 import { describeMachine } from './machine.js';
 import { measureGemmRate } from './gemm.js';
-import { openTransformersPeer, type TransformersPeer } from './transformers-peer.js';
+import { openTransformersPeer, openTransformersTextPeer, type TransformersPeer, type TransformersTextPeer } from './transformers-peer.js';
 
 // Read lazily by modelHome(), so setting it here, before any model is touched, is enough.
 process.env.IMG2PROMPT_HOME ??= path.resolve('.cache', 'bench-home');
@@ -39,6 +41,21 @@ const { values: args } = parseArgs({
 const QUICK = args.quick;
 const ARCHS = (args.arch ?? (QUICK ? 'ViT-B-32' : 'ViT-B-32,ViT-L-14')).split(',').map((s) => s.trim());
 const THREADS = Number(process.env.BENCH_THREADS ?? 2);
+const PART_NAMES = ['vision', 'text'] as const;
+type Part = (typeof PART_NAMES)[number];
+const PARTS = new Set<Part>(
+  (process.env.BENCH_PARTS ?? PART_NAMES.join(','))
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((s) => {
+      if (!(PART_NAMES as readonly string[]).includes(s)) throw new Error(`BENCH_PARTS: unknown part "${s}" (use ${PART_NAMES.join(', ')})`);
+      return s as Part;
+    }),
+);
+if (PARTS.size === 0) throw new Error(`BENCH_PARTS names no part (use ${PART_NAMES.join(', ')})`);
+const VISION = PARTS.has('vision');
+const TEXT = PARTS.has('text');
 /** Time per measured task; a task whose single run is longer runs once. */
 const BUDGET_MS = Number(args['budget-ms'] ?? (QUICK ? 800 : 3000));
 /** Warm-up of freshly opened sessions, run in turn before their first measurement. */
@@ -219,13 +236,13 @@ function seededSample<T>(items: readonly T[], n: number, seed: number): T[] {
 const fmt = (x: number, digits = 1) => (Number.isFinite(x) ? x.toFixed(digits) : '–');
 const perSecond = (items: number, ms: number) => (items * 1000) / ms;
 
-async function openRandomClip(arch: string): Promise<ClipModel> {
+async function openRandomClip(arch: string, towers: ('vision' | 'text')[]): Promise<ClipModel> {
   const name = `random-${arch.toLowerCase()}`;
   if (!existsSync(path.join(modelDir(name), 'manifest.json'))) {
     console.error(`installing random ${arch} into ${modelDir(name)} (once)...`);
     await installRandomClip({ arch, seed: 1, name, tokenizerDir: TOKENIZER_DIR });
   }
-  return ClipModel.open(name, { sessionOptions: { providers: ['cpu'], intraOpThreads: THREADS } });
+  return ClipModel.open(name, { towers, sessionOptions: { providers: ['cpu'], intraOpThreads: THREADS } });
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -234,7 +251,7 @@ async function openRandomClip(arch: string): Promise<ClipModel> {
 
 const started = performance.now();
 const startCpu = readCpu();
-const imageFiles = readdirSync(IMAGE_DIR).filter((f) => f.endsWith('.png')).sort().map((f) => path.join(IMAGE_DIR, f));
+const imageFiles = VISION ? readdirSync(IMAGE_DIR).filter((f) => f.endsWith('.png')).sort().map((f) => path.join(IMAGE_DIR, f)) : [];
 const filesFor = (n: number) => Array.from({ length: n }, (_, i) => imageFiles[i % imageFiles.length]!);
 const decoded: DecodedImage[] = await Promise.all(imageFiles.map((f) => decodeImage(f)));
 
@@ -243,7 +260,7 @@ const gemmTimeMs = QUICK ? 1000 : 2000;
 const gemmStart = await measureGemmRate({ size: 1024, threads: THREADS, timeMs: gemmTimeMs });
 
 // Decode and preprocess are timed once for all models: the ViTs here all take 224² with OpenAI's mean/std.
-const allBatches = [...new Set(ARCHS.flatMap((a) => planFor(a).batches))].sort((a, b) => a - b);
+const allBatches = VISION ? [...new Set(ARCHS.flatMap((a) => planFor(a).batches))].sort((a, b) => a - b) : [];
 const transform = new ClipTransform({ size: 224 });
 const stageRows: { batch: number; decode: Timing; preprocess: Timing }[] = [];
 for (const b of allBatches) {
@@ -278,6 +295,16 @@ interface TextRow {
   fixedPerLabelMs: number;
   fixedRuns: number;
   others: [number, number];
+  /** transformers.js on the same text.onnx and token ids, timed the same way; absent when it could not run. */
+  peer?: {
+    dynamicMs: number;
+    fixedPerLabelMs: number;
+    fixedRuns: number;
+    others: [number, number];
+    /** Max |Δ| of its (normalised) text_embeds against ours on the same labels, dynamic and fixed padding. */
+    maxDiff: [number, number];
+    inputNames: readonly string[];
+  };
 }
 const inferenceRows: InferenceRow[] = [];
 const pipelineRows: PipelineRow[] = [];
@@ -285,6 +312,7 @@ const textRows: TextRow[] = [];
 const gflopsPerImage = new Map<string, number>();
 const textConfigs = new Map<string, ClipConfig>();
 let peerNote = '';
+let textPeerNote = '';
 let preprocessRow: { ours: Timing; theirs: Timing; maxDiff: number; meanDiff: number } | undefined;
 
 const flavors = readFileSync(FLAVORS, 'utf8').split('\n').map((l) => l.trim()).filter(Boolean);
@@ -293,127 +321,183 @@ const labels = seededSample(flavors, LABELS, 2024);
 for (const arch of ARCHS) {
   const plan = planFor(arch);
   console.error(`${arch}: opening (random weights)...`);
-  const clip = await openRandomClip(arch);
+  const clip = await openRandomClip(arch, [...(VISION ? (['vision'] as const) : []), ...(TEXT ? (['text'] as const) : [])]);
   gflopsPerImage.set(arch, visionFlopsPerImage(clip.config) / 1e9);
   textConfigs.set(arch, clip.config);
 
-  let peer: TransformersPeer | undefined;
-  try {
-    peer = await openTransformersPeer({
-      root: path.join(modelHome(), 'transformers-peer'),
-      name: clip.name,
-      config: clip.config,
-      visionOnnx: clip.files.vision,
-      threads: THREADS,
-    });
-    peerNote = `transformers.js ${peer.version} (onnxruntime-node), CLIPVisionModelWithProjection on the same vision.onnx, intraOpNumThreads ${THREADS}`;
-  } catch (err) {
-    peerNote = `transformers.js could not run our vision.onnx: ${err instanceof Error ? err.message : String(err)}`;
-    console.error(peerNote);
-  }
-
-  const archTransform = new ClipTransform({ size: clip.imageSize, mean: clip.config.imageMean, std: clip.config.imageStd });
-  // Both runtimes must compute the same thing, or the comparison means nothing.
-  const maxB = Math.max(...plan.batches);
-  const pixels = new Float32Array(maxB * archTransform.floatsPerImage);
-  await inPool(maxB, LOADER_CONCURRENCY, (i) => archTransform.into(decoded[i % decoded.length]!, pixels, i));
-  if (peer) {
-    const a = await clip.encodePixels(pixels, 1);
-    const b = await peer.forward(pixels, 1);
-    let d = 0;
-    for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i]! - b[i]!));
-    if (!(d < 1e-4)) throw new Error(`${arch}: transformers.js and our Session disagree on image_embeds (max |Δ| ${d})`);
-  }
-
-  let oursPerImage: number | undefined;
-  let peerPerImage: number | undefined;
-  for (const b of plan.batches) {
-    console.error(`${arch}: inference, batch ${b}...`);
-    const fns: (() => Promise<unknown>)[] = [() => clip.encodePixels(pixels, b)];
-    if (peer) {
-      const p = peer;
-      fns.push(() => p.forward(pixels, b));
+  if (VISION) {
+    let peer: TransformersPeer | undefined;
+    try {
+      peer = await openTransformersPeer({
+        root: path.join(modelHome(), 'transformers-peer'),
+        name: clip.name,
+        config: clip.config,
+        visionOnnx: clip.files.vision,
+        threads: THREADS,
+      });
+      peerNote = `transformers.js ${peer.version} (onnxruntime-node), CLIPVisionModelWithProjection on the same vision.onnx, intraOpNumThreads ${THREADS}`;
+    } catch (err) {
+      peerNote = `transformers.js could not run our vision.onnx: ${err instanceof Error ? err.message : String(err)}`;
+      console.error(peerNote);
     }
-    const [ours, theirs] = await measureSideBySide(`${arch} batch ${b}`, fns, [oursPerImage && oursPerImage * b, peerPerImage && peerPerImage * b]);
-    oursPerImage = ours!.ms / b;
-    if (theirs) peerPerImage = theirs.ms / b;
-    inferenceRows.push({ arch, batch: b, ours: ours!, peer: theirs });
+
+    const archTransform = new ClipTransform({ size: clip.imageSize, mean: clip.config.imageMean, std: clip.config.imageStd });
+    // Both runtimes must compute the same thing, or the comparison means nothing.
+    const maxB = Math.max(...plan.batches);
+    const pixels = new Float32Array(maxB * archTransform.floatsPerImage);
+    await inPool(maxB, LOADER_CONCURRENCY, (i) => archTransform.into(decoded[i % decoded.length]!, pixels, i));
+    if (peer) {
+      const a = await clip.encodePixels(pixels, 1);
+      const b = await peer.forward(pixels, 1);
+      let d = 0;
+      for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i]! - b[i]!));
+      if (!(d < 1e-4)) throw new Error(`${arch}: transformers.js and our Session disagree on image_embeds (max |Δ| ${d})`);
+    }
+
+    let oursPerImage: number | undefined;
+    let peerPerImage: number | undefined;
+    for (const b of plan.batches) {
+      console.error(`${arch}: inference, batch ${b}...`);
+      const fns: (() => Promise<unknown>)[] = [() => clip.encodePixels(pixels, b)];
+      if (peer) {
+        const p = peer;
+        fns.push(() => p.forward(pixels, b));
+      }
+      const [ours, theirs] = await measureSideBySide(`${arch} batch ${b}`, fns, [oursPerImage && oursPerImage * b, peerPerImage && peerPerImage * b]);
+      oursPerImage = ours!.ms / b;
+      if (theirs) peerPerImage = theirs.ms / b;
+      inferenceRows.push({ arch, batch: b, ours: ours!, peer: theirs });
+    }
+
+    if (peer && !preprocessRow) {
+      console.error('preprocessing: ours against transformers.js...');
+      const one = new Float32Array(archTransform.floatsPerImage);
+      let k = 0;
+      let j = 0;
+      const p = peer;
+      const [ours, theirs] = await measureSideBySide('preprocess', [
+        () => archTransform.into(decoded[k++ % decoded.length]!, one, 0),
+        () => p.preprocess(decoded[j++ % decoded.length]!),
+      ]);
+      let maxDiff = 0;
+      let sum = 0;
+      for (let i = 0; i < decoded.length; i++) {
+        const t = await peer.preprocess(decoded[i]!);
+        await archTransform.into(decoded[i]!, one, 0);
+        for (let x = 0; x < one.length; x++) {
+          const d = Math.abs(one[x]! - t[x]!);
+          maxDiff = Math.max(maxDiff, d);
+          sum += d;
+        }
+      }
+      preprocessRow = { ours: ours!, theirs: theirs!, maxDiff, meanDiff: sum / (decoded.length * archTransform.floatsPerImage) };
+    }
+    await peer?.dispose();
+
+    console.error(`${arch}: pipelined encodeImages, ${plan.pipelineImages} images...`);
+    const files = filesFor(plan.pipelineImages);
+    let inferenceMs = 0;
+    const wall = await measure(
+      `pipeline ${arch}`,
+      async () => {
+        const r = await clip.encodeImages(files, { batchSize: plan.pipelineBatch });
+        inferenceMs = r.inferenceSeconds * 1000;
+      },
+      Infinity, // the session is warm; one pass of many images is its own steady state
+      0,
+    );
+    pipelineRows.push({ arch, images: plan.pipelineImages, batch: plan.pipelineBatch, wallMs: wall.ms, inferenceMs, others: wall.others });
   }
 
-  if (peer && !preprocessRow) {
-    console.error('preprocessing: ours against transformers.js...');
-    const one = new Float32Array(archTransform.floatsPerImage);
-    let k = 0;
-    let j = 0;
-    const p = peer;
-    const [ours, theirs] = await measureSideBySide('preprocess', [
-      () => archTransform.into(decoded[k++ % decoded.length]!, one, 0),
-      () => p.preprocess(decoded[j++ % decoded.length]!),
-    ]);
-    let maxDiff = 0;
-    let sum = 0;
-    for (let i = 0; i < decoded.length; i++) {
-      const t = await peer.preprocess(decoded[i]!);
-      await archTransform.into(decoded[i]!, one, 0);
-      for (let x = 0; x < one.length; x++) {
-        const d = Math.abs(one[x]! - t[x]!);
-        maxDiff = Math.max(maxDiff, d);
-        sum += d;
+  if (TEXT) {
+    console.error(`${arch}: text, ${labels.length} labels...`);
+    // Padded lengths exactly as encodeTexts batches them: sorted by token count, each batch to its longest.
+    const lens = labels.map((l) => clip.countTokens(l)).sort((a, b) => a - b);
+    let dynamicFlops = 0;
+    let paddedTokens = 0;
+    for (let s = 0; s < lens.length; s += TEXT_BATCH) {
+      const rows = lens.slice(s, s + TEXT_BATCH);
+      const len = rows[rows.length - 1]!;
+      dynamicFlops += rows.length * textFlopsPerLabel(clip.config, len);
+      paddedTokens += rows.length * len;
+    }
+
+    let textPeer: TransformersTextPeer | undefined;
+    try {
+      textPeer = await openTransformersTextPeer({
+        root: path.join(modelHome(), 'transformers-peer'),
+        name: clip.name,
+        config: clip.config,
+        textOnnx: clip.files.text,
+        tokenizer: clip.tokenizer!,
+        threads: THREADS,
+      });
+      textPeerNote = `transformers.js ${textPeer.version} (onnxruntime-node), CLIPTextModelWithProjection on the same text.onnx (inputs: ${textPeer.inputNames.join(', ')}), fed our tokenizer's ids padded as encodeTexts pads them, intraOpNumThreads ${THREADS}`;
+    } catch (err) {
+      textPeerNote = `transformers.js could not run our text.onnx: ${err instanceof Error ? err.message : String(err)}`;
+      console.error(textPeerNote);
+    }
+    const peerMaxDiff: [number, number] = [NaN, NaN];
+    if (textPeer) {
+      // Both runtimes must compute the same thing; one batch in each padding mode (also warms both sides).
+      const sample = labels.slice(0, TEXT_BATCH);
+      for (const [k, padding] of (['dynamic', 'fixed'] as const).entries()) {
+        const a = await clip.encodeTexts(sample, { batchSize: TEXT_BATCH, padding });
+        const b = await textPeer.encodeTexts(sample, { batchSize: TEXT_BATCH, padding });
+        let d = 0;
+        for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i]! - b[i]!));
+        peerMaxDiff[k] = d;
+        console.error(`${arch}: text_embeds, transformers.js against ours, ${padding} padding, ${sample.length} labels: max |Δ| ${d.toExponential(2)}`);
+        if (!(d < 1e-4)) throw new Error(`${arch}: transformers.js and our Session disagree on text_embeds with ${padding} padding (max |Δ| ${d})`);
       }
     }
-    preprocessRow = { ours: ours!, theirs: theirs!, maxDiff, meanDiff: sum / (decoded.length * archTransform.floatsPerImage) };
-  }
-  await peer?.dispose();
 
-  console.error(`${arch}: pipelined encodeImages, ${plan.pipelineImages} images...`);
-  const files = filesFor(plan.pipelineImages);
-  let inferenceMs = 0;
-  const wall = await measure(
-    `pipeline ${arch}`,
-    async () => {
-      const r = await clip.encodeImages(files, { batchSize: plan.pipelineBatch });
-      inferenceMs = r.inferenceSeconds * 1000;
-    },
-    Infinity, // the session is warm; one pass of many images is its own steady state
-    0,
-  );
-  pipelineRows.push({ arch, images: plan.pipelineImages, batch: plan.pipelineBatch, wallMs: wall.ms, inferenceMs, others: wall.others });
-
-  console.error(`${arch}: text, ${labels.length} labels...`);
-  // Padded lengths exactly as encodeTexts batches them: sorted by token count, each batch to its longest.
-  const lens = labels.map((l) => clip.countTokens(l)).sort((a, b) => a - b);
-  let dynamicFlops = 0;
-  let paddedTokens = 0;
-  for (let s = 0; s < lens.length; s += TEXT_BATCH) {
-    const rows = lens.slice(s, s + TEXT_BATCH);
-    const len = rows[rows.length - 1]!;
-    dynamicFlops += rows.length * textFlopsPerLabel(clip.config, len);
-    paddedTokens += rows.length * len;
+    // Ours and transformers.js timed the same way, each right after the other: dynamic padding over the
+    // whole sample once (after a warm-up batch), then fixed-77 batches for the budget.
+    await clip.encodeTexts(labels.slice(0, TEXT_BATCH), { batchSize: TEXT_BATCH }); // warm-up
+    const dynamic = await measure(`text dynamic ${arch}`, () => clip.encodeTexts(labels, { batchSize: TEXT_BATCH, padding: 'dynamic' }), Infinity, 0);
+    let peerDynamic: Timing | undefined;
+    if (textPeer) {
+      const p = textPeer;
+      await p.encodeTexts(labels.slice(0, TEXT_BATCH), { batchSize: TEXT_BATCH, padding: 'dynamic' }); // warm-up
+      peerDynamic = await measure(`tjs text dynamic ${arch}`, () => p.encodeTexts(labels, { batchSize: TEXT_BATCH, padding: 'dynamic' }), Infinity, 0);
+    }
+    // A fixed-77 batch costs the same whatever its labels, so a few batches give the whole set's rate.
+    const chunks = Math.ceil(labels.length / TEXT_BATCH);
+    const chunk = (c: number) => labels.slice((c % chunks) * TEXT_BATCH, (c % chunks) * TEXT_BATCH + TEXT_BATCH);
+    let c = 0;
+    const fixed = await measure(`text fixed ${arch}`, () => clip.encodeTexts(chunk(c++), { batchSize: TEXT_BATCH, padding: 'fixed' }), Infinity, BUDGET_MS);
+    let peerFixed: Timing | undefined;
+    if (textPeer) {
+      const p = textPeer;
+      let pc = 0;
+      peerFixed = await measure(`tjs text fixed ${arch}`, () => p.encodeTexts(chunk(pc++), { batchSize: TEXT_BATCH, padding: 'fixed' }), Infinity, BUDGET_MS);
+    }
+    const fixedBatch = Math.min(TEXT_BATCH, labels.length);
+    textRows.push({
+      arch,
+      labels: labels.length,
+      dynamicMs: dynamic.ms,
+      dynamicFlops,
+      meanPaddedLen: paddedTokens / lens.length,
+      fixedPerLabelMs: fixed.ms / fixedBatch,
+      fixedRuns: fixed.runs,
+      others: [dynamic.others, fixed.others],
+      ...(textPeer && peerDynamic && peerFixed
+        ? {
+            peer: {
+              dynamicMs: peerDynamic.ms,
+              fixedPerLabelMs: peerFixed.ms / fixedBatch,
+              fixedRuns: peerFixed.runs,
+              others: [peerDynamic.others, peerFixed.others] as [number, number],
+              maxDiff: peerMaxDiff,
+              inputNames: textPeer.inputNames,
+            },
+          }
+        : {}),
+    });
+    await textPeer?.dispose();
   }
-  await clip.encodeTexts(labels.slice(0, TEXT_BATCH), { batchSize: TEXT_BATCH }); // warm-up
-  const dynamic = await measure(`text dynamic ${arch}`, () => clip.encodeTexts(labels, { batchSize: TEXT_BATCH, padding: 'dynamic' }), Infinity, 0);
-  // A fixed-77 batch costs the same whatever its labels, so a few batches give the whole set's rate.
-  let c = 0;
-  const chunks = Math.ceil(labels.length / TEXT_BATCH);
-  const fixed = await measure(
-    `text fixed ${arch}`,
-    () => {
-      const s = (c++ % chunks) * TEXT_BATCH;
-      return clip.encodeTexts(labels.slice(s, s + TEXT_BATCH), { batchSize: TEXT_BATCH, padding: 'fixed' });
-    },
-    Infinity,
-    BUDGET_MS,
-  );
-  textRows.push({
-    arch,
-    labels: labels.length,
-    dynamicMs: dynamic.ms,
-    dynamicFlops,
-    meanPaddedLen: paddedTokens / lens.length,
-    fixedPerLabelMs: fixed.ms / Math.min(TEXT_BATCH, labels.length),
-    fixedRuns: fixed.runs,
-    others: [dynamic.others, fixed.others],
-  });
   clip.close();
 }
 
@@ -432,57 +516,77 @@ console.log(`machine: ${describeMachine()}; intra-op threads ${THREADS}`);
 console.log(
   `fp32 GEMM (MatMul ${gemm.m}³ through our Session, ${gemm.threads} threads): ${fmt(gemm.gflops)} GFLOP/s (start ${fmt(gemmStart.gflops)}, end ${fmt(gemmEnd.gflops)}; the floors use the faster)`,
 );
-console.log(`peer: ${peerNote}`);
+if (VISION) console.log(`peer (vision): ${peerNote}`);
+if (TEXT) console.log(`peer (text): ${textPeerNote}`);
 console.log(
   `other processes took ${pct(runForeign.cpu / (runForeign.wall * CORES))} of the ${CORES} CPUs during this run ("others" columns: during that measurement; clean numbers need ~0%)`,
 );
-console.log(`random weights of the real sizes; ${imageFiles.length} Kaggle PNGs (512×512) repeated to fill batches; decode/preprocess with ${LOADER_CONCURRENCY} in flight (the batch loader's default)`);
-console.log();
-console.log('| batch | decode img/s (sharp) | preprocess img/s (native) |');
-console.log('|---:|---:|---:|');
-for (const r of stageRows) console.log(`| ${r.batch} | ${fmt(perSecond(r.batch, r.decode.ms))} | ${fmt(perSecond(r.batch, r.preprocess.ms))} |`);
-console.log();
-console.log('| model | GFLOP/img | batch | ours img/s | transformers.js img/s | ours / tjs | floor img/s | ours / floor | decode+pre+infer in series img/s | others (ours / tjs) |');
-console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
-for (const r of inferenceRows) {
-  const ours = perSecond(r.batch, r.ours.ms);
-  const theirs = r.peer ? perSecond(r.batch, r.peer.ms) : NaN;
-  const floor = floorImagesPerSecond(r.arch);
-  const stage = stageRows.find((s) => s.batch === r.batch)!;
-  const serialMs = stage.decode.ms + stage.preprocess.ms + r.ours.ms;
-  console.log(
-    `| ${r.arch} | ${fmt(gflopsPerImage.get(r.arch)!)} | ${r.batch} | ${fmt(ours, 2)} | ${fmt(theirs, 2)} | ${fmt(ours / theirs, 3)} | ${fmt(floor, 2)} | ${fmt(ours / floor, 2)} | ${fmt(perSecond(r.batch, serialMs), 2)} | ${pct(r.ours.others)} / ${pct(r.peer?.others ?? NaN)} |`,
-  );
-}
-console.log();
-console.log('| model | images | batch | encodeImages wall s | img/s (whole pipeline) | inference s | inference share of wall | others |');
-console.log('|---|---:|---:|---:|---:|---:|---:|---:|');
-for (const r of pipelineRows) {
-  console.log(
-    `| ${r.arch} | ${r.images} | ${r.batch} | ${fmt(r.wallMs / 1000, 2)} | ${fmt(perSecond(r.images, r.wallMs), 2)} | ${fmt(r.inferenceMs / 1000, 2)} | ${fmt((100 * r.inferenceMs) / r.wallMs, 0)}% | ${pct(r.others)} |`,
-  );
-}
-if (preprocessRow) {
-  const p = preprocessRow;
+console.log(
+  VISION
+    ? `random weights of the real sizes; ${imageFiles.length} Kaggle PNGs (512×512) repeated to fill batches; decode/preprocess with ${LOADER_CONCURRENCY} in flight (the batch loader's default)`
+    : `random weights of the real sizes; parts: ${[...PARTS].join(', ')}`,
+);
+if (VISION) {
   console.log();
-  console.log('| preprocessing one decoded 512² image → 224² | ms/img | img/s |');
-  console.log('|---|---:|---:|');
-  console.log(`| ours (native, Pillow-exact bicubic) | ${fmt(p.ours.ms, 2)} | ${fmt(perSecond(1, p.ours.ms))} |`);
-  console.log(`| transformers.js CLIPImageProcessor | ${fmt(p.theirs.ms, 2)} | ${fmt(perSecond(1, p.theirs.ms))} |`);
-  console.log(`ours / transformers.js speed: ${fmt(p.theirs.ms / p.ours.ms, 2)}×; their pixels differ from ours (normalised units): max |Δ| ${fmt(p.maxDiff, 3)}, mean |Δ| ${fmt(p.meanDiff, 4)}`);
+  console.log('| batch | decode img/s (sharp) | preprocess img/s (native) |');
+  console.log('|---:|---:|---:|');
+  for (const r of stageRows) console.log(`| ${r.batch} | ${fmt(perSecond(r.batch, r.decode.ms))} | ${fmt(perSecond(r.batch, r.preprocess.ms))} |`);
+  console.log();
+  console.log('| model | GFLOP/img | batch | ours img/s | transformers.js img/s | ours / tjs | floor img/s | ours / floor | decode+pre+infer in series img/s | others (ours / tjs) |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const r of inferenceRows) {
+    const ours = perSecond(r.batch, r.ours.ms);
+    const theirs = r.peer ? perSecond(r.batch, r.peer.ms) : NaN;
+    const floor = floorImagesPerSecond(r.arch);
+    const stage = stageRows.find((s) => s.batch === r.batch)!;
+    const serialMs = stage.decode.ms + stage.preprocess.ms + r.ours.ms;
+    console.log(
+      `| ${r.arch} | ${fmt(gflopsPerImage.get(r.arch)!)} | ${r.batch} | ${fmt(ours, 2)} | ${fmt(theirs, 2)} | ${fmt(ours / theirs, 3)} | ${fmt(floor, 2)} | ${fmt(ours / floor, 2)} | ${fmt(perSecond(r.batch, serialMs), 2)} | ${pct(r.ours.others)} / ${pct(r.peer?.others ?? NaN)} |`,
+    );
+  }
+  console.log();
+  console.log('| model | images | batch | encodeImages wall s | img/s (whole pipeline) | inference s | inference share of wall | others |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|');
+  for (const r of pipelineRows) {
+    console.log(
+      `| ${r.arch} | ${r.images} | ${r.batch} | ${fmt(r.wallMs / 1000, 2)} | ${fmt(perSecond(r.images, r.wallMs), 2)} | ${fmt(r.inferenceMs / 1000, 2)} | ${fmt((100 * r.inferenceMs) / r.wallMs, 0)}% | ${pct(r.others)} |`,
+    );
+  }
+  if (preprocessRow) {
+    const p = preprocessRow;
+    console.log();
+    console.log('| preprocessing one decoded 512² image → 224² | ms/img | img/s |');
+    console.log('|---|---:|---:|');
+    console.log(`| ours (native, Pillow-exact bicubic) | ${fmt(p.ours.ms, 2)} | ${fmt(perSecond(1, p.ours.ms))} |`);
+    console.log(`| transformers.js CLIPImageProcessor | ${fmt(p.theirs.ms, 2)} | ${fmt(perSecond(1, p.theirs.ms))} |`);
+    console.log(`ours / transformers.js speed: ${fmt(p.theirs.ms / p.ours.ms, 2)}×; their pixels differ from ours (normalised units): max |Δ| ${fmt(p.maxDiff, 3)}, mean |Δ| ${fmt(p.meanDiff, 4)}`);
+  }
 }
-console.log();
-console.log(`| model | labels | dynamic labels/s (mean padded tokens) | fixed-77 labels/s | dynamic / fixed | floor dynamic | floor fixed | dynamic / floor | others (dyn / fixed) |`);
-console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
-for (const r of textRows) {
-  const config = textConfigs.get(r.arch)!;
-  const dyn = perSecond(r.labels, r.dynamicMs);
-  const fixed = perSecond(1, r.fixedPerLabelMs);
-  const floorDyn = (gemm.gflops * 1e9 * r.labels) / r.dynamicFlops;
-  const floorFixed = (gemm.gflops * 1e9) / textFlopsPerLabel(config, config.text.contextLength);
+if (TEXT) {
+  console.log();
   console.log(
-    `| ${r.arch} text | ${r.labels} | ${fmt(dyn)} (${fmt(r.meanPaddedLen)}) | ${fmt(fixed)} | ${fmt(dyn / fixed, 2)} | ${fmt(floorDyn)} | ${fmt(floorFixed)} | ${fmt(dyn / floorDyn, 2)} | ${pct(r.others[0])} / ${pct(r.others[1])} |`,
+    `| model | labels | dynamic labels/s (mean padded tokens) | transformers.js dynamic labels/s | ours / tjs dynamic | fixed-77 labels/s | transformers.js fixed-77 labels/s | ours / tjs fixed | dynamic / fixed | floor dynamic | floor fixed | dynamic / floor | others (dyn / fixed; tjs dyn / tjs fixed) |`,
   );
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const r of textRows) {
+    const config = textConfigs.get(r.arch)!;
+    const dyn = perSecond(r.labels, r.dynamicMs);
+    const fixed = perSecond(1, r.fixedPerLabelMs);
+    const peerDyn = r.peer ? perSecond(r.labels, r.peer.dynamicMs) : NaN;
+    const peerFixed = r.peer ? perSecond(1, r.peer.fixedPerLabelMs) : NaN;
+    const floorDyn = (gemm.gflops * 1e9 * r.labels) / r.dynamicFlops;
+    const floorFixed = (gemm.gflops * 1e9) / textFlopsPerLabel(config, config.text.contextLength);
+    console.log(
+      `| ${r.arch} text | ${r.labels} | ${fmt(dyn)} (${fmt(r.meanPaddedLen)}) | ${fmt(peerDyn)} | ${fmt(dyn / peerDyn, 3)} | ${fmt(fixed)} | ${fmt(peerFixed)} | ${fmt(fixed / peerFixed, 3)} | ${fmt(dyn / fixed, 2)} | ${fmt(floorDyn)} | ${fmt(floorFixed)} | ${fmt(dyn / floorDyn, 2)} | ${pct(r.others[0])} / ${pct(r.others[1])}; ${pct(r.peer?.others[0] ?? NaN)} / ${pct(r.peer?.others[1] ?? NaN)} |`,
+    );
+  }
+  for (const r of textRows) {
+    if (!r.peer) continue;
+    const [d, f] = r.peer.maxDiff;
+    console.log(
+      `${r.arch} text: transformers.js text_embeds against ours on the same ${Math.min(TEXT_BATCH, r.labels)} labels: max |Δ| ${d.toExponential(2)} (dynamic), ${f.toExponential(2)} (fixed-77); fixed-77 timed over ${r.fixedRuns} (ours) / ${r.peer.fixedRuns} (tjs) batches of ${TEXT_BATCH}, dynamic over one pass each`,
+    );
+  }
 }
 console.log();
 console.log(`(total bench time ${fmt((performance.now() - started) / 1000, 0)} s)`);

@@ -1,10 +1,12 @@
 // @huggingface/transformers (transformers.js, Node build on onnxruntime-node) as the peer of our CLIP
-// vision tower: the very same vision.onnx, loaded the way transformers.js loads a Hub CLIP export, so a
-// timing difference is runtime overhead, not a different graph.
+// towers: the very same vision.onnx and text.onnx, loaded the way transformers.js loads a Hub CLIP
+// export, so a timing difference is runtime overhead, not a different graph.
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { AutoImageProcessor, CLIPVisionModelWithProjection, RawImage, Tensor, env } from '@huggingface/transformers';
+import { AutoImageProcessor, CLIPTextModelWithProjection, CLIPVisionModelWithProjection, RawImage, Tensor, env } from '@huggingface/transformers';
 import type { ClipConfig } from '../src/clip/config.js';
+import { normaliseRows } from '../src/clip/model.js';
+import { padClipBatch, padIdFor, type ClipTokenizer } from '../src/clip/tokenizer.js';
 import type { DecodedImage } from '../src/image/decode.js';
 
 export interface TransformersPeer {
@@ -73,16 +75,54 @@ function preprocessorJson(config: ClipConfig): Record<string, unknown> {
   };
 }
 
-/** Lays out `<root>/<name>/` as transformers.js expects a CLIP repo, the ONNX file a symlink to ours. */
-export async function writePeerFolder(root: string, name: string, config: ClipConfig, visionOnnx: string): Promise<string> {
+/** The ONNX files a transformers.js CLIP folder can hold, named as its from_pretrained looks for them. */
+export interface PeerOnnx {
+  /** Linked as onnx/vision_model.onnx (CLIPVisionModelWithProjection's default model_file_name). */
+  vision?: string;
+  /** Linked as onnx/text_model.onnx (CLIPTextModelWithProjection's default model_file_name). */
+  text?: string;
+}
+
+/** Lays out `<root>/<name>/` as transformers.js expects a CLIP repo, the ONNX files symlinks to ours. */
+export async function writePeerFolder(root: string, name: string, config: ClipConfig, onnx: PeerOnnx): Promise<string> {
   const dir = path.join(root, name);
   await fs.mkdir(path.join(dir, 'onnx'), { recursive: true });
   await fs.writeFile(path.join(dir, 'config.json'), JSON.stringify(hfConfigJson(config), null, 2) + '\n');
   await fs.writeFile(path.join(dir, 'preprocessor_config.json'), JSON.stringify(preprocessorJson(config), null, 2) + '\n');
-  const link = path.join(dir, 'onnx', 'vision_model.onnx');
-  await fs.rm(link, { force: true });
-  await fs.symlink(path.resolve(visionOnnx), link);
+  const links: [string, string | undefined][] = [
+    ['vision_model.onnx', onnx.vision],
+    ['text_model.onnx', onnx.text],
+  ];
+  for (const [file, target] of links) {
+    if (target === undefined) continue;
+    const link = path.join(dir, 'onnx', file);
+    await fs.rm(link, { force: true });
+    await fs.symlink(path.resolve(target), link);
+  }
   return dir;
+}
+
+/** Local files only, nothing fetched or cached; the same CPU session options our Session gets. */
+function loadOptions(threads: number) {
+  return {
+    local_files_only: true,
+    device: 'cpu',
+    dtype: 'fp32',
+    session_options: {
+      intraOpNumThreads: threads,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: 'all',
+    },
+  } as const;
+}
+
+function pointEnvAt(root: string): void {
+  env.allowRemoteModels = false;
+  env.allowLocalModels = true;
+  env.localModelPath = root + path.sep;
+  // Nothing is downloaded, so nothing needs caching (the default cache lives inside node_modules).
+  env.useFSCache = false;
 }
 
 /**
@@ -96,23 +136,9 @@ export async function openTransformersPeer(options: {
   visionOnnx: string;
   threads: number;
 }): Promise<TransformersPeer> {
-  const dir = await writePeerFolder(options.root, options.name, options.config, options.visionOnnx);
-  env.allowRemoteModels = false;
-  env.allowLocalModels = true;
-  env.localModelPath = options.root + path.sep;
-  // Nothing is downloaded, so nothing needs caching (the default cache lives inside node_modules).
-  env.useFSCache = false;
-  const model = await CLIPVisionModelWithProjection.from_pretrained(options.name, {
-    local_files_only: true,
-    device: 'cpu',
-    dtype: 'fp32',
-    session_options: {
-      intraOpNumThreads: options.threads,
-      interOpNumThreads: 1,
-      executionMode: 'sequential',
-      graphOptimizationLevel: 'all',
-    },
-  });
+  const dir = await writePeerFolder(options.root, options.name, options.config, { vision: options.visionOnnx });
+  pointEnvAt(options.root);
+  const model = await CLIPVisionModelWithProjection.from_pretrained(options.name, loadOptions(options.threads));
   const processor = await AutoImageProcessor.from_pretrained(options.name, { local_files_only: true });
   const n = options.config.vision.imageSize;
   return {
@@ -127,6 +153,93 @@ export async function openTransformersPeer(options: {
       const raw = new RawImage(new Uint8ClampedArray(image.data.buffer, image.data.byteOffset, image.data.length), image.width, image.height, 3);
       const { pixel_values } = (await processor(raw)) as { pixel_values: { data: Float32Array } };
       return pixel_values.data;
+    },
+    async dispose() {
+      await model.dispose();
+    },
+  };
+}
+
+export interface TransformersTextPeer {
+  /** transformers.js's own package version. */
+  readonly version: string;
+  /** Folder transformers.js loads from (config.json, onnx/text_model.onnx). */
+  readonly dir: string;
+  /** The graph's inputs as transformers.js's session reports them (input_ids, maybe attention_mask). */
+  readonly inputNames: readonly string[];
+  /** The model forward on right-padded ids [batch, seqLen] (mask only if the graph takes one); returns `text_embeds`. */
+  forward(inputIds: BigInt64Array, attentionMask: BigInt64Array | undefined, batch: number, seqLen: number): Promise<Float32Array>;
+  /**
+   * ClipModel.encodeTexts with transformers.js in place of our Session: the same tokenizer, the same
+   * length sort and padding (dynamic: each batch to its longest; fixed: to the context length), the
+   * same row normalisation, so the only difference left is the runtime that runs the graph.
+   */
+  encodeTexts(texts: readonly string[], options: { batchSize: number; padding: 'dynamic' | 'fixed' }): Promise<Float32Array>;
+  dispose(): Promise<void>;
+}
+
+/**
+ * Opens `textOnnx` through CLIPTextModelWithProjection.from_pretrained with remote models off, on the
+ * CPU with `threads` intra-op threads; `tokenizer` is ours (transformers.js gets the token ids).
+ */
+export async function openTransformersTextPeer(options: {
+  root: string;
+  name: string;
+  config: ClipConfig;
+  textOnnx: string;
+  tokenizer: ClipTokenizer;
+  threads: number;
+}): Promise<TransformersTextPeer> {
+  const dir = await writePeerFolder(options.root, options.name, options.config, { text: options.textOnnx });
+  pointEnvAt(options.root);
+  const model = await CLIPTextModelWithProjection.from_pretrained(options.name, loadOptions(options.threads));
+  const session = (model as unknown as { sessions: Record<string, { inputNames: string[] }> }).sessions.model;
+  if (!session) throw new Error(`transformers.js opened ${dir} without a "model" session`);
+  const inputNames = [...session.inputNames];
+  const wantsMask = inputNames.includes('attention_mask');
+  const dim = options.config.embedDim;
+  const contextLength = options.config.text.contextLength;
+  const tokenizer = options.tokenizer;
+
+  const forward = async (inputIds: BigInt64Array, attentionMask: BigInt64Array | undefined, batch: number, seqLen: number) => {
+    const feeds: Record<string, Tensor> = { input_ids: new Tensor('int64', inputIds, [batch, seqLen]) };
+    if (wantsMask) {
+      if (!attentionMask) throw new Error('this text graph takes an attention_mask');
+      feeds.attention_mask = new Tensor('int64', attentionMask, [batch, seqLen]);
+    }
+    const out = (await model(feeds)) as { text_embeds?: { data: Float32Array } };
+    if (!out.text_embeds) throw new Error(`transformers.js returned no text_embeds (outputs: ${Object.keys(out).join(', ')})`);
+    return out.text_embeds.data;
+  };
+
+  return {
+    version: env.version,
+    dir,
+    inputNames,
+    forward,
+    async encodeTexts(texts, { batchSize, padding }) {
+      const dynamic = padding === 'dynamic';
+      const seqs = texts.map((t) => tokenizer.encode(t));
+      const order = seqs.map((_, i) => i);
+      if (dynamic) order.sort((a, b) => seqs[a]!.length - seqs[b]!.length || a - b);
+      const out = new Float32Array(texts.length * dim);
+      const padId = padIdFor('open_clip');
+      for (let start = 0; start < order.length; start += batchSize) {
+        const rows = order.slice(start, start + batchSize);
+        const batch = padClipBatch(
+          rows.map((r) => seqs[r]!),
+          dynamic ? 'longest' : contextLength,
+          padId,
+        );
+        let mask: BigInt64Array | undefined;
+        if (wantsMask) {
+          mask = new BigInt64Array(batch.batch * batch.seqLen);
+          rows.forEach((r, i) => mask!.fill(1n, i * batch.seqLen, i * batch.seqLen + seqs[r]!.length));
+        }
+        const emb = normaliseRows(await forward(batch.inputIds, mask, batch.batch, batch.seqLen), dim);
+        rows.forEach((r, i) => out.set(emb.subarray(i * dim, (i + 1) * dim), r * dim));
+      }
+      return out;
     },
     async dispose() {
       await model.dispose();
