@@ -8,7 +8,8 @@
 //     [--batches 1,8,32] [--labels 1024] [--images N] [--budget-ms 3000]
 // Env: BENCH_THREADS (2); BENCH_PARTS (vision,text: which towers to measure; "text" alone skips decode,
 // preprocessing, the vision tower and the pipeline); IMG2PROMPT_HOME (default <repo>/.cache/bench-home,
-// where the random models are installed once and kept).
+// where the random models are installed once and kept); BENCH_TEXT_ROUNDS (5: alternating rounds of the
+// text-tower timings).
 import { parseArgs } from 'node:util';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import os from 'node:os';
@@ -61,6 +62,8 @@ const BUDGET_MS = Number(args['budget-ms'] ?? (QUICK ? 800 : 3000));
 /** Warm-up of freshly opened sessions, run in turn before their first measurement. */
 const SETTLE_MS = QUICK ? 1500 : 3000;
 const TEXT_BATCH = 64;
+/** Alternating rounds of the text-tower timings (ours, then transformers.js), median reported. */
+const TEXT_ROUNDS = Number(process.env.BENCH_TEXT_ROUNDS ?? 5);
 const LABELS = Number(args.labels ?? (QUICK ? 256 : 1024));
 const ASSETS = path.resolve('..', 'shared', 'assets');
 const IMAGE_DIR = path.join(ASSETS, 'eval', 'kaggle-sample', 'images');
@@ -199,9 +202,14 @@ async function measureSideBySide(name: string, fns: (() => Promise<unknown>)[], 
   } else {
     for (const [i, fn] of fns.entries()) if (wantsWarmup(expectedMs[i], BUDGET_MS)) await fn();
   }
+  return alternate(name, fns, rounds, BUDGET_MS / rounds);
+}
+
+/** `rounds` rounds, each timing every fn in turn for `budgetMs` (at least one run): no warm-up. */
+async function alternate(name: string, fns: (() => Promise<unknown>)[], rounds: number, budgetMs: number): Promise<Timing[]> {
   const parts = fns.map(() => [] as Sampled[]);
   for (let r = 0; r < rounds; r++) {
-    for (const [i, fn] of fns.entries()) parts[i]!.push(await samplesOf(`${name} #${i}`, fn, BUDGET_MS / rounds));
+    for (const [i, fn] of fns.entries()) parts[i]!.push(await samplesOf(`${name} #${i}`, fn, budgetMs));
   }
   return parts.map(timingOf);
 }
@@ -452,27 +460,23 @@ for (const arch of ARCHS) {
       }
     }
 
-    // Ours and transformers.js timed the same way, each right after the other: dynamic padding over the
-    // whole sample once (after a warm-up batch), then fixed-77 batches for the budget.
+    // Ours and transformers.js timed in alternating rounds (one dynamic pass over the whole sample, then
+    // one fixed-77 batch, per round and side), so a change of load on the machine hits both alike; the
+    // median over the rounds is reported.
     await clip.encodeTexts(labels.slice(0, TEXT_BATCH), { batchSize: TEXT_BATCH }); // warm-up
-    const dynamic = await measure(`text dynamic ${arch}`, () => clip.encodeTexts(labels, { batchSize: TEXT_BATCH, padding: 'dynamic' }), Infinity, 0);
-    let peerDynamic: Timing | undefined;
-    if (textPeer) {
-      const p = textPeer;
-      await p.encodeTexts(labels.slice(0, TEXT_BATCH), { batchSize: TEXT_BATCH, padding: 'dynamic' }); // warm-up
-      peerDynamic = await measure(`tjs text dynamic ${arch}`, () => p.encodeTexts(labels, { batchSize: TEXT_BATCH, padding: 'dynamic' }), Infinity, 0);
-    }
+    const p = textPeer;
+    if (p) await p.encodeTexts(labels.slice(0, TEXT_BATCH), { batchSize: TEXT_BATCH, padding: 'dynamic' }); // warm-up
+    const dynamicFns = [() => clip.encodeTexts(labels, { batchSize: TEXT_BATCH, padding: 'dynamic' })];
+    if (p) dynamicFns.push(() => p.encodeTexts(labels, { batchSize: TEXT_BATCH, padding: 'dynamic' }));
+    const [dynamic, peerDynamic] = (await alternate(`text dynamic ${arch}`, dynamicFns, TEXT_ROUNDS, 0)) as [Timing, Timing | undefined];
     // A fixed-77 batch costs the same whatever its labels, so a few batches give the whole set's rate.
     const chunks = Math.ceil(labels.length / TEXT_BATCH);
     const chunk = (c: number) => labels.slice((c % chunks) * TEXT_BATCH, (c % chunks) * TEXT_BATCH + TEXT_BATCH);
     let c = 0;
-    const fixed = await measure(`text fixed ${arch}`, () => clip.encodeTexts(chunk(c++), { batchSize: TEXT_BATCH, padding: 'fixed' }), Infinity, BUDGET_MS);
-    let peerFixed: Timing | undefined;
-    if (textPeer) {
-      const p = textPeer;
-      let pc = 0;
-      peerFixed = await measure(`tjs text fixed ${arch}`, () => p.encodeTexts(chunk(pc++), { batchSize: TEXT_BATCH, padding: 'fixed' }), Infinity, BUDGET_MS);
-    }
+    let pc = 0;
+    const fixedFns = [() => clip.encodeTexts(chunk(c++), { batchSize: TEXT_BATCH, padding: 'fixed' })];
+    if (p) fixedFns.push(() => p.encodeTexts(chunk(pc++), { batchSize: TEXT_BATCH, padding: 'fixed' }));
+    const [fixed, peerFixed] = (await alternate(`text fixed ${arch}`, fixedFns, TEXT_ROUNDS, 0)) as [Timing, Timing | undefined];
     const fixedBatch = Math.min(TEXT_BATCH, labels.length);
     textRows.push({
       arch,
@@ -584,7 +588,7 @@ if (TEXT) {
     if (!r.peer) continue;
     const [d, f] = r.peer.maxDiff;
     console.log(
-      `${r.arch} text: transformers.js text_embeds against ours on the same ${Math.min(TEXT_BATCH, r.labels)} labels: max |Δ| ${d.toExponential(2)} (dynamic), ${f.toExponential(2)} (fixed-77); fixed-77 timed over ${r.fixedRuns} (ours) / ${r.peer.fixedRuns} (tjs) batches of ${TEXT_BATCH}, dynamic over one pass each`,
+      `${r.arch} text: transformers.js text_embeds against ours on the same ${Math.min(TEXT_BATCH, r.labels)} labels: max |Δ| ${d.toExponential(2)} (dynamic), ${f.toExponential(2)} (fixed-77); fixed-77 timed over ${r.fixedRuns} (ours) / ${r.peer.fixedRuns} (tjs) batches of ${TEXT_BATCH}, dynamic over ${TEXT_ROUNDS} passes each, in alternating rounds (medians)`,
     );
   }
 }
