@@ -142,6 +142,23 @@ async function writeExternalExport(visionName: string, textName: string): Promis
   return dir;
 }
 
+/** An imported export of tiny-hf is used as an export and gives tiny-hf's own text and image embeddings. */
+async function expectSameEmbeddingsAsTinyHf(name: string): Promise<void> {
+  const exported = await ClipModel.open(name);
+  const original = await ClipModel.open('tiny-hf');
+  try {
+    expect(exported.files.kind).toBe('export');
+    expect(exported.dim).toBe(original.dim);
+    const texts = ['a castle in the clouds', 'by greg rutkowski'];
+    expect(Array.from(await exported.encodeTexts(texts))).toEqual(Array.from(await original.encodeTexts(texts)));
+    const image = [path.join(KAGGLE_SAMPLE, 'images', '20057f34d.png')];
+    expect(Array.from((await exported.encodeImages(image)).embeds)).toEqual(Array.from((await original.encodeImages(image)).embeds));
+  } finally {
+    exported.close();
+    original.close();
+  }
+}
+
 describe('ready ONNX exports (vision_model.onnx + text_model.onnx)', () => {
   it('are imported with their own file names and external-data files', async () => {
     // Names no fixed list knows, weights in .data files beside the graphs: only the I/O names tell the towers.
@@ -153,15 +170,7 @@ describe('ready ONNX exports (vision_model.onnx + text_model.onnx)', () => {
     }
     expect((await readInstallRecord(installed)).files.map((f) => f.path)).toEqual(expect.arrayContaining(['clip-image.onnx.data', 'clip-text.onnx.data']));
     fs.rmSync(dir, { recursive: true, force: true }); // the install must not read from the source folder
-    const exported = await ClipModel.open('tiny-export-data');
-    const original = await ClipModel.open('tiny-hf');
-    expect(exported.files.kind).toBe('export');
-    const texts = ['a castle in the clouds', 'by greg rutkowski'];
-    expect(Array.from(await exported.encodeTexts(texts))).toEqual(Array.from(await original.encodeTexts(texts)));
-    const image = [path.join(KAGGLE_SAMPLE, 'images', '20057f34d.png')];
-    expect(Array.from((await exported.encodeImages(image)).embeds)).toEqual(Array.from((await original.encodeImages(image)).embeds));
-    exported.close();
-    original.close();
+    await expectSameEmbeddingsAsTinyHf('tiny-export-data');
   });
 
   it('with an external-data file missing are refused at import, naming it', async () => {
@@ -180,16 +189,7 @@ describe('ready ONNX exports (vision_model.onnx + text_model.onnx)', () => {
     fs.copyFileSync(path.join(src, 'text.onnx'), path.join(dir, 'onnx', 'text_model.onnx'));
     for (const f of ['config.json', 'preprocessor_config.json', 'tokenizer.json']) fs.copyFileSync(path.join(src, f), path.join(dir, f));
     await importClip(dir, 'tiny-export');
-    const exported = await ClipModel.open('tiny-export');
-    const original = await ClipModel.open('tiny-hf');
-    expect(exported.files.kind).toBe('export');
-    expect(exported.dim).toBe(original.dim);
-    const texts = ['a castle in the clouds', 'by greg rutkowski'];
-    expect(Array.from(await exported.encodeTexts(texts))).toEqual(Array.from(await original.encodeTexts(texts)));
-    const image = [path.join(KAGGLE_SAMPLE, 'images', '20057f34d.png')];
-    expect(Array.from((await exported.encodeImages(image)).embeds)).toEqual(Array.from((await original.encodeImages(image)).embeds));
-    exported.close();
-    original.close();
+    await expectSameEmbeddingsAsTinyHf('tiny-export');
     fs.rmSync(dir, { recursive: true, force: true });
   });
 });
