@@ -289,14 +289,14 @@ describe('errors name the file and give sharp\'s reason', () => {
     const bytes = fs.readFileSync(path.join(IMAGES, 'skimage-coffee.png'));
     const file = path.join(tmp, 'truncated.png');
     fs.writeFileSync(file, bytes.subarray(0, bytes.length >> 1));
-    expect((await failure(file)).reason).toMatch(/cannot decode image: .*libpng read error/);
+    expect((await failure(file)).reason).toMatch(/^cannot decode image: corrupt or truncated pixel data \(header reads png 600x400\)/);
   });
 
   it('truncated JPEG', async () => {
     const bytes = fs.readFileSync(path.join(IMAGES, 'skimage-rocket.jpg'));
     const file = path.join(tmp, 'truncated.jpg');
     fs.writeFileSync(file, bytes.subarray(0, bytes.length >> 1));
-    expect((await failure(file)).reason).toMatch(/cannot decode image: .*premature end/i);
+    expect((await failure(file)).reason).toMatch(/^cannot decode image: corrupt or truncated pixel data \(header reads jpeg \d+x\d+\)/);
   });
 
   it('a text file', async () => {

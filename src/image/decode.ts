@@ -70,5 +70,13 @@ async function describeFailure(input: string | Uint8Array, err: unknown, maxPixe
     return `${size} is over the limit of ${count(maxPixels)} pixels (maxPixels, --max-pixels)`;
   }
   if (/unsupported image format/i.test(reason)) return `not a supported image (PNG, JPEG, WebP, AVIF, TIFF, GIF): ${reason}`;
-  return `cannot decode image: ${reason}`;
+  // libvips keeps one error buffer for all threads, so with several decodes in flight the reason can
+  // come back as "Unknown error". The header tells, on its own, whether the file is an image at all.
+  const header = await sharp(input).metadata().then(
+    (m) => (m.format && m.width && m.height ? `${m.format} ${m.width}x${m.height}` : undefined),
+    () => undefined,
+  );
+  const said = reason && !/^unknown error$/i.test(reason) ? `: ${reason}` : '';
+  if (header) return `cannot decode image: corrupt or truncated pixel data (header reads ${header})${said}`;
+  return `cannot decode image${said || ': unreadable header'}`;
 }
