@@ -183,9 +183,9 @@ inline float RankKey(float score, bool least) {
 
 }  // namespace
 
-RunShape TopKSimilar(const SimilarityJob& job, size_t k, bool least, int32_t* indices, float* scores) {
+unsigned TopKSimilar(const SimilarityJob& job, size_t k, bool least, int32_t* indices, float* scores) {
   k = std::min(k, job.bank_rows);
-  if (k == 0 || job.query_count == 0) return {};
+  if (k == 0 || job.query_count == 0) return 0;
   const DotKernels& kernels = SelectDotKernels(job.allow_simd);
   const PackedQueries queries(job);
   const size_t block_rows = BlockRows(job);
@@ -229,11 +229,11 @@ RunShape TopKSimilar(const SimilarityJob& job, size_t k, bool least, int32_t* in
       scores[q * k + i] = merged[i].score;
     }
   }
-  return {ran, block_rows};
+  return ran;
 }
 
-RunShape AllSimilarities(const SimilarityJob& job, float* out) {
-  if (job.query_count == 0 || job.bank_rows == 0) return {};
+void AllSimilarities(const SimilarityJob& job, float* out) {
+  if (job.query_count == 0 || job.bank_rows == 0) return;
   const DotKernels& kernels = SelectDotKernels(job.allow_simd);
   const PackedQueries queries(job);
   const size_t block_rows = BlockRows(job);
@@ -241,8 +241,7 @@ RunShape AllSimilarities(const SimilarityJob& job, float* out) {
   auto score_block = [&](unsigned, RowRange block, RowRange next) {
     ScoreRows(job, kernels, queries.pack(), block, next, out + block.first, job.bank_rows);
   };
-  const unsigned ran = ForEachBlock(job.bank_rows, block_rows, workers, job.force_threads > 0, score_block);
-  return {ran, block_rows};
+  ForEachBlock(job.bank_rows, block_rows, workers, job.force_threads > 0, score_block);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -375,7 +374,7 @@ class TopKWorker : public Napi::AsyncWorker {
 
   void Execute() override {
     try {
-      shape_ = TopKSimilar(parsed_.job, k_, least_, indices_, scores_);
+      threads_ = TopKSimilar(parsed_.job, k_, least_, indices_, scores_);
     } catch (const std::exception& e) {
       SetError(std::string("topk: ") + e.what());
     }
@@ -385,8 +384,7 @@ class TopKWorker : public Napi::AsyncWorker {
     result.Set("indices", indices_ref_.Value());
     result.Set("scores", scores_ref_.Value());
     result.Set("k", Napi::Number::New(Env(), static_cast<double>(k_)));
-    result.Set("threads", Napi::Number::New(Env(), shape_.threads));
-    result.Set("blockRows", Napi::Number::New(Env(), static_cast<double>(shape_.block_rows)));
+    result.Set("threads", Napi::Number::New(Env(), threads_));
     deferred_.Resolve(result);
   }
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
@@ -396,7 +394,7 @@ class TopKWorker : public Napi::AsyncWorker {
   ParsedJob parsed_;
   size_t k_;
   bool least_;
-  RunShape shape_;
+  unsigned threads_ = 0;
   Napi::Reference<Napi::Int32Array> indices_ref_;
   Napi::Reference<Napi::Float32Array> scores_ref_;
   int32_t* indices_ = nullptr;
@@ -433,7 +431,7 @@ class AllScoresWorker : public Napi::AsyncWorker {
 };
 
 // topk(queries, queryDim, bank, bankDim, k, { threads?, least?, simd?, forceThreads?, blockRows? })
-//   -> Promise<{ indices, scores, k, threads, blockRows }>
+//   -> Promise<{ indices, scores, k, threads }>
 Napi::Value TopKJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ParsedJob parsed = ParseJob(info, 5);

@@ -25,19 +25,14 @@ struct SimilarityJob {
   size_t block_rows = 0;
 };
 
-// How a call actually ran (for tests and the bench): OS threads that scored blocks, rows per block.
-struct RunShape {
-  unsigned threads = 0;
-  size_t block_rows = 0;
-};
-
 // Best k' = min(k, rows) bank rows per query into indices/scores [query_count x k'], best first;
 // equal scores go to the lower row index. `least` ranks by lowest score instead (ascending). NaN
-// scores (a NaN in the bank) rank last either way.
-RunShape TopKSimilar(const SimilarityJob& job, size_t k, bool least, int32_t* indices, float* scores);
+// scores (a NaN in the bank) rank last either way. Returns the OS threads that scored blocks (0 when
+// there was nothing to do), so tests can tell the forced workers really ran.
+unsigned TopKSimilar(const SimilarityJob& job, size_t k, bool least, int32_t* indices, float* scores);
 
 // Every score, out[q * rows + r]; for banks small enough that B x N is fine to keep.
-RunShape AllSimilarities(const SimilarityJob& job, float* out);
+void AllSimilarities(const SimilarityJob& job, float* out);
 
 // JS bindings: topk(), scoresAll(), topkKernel().
 void RegisterTopK(Napi::Env env, Napi::Object exports);
