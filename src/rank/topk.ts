@@ -86,11 +86,15 @@ function shapeOf(m: Matrix, what: string, label: string): { rows: number; dim: n
   return { rows, dim };
 }
 
-function check(queries: Matrix, bank: Matrix, options: TopKOptions): Checked {
-  const label = options.label ?? 'topk';
+function checkFloat32Queries(queries: Matrix, label: string): asserts queries is Matrix & { data: Float32Array } {
   if (!(queries?.data instanceof Float32Array) || (queries.type !== undefined && queries.type !== 'float32')) {
     throw new Img2PromptError(label, 'queries must be float32 (a Float32Array)');
   }
+}
+
+function check(queries: Matrix, bank: Matrix, options: TopKOptions): Checked {
+  const label = options.label ?? 'topk';
+  checkFloat32Queries(queries, label);
   const bankIsHalf = bank?.data instanceof Uint16Array;
   if (!(bank?.data instanceof Float32Array || bankIsHalf)) {
     throw new Img2PromptError(label, 'bank must be a Float32Array, or a Uint16Array of float16 bits');
@@ -122,9 +126,7 @@ function checkFinite(data: Float32Array, dim: number, label: string): void {
  */
 export function checkQueries(queries: Matrix, k: number, dim: number, label = 'topk'): number {
   checkK(k, { label });
-  if (!(queries?.data instanceof Float32Array) || (queries.type !== undefined && queries.type !== 'float32')) {
-    throw new Img2PromptError(label, 'queries must be float32 (a Float32Array)');
-  }
+  checkFloat32Queries(queries, label);
   const q = shapeOf(queries, 'queries', label);
   if (q.dim !== dim) throw new Img2PromptError(label, `queries have dimension ${q.dim}, the bank has ${dim}`);
   checkFinite(queries.data, q.dim, label);
