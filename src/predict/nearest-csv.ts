@@ -1,6 +1,6 @@
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { Img2PromptError } from '../util/errors.js';
-import { imgIdProblem } from '../submission/img-id.js';
+import { checkPromptRows, csvField } from '../submission/prompts-csv.js';
 
 /**
  * The nearest bank prompt per image (`predict --nearest-out`): `imgId,prompt,similarity`. A file of its
@@ -18,19 +18,10 @@ export interface NearestRow {
 
 export const NEAREST_HEADER = 'imgId,prompt,similarity';
 
-/** Quotes a field only when CSV needs it (delimiter, quote, line break, edge whitespace), as prompts-csv does. */
-function csvField(value: string): string {
-  if (!/[",\r\n]|^\s|\s$/.test(value)) return value;
-  return `"${value.replace(/"/g, '""')}"`;
-}
-
 export async function writeNearestCsv(file: string, rows: readonly NearestRow[]): Promise<void> {
-  if (rows.length === 0) throw new Img2PromptError(file, 'cannot write a nearest-prompts CSV with no rows');
+  checkPromptRows(file, rows, 'a nearest-prompts CSV');
   const lines = [NEAREST_HEADER];
   rows.forEach(({ imgId, prompt, similarity }, i) => {
-    const problem = imgIdProblem(imgId);
-    if (problem) throw new Img2PromptError(file, `cannot write row ${i + 1}: ${problem}`);
-    if (prompt.trim() === '') throw new Img2PromptError(file, `cannot write row ${i + 1}: empty prompt for imgId "${imgId}"`);
     if (!Number.isFinite(similarity)) throw new Img2PromptError(file, `cannot write row ${i + 1}: similarity ${similarity} for imgId "${imgId}" is not finite`);
     lines.push(`${imgId},${csvField(prompt)},${similarity.toFixed(6)}`);
   });

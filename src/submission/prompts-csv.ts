@@ -155,6 +155,14 @@ class LineLocator {
  * Rows are checked first with the same rules `readPromptsCsv` applies, so what is written reads back.
  */
 export async function writePromptsCsv(file: string, rows: readonly PromptRow[]): Promise<void> {
+  checkPromptRows(file, rows, 'a prompts CSV');
+  const lines = [PROMPTS_HEADER.join(',')];
+  for (const { imgId, prompt } of rows) lines.push(`${imgId},${csvField(prompt)}`);
+  await writeFileAtomic(file, lines.join('\n') + '\n');
+}
+
+/** The rules `readPromptsCsv` applies, checked before writing `what` (any CSV of imgId,prompt,... rows). */
+export function checkPromptRows(file: string, rows: readonly PromptRow[], what: string): void {
   const seen = new Set<string>();
   rows.forEach(({ imgId, prompt }, i) => {
     const where = `row ${i + 1}`;
@@ -166,14 +174,11 @@ export async function writePromptsCsv(file: string, rows: readonly PromptRow[]):
       throw new Img2PromptError(file, `cannot write ${where}: empty prompt for imgId "${imgId}"`);
     }
   });
-  if (rows.length === 0) throw new Img2PromptError(file, 'cannot write a prompts CSV with no rows');
-  const lines = [PROMPTS_HEADER.join(',')];
-  for (const { imgId, prompt } of rows) lines.push(`${imgId},${csvField(prompt)}`);
-  await writeFileAtomic(file, lines.join('\n') + '\n');
+  if (rows.length === 0) throw new Img2PromptError(file, `cannot write ${what} with no rows`);
 }
 
 /** Quote a field only when it holds a delimiter, quote or line break, or edge whitespace a reader might trim. */
-function csvField(value: string): string {
+export function csvField(value: string): string {
   if (!/[",\r\n]|^\s|\s$/.test(value)) return value;
   return `"${value.replace(/"/g, '""')}"`;
 }
