@@ -18,6 +18,9 @@ export interface ClipOpenOptions {
   quickGelu?: boolean;
 }
 
+/** The CLIP model every command opens unless told otherwise (predict, fit-map, interrogate()). */
+export const DEFAULT_CLIP_MODEL = 'clip-vit-b-32';
+
 export interface EncodeImagesOptions {
   batchSize?: number;
   concurrency?: number;

@@ -1,5 +1,5 @@
 import { Img2PromptError } from '../util/errors.js';
-import { ClipModel } from '../clip/model.js';
+import { ClipModel, DEFAULT_CLIP_MODEL } from '../clip/model.js';
 import { imageIdOf } from '../image/batch-loader.js';
 import { Interrogator } from './interrogator.js';
 import type { CachedBank } from './bank-cache.js';
@@ -11,8 +11,8 @@ import { DEFAULT_BANK_DTYPE, type BankDtype, type ChosenLabel, type InterrogateM
  * mode. `img2prompt interrogate` is this plus a CSV writer.
  */
 
-/** The model a CLI user gets by default (the same as predict's). */
-export const DEFAULT_INTERROGATE_MODEL = 'clip-vit-b-32';
+/** The model interrogate() opens by default: predict's. */
+export const DEFAULT_INTERROGATE_MODEL = DEFAULT_CLIP_MODEL;
 
 export interface InterrogatorSetupOptions {
   /** CLIP model in the cache (models pull/import/random) or a model folder; default DEFAULT_INTERROGATE_MODEL. */

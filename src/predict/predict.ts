@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { Img2PromptError } from '../util/errors.js';
 import { sha256Bytes } from '../models/sha256.js';
-import { ClipModel } from '../clip/model.js';
+import { ClipModel, DEFAULT_CLIP_MODEL } from '../clip/model.js';
 import { imageIdOf, loadBatches, type ImageFailure } from '../image/batch-loader.js';
 import { imgIdProblem } from '../submission/img-id.js';
 import { EMBEDDING_DIM } from '../submission/submission-csv.js';
@@ -41,7 +41,7 @@ import {
 export const DEFAULT_BATCH_SIZE = 16;
 /** Images whose CLIP centre, against the bank's text centre, gives the modality gap for the map member. */
 export const DEFAULT_GAP_IMAGES = 512;
-export const DEFAULT_CLIP_MODEL = 'clip-vit-b-32';
+export { DEFAULT_CLIP_MODEL };
 
 export interface PredictEngineOptions {
   /** CLIP model name in the cache, or a model folder; default clip-vit-b-32. */

@@ -141,7 +141,7 @@ export function register(program: Command): void {
   ).action(async (inputs: string[], opts: PredictCliOptions) => {
     const files = await listImageFiles(inputs);
     if (files.length === 0) throw new Img2PromptError(inputs.join(' '), 'no image files found');
-    imageIdsOf(files); // bad or clashing ids fail now, not after the run
+    const expectedIds = imageIdsOf(files); // bad or clashing ids fail now, not after the run
     const batchSize = parsePositiveInt('--batch-size', opts.batchSize) ?? DEFAULT_BATCH_SIZE;
     const gapImages = parsePositiveInt('--gap-images', opts.gapImages);
     const output = opts.output;
@@ -174,7 +174,7 @@ export function register(program: Command): void {
     }
 
     // Checked against the ids of the inputs, not the ones the run handed back: a lost image is refused.
-    await writeValidatedSubmission(output, ids, vectors, imageIdsOf(files));
+    await writeValidatedSubmission(output, ids, vectors, expectedIds);
     if (opts.promptsOut) await writeRows(opts.promptsOut, prompts, writePromptsCsv);
     if (opts.nearestOut) await writeRows(opts.nearestOut, nearest, writeNearestCsv);
     if (failures.length > 0) await writeFileAtomic(errorsFile, failures.map((f) => `${f.file}\t${f.reason.replace(/[\t\r\n]+/g, ' ')}\n`).join(''));
