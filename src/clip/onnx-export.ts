@@ -3,6 +3,7 @@ import path from 'node:path';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { sha256Bytes, sha256File } from '../models/sha256.js';
+import { fileStamp, sameStamp, type FileStamp } from '../models/file-stamp.js';
 import { readOnnxHeader, type OnnxHeader } from './onnx-header.js';
 import { classifyTower, type TowerIo } from './tower-io.js';
 
@@ -74,16 +75,13 @@ export async function findClipExport(dir: string): Promise<ClipExport | undefine
   return undefined;
 }
 
-interface HashRecord {
-  size: number;
-  mtimeMs: number;
-  ctimeMs: number;
+interface HashRecord extends FileStamp {
   sha256: string;
 }
 
 /**
  * sha256 identifying the export's weights: over both towers' graphs and every external-data file they
- * read, so changing either tower changes it. Per-file hashes are remembered by size and times in a
+ * read, so changing either tower changes it. Per-file hashes are remembered by file stamp in a
  * sidecar, so a multi-gigabyte export is hashed once, not at every open.
  */
 export async function exportWeightHash(dir: string, exp: ClipExport): Promise<string> {
@@ -100,10 +98,10 @@ export async function exportWeightHash(dir: string, exp: ClipExport): Promise<st
       } catch (err) {
         throw new Img2PromptError(file, `external data of ${path.basename(t.file)} missing: ${errorMessage(err)}`, { cause: err });
       }
+      const stamp = fileStamp(stat);
       const old = known[rel];
-      const fresh = old && old.size === stat.size && old.mtimeMs === stat.mtimeMs && old.ctimeMs === stat.ctimeMs;
-      const sha256 = fresh ? old.sha256 : await sha256File(file);
-      next[rel] = { size: stat.size, mtimeMs: stat.mtimeMs, ctimeMs: stat.ctimeMs, sha256 };
+      const sha256 = old && sameStamp(old, stamp) ? old.sha256 : await sha256File(file);
+      next[rel] = { ...stamp, sha256 };
       lines.push(`${t.io.tower} ${rel} ${sha256}`);
     }
   }
