@@ -23,6 +23,7 @@ import { ClipTransform } from '../src/image/clip-transform.js';
 import { visionTokenCount, type ClipConfig } from '../src/clip/config.js';
 import { architectureConfig } from '../src/clip/architectures.js';
 import { describeMachine } from './machine.js';
+import { maxAbsDiff } from '../test/reference/compare.js';
 import { measureGemmRate } from './gemm.js';
 import { openTransformersPeer, openTransformersTextPeer, type TransformersPeer, type TransformersTextPeer } from './transformers-peer.js';
 
@@ -356,9 +357,7 @@ for (const arch of ARCHS) {
     await inPool(maxB, LOADER_CONCURRENCY, (i) => archTransform.into(decoded[i % decoded.length]!, pixels, i));
     if (peer) {
       const a = await clip.encodePixels(pixels, 1);
-      const b = await peer.forward(pixels, 1);
-      let d = 0;
-      for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i]! - b[i]!));
+      const d = maxAbsDiff(a, await peer.forward(pixels, 1));
       if (!(d < 1e-4)) throw new Error(`${arch}: transformers.js and our Session disagree on image_embeds (max |Δ| ${d})`);
     }
 
@@ -451,9 +450,7 @@ for (const arch of ARCHS) {
       const sample = labels.slice(0, TEXT_BATCH);
       for (const [k, padding] of (['dynamic', 'fixed'] as const).entries()) {
         const a = await clip.encodeTexts(sample, { batchSize: TEXT_BATCH, padding });
-        const b = await textPeer.encodeTexts(sample, { batchSize: TEXT_BATCH, padding });
-        let d = 0;
-        for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i]! - b[i]!));
+        const d = maxAbsDiff(a, await textPeer.encodeTexts(sample, { batchSize: TEXT_BATCH, padding }));
         peerMaxDiff[k] = d;
         console.error(`${arch}: text_embeds, transformers.js against ours, ${padding} padding, ${sample.length} labels: max |Δ| ${d.toExponential(2)}`);
         if (!(d < 1e-4)) throw new Error(`${arch}: transformers.js and our Session disagree on text_embeds with ${padding} padding (max |Δ| ${d})`);

@@ -16,6 +16,7 @@ import { clipTextGraphBuilder } from '../models/graph/clip-text.js';
 import { clipVisionGraphBuilder } from '../models/graph/clip-vision.js';
 import { onnxDataType, type GraphBuilder } from '../models/graph/onnx-builder.js';
 import { asset, KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
+import { maxAbsDiff } from './reference/compare.js';
 
 const { onnx } = onnxProto;
 const TOKENIZER = asset('tokenizers', 'clip', 'hf-openai-clip-vit-large-patch14', 'tokenizer.json');
@@ -95,13 +96,6 @@ function exportDir(name: string): string {
   fs.mkdirSync(path.join(dir, 'onnx'), { recursive: true });
   for (const f of ['config.json', 'preprocessor_config.json', 'tokenizer.json']) fs.copyFileSync(path.join(ckptDir, f), path.join(dir, f));
   return dir;
-}
-
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
 }
 
 describe('classifyTower: towers are told apart by their input/output names', () => {

@@ -8,6 +8,7 @@ import { Session } from '../src/runtime/session.js';
 import { readPromptsCsv, type PromptRow } from '../src/submission/prompts-csv.js';
 import { ensureMiniLMOnnx, MINILM_ONNX_FILE, MINILM_ONNX_SIDECAR } from '../models/graph/bert.js';
 import { KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
+import { maxAbsDiff } from './reference/compare.js';
 
 /** The real model, pulled into the cache by test/global-setup.ts. */
 async function resolveModelDir(): Promise<string> {
@@ -42,13 +43,6 @@ function cosine(a: ArrayLike<number>, aOff: number, b: ArrayLike<number>, bOff: 
     nb += b[bOff + i]! ** 2;
   }
   return dot / Math.sqrt(na * nb);
-}
-
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
 }
 
 describe('MiniLMEmbedder parity with the Kaggle metric', () => {

@@ -49,8 +49,4 @@ export function cosineOf(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return d / Math.sqrt(na * nb);
 }
 
-export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
+export { maxAbsDiff } from '../reference/compare.js';

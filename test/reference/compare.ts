@@ -12,3 +12,11 @@ export function maxRelativeError(got: Float32Array, want: readonly Float64Array[
   });
   return worst;
 }
+
+/** Largest |a − b| over two arrays of the same length (a length mismatch is an error, not a small number). */
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`maxAbsDiff: lengths differ (${a.length} vs ${b.length})`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
