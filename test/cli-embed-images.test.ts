@@ -1,21 +1,18 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClipModel } from '../src/clip/model.js';
 import { readNpy } from '../src/util/npy.js';
 import { KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
+import { runCli, type CliResult } from './helpers/cli.js';
 
-const CLI = path.resolve('dist/src/cli/main.js');
 const KAGGLE_IDS = ['20057f34d', '227ef0887', '92e911621', 'a4e1c55a9', 'c98f79f71', 'd8edf2e40', 'f27825b2c'];
 const home = tempDir('img2prompt-cli-embed-images-');
 const work = tempDir('img2prompt-cli-embed-images-work-');
 let saved: string | undefined;
 
-function cli(...args: string[]) {
-  return spawnSync(process.execPath, [CLI, ...args], { env: { ...process.env, IMG2PROMPT_HOME: home }, encoding: 'utf8' });
-}
+const cli = (...args: string[]): CliResult => runCli(args, home);
 
 /** Row `i` of a [rows, dim] matrix. */
 const row = (m: Float32Array, dim: number, i: number) => m.subarray(i * dim, (i + 1) * dim);
@@ -34,10 +31,10 @@ afterAll(() => {
 describe('img2prompt models random → models list → embed-images', () => {
   it('installs a random tiny CLIP that models list marks RANDOM', () => {
     const r = cli('models', 'random', '--arch', 'tiny', '--seed', '3', '--name', 'tiny-cli');
-    expect(r.status, r.stderr).toBe(0);
+    expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/installed random tiny as tiny-cli in /);
     const list = cli('models', 'list');
-    expect(list.status, list.stderr).toBe(0);
+    expect(list.code, list.stderr).toBe(0);
     const line = list.stdout.split('\n').find((l) => l.startsWith('tiny-cli '));
     expect(line).toMatch(/^tiny-cli\s+installed\s+random\s.*RANDOM \(untrained; tests only\)$/);
     const json = JSON.parse(cli('models', 'list', '--json').stdout) as { name: string; random: boolean | null }[];
@@ -54,7 +51,7 @@ describe('img2prompt models random → models list → embed-images', () => {
     const out = path.join(work, 'out', 'emb.npy');
 
     const r = cli('embed-images', dir, '--model', 'tiny-cli', '-o', out, '--batch-size', '3');
-    expect(r.status, r.stderr).toBe(1);
+    expect(r.code, r.stderr).toBe(1);
     expect(r.stderr).toContain(`img2prompt: ${broken}: cannot decode image: `);
     expect(r.stderr).toContain(`img2prompt: ${broken}: cannot decode image: corrupt or truncated pixel data (header reads png 512x512)`);
     expect(r.stderr).toContain('img2prompt: 1 of 8 images could not be read (listed above)');
@@ -108,18 +105,18 @@ describe('the decode pixel limit (--max-pixels, encodeImages maxPixels)', () => 
   it('fails the image over the limit with its size and goes on with the rest (CLI)', async () => {
     const out = path.join(work, 'limit.npy');
     const r = cli('embed-images', small[0]!, big, small[1]!, '--model', 'tiny-cli', '-o', out, '--max-pixels', '262144');
-    expect(r.status, r.stderr).toBe(1);
+    expect(r.code, r.stderr).toBe(1);
     expect(r.stderr).toContain(`img2prompt: ${big}: 600x500 = 300,000 pixels is over the limit of 262,144 pixels (maxPixels, --max-pixels)`);
     expect((await readNpy(out)).shape).toEqual([2, 32]);
     expect(fs.readFileSync(path.join(work, 'limit.ids.txt'), 'utf8')).toBe('20057f34d\nc98f79f71\n');
     // At the limit exactly, nothing fails.
-    expect(cli('embed-images', big, '--model', 'tiny-cli', '-o', out, '--max-pixels', '300000').status).toBe(0);
+    expect(cli('embed-images', big, '--model', 'tiny-cli', '-o', out, '--max-pixels', '300000').code).toBe(0);
   });
 
   it('refuses a --max-pixels that is not a positive integer, before loading anything', () => {
     for (const bad of ['0', '-5', '1.5', 'lots', '1e6']) {
       const r = cli('embed-images', small[0]!, '--model', 'tiny-cli', '-o', path.join(work, 'never.npy'), '--max-pixels', bad);
-      expect(r.status).toBe(1);
+      expect(r.code).toBe(1);
       expect(r.stderr.trim()).toBe(`img2prompt: --max-pixels must be a positive integer, got "${bad}"`);
     }
     expect(fs.existsSync(path.join(work, 'never.npy'))).toBe(false);

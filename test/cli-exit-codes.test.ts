@@ -3,38 +3,19 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
-import { execFile, spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { modelDir } from '../src/models/cache.js';
 import { KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
+import { runCli, runCliAsync, type CliResult } from './helpers/cli.js';
 
 const work = tempDir('img2prompt-cli-exit-');
 /** An empty model cache: every case below fails before a model would be needed. */
 const emptyHome = path.join(work, 'empty-home');
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-const CLI = ['--import', 'tsx', 'src/cli/main.ts'];
-const cliEnv = (home: string) => ({ ...process.env, IMG2PROMPT_HOME: home, IMG2PROMPT_PROGRESS: '0', IMG2PROMPT_DEBUG: '' });
-
-function cli(args: string[], home = emptyHome): CliResult {
-  const r = spawnSync(process.execPath, [...CLI, ...args], { env: cliEnv(home), encoding: 'utf8' });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-/** Same, without blocking, so many short runs can overlap. */
-function cliAsync(args: string[], home = emptyHome): Promise<CliResult> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [...CLI, ...args], { env: cliEnv(home), encoding: 'utf8' }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+// No stack traces: the tests check that stderr is exactly one line.
+const NO_DEBUG = { env: { IMG2PROMPT_DEBUG: '' } };
+const cli = (args: string[], home = emptyHome): CliResult => runCli(args, home, NO_DEBUG);
+const cliAsync = (args: string[], home = emptyHome): Promise<CliResult> => runCliAsync(args, home, NO_DEBUG);
 
 /** Exit code 1 and a single stderr line naming `file`, whose reason matches `reason`. */
 function expectOneLineError(r: CliResult, file: string, reason: RegExp): void {

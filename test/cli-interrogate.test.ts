@@ -2,7 +2,6 @@
 // 40-line label lists (to stay fast), the 7 Kaggle images plus one unreadable file.
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClipModel } from '../src/clip/model.js';
 import { trendingLabels } from '../src/interrogate/label-banks.js';
@@ -10,6 +9,7 @@ import { readBankFile } from '../src/interrogate/bank-cache.js';
 import { readPromptsCsv } from '../src/submission/prompts-csv.js';
 import { validateSubmission } from '../src/submission/validate.js';
 import { asset, tempDir } from './helpers/paths.js';
+import { runCli, type CliResult } from './helpers/cli.js';
 import { copyKaggleImages, restoreHome, useTinyClipHome } from './helpers/tiny-clip-home.js';
 
 const SAMPLE_IDS = ['20057f34d', '227ef0887', '92e911621', 'a4e1c55a9', 'c98f79f71', 'd8edf2e40', 'f27825b2c'];
@@ -21,13 +21,7 @@ const labelsDir = path.join(work, 'labels');
 const lists: Record<string, string[]> = {};
 let saved: string | undefined;
 
-function cli(args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
-    env: { ...process.env, IMG2PROMPT_HOME: home, IMG2PROMPT_PROGRESS: '0' },
-    encoding: 'utf8',
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const cli = (args: string[]): CliResult => runCli(args, home);
 
 const COMMON = ['--model', 'tiny', '--labels-dir', labelsDir];
 

@@ -23,6 +23,7 @@ import {
 import { loadManifest, validateManifest } from '../src/models/manifest.js';
 import { pullModel } from '../src/models/pull.js';
 import { register } from '../src/cli/commands/models.js';
+import { runCli, type CliResult } from './helpers/cli.js';
 
 const sha = (b: Uint8Array | string) => createHash('sha256').update(b).digest('hex');
 const savedEnv = { ...process.env };
@@ -34,15 +35,7 @@ const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 const NOBODY = 65534;
 const canRunAsNobody = isRoot && spawnSync(process.execPath, ['-e', ''], { uid: NOBODY, gid: NOBODY }).status === 0;
 
-function cliAsNobody(args: string[], home: string): { code: number | null; stderr: string } {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
-    uid: NOBODY,
-    gid: NOBODY,
-    env: { ...process.env, IMG2PROMPT_HOME: home, IMG2PROMPT_PROGRESS: '0' },
-    encoding: 'utf8',
-  });
-  return { code: r.status, stderr: r.stderr };
-}
+const cliAsNobody = (args: string[], home: string): CliResult => runCli(args, home, { uid: NOBODY, gid: NOBODY });
 let tmp: string;
 let home: string;
 

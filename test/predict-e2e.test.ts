@@ -3,7 +3,7 @@
 // kill and resume (also in the middle of the modality-gap sample), absent members, fit-map and fit-weights.
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClipModel } from '../src/clip/model.js';
 import { readSubmission } from '../src/submission/submission-csv.js';
@@ -17,6 +17,7 @@ import { estimateModalityGap } from '../src/predict/modality-gap.js';
 import { predict, PredictEngine, type PredictedImage, type PredictPhase } from '../src/predict/predict.js';
 import type { PromptBank } from '../src/predict/prompt-bank.js';
 import { asset, KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
+import { runCli, type CliResult } from './helpers/cli.js';
 import { copyKaggleImages, restoreHome, useTinyClipHome } from './helpers/tiny-clip-home.js';
 import { cosineOf, maxAbsDiff } from './helpers/predict-fakes.js';
 
@@ -38,13 +39,7 @@ let bankPrompts: string[];
 /** The options every run shares: the small bank and label lists. */
 const COMMON = ['--model', 'tiny', '--prompts-bank', bankFile, '--labels-dir', labelsDir];
 
-function cli(args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
-    env: { ...process.env, IMG2PROMPT_HOME: home, IMG2PROMPT_PROGRESS: '0' },
-    encoding: 'utf8',
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const cli = (args: string[]): CliResult => runCli(args, home);
 
 function lines(text: string, n: number): string[] {
   return text.split('\n').filter((l) => l.trim() !== '').slice(0, n);
