@@ -215,6 +215,20 @@ async function alternate(name: string, fns: (() => Promise<unknown>)[], rounds: 
   return parts.map(timingOf);
 }
 
+const peerRoot = () => path.join(modelHome(), 'transformers-peer');
+
+/** Opens a transformers.js peer; when it cannot run our graph the bench goes on without it, saying why. */
+async function openPeer<T>(graph: string, open: () => Promise<T>, describe: (peer: T) => string): Promise<{ peer: T | undefined; note: string }> {
+  try {
+    const peer = await open();
+    return { peer, note: describe(peer) };
+  } catch (err) {
+    const note = `transformers.js could not run our ${graph}: ${err instanceof Error ? err.message : String(err)}`;
+    console.error(note);
+    return { peer: undefined, note };
+  }
+}
+
 /** Runs task(0..n-1) with at most `concurrency` in flight, as the batch loader does. */
 async function inPool(n: number, concurrency: number, task: (i: number) => Promise<void>): Promise<void> {
   let next = 0;
@@ -336,19 +350,11 @@ for (const arch of ARCHS) {
 
   if (VISION) {
     let peer: TransformersPeer | undefined;
-    try {
-      peer = await openTransformersPeer({
-        root: path.join(modelHome(), 'transformers-peer'),
-        name: clip.name,
-        config: clip.config,
-        visionOnnx: clip.files.vision,
-        threads: THREADS,
-      });
-      peerNote = `transformers.js ${peer.version} (onnxruntime-node), CLIPVisionModelWithProjection on the same vision.onnx, intraOpNumThreads ${THREADS}`;
-    } catch (err) {
-      peerNote = `transformers.js could not run our vision.onnx: ${err instanceof Error ? err.message : String(err)}`;
-      console.error(peerNote);
-    }
+    ({ peer, note: peerNote } = await openPeer(
+      'vision.onnx',
+      () => openTransformersPeer({ root: peerRoot(), name: clip.name, config: clip.config, visionOnnx: clip.files.vision, threads: THREADS }),
+      (p) => `transformers.js ${p.version} (onnxruntime-node), CLIPVisionModelWithProjection on the same vision.onnx, intraOpNumThreads ${THREADS}`,
+    ));
 
     const archTransform = new ClipTransform({ size: clip.imageSize, mean: clip.config.imageMean, std: clip.config.imageStd });
     // Both runtimes must compute the same thing, or the comparison means nothing.
@@ -430,20 +436,12 @@ for (const arch of ARCHS) {
     }
 
     let textPeer: TransformersTextPeer | undefined;
-    try {
-      textPeer = await openTransformersTextPeer({
-        root: path.join(modelHome(), 'transformers-peer'),
-        name: clip.name,
-        config: clip.config,
-        textOnnx: clip.files.text,
-        tokenizer: clip.tokenizer!,
-        threads: THREADS,
-      });
-      textPeerNote = `transformers.js ${textPeer.version} (onnxruntime-node), CLIPTextModelWithProjection on the same text.onnx (inputs: ${textPeer.inputNames.join(', ')}), fed our tokenizer's ids padded as encodeTexts pads them, intraOpNumThreads ${THREADS}`;
-    } catch (err) {
-      textPeerNote = `transformers.js could not run our text.onnx: ${err instanceof Error ? err.message : String(err)}`;
-      console.error(textPeerNote);
-    }
+    ({ peer: textPeer, note: textPeerNote } = await openPeer(
+      'text.onnx',
+      () => openTransformersTextPeer({ root: peerRoot(), name: clip.name, config: clip.config, textOnnx: clip.files.text, tokenizer: clip.tokenizer!, threads: THREADS }),
+      (p) =>
+        `transformers.js ${p.version} (onnxruntime-node), CLIPTextModelWithProjection on the same text.onnx (inputs: ${p.inputNames.join(', ')}), fed our tokenizer's ids padded as encodeTexts pads them, intraOpNumThreads ${THREADS}`,
+    ));
     const peerMaxDiff: [number, number] = [NaN, NaN];
     if (textPeer) {
       // Both runtimes must compute the same thing; one batch in each padding mode (also warms both sides).
