@@ -1,7 +1,7 @@
 import type { ClipConfig } from '../../src/clip/config.js';
 import type { ClipWeights } from '../../src/clip/weights.js';
 import { GraphBuilder, causalMaskBias, dimOf, l2Normalize, layerNorm, onnxDataType } from './onnx-builder.js';
-import { assertFitsProtobuf, preLnResidualBlock } from './transformer-blocks.js';
+import { assertFitsProtobuf, preLnResidualBlock, preLnResidualBlockWithKeys } from './transformer-blocks.js';
 
 /**
  * CLIP's text tower as an ONNX graph:
@@ -31,9 +31,6 @@ export const CLIP_TEXT_GRAPH_VERSION = 1;
 const MASK_NEGATIVE = -1e4;
 
 export function clipTextGraphBuilder(config: ClipConfig, weights: Pick<ClipWeights, 'text'>): GraphBuilder {
-  const t = config.text;
-  const w = weights.text;
-  const W = t.width;
   const b = new GraphBuilder('clip_text', {
     producerName: 'img2prompt',
     producerVersion: `clip-text-graph-${CLIP_TEXT_GRAPH_VERSION}`,
@@ -41,33 +38,95 @@ export function clipTextGraphBuilder(config: ClipConfig, weights: Pick<ClipWeigh
   });
   const ids = b.input('input_ids', 'int64', ['batch', 'sequence']);
   const seqLen = dimOf(b, ids, 1, 'seq_len');
+  let x = tokenEmbeddings(b, config, weights, ids, undefined, seqLen);
+  const mask = causalMask(b, config, seqLen);
+  weights.text.blocks.forEach((blk, i) => {
+    x = preLnResidualBlock(b, x, blk, blockOptions(config, mask, i));
+  });
+  pooledOutputs(b, config, weights, x, ids);
+  return b;
+}
 
-  let x = b.scoped('embeddings', () => {
-    const table = b.initializer('token_embedding', w.tokenEmbedding, [t.vocabSize, W]);
+/** Bump when the prefix-cached graph changes. */
+export const CLIP_TEXT_PREFIX_GRAPH_VERSION = 1;
+
+/**
+ * CLIP's text tower continuing a shared prefix: the same weights and maths as `clipTextGraphBuilder`,
+ * for the tokens that follow P earlier ones whose keys and values are given.
+ *
+ *   input_ids int64 [batch, sequence]: the tokens after the prefix (ending with the EOT), right-padded
+ *   past_key_<i>, past_value_<i> float32 [1, heads, past, head_dim]: the prefix, shared by every row
+ *   → text_embeds [batch, embed] (unit length) and text_embeds_raw, as the full tower gives for
+ *     prefix + input_ids
+ *   → present_key_<i>, present_value_<i> [batch, heads, sequence, head_dim]: the keys and values of
+ *     input_ids themselves, so a call with an empty past (P = 0) on a prefix gives that prefix's cache.
+ *
+ * Why it is exact: attention is causal, so the hidden states of the prefix positions do not depend on
+ * what follows them; only the positional embeddings (rows P.. of the table) and the attention of the
+ * new tokens over the prefix need the prefix at all. The EOT is in input_ids (a prefix never ends a
+ * text), so pooling reads a new-token position. A greedy chain scores hundreds of "prompt, candidate"
+ * texts per step that share the prompt's tokens: it runs the prompt once and only the candidates'
+ * few tokens per row.
+ */
+export function clipTextPrefixGraphBuilder(config: ClipConfig, weights: Pick<ClipWeights, 'text'>): GraphBuilder {
+  const t = config.text;
+  const headDim = t.width / t.heads;
+  const b = new GraphBuilder('clip_text_prefix', {
+    producerName: 'img2prompt',
+    producerVersion: `clip-text-prefix-graph-${CLIP_TEXT_PREFIX_GRAPH_VERSION}`,
+    docString: 'CLIP text tower after a cached prefix: input_ids + past keys/values → text_embeds and present keys/values',
+  });
+  const ids = b.input('input_ids', 'int64', ['batch', 'sequence']);
+  const pasts = weights.text.blocks.map((_, i) => ({
+    key: b.input(`past_key_${i}`, 'float32', [1, t.heads, 'past', headDim]),
+    value: b.input(`past_value_${i}`, 'float32', [1, t.heads, 'past', headDim]),
+  }));
+  const seqLen = dimOf(b, ids, 1, 'seq_len');
+  const pastLen = dimOf(b, pasts[0]!.key, 2, 'past_len');
+  let x = tokenEmbeddings(b, config, weights, ids, pastLen, b.op('Add', [pastLen, seqLen], {}, 'end_position'));
+  // The causal bias is the same for any offset: new token i sees new tokens 0..i (and the whole past).
+  const mask = causalMask(b, config, seqLen);
+  weights.text.blocks.forEach((blk, i) => {
+    const out = preLnResidualBlockWithKeys(b, x, blk, { ...blockOptions(config, mask, i), past: pasts[i] });
+    x = out.out;
+    b.output(out.key, `present_key_${i}`, 'float32', ['batch', t.heads, 'sequence', headDim]);
+    b.output(out.value, `present_value_${i}`, 'float32', ['batch', t.heads, 'sequence', headDim]);
+  });
+  pooledOutputs(b, config, weights, x, ids);
+  return b;
+}
+
+/** Token embedding of `ids` plus rows [from, to) of the positional table (from 0 when `from` is undefined). */
+function tokenEmbeddings(b: GraphBuilder, config: ClipConfig, weights: Pick<ClipWeights, 'text'>, ids: string, from: string | undefined, to: string): string {
+  const t = config.text;
+  const w = weights.text;
+  return b.scoped('embeddings', () => {
+    const table = b.initializer('token_embedding', w.tokenEmbedding, [t.vocabSize, t.width]);
     const tok = b.op('Gather', [table, ids], { axis: 0 }, 'tokens');
-    const posTable = b.initializer('positional_embedding', w.positionalEmbedding, [t.contextLength, W]);
-    const pos = b.op('Slice', [posTable, b.constInt64([0]), seqLen, b.constInt64([0])], {}, 'positions');
+    const posTable = b.initializer('positional_embedding', w.positionalEmbedding, [t.contextLength, t.width]);
+    const pos = b.op('Slice', [posTable, from ?? b.constInt64([0]), to, b.constInt64([0])], {}, 'positions');
     return b.op('Add', [tok, pos], {}, 'add_positions');
   });
+}
 
-  const mask = b.scoped('causal_mask', () => {
-    const full = causalMaskBias(b, t.contextLength, MASK_NEGATIVE, 'full');
+/** The causal bias [1, 1, seq, seq], sliced in-graph from the context-length one. */
+function causalMask(b: GraphBuilder, config: ClipConfig, seqLen: string): string {
+  return b.scoped('causal_mask', () => {
+    const full = causalMaskBias(b, config.text.contextLength, MASK_NEGATIVE, 'full');
     const ends = b.op('Concat', [seqLen, seqLen], { axis: 0 }, 'ends');
     return b.op('Slice', [full, b.constInt64([0, 0]), ends, b.constInt64([2, 3])], {}, 'slice');
   });
+}
 
-  w.blocks.forEach((blk, i) => {
-    x = preLnResidualBlock(b, x, blk, {
-      width: W,
-      heads: t.heads,
-      intermediate: t.intermediate,
-      act: t.act,
-      lnEps: t.lnEps,
-      attentionBias: mask,
-      name: `resblocks.${i}`,
-    });
-  });
+function blockOptions(config: ClipConfig, mask: string, i: number) {
+  const t = config.text;
+  return { width: t.width, heads: t.heads, intermediate: t.intermediate, act: t.act, lnEps: t.lnEps, attentionBias: mask, name: `resblocks.${i}` };
+}
 
+/** EOT pooling, ln_final and the projection → outputs text_embeds (unit) and text_embeds_raw. */
+function pooledOutputs(b: GraphBuilder, config: ClipConfig, weights: Pick<ClipWeights, 'text'>, x: string, ids: string): void {
+  const t = config.text;
+  const w = weights.text;
   const eotIndex = b.scoped('eot_position', () => {
     // ArgMax over int32: ids fit, and int32 is a type every ArgMax kernel takes.
     const key =
@@ -78,12 +137,11 @@ export function clipTextGraphBuilder(config: ClipConfig, weights: Pick<ClipWeigh
   });
   const pooled = b.op('GatherND', [x, eotIndex], { batch_dims: 1 }, 'eot_token');
   const normed = layerNorm(b, pooled, { ...w.lnFinal, epsilon: t.lnEps, name: 'ln_final' });
-  const proj = b.initializer('text_projection', w.projection, [W, config.embedDim]);
+  const proj = b.initializer('text_projection', w.projection, [t.width, config.embedDim]);
   const raw = b.op('MatMul', [normed, proj], {}, 'project');
   const unit = l2Normalize(b, raw);
   b.output(unit, 'text_embeds', 'float32', ['batch', config.embedDim]);
   b.output(raw, 'text_embeds_raw', 'float32', ['batch', config.embedDim]);
-  return b;
 }
 
 /** The graph as one protobuf (weights inline); models over 2 GiB need `clipTextGraphBuilder(...).writeModel(file)`. */

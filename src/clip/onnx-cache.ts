@@ -6,14 +6,16 @@ import { sha256File } from '../models/sha256.js';
 import { loadClipCheckpoint, CLIP_CHECKPOINT_FILES, type LoadClipCheckpointOptions } from './weights.js';
 import { loadHfClipConfig, loadOpenClipConfig, type ClipConfig } from './config.js';
 import { clipVisionGraphBuilder } from '../../models/graph/clip-vision.js';
-import { clipTextGraphBuilder } from '../../models/graph/clip-text.js';
+import { CLIP_TEXT_PREFIX_GRAPH_VERSION, clipTextGraphBuilder, clipTextPrefixGraphBuilder } from '../../models/graph/clip-text.js';
 import { exportWeightHash, findClipExport } from './onnx-export.js';
 
 /** Bump when the graph builders change what they emit, so cached graphs are rebuilt. */
 export const CLIP_GRAPH_VERSION = 1;
 export const VISION_ONNX = 'vision.onnx';
 export const TEXT_ONNX = 'text.onnx';
+export const TEXT_PREFIX_ONNX = 'text-prefix.onnx';
 const SIDECAR = 'clip-onnx.json';
+const PREFIX_SIDECAR = 'clip-text-prefix.json';
 
 export interface ClipOnnxFiles {
   /** 'built': graphs we built from a safetensors checkpoint; 'export': ready ONNX files from elsewhere. */
@@ -121,4 +123,41 @@ export async function ensureClipOnnx(dir: string, options: EnsureClipOnnxOptions
   };
   await writeFileAtomic(sidecarFile, JSON.stringify(record, null, 2) + '\n');
   return { kind: 'built', vision, text, config: ckpt.config, weightHash: weightsSha256 };
+}
+
+interface PrefixSidecar {
+  graphVersion: number;
+  weightsSha256: string;
+  quickGelu: boolean | null;
+}
+
+/**
+ * The prefix-cached text graph (what greedy chains run on, see ClipPrefixEncoder), built from the same
+ * checkpoint as `files` on first use and kept beside text.onnx; undefined for a ready ONNX export,
+ * whose folder has no checkpoint to build it from. Only best and negative modes need it, so other
+ * jobs never pay for building it.
+ */
+export async function ensureClipTextPrefixOnnx(dir: string, files: ClipOnnxFiles, options: EnsureClipOnnxOptions = {}): Promise<string | undefined> {
+  if (files.kind !== 'built') return undefined;
+  const file = path.join(dir, TEXT_PREFIX_ONNX);
+  const sidecarFile = path.join(dir, PREFIX_SIDECAR);
+  const quickGelu = options.quickGelu ?? null;
+  const wanted: PrefixSidecar = { graphVersion: CLIP_TEXT_PREFIX_GRAPH_VERSION, weightsSha256: files.weightHash, quickGelu };
+  let side: Partial<PrefixSidecar> | undefined;
+  try {
+    side = JSON.parse(await fs.readFile(sidecarFile, 'utf8')) as Partial<PrefixSidecar>;
+  } catch {
+    side = undefined;
+  }
+  const fresh = side && side.graphVersion === wanted.graphVersion && side.weightsSha256 === wanted.weightsSha256 && side.quickGelu === quickGelu && existsSync(file);
+  if (fresh) return file;
+  const ckpt = await loadClipCheckpoint(dir, options);
+  try {
+    await clipTextPrefixGraphBuilder(ckpt.config, ckpt.weights).writeModel(file, { externalAbove: options.externalAbove });
+  } catch (err) {
+    if (err instanceof Img2PromptError) throw err;
+    throw new Img2PromptError(dir, `cannot build the prefix-cached CLIP text graph: ${errorMessage(err)}`, { cause: err });
+  }
+  await writeFileAtomic(sidecarFile, JSON.stringify(wanted, null, 2) + '\n');
+  return file;
 }

@@ -80,6 +80,11 @@ export interface InterrogateRunOptions {
   minFlavors?: number;
   /** Encode each finished prompt to report its similarity to the image; default true (false: similarity NaN, faster). */
   score?: boolean;
+  /**
+   * best/negative: run the prompt shared by a chain step's candidates once per step (default true);
+   * false encodes every candidate in full, the slow reference path. Both choose the same labels.
+   */
+  chainCache?: boolean;
   /** Called as images are encoded, then as results are handed out (total: all images). */
   onProgress?(done: number, total: number, phase: InterrogatePhase): void;
 }
@@ -130,6 +135,9 @@ export async function* interrogate(images: readonly string[], options: Interroga
   if (options.minFlavors !== undefined && !(Number.isSafeInteger(options.minFlavors) && options.minFlavors >= 0)) {
     throw new Img2PromptError(undefined, `minFlavors must be a non-negative integer, got ${options.minFlavors}`);
   }
+  if (options.chainCache !== undefined && typeof options.chainCache !== 'boolean') {
+    throw new TypeError(`Expected a boolean for chainCache but received ${String(options.chainCache)} of type ${typeof options.chainCache}`);
+  }
   const setup = options.setup ?? (await openInterrogatorSetup(options));
   try {
     const { model, interrogator } = setup;
@@ -151,6 +159,7 @@ export async function* interrogate(images: readonly string[], options: Interroga
       ...(options.maxFlavors !== undefined ? { maxFlavors: options.maxFlavors } : {}),
       ...(options.shortlist !== undefined ? { shortlist: options.shortlist } : {}),
       ...(options.minFlavors !== undefined ? { minFlavors: options.minFlavors } : {}),
+      ...(options.chainCache !== undefined ? { chainCache: options.chainCache } : {}),
     };
     // fast and classic rank a batch of images per pass over each bank; the chains run one image at a time anyway.
     const step = mode === 'fast' || mode === 'classic' ? 16 : 1;

@@ -79,6 +79,12 @@ export interface ChainOptions {
   minFlavors?: number;
   /** Labels shortlisted by image similarity before chaining; default 2048 (upstream's intermediate count). */
   shortlist?: number;
+  /**
+   * Score each step's candidates through the text side's shared-prefix encoder when it has one
+   * (default true): every candidate is "<current prompt>, <label>", so the prompt's tokens run once
+   * per step instead of once per candidate. false scores each candidate in full (for comparison).
+   */
+  chainCache?: boolean;
 }
 
 export interface BestOptions extends ChainOptions {}
@@ -161,14 +167,18 @@ function dot(a: Float32Array, aStart: number, b: Float32Array, dim: number): num
  * Cosine similarity of each prompt's text embedding to its image, the prompts encoded in batches of
  * `encodeBatch`. An empty prompt scores 0 (nothing to encode).
  */
-async function scorePrompts(ctx: ModeContext, pairs: readonly { prompt: string; image: Float32Array }[]): Promise<number[]> {
+async function scorePrompts(
+  ctx: ModeContext,
+  pairs: readonly { prompt: string; image: Float32Array }[],
+  encode: (texts: string[]) => Promise<Float32Array> = (texts) => ctx.text.encodeTexts(texts),
+): Promise<number[]> {
   const dim = ctx.text.dim;
   const batch = ctx.encodeBatch ?? 1024;
   const out = new Array<number>(pairs.length).fill(0);
   const todo = pairs.map((p, i) => ({ ...p, i })).filter((t) => t.prompt !== '');
   for (let s = 0; s < todo.length; s += batch) {
     const part = todo.slice(s, s + batch);
-    const embeds = await ctx.text.encodeTexts(part.map((t) => t.prompt));
+    const embeds = await encode(part.map((t) => t.prompt));
     if (embeds.length !== part.length * dim) {
       throw new Img2PromptError(undefined, `text encoder returned ${embeds.length} values for ${part.length} prompts of dimension ${dim}`);
     }
@@ -180,6 +190,12 @@ async function scorePrompts(ctx: ModeContext, pairs: readonly { prompt: string; 
 /** Cosine similarity of each prompt's text embedding to `image`. */
 export function promptSimilarities(ctx: ModeContext, image: Float32Array, prompts: readonly string[]): Promise<number[]> {
   return scorePrompts(ctx, prompts.map((prompt) => ({ prompt, image })));
+}
+
+/** promptSimilarities for one chain step's candidates, which all extend the same prompt (see ChainOptions.chainCache). */
+function candidateSimilarities(ctx: ModeContext, image: Float32Array, prompts: readonly string[], cache: boolean): Promise<number[]> {
+  const shared = cache ? ctx.text.encodeTextsSharingPrefix?.bind(ctx.text) : undefined;
+  return scorePrompts(ctx, prompts.map((prompt) => ({ prompt, image })), shared);
 }
 
 /** Prompt text: non-empty pieces joined the way the engine joins them. */
@@ -306,7 +322,7 @@ export async function chain(
     remaining = remaining.filter((r) => ctx.text.countTokens(joinPrompt(current.prompt, r.label)) <= max);
     if (remaining.length === 0) break;
     const prompts = remaining.map((r) => joinPrompt(current.prompt, r.label));
-    const sims = await promptSimilarities(ctx, image, prompts);
+    const sims = await candidateSimilarities(ctx, image, prompts, options.chainCache ?? true);
     let pick = 0;
     for (let j = 1; j < sims.length; j++) if (sign * sims[j] > sign * sims[pick]) pick = j;
     const next: Chained = { prompt: prompts[pick], labels: [...current.labels, remaining[pick]], similarity: sims[pick] };

@@ -18,6 +18,11 @@ export interface ClipTextSide {
   encodeTexts(texts: string[], opts?: { onProgress?(done: number): void }): Promise<Float32Array>;
   /** CLIP tokens of `text`, including the start and end tokens. */
   countTokens(text: string): number;
+  /**
+   * Optional: embeds texts that mostly share their first words, reusing the shared part's work (a
+   * causal text tower runs a common token prefix once). Same rows as encodeTexts to float rounding.
+   */
+  encodeTextsSharingPrefix?(texts: string[]): Promise<Float32Array>;
 }
 
 /** CLIP's context length: a prompt longer than this is truncated by the text tower. */

@@ -18,6 +18,7 @@ interface InterrogateCliOptions extends LabelOptions {
   batchSize: string;
   maxFlavors?: string;
   shortlist?: string;
+  chainCache: 'on' | 'off';
 }
 
 export function register(program: Command): void {
@@ -35,7 +36,12 @@ export function register(program: Command): void {
       .option('--details <file>', 'also write a JSON file with the chosen labels and scores per image')
       .option('--batch-size <n>', 'images per vision-tower call', '16')
       .option('--max-flavors <n>', 'labels a mode may add (classic: 3; fast/best/negative: 32)')
-      .option('--shortlist <n>', 'best/negative: labels shortlisted by image similarity before chaining (default 2048)'),
+      .option('--shortlist <n>', 'best/negative: labels shortlisted by image similarity before chaining (default 2048)')
+      .addOption(
+        new Option('--chain-cache <on|off>', 'best/negative: encode the prompt shared by each chain step once (off: every candidate in full; same labels, several times slower)')
+          .choices(['on', 'off'])
+          .default('on'),
+      ),
   ).action(async (inputs: string[], opts: InterrogateCliOptions) => {
     const files = await listImageFiles(inputs);
     if (files.length === 0) throw new Img2PromptError(inputs.join(' '), 'no image files found');
@@ -54,6 +60,7 @@ export function register(program: Command): void {
         batchSize,
         maxFlavors,
         shortlist,
+        chainCache: opts.chainCache === 'on',
         // The CSV holds only prompts: the prompt's own similarity (a text-tower pass per image in fast and
         // classic) is computed only when the details file will show it.
         score: opts.details !== undefined,
