@@ -164,16 +164,18 @@ describe('img2prompt labels build / interrogate', () => {
 
   it('best: the most similar of its candidates, never below fast; negative: a chain of the least similar labels', async () => {
     const two = [path.join(images, `${SAMPLE_IDS[2]}.png`), path.join(images, `${SAMPLE_IDS[3]}.png`)];
-    const run = (mode: string) => {
-      const out = path.join(work, `${mode}.csv`);
-      const details = path.join(work, `${mode}.json`);
-      const r = cli(['interrogate', ...two, ...COMMON, '--mode', mode, '-o', out, '--details', details, '--shortlist', '100']);
+    const run = (mode: string, extra: string[] = []) => {
+      const out = path.join(work, `${mode}${extra.join('')}.csv`);
+      const details = path.join(work, `${mode}${extra.join('')}.json`);
+      const r = cli(['interrogate', ...two, ...COMMON, '--mode', mode, '-o', out, '--details', details, '--shortlist', '100', ...extra]);
       expect(r.code, r.stderr).toBe(0);
       return { rows: readPromptsCsv(out), d: readDetails(details) };
     };
     const fast = run('fast');
     const best = run('best');
     const negative = run('negative');
+    // The uncached chain (every candidate encoded in full) composes the same prompts.
+    expect(run('best', ['--chain-cache', 'off']).d.images.map((x) => x.prompt)).toEqual(best.d.images.map((x) => x.prompt));
     const flavorsOrNegative = new Set([...lists.flavors!, ...lists.negative!]);
     for (const { rows, d } of [best, negative]) {
       expect((await rows).map((x) => x.imgId)).toEqual([SAMPLE_IDS[2], SAMPLE_IDS[3]]);
