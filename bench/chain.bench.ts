@@ -43,8 +43,8 @@ async function stepBench(): Promise<void> {
     await model.encodeTextsSharingPrefix(texts.slice(0, 8)); // builds/opens the prefix graph outside the timing
     const full: number[] = [];
     const cached: number[] = [];
-    let a = new Float32Array(0);
-    let b = new Float32Array(0);
+    let a: Float32Array = new Float32Array(0);
+    let b: Float32Array = new Float32Array(0);
     for (let round = 0; round < 3; round++) {
       let t0 = performance.now();
       a = await model.encodeTexts(texts);
