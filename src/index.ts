@@ -24,6 +24,8 @@ export type { ImageBatch, ImageFailure } from './image/batch-loader.js';
 export { ClipModel, listImageFiles } from './clip/model.js';
 export type { ClipOpenOptions, EncodeImagesOptions, EncodeTextsOptions, EncodedImages } from './clip/model.js';
 export { ClipTokenizer } from './clip/tokenizer.js';
+export type { ClipTokenizerOptions } from './clip/tokenizer.js';
+export type { ClipTokenizerKind } from './clip/pre-tokenize.js';
 export { architectureConfig } from './clip/architectures.js';
 export { installRandomClip, importClip } from './models/install-local.js';
 export { topk, bottomk } from './rank/topk.js';

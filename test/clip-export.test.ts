@@ -165,6 +165,8 @@ describe('ready Hugging Face-style exports', () => {
     writeHfTextExport(path.join(dir, 'onnx', 'text_model.onnx'), ckpt);
     const exported = await ClipModel.open(dir, { sessionOptions: { providers: ['cpu'] } });
     expect(exported.files.kind).toBe('export');
+    // Its config.json makes it a transformers model, tokenized as transformers does.
+    expect([exported.files.layout, exported.tokenizer!.kind]).toEqual(['hf', 'hf']);
     for (const padding of ['dynamic', 'fixed'] as const) {
       const a = await exported.encodeTexts(TEXTS, { padding, batchSize: 4 });
       const b = await ours.encodeTexts(TEXTS, { padding, batchSize: 4 });
@@ -180,7 +182,7 @@ describe('ready Hugging Face-style exports', () => {
   it('really depend on the mask: an all-ones mask over padding gives other embeddings', async () => {
     const file = path.join(root, 'hf-style', 'onnx', 'text_model.onnx');
     const session = await Session.open(file, { providers: ['cpu'] });
-    const tokenizer = await ClipTokenizer.load(ckptDir);
+    const tokenizer = await ClipTokenizer.load(ckptDir, { kind: 'hf' });
     const seqs = ['a', 'a castle in the clouds'].map((t) => tokenizer.encode(t));
     const batch = padClipBatch(seqs, 'longest', padIdFor('open_clip'));
     const run = async (mask: BigInt64Array) =>

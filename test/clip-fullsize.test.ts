@@ -45,7 +45,7 @@ describe.skipIf(WANTED.length === 0).each(WANTED.map((name, i) => ({ name, layou
         const pixels = gaussianArray(5, 'full.pixels', 3 * n * n, 1);
         const img = await vision.run({ pixel_values: tensor('float32', pixels, [1, 3, n, n]) });
         vision.close();
-        const tok = await ClipTokenizer.load(asset('tokenizers', 'clip', 'hf-openai-clip-vit-large-patch14'));
+        const tok = await ClipTokenizer.load(asset('tokenizers', 'clip', 'hf-openai-clip-vit-large-patch14'), { kind: layout });
         const seqs = ['a photo of a cat', 'an oil painting of a lighthouse in a storm, trending on artstation'].map((s) => tok.encode(s));
         const text = await Session.open(onnx.text, opts);
         const batch = padClipBatch(seqs, 'longest', 0);

@@ -91,7 +91,7 @@ async function textEmbeds(t: Towers, ids: BigInt64Array, batch: number, seqLen: 
 
 let tokenizer: ClipTokenizer;
 beforeAll(async () => {
-  tokenizer = await ClipTokenizer.load(TOKENIZER_DIR);
+  tokenizer = await ClipTokenizer.load(TOKENIZER_DIR, { kind: 'open_clip' });
 });
 
 const errors: string[] = [];

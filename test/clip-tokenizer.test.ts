@@ -2,16 +2,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
-import {
-  ClipTokenizer,
-  CLIP_MERGE_COUNT,
-  HF_CLIP_PAD_ID,
-  OPEN_CLIP_PAD_ID,
-  byteLevelAlphabet,
-  cleanClipText,
-  clipVocabFromMerges,
-  padClipBatch,
-} from '../src/clip/tokenizer.js';
+import { ClipTokenizer, HF_CLIP_PAD_ID, OPEN_CLIP_PAD_ID, padClipBatch } from '../src/clip/tokenizer.js';
+import { CLIP_MERGE_COUNT, byteLevelAlphabet, clipVocabFromMerges } from '../src/clip/bpe.js';
+import { openClipClean } from '../src/clip/pre-tokenize.js';
 import { Img2PromptError } from '../src/util/errors.js';
 import { asset, tempDir } from './helpers/paths.js';
 
@@ -26,7 +19,7 @@ const v = (token: string): number => {
 
 let tok: ClipTokenizer;
 beforeAll(async () => {
-  tok = await ClipTokenizer.load(HF_DIR);
+  tok = await ClipTokenizer.load(HF_DIR, { kind: 'open_clip' });
 });
 
 describe('CLIP vocabulary', () => {
@@ -64,11 +57,11 @@ describe('ClipTokenizer', () => {
   });
 
   it('cleans text as open_clip does: lower-case, collapsed whitespace, HTML entities', () => {
-    expect(cleanClipText('  A   Photo\tof\na CAT  ')).toBe('a photo of a cat');
+    expect(openClipClean('  A   Photo\tof\na CAT  ')).toBe('a photo of a cat');
     expect(tok.encode('  A   Photo\tof\na CAT  ')).toEqual(tok.encode('a photo of a cat'));
-    expect(cleanClipText('rock &amp; roll &#39;n&#x27; more &amp;amp;')).toBe("rock & roll 'n' more &");
+    expect(openClipClean('rock &amp; roll &#39;n&#x27; more &amp;amp;')).toBe("rock & roll 'n' more &");
     expect(tok.encode('rock &amp; roll')).toEqual(tok.encode('rock & roll'));
-    expect(cleanClipText('&unknownentity; stays')).toBe('&unknownentity; stays');
+    expect(openClipClean('&unknownentity; stays')).toBe('&unknownentity; stays');
   });
 
   it('truncates to 77 ids keeping EOT last, and counts tokens before truncation', () => {
@@ -92,9 +85,9 @@ describe('ClipTokenizer', () => {
     try {
       fs.copyFileSync(path.join(HF_DIR, 'vocab.json'), path.join(dir, 'vocab.json'));
       fs.copyFileSync(path.join(HF_DIR, 'merges.txt'), path.join(dir, 'merges.txt'));
-      const fromFiles = await ClipTokenizer.load(dir);
-      const fromGz = await ClipTokenizer.load(BPE_GZ);
-      const fromJsonFile = await ClipTokenizer.load(path.join(HF_DIR, 'tokenizer.json'));
+      const fromFiles = await ClipTokenizer.load(dir, { kind: 'open_clip' });
+      const fromGz = await ClipTokenizer.load(BPE_GZ, { kind: 'open_clip' });
+      const fromJsonFile = await ClipTokenizer.load(path.join(HF_DIR, 'tokenizer.json'), { kind: 'open_clip' });
       const prompts = fs
         .readFileSync(asset('eval', 'prompts', 'krea-open-prompts-1k.prompts.txt'), 'utf-8')
         .split('\n')
@@ -129,8 +122,8 @@ describe('ClipTokenizer', () => {
   it('names the location when there is no tokenizer', async () => {
     const dir = tempDir('img2prompt-clip-tok-');
     try {
-      await expect(ClipTokenizer.load(dir)).rejects.toThrow(Img2PromptError);
-      await expect(ClipTokenizer.load(dir)).rejects.toThrow(dir);
+      await expect(ClipTokenizer.load(dir, { kind: 'open_clip' })).rejects.toThrow(Img2PromptError);
+      await expect(ClipTokenizer.load(dir, { kind: 'open_clip' })).rejects.toThrow(dir);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -5,6 +5,7 @@ import { Img2PromptError } from '../util/errors.js';
 import { modelDir, readInstallRecord } from '../models/cache.js';
 import { loadBatches, type ImageFailure } from '../image/batch-loader.js';
 import { ClipTokenizer, padClipBatch, padIdFor } from './tokenizer.js';
+import type { ClipTokenizerKind } from './pre-tokenize.js';
 import { ensureClipOnnx, ensureClipTextPrefixOnnx, type ClipOnnxFiles } from './onnx-cache.js';
 import { ClipPrefixEncoder } from './prefix-encoder.js';
 import { classifyTower, type TowerIo } from './tower-io.js';
@@ -17,6 +18,11 @@ export interface ClipOpenOptions {
   towers?: ('vision' | 'text')[];
   /** Force QuickGELU (OpenAI-pretrained weights) when the checkpoint's config does not say. */
   quickGelu?: boolean;
+  /**
+   * Tokenize as open_clip ('open_clip') or transformers ('hf') does. Default: as the library whose
+   * layout the checkpoint has, so the text tower sees the ids it was trained and evaluated with.
+   */
+  tokenizerKind?: ClipTokenizerKind;
 }
 
 /** The CLIP model every command opens unless told otherwise (predict, fit-map, interrogate()). */
@@ -65,9 +71,9 @@ export function resolveModelDir(nameOrDir: string): string {
   return dir;
 }
 
-async function loadTokenizer(dir: string): Promise<ClipTokenizer> {
+async function loadTokenizer(dir: string, kind: ClipTokenizerKind, contextLength: number): Promise<ClipTokenizer> {
   for (const f of ['tokenizer.json', 'vocab.json', 'bpe_simple_vocab_16e6.txt.gz']) {
-    if (existsSync(path.join(dir, f))) return ClipTokenizer.load(f === 'tokenizer.json' || f === 'vocab.json' ? dir : path.join(dir, f));
+    if (existsSync(path.join(dir, f))) return ClipTokenizer.load(f === 'tokenizer.json' || f === 'vocab.json' ? dir : path.join(dir, f), { kind, contextLength });
   }
   throw new Img2PromptError(dir, 'no CLIP tokenizer here (tokenizer.json, vocab.json + merges.txt or bpe_simple_vocab_16e6.txt.gz)');
 }
@@ -104,7 +110,7 @@ export class ClipModel implements ClipTextSide {
       // The sessions' own input/output names decide what is fed and which output is read.
       const visionIo = vision && classifyTower(files.vision, ioNames(vision), 'vision');
       const textIo = text && classifyTower(files.text, ioNames(text), 'text');
-      const tokenizer = towers.includes('text') ? await loadTokenizer(dir) : undefined;
+      const tokenizer = towers.includes('text') ? await loadTokenizer(dir, options.tokenizerKind ?? files.layout, files.config.text.contextLength) : undefined;
       return new ClipModel(dir, path.basename(dir), files, record?.random ?? false, vision, text, tokenizer, visionIo, textIo, options);
     } catch (err) {
       vision?.close();
@@ -129,6 +135,11 @@ export class ClipModel implements ClipTextSide {
   /** sha256 of the weights (label-bank caches built with other weights are rebuilt). */
   get weightHash(): string {
     return this.files.weightHash;
+  }
+
+  /** How texts become token ids (see ClipTokenizer.identity): label-bank caches built from other ids are rebuilt. */
+  get tokenizerId(): string {
+    return this.need(this.tokenizer, 'text').identity;
   }
 
   /** Stable identity for caches: directory name plus the weights' hash. */

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { sha256File } from '../models/sha256.js';
-import { loadClipCheckpoint, CLIP_CHECKPOINT_FILES, type LoadClipCheckpointOptions } from './weights.js';
+import { loadClipCheckpoint, CLIP_CHECKPOINT_FILES, type ClipLayout, type LoadClipCheckpointOptions } from './weights.js';
 import { loadHfClipConfig, loadOpenClipConfig, type ClipConfig } from './config.js';
 import { clipVisionGraphBuilder } from '../../models/graph/clip-vision.js';
 import { CLIP_TEXT_PREFIX_GRAPH_VERSION, clipTextGraphBuilder, clipTextPrefixGraphBuilder } from '../../models/graph/clip-text.js';
@@ -24,6 +24,11 @@ export interface ClipOnnxFiles {
   text: string;
   config: ClipConfig;
   /**
+   * Whose conventions the checkpoint follows: open_clip's or transformers'. Its text is tokenized the
+   * way that library tokenizes it.
+   */
+  layout: ClipLayout;
+  /**
    * sha256 identifying the weights (label-bank caches are rebuilt when it changes): of the safetensors
    * file for built graphs; for an export, over both towers' .onnx files and their external data.
    */
@@ -37,6 +42,8 @@ interface Sidecar {
   weightsMtimeMs: number;
   weightsSha256: string;
   quickGelu: boolean | null;
+  /** Absent in sidecars written before the layout was recorded: those graphs are rebuilt once. */
+  layout?: ClipLayout;
   config: ClipConfig;
 }
 
@@ -48,12 +55,13 @@ async function readSidecar(file: string): Promise<Sidecar | undefined> {
   }
 }
 
-async function exportConfig(dir: string): Promise<ClipConfig> {
+/** An export's config and layout: an HF config.json makes it a transformers model, else open_clip's. */
+async function exportConfig(dir: string): Promise<{ config: ClipConfig; layout: ClipLayout }> {
   const hf = path.join(dir, CLIP_CHECKPOINT_FILES.hf.config);
   const pre = path.join(dir, CLIP_CHECKPOINT_FILES.hf.preprocessor);
-  if (existsSync(hf)) return loadHfClipConfig(hf, existsSync(pre) ? pre : undefined);
+  if (existsSync(hf)) return { config: await loadHfClipConfig(hf, existsSync(pre) ? pre : undefined), layout: 'hf' };
   const oc = path.join(dir, CLIP_CHECKPOINT_FILES.open_clip.config);
-  if (existsSync(oc)) return loadOpenClipConfig(oc);
+  if (existsSync(oc)) return { config: await loadOpenClipConfig(oc), layout: 'open_clip' };
   throw new Img2PromptError(dir, 'ONNX export found but no config.json to read the image size and normalisation from');
 }
 
@@ -79,8 +87,8 @@ export async function ensureClipOnnx(dir: string, options: EnsureClipOnnxOptions
   const weightsFile = weightsFileOf(dir);
   const exported = weightsFile ? undefined : await findClipExport(dir);
   if (exported) {
-    const config = await exportConfig(dir);
-    return { kind: 'export', vision: exported.vision.file, text: exported.text.file, config, weightHash: await exportWeightHash(dir, exported) };
+    const { config, layout } = await exportConfig(dir);
+    return { kind: 'export', vision: exported.vision.file, text: exported.text.file, config, layout, weightHash: await exportWeightHash(dir, exported) };
   }
   if (!weightsFile) {
     throw new Img2PromptError(dir, 'no CLIP model here: expected open_clip_model.safetensors, model.safetensors or vision_model.onnx + text_model.onnx');
@@ -100,7 +108,7 @@ export async function ensureClipOnnx(dir: string, options: EnsureClipOnnxOptions
     side.quickGelu === quickGelu &&
     existsSync(vision) &&
     existsSync(text);
-  if (fresh) return { kind: 'built', vision, text, config: side.config, weightHash: side.weightsSha256 };
+  if (fresh && side.layout) return { kind: 'built', vision, text, config: side.config, layout: side.layout, weightHash: side.weightsSha256 };
 
   const weightsSha256 = await sha256File(weightsFile);
   const ckpt = await loadClipCheckpoint(dir, options);
@@ -119,10 +127,11 @@ export async function ensureClipOnnx(dir: string, options: EnsureClipOnnxOptions
     weightsMtimeMs: stat.mtimeMs,
     weightsSha256,
     quickGelu,
+    layout: ckpt.layout,
     config: ckpt.config,
   };
   await writeFileAtomic(sidecarFile, JSON.stringify(record, null, 2) + '\n');
-  return { kind: 'built', vision, text, config: ckpt.config, weightHash: weightsSha256 };
+  return { kind: 'built', vision, text, config: ckpt.config, layout: ckpt.layout, weightHash: weightsSha256 };
 }
 
 interface PrefixSidecar {

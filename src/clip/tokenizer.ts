@@ -1,22 +1,25 @@
-import { loadHfTokenizer, requireTokenId } from '../text/hf-tokenizer.js';
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import type { Tokenizer } from '@huggingface/tokenizers';
+import { createHash } from 'node:crypto';
 import { parseJsonObject } from '../util/json-file.js';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
 import { CLIP_CONTEXT_LENGTH, CLIP_EOT_ID, CLIP_SOT_ID } from './config.js';
+import { CLIP_EOT_TOKEN, CLIP_MERGE_COUNT, CLIP_SOT_TOKEN, ClipBpe, clipVocabFromMerges } from './bpe.js';
+import { hfPieces, openClipPieces, type AddedToken, type ClipPiece, type ClipTokenizerKind } from './pre-tokenize.js';
 
 /**
- * The CLIP byte-level BPE tokenizer (49,408 tokens, lower-cased), run by @huggingface/tokenizers and
- * wrapped the way open_clip's `tokenize` uses it: [SOT] body [EOT], truncated to the context length
- * with the EOT kept as the last token.
- *
- * Text cleaning follows open_clip (`basic_clean` + `whitespace_clean` + lower()), except that ftfy is
- * not available: mojibake is not repaired, and HTML entities are decoded only for the common named
- * ones and numeric references rather than all of HTML5. Text that is already clean Unicode (all the
- * prompts and label banks this engine sees) tokenizes identically.
+ * The CLIP tokenizer (49,408-token byte-level BPE) as open_clip's or transformers' implementation
+ * runs it, chosen by `kind`: the two clean the text differently (see pre-tokenize.ts), so a model is
+ * given the ids its own reference produces. Wrapped the way both encode a prompt: [SOT] body [EOT],
+ * truncated to the context length with the EOT kept as the last token.
  */
+
+/**
+ * Bump when this tokenizer's output changes for some text, so that embeddings cached from the old ids
+ * (label banks, prompt banks) are rebuilt: it is part of `ClipTokenizer.identity`.
+ */
+export const CLIP_TOKENIZER_VERSION = 2;
 
 export const OPEN_CLIP_PAD_ID = 0;
 /** HF's CLIPTokenizer pads with <|endoftext|>. */
@@ -52,105 +55,6 @@ export function padClipBatch(seqs: readonly (readonly number[])[], length: numbe
   return { inputIds, batch: seqs.length, seqLen };
 }
 
-const NAMED_ENTITIES: Record<string, string> = {
-  amp: '&',
-  lt: '<',
-  gt: '>',
-  quot: '"',
-  apos: "'",
-  nbsp: '\u00a0',
-};
-
-/** Decode numeric character references and the common named entities (see the file comment). */
-function unescapeHtml(text: string): string {
-  return text.replace(/&(#[0-9]+|#[xX][0-9a-fA-F]+|[a-zA-Z]+);/g, (whole, body: string) => {
-    if (body[0] === '#') {
-      const code = body[1] === 'x' || body[1] === 'X' ? parseInt(body.slice(2), 16) : parseInt(body.slice(1), 10);
-      return code > 0 && code <= 0x10ffff && !(code >= 0xd800 && code <= 0xdfff) ? String.fromCodePoint(code) : whole;
-    }
-    return NAMED_ENTITIES[body] ?? whole;
-  });
-}
-
-/** open_clip's text cleaning: unescape HTML twice, collapse whitespace, trim, lower-case (plus NFC, as ftfy does). */
-export function cleanClipText(text: string): string {
-  const unescaped = unescapeHtml(unescapeHtml(text.normalize('NFC')));
-  return unescaped.replace(/\s+/g, ' ').trim().toLowerCase();
-}
-
-/** GPT-2's reversible byte → printable-character table, in the order CLIP's vocabulary lists it. */
-export function byteLevelAlphabet(): string[] {
-  const bytes: number[] = [];
-  for (let b = 0x21; b <= 0x7e; b++) bytes.push(b);
-  for (let b = 0xa1; b <= 0xac; b++) bytes.push(b);
-  for (let b = 0xae; b <= 0xff; b++) bytes.push(b);
-  const chars = bytes.slice();
-  let extra = 0;
-  for (let b = 0; b < 256; b++) {
-    if (!bytes.includes(b)) {
-      bytes.push(b);
-      chars.push(256 + extra++);
-    }
-  }
-  return chars.map((c) => String.fromCodePoint(c));
-}
-
-/** Number of merges CLIP uses from its merge list (49408 − 256 bytes − 256 end-of-word bytes − 2 specials). */
-export const CLIP_MERGE_COUNT = 49152 - 256 - 2;
-
-/**
- * The vocabulary as open_clip builds it from a merge list: the 256 byte characters, the same with
- * "</w>", one token per merge, then the two specials (named as in the HF vocab.json).
- */
-export function clipVocabFromMerges(merges: readonly string[]): Record<string, number> {
-  const alphabet = byteLevelAlphabet();
-  const tokens = [...alphabet, ...alphabet.map((c) => `${c}</w>`), ...merges.map((m) => m.replace(' ', '')), '<|startoftext|>', '<|endoftext|>'];
-  const vocab: Record<string, number> = {};
-  tokens.forEach((t, i) => {
-    vocab[t] = i;
-  });
-  return vocab;
-}
-
-/** tokenizer.json equivalent to HF's openai/clip-* one, for a vocabulary and merge list. */
-function tokenizerJsonFor(vocab: Record<string, number>, merges: readonly string[]): Record<string, unknown> {
-  const special = (id: number, content: string) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
-  return {
-    version: '1.0',
-    truncation: null,
-    padding: null,
-    added_tokens: [special(vocab['<|startoftext|>']!, '<|startoftext|>'), special(vocab['<|endoftext|>']!, '<|endoftext|>')],
-    normalizer: {
-      type: 'Sequence',
-      normalizers: [{ type: 'NFC' }, { type: 'Replace', pattern: { Regex: '\\s+' }, content: ' ' }, { type: 'Lowercase' }],
-    },
-    pre_tokenizer: {
-      type: 'Sequence',
-      pretokenizers: [
-        {
-          type: 'Split',
-          pattern: { Regex: "'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+" },
-          behavior: 'Removed',
-          invert: true,
-        },
-        { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true },
-      ],
-    },
-    post_processor: null,
-    decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true },
-    model: {
-      type: 'BPE',
-      dropout: null,
-      unk_token: '<|endoftext|>',
-      continuing_subword_prefix: '',
-      end_of_word_suffix: '</w>',
-      fuse_unk: false,
-      vocab,
-      merges: [...merges],
-    },
-  };
-}
-
 async function readText(file: string): Promise<string> {
   try {
     return await fs.readFile(file, 'utf-8');
@@ -158,7 +62,6 @@ async function readText(file: string): Promise<string> {
     throw new Img2PromptError(file, `cannot read: ${errorMessage(err)}`, { cause: err });
   }
 }
-
 
 /** Merge lines of a merges.txt / bpe_simple_vocab file: skip the "#version" header and blank lines. */
 function mergeLines(text: string, file: string): string[] {
@@ -172,13 +75,43 @@ function mergeLines(text: string, file: string): string[] {
 }
 
 export interface ClipTokenizerOptions {
+  /** Whose tokenizer to reproduce: open_clip's (open_clip checkpoints) or transformers' (HF checkpoints). */
+  kind: ClipTokenizerKind;
   /** Context length including SOT and EOT (default 77). */
   contextLength?: number;
 }
 
+/** The special tokens of an HF CLIP tokenizer.json, or those transformers gives a tokenizer without one. */
+function addedTokensOf(json: Record<string, unknown> | undefined, startNormalized: boolean, bpe: ClipBpe, source: string): AddedToken[] {
+  const listed = Array.isArray(json?.added_tokens) ? (json.added_tokens as Record<string, unknown>[]) : undefined;
+  if (listed) {
+    return listed.map((t) => {
+      if (typeof t.content !== 'string' || !Number.isInteger(t.id)) throw new Img2PromptError(source, 'added_tokens entries need a string "content" and an integer "id"');
+      return { content: t.content, id: t.id as number, normalized: t.normalized === true };
+    });
+  }
+  return [
+    { content: CLIP_SOT_TOKEN, id: bpe.tokenId(CLIP_SOT_TOKEN)!, normalized: startNormalized },
+    { content: CLIP_EOT_TOKEN, id: bpe.tokenId(CLIP_EOT_TOKEN)!, normalized: false },
+  ];
+}
+
+/** tokenizer.json's BPE merges: "a b" strings, or [a, b] pairs in newer files. */
+function tokenizerJsonMerges(model: Record<string, unknown>, source: string): string[] {
+  const merges = model.merges;
+  if (!Array.isArray(merges)) throw new Img2PromptError(source, 'tokenizer.json has no BPE merge list');
+  return merges.map((m) => {
+    if (typeof m === 'string') return m;
+    if (Array.isArray(m) && m.length === 2 && m.every((x) => typeof x === 'string')) return `${m[0]} ${m[1]}`;
+    throw new Img2PromptError(source, `tokenizer.json merge ${JSON.stringify(m)} is neither "a b" nor ["a", "b"]`);
+  });
+}
+
 export class ClipTokenizer {
   private constructor(
-    private readonly tokenizer: Tokenizer,
+    private readonly bpe: ClipBpe,
+    readonly kind: ClipTokenizerKind,
+    private readonly addedTokens: readonly AddedToken[],
     readonly source: string,
     readonly contextLength: number,
     readonly sotId: number,
@@ -189,7 +122,7 @@ export class ClipTokenizer {
    * Load from a directory holding tokenizer.json, or vocab.json + merges.txt, or open_clip's
    * bpe_simple_vocab_16e6.txt.gz (tried in that order); or from a path to one of those files.
    */
-  static async load(location: string, options: ClipTokenizerOptions = {}): Promise<ClipTokenizer> {
+  static async load(location: string, options: ClipTokenizerOptions): Promise<ClipTokenizer> {
     const isDir = (await fs.stat(location).catch(() => undefined))?.isDirectory() ?? false;
     const dir = isDir ? location : path.dirname(location);
     const pick = (name: string) => (isDir ? (existsSync(path.join(dir, name)) ? path.join(dir, name) : undefined) : path.basename(location) === name ? location : undefined);
@@ -199,7 +132,11 @@ export class ClipTokenizer {
     if (vocabJson) {
       const mergesTxt = path.join(dir, 'merges.txt');
       const vocab = parseJsonObject(vocabJson, await readText(vocabJson)) as Record<string, number>;
-      return ClipTokenizer.fromVocabAndMerges(vocab, mergeLines(await readText(mergesTxt), mergesTxt), vocabJson, options);
+      // Without a tokenizer.json, transformers takes <|startoftext|>'s matching from tokenizer_config.json.
+      const configFile = path.join(dir, 'tokenizer_config.json');
+      const config = existsSync(configFile) ? parseJsonObject(configFile, await readText(configFile)) : {};
+      const bos = config.bos_token as { normalized?: unknown } | undefined;
+      return ClipTokenizer.fromVocabAndMerges(vocab, mergeLines(await readText(mergesTxt), mergesTxt), vocabJson, options, bos?.normalized === true);
     }
     const gz = isDir ? path.join(dir, 'bpe_simple_vocab_16e6.txt.gz') : location.endsWith('.gz') ? location : undefined;
     if (gz && existsSync(gz)) return ClipTokenizer.fromOpenClipBpe(gz, options);
@@ -207,7 +144,7 @@ export class ClipTokenizer {
   }
 
   /** open_clip's gzipped merge list; the vocabulary is derived from it exactly as open_clip does. */
-  static async fromOpenClipBpe(file: string, options: ClipTokenizerOptions = {}): Promise<ClipTokenizer> {
+  static async fromOpenClipBpe(file: string, options: ClipTokenizerOptions): Promise<ClipTokenizer> {
     let text: string;
     try {
       text = gunzipSync(await fs.readFile(file)).toString('utf-8');
@@ -219,38 +156,69 @@ export class ClipTokenizer {
     return ClipTokenizer.fromVocabAndMerges(clipVocabFromMerges(merges), merges, file, options);
   }
 
+  /** `startNormalized`: whether transformers matches <|startoftext|> after normalizing (lower-casing) the text. */
   static fromVocabAndMerges(
     vocab: Record<string, number>,
     merges: readonly string[],
     source: string,
-    options: ClipTokenizerOptions = {},
+    options: ClipTokenizerOptions,
+    startNormalized = false,
   ): ClipTokenizer {
-    for (const special of ['<|startoftext|>', '<|endoftext|>']) {
-      if (!Number.isInteger(vocab[special])) throw new Img2PromptError(source, `vocabulary has no ${special} token`);
-    }
-    return ClipTokenizer.fromTokenizerJson(tokenizerJsonFor(vocab, merges), source, options);
+    return ClipTokenizer.create(new ClipBpe(vocab, merges), undefined, startNormalized, source, options);
   }
 
-  static fromTokenizerJson(json: Record<string, unknown>, source: string, options: ClipTokenizerOptions = {}): ClipTokenizer {
+  /**
+   * An HF tokenizer.json: its BPE model and added tokens. Its normalizer and pre-tokenizer are not
+   * read: `kind` decides the pipeline, as transformers' CLIPTokenizer builds its own.
+   */
+  static fromTokenizerJson(json: Record<string, unknown>, source: string, options: ClipTokenizerOptions): ClipTokenizer {
+    const model = json.model as Record<string, unknown> | undefined;
+    if (!model || model.type !== 'BPE' || typeof model.vocab !== 'object' || model.vocab === null) {
+      throw new Img2PromptError(source, 'not a CLIP tokenizer.json: expected a BPE model with a vocabulary');
+    }
+    const bpe = new ClipBpe(model.vocab as Record<string, number>, tokenizerJsonMerges(model, source));
+    return ClipTokenizer.create(bpe, json, false, source, options);
+  }
+
+  private static create(bpe: ClipBpe, json: Record<string, unknown> | undefined, startNormalized: boolean, source: string, options: ClipTokenizerOptions): ClipTokenizer {
     const contextLength = options.contextLength ?? CLIP_CONTEXT_LENGTH;
     if (!Number.isInteger(contextLength) || contextLength < 2) throw new Img2PromptError(source, `context length must be an integer >= 2, got ${contextLength}`);
-    const tokenizer = loadHfTokenizer(json, {}, source);
-    const id = (token: string): number => requireTokenId(tokenizer, token, source);
-    const sot = id('<|startoftext|>');
-    const eot = id('<|endoftext|>');
+    if (options.kind !== 'open_clip' && options.kind !== 'hf') throw new Img2PromptError(source, `unknown CLIP tokenizer kind "${String(options.kind)}" (open_clip or hf)`);
+    const sot = bpe.tokenId(CLIP_SOT_TOKEN);
+    const eot = bpe.tokenId(CLIP_EOT_TOKEN);
+    if (sot === undefined || eot === undefined) throw new Img2PromptError(source, `vocabulary has no ${sot === undefined ? CLIP_SOT_TOKEN : CLIP_EOT_TOKEN} token`);
     if (sot !== CLIP_SOT_ID || eot !== CLIP_EOT_ID) {
       // The text graph pools at the largest id; a vocabulary with other special ids would break that.
-      throw new Img2PromptError(source, `not the CLIP vocabulary: <|startoftext|>=${sot}, <|endoftext|>=${eot} (expected ${CLIP_SOT_ID}, ${CLIP_EOT_ID})`);
+      throw new Img2PromptError(source, `not the CLIP vocabulary: ${CLIP_SOT_TOKEN}=${sot}, ${CLIP_EOT_TOKEN}=${eot} (expected ${CLIP_SOT_ID}, ${CLIP_EOT_ID})`);
     }
-    return new ClipTokenizer(tokenizer, source, contextLength, sot, eot);
+    const added = options.kind === 'hf' ? addedTokensOf(json, startNormalized, bpe, source) : [];
+    return new ClipTokenizer(bpe, options.kind, added, source, contextLength, sot, eot);
+  }
+
+  /**
+   * Names what this tokenizer does, for caches of embeddings computed from its ids: the kind, this
+   * code's version, the context length and a hash of the vocabulary, merges and special tokens.
+   */
+  get identity(): string {
+    const h = createHash('sha256').update(this.bpe.hash).update(JSON.stringify(this.addedTokens)).digest('hex');
+    return `${this.kind}/v${CLIP_TOKENIZER_VERSION}/ctx${this.contextLength}/${h.slice(0, 16)}`;
+  }
+
+  private pieces(text: string): ClipPiece[] {
+    return this.kind === 'open_clip' ? openClipPieces(text, this.sotId, this.eotId) : hfPieces(text, this.addedTokens);
   }
 
   /** Token ids of the cleaned text, without SOT/EOT and without truncation. */
   encodeBody(text: string): number[] {
-    return this.tokenizer.encode(cleanClipText(text), { add_special_tokens: false }).ids;
+    const ids: number[] = [];
+    for (const piece of this.pieces(text)) {
+      if (typeof piece === 'number') ids.push(piece);
+      else for (const id of this.bpe.encodeWord(piece)) ids.push(id);
+    }
+    return ids;
   }
 
-  /** [SOT] body [EOT], at most contextLength ids: a longer body is cut and EOT stays last (as open_clip). */
+  /** [SOT] body [EOT], at most contextLength ids: a longer body is cut and EOT stays last (as both references do). */
   encode(text: string): number[] {
     const body = this.encodeBody(text);
     const keep = Math.min(body.length, this.contextLength - 2);
@@ -271,18 +239,9 @@ export class ClipTokenizer {
     return this.countTokens(text) <= this.contextLength;
   }
 
-  /** BPE pieces of the cleaned text (no specials), e.g. ["a</w>", "photo</w>"]. */
+  /** BPE pieces of the cleaned text, e.g. ["a</w>", "photo</w>"]; a special token found in the text shows as its name. */
   tokenize(text: string): string[] {
-    return this.tokenizer.tokenize(cleanClipText(text));
-  }
-
-  /** Inverse of the vocabulary, for inspection. */
-  idToToken(id: number): string | undefined {
-    return this.tokenizer.id_to_token(id) ?? undefined;
-  }
-
-  tokenToId(token: string): number | undefined {
-    return this.tokenizer.token_to_id(token) ?? undefined;
+    return this.pieces(text).flatMap((p) => (typeof p === 'number' ? [p === this.sotId ? CLIP_SOT_TOKEN : CLIP_EOT_TOKEN] : this.bpe.pieces(p)));
   }
 
   /**
