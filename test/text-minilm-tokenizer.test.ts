@@ -47,6 +47,16 @@ describe('MiniLMTokenizer', () => {
     expect(tok.encode('Café naïve résumé')).toEqual([CLS, id('cafe'), id('naive'), id('resume'), SEP]);
   });
 
+  it("lower-cases a word-final Σ to σ, as sentence-transformers' (fast, Rust) BertTokenizer does, not to ς", () => {
+    // Ids from sentence-transformers / transformers' BertTokenizer on this folder (vocab: σ 29733, ##ος 15297).
+    expect(tok.encode('ΣΟΦΟΣ ΛΟΓΟΣ')).toEqual([CLS, 1173, 29730, 29736, 29730, 29733, 1165, 29730, 29721, 29730, 29733, SEP]);
+    expect(tok.encode('ΟΔΟΣ.')).toEqual([CLS, 1169, 29722, 29730, 29733, 1012, SEP]);
+    expect(id('##σ')).toBe(29733);
+    // A final ς written as such stays ς.
+    expect(tok.encode('σοφος λογος')).toEqual([CLS, 1173, 29730, 29736, 15297, 1165, 29730, 29721, 15297, SEP]);
+    expect(id('##ος')).toBe(15297);
+  });
+
   it('splits punctuation, including ASCII symbols that BERT counts as punctuation', () => {
     expect(tok.encode('hello, world!')).toEqual([CLS, id('hello'), id(','), id('world'), id('!'), SEP]);
     expect(tok.tokenize("it's a don't-stop")).toEqual(['it', "'", 's', 'a', 'don', "'", 't', '-', 'stop']);

@@ -1,16 +1,25 @@
 import { loadHfTokenizer, requireTokenId } from './hf-tokenizer.js';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { createHash } from 'node:crypto';
 import type { Tokenizer } from '@huggingface/tokenizers';
 import { readJsonObject } from '../util/json-file.js';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
+import { sigmaAsMedial } from './lowercase.js';
 
 /**
  * WordPiece tokenizer for all-MiniLM-L6-v2, set up the way sentence-transformers runs it in the Kaggle
  * metric: [CLS] text [SEP], truncated to max_seq_length (256, from sentence_bert_config.json) and
  * padded only to the longest sequence of each batch. The tokenizer.json shipped with the model bakes
  * in truncation 128 and fixed padding 128; tokenizers.js ignores both, and this class applies its own.
+ *
+ * sentence-transformers loads that folder with the fast (Rust) BertTokenizer, whose normalizer
+ * lower-cases one character at a time: a word-final Σ becomes σ. tokenizers.js lower-cases the whole
+ * string with toLowerCase (ς there), so capital sigmas are made medial before it sees the text.
  */
+
+/** Bump when this tokenizer's output changes for some text, so cached MiniLM embeddings are rebuilt. */
+export const MINILM_TOKENIZER_VERSION = 2;
 
 /** sentence-transformers' max_seq_length for this model, used when sentence_bert_config.json is absent. */
 export const MINILM_MAX_TOKENS = 256;
@@ -29,6 +38,15 @@ async function exists(file: string): Promise<boolean> {
   return fs.access(file).then(() => true, () => false);
 }
 
+/** Whether a tokenizer.json normalizer lower-cases (BertNormalizer's `lowercase`, or a Lowercase step). */
+function normalizerLowercases(normalizer: unknown): boolean {
+  if (typeof normalizer !== 'object' || normalizer === null) return false;
+  const n = normalizer as { type?: unknown; lowercase?: unknown; normalizers?: unknown };
+  if (n.type === 'BertNormalizer') return n.lowercase !== false;
+  if (n.type === 'Lowercase') return true;
+  return n.type === 'Sequence' && Array.isArray(n.normalizers) && n.normalizers.some(normalizerLowercases);
+}
+
 export class MiniLMTokenizer {
   private constructor(
     private readonly tokenizer: Tokenizer,
@@ -36,6 +54,9 @@ export class MiniLMTokenizer {
     readonly clsId: number,
     readonly sepId: number,
     readonly padId: number,
+    private readonly lowercases: boolean,
+    /** Names what this tokenizer does (version, truncation, tokenizer.json hash), for caches of embeddings. */
+    readonly identity: string,
   ) {}
 
   /**
@@ -60,12 +81,19 @@ export class MiniLMTokenizer {
     if (!Number.isInteger(maxTokens) || maxTokens < 3) throw new Img2PromptError(tokenizerPath, `maxTokens must be an integer >= 3, got ${maxTokens}`);
     const tokenizer = loadHfTokenizer(json, config, tokenizerPath);
     const id = (token: string): number => requireTokenId(tokenizer, token, tokenizerPath);
-    return new MiniLMTokenizer(tokenizer, maxTokens, id('[CLS]'), id('[SEP]'), id('[PAD]'));
+    const hash = createHash('sha256').update(JSON.stringify(json)).update(JSON.stringify(config)).digest('hex');
+    const identity = `wordpiece/v${MINILM_TOKENIZER_VERSION}/max${maxTokens}/${hash.slice(0, 16)}`;
+    return new MiniLMTokenizer(tokenizer, maxTokens, id('[CLS]'), id('[SEP]'), id('[PAD]'), normalizerLowercases(json.normalizer), identity);
+  }
+
+  /** The text as the Rust normalizer would lower-case it (see the file comment). */
+  private prepare(text: string): string {
+    return this.lowercases ? sigmaAsMedial(text) : text;
   }
 
   /** Token ids of one text: [CLS] … [SEP], at most maxTokens long. */
   encode(text: string): number[] {
-    const body = this.tokenizer.encode(text, { add_special_tokens: false }).ids;
+    const body = this.tokenizer.encode(this.prepare(text), { add_special_tokens: false }).ids;
     // Same as HF's truncation of a single sequence: keep the head, leaving room for the two specials.
     const keep = Math.min(body.length, this.maxTokens - 2);
     const ids = new Array<number>(keep + 2);
@@ -77,7 +105,7 @@ export class MiniLMTokenizer {
 
   /** The word pieces of a text (no specials), for inspection. */
   tokenize(text: string): string[] {
-    return this.tokenizer.tokenize(text);
+    return this.tokenizer.tokenize(this.prepare(text));
   }
 
   /** Encode texts and pad them to the longest. */
