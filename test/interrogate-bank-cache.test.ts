@@ -1,11 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { seededRandom } from '../src/predict/seeded.js';
 import fs from 'node:fs';
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { tempDir } from './helpers/paths.js';
 import { PlantedTextSide, syntheticLabels } from './helpers/planted.js';
 import {
+  BANK_FORMAT_VERSION,
   bankFilePath,
   bankKey,
   buildBankFile,
@@ -18,6 +20,7 @@ import {
 } from '../src/interrogate/bank-cache.js';
 import { toFloat16 } from '../src/rank/float16.js';
 import type { LabelBankDef } from '../src/interrogate/types.js';
+import type { BankKey } from '../src/interrogate/bank-cache.js';
 
 
 const def = (labels: string[], name = 'flavors'): LabelBankDef => ({ name, role: 'flavor', labels, source: `${name}.txt` });
@@ -38,6 +41,29 @@ function expectRowsClose(got: Float32Array | Uint16Array, want: Float32Array): v
   expect(worst).toBeLessThan(1e-6);
 }
 
+/** A finished fp32 bank laid out as format 1 wrote it: the same header without the tokenizer id. */
+function formatOneBank(key: BankKey, matrix: Float32Array): Buffer {
+  const strings = [key.modelId, key.weightHash, key.labelsHash].map((s) => Buffer.from(s, 'utf8'));
+  const size = Math.ceil((64 + strings.reduce((n, b) => n + 2 + b.length, 0) + 32) / 64) * 64;
+  const header = Buffer.alloc(size);
+  header.write('I2PBANK\0', 0, 'latin1');
+  header.writeUInt32LE(1, 8);
+  header.writeUInt32LE(size, 12);
+  header.writeUInt32LE(key.dim, 16);
+  header.writeUInt32LE(key.count, 20);
+  header.writeUInt32LE(1, 24); // fp32
+  const payload = Buffer.from(matrix.buffer, matrix.byteOffset, matrix.byteLength);
+  createHash('sha256').update(payload).digest().copy(header, 32);
+  let at = 64;
+  for (const s of strings) {
+    header.writeUInt16LE(s.length, at);
+    s.copy(header, at + 2);
+    at += 2 + s.length;
+  }
+  createHash('sha256').update(header.subarray(0, size - 32)).digest().copy(header, size - 32);
+  return Buffer.concat([header, payload]);
+}
+
 describe('bank file format', () => {
   it('round-trips the header and lays the file out under <home>/banks/<model>/', () => {
     const side = new PlantedTextSide({ dim: 24, modelId: 'ViT-L-14/openai' });
@@ -45,7 +71,8 @@ describe('bank file format', () => {
     const header = encodeHeader(key, 'ab'.repeat(32));
     expect(header.length).toBe(headerSize(key));
     expect(header.length % 64).toBe(0);
-    expect(decodeHeader(header, 'x.bank')).toEqual({ ...key, version: 1, headerBytes: header.length, payloadSha256: 'ab'.repeat(32) });
+    expect(decodeHeader(header, 'x.bank')).toEqual({ ...key, version: BANK_FORMAT_VERSION, headerBytes: header.length, payloadSha256: 'ab'.repeat(32) });
+    expect(key.tokenizerId).toBe(side.tokenizerId);
     expect(sanitiseModelId('ViT-L-14/openai')).toBe('ViT-L-14_openai');
     expect(bankFilePath('ViT-L-14/openai', 'flavors', '/h')).toBe('/h/banks/ViT-L-14_openai/flavors.bank');
     expect(() => bankFilePath('m', '../evil', '/h')).toThrow('invalid bank name');
@@ -119,6 +146,33 @@ describe('building and loading banks', () => {
     const other = new PlantedTextSide({ dim: 16, modelId: 'other/model' });
     expect((await loadOrBuildBank(other, def(labels), { home })).reason).toBe('missing');
     expect(fs.readdirSync(path.join(home, 'banks')).sort()).toEqual(['other_model', 'planted_test-model']);
+  });
+
+  it('rebuilds a bank whose labels were tokenized another way (text cleaning, vocabulary)', async () => {
+    const home = tempDir();
+    const labels = syntheticLabels('f', 40);
+    const before = new PlantedTextSide({ dim: 16, tokenizerId: 'open_clip/v1/ctx77/0123456789abcdef' });
+    await loadOrBuildBank(before, def(labels), { home });
+    const after = new PlantedTextSide({ dim: 16, tokenizerId: 'open_clip/v2/ctx77/0123456789abcdef', seed: 'other' });
+    const rebuilt = await loadOrBuildBank(after, def(labels), { home });
+    expect(rebuilt).toMatchObject({ built: true, reason: `tokenized by ${before.tokenizerId}, now ${after.tokenizerId}` });
+    expectRowsClose(rebuilt.matrix, expectedMatrix(after, labels));
+    expect((await readBankFile(rebuilt.file)).header.tokenizerId).toBe(after.tokenizerId);
+    expect((await loadOrBuildBank(after, def(labels), { home })).built).toBe(false);
+  });
+
+  it('rebuilds a bank of format 1, written before the tokenizer was part of the key', async () => {
+    const home = tempDir();
+    const labels = syntheticLabels('f', 30);
+    const side = new PlantedTextSide({ dim: 16 });
+    const file = bankFilePath(side.modelId, 'flavors', home);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    // Everything else matches (model, weights, labels, dim, dtype): only the missing tokenizer id is stale.
+    fs.writeFileSync(file, formatOneBank(bankKey(side, def(labels), 'fp32'), expectedMatrix(side, labels)));
+    const bank = await loadOrBuildBank(side, def(labels), { home });
+    expect(bank).toMatchObject({ built: true, reason: `${file}: bank format version 1, expected ${BANK_FORMAT_VERSION}` });
+    expect(side.encodedTexts()).toEqual(labels);
+    expect((await readBankFile(file)).header).toMatchObject({ version: BANK_FORMAT_VERSION, tokenizerId: side.tokenizerId });
   });
 
   it('detects a truncated, a corrupted and a foreign final file and rebuilds it', async () => {

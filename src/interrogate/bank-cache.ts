@@ -21,14 +21,14 @@ import { DEFAULT_BANK_DTYPE, type BankDtype, type ClipTextSide, type EmbeddedBan
  * embeddings (little-endian float32, or float16 bits). Header, all integers little-endian:
  *
  *   0   8  magic "I2PBANK\0"
- *   8   4  format version (1)
+ *   8   4  format version (2)
  *   12  4  header size in bytes = offset of the matrix (a multiple of 64, so typed-array views align)
  *   16  4  dim
  *   20  4  count (rows)
  *   24  4  dtype: 1 = fp32, 2 = fp16
  *   28  4  reserved, 0
  *   32  32 sha256 of the matrix bytes
- *   64  ..  model id, model weight hash, labels hash: each a u16 byte length + UTF-8 bytes
+ *   64  ..  model id, model weight hash, labels hash, tokenizer id: each a u16 byte length + UTF-8 bytes
  *   ..      zero padding
  *   end-32  sha256 of every header byte before it
  *
@@ -41,7 +41,8 @@ import { DEFAULT_BANK_DTYPE, type BankDtype, type ClipTextSide, type EmbeddedBan
  */
 
 const MAGIC = Buffer.from('I2PBANK\0', 'latin1');
-export const BANK_FORMAT_VERSION = 1;
+/** 2: the tokenizer id joined the key (version-1 files, built before text cleaning matched the references, are rebuilt). */
+export const BANK_FORMAT_VERSION = 2;
 const FIXED_BYTES = 64;
 const CHECKSUM_BYTES = 32;
 const ALIGN = 64;
@@ -52,6 +53,8 @@ export interface BankKey {
   modelId: string;
   weightHash: string;
   labelsHash: string;
+  /** How the labels became token ids (ClipTextSide.tokenizerId). */
+  tokenizerId: string;
   dim: number;
   count: number;
   dtype: BankDtype;
@@ -83,7 +86,7 @@ export function bankFilePath(modelId: string, bankName: string, home: string = m
 }
 
 function headerStrings(key: BankKey): Buffer[] {
-  return [key.modelId, key.weightHash, key.labelsHash].map((s) => Buffer.from(s, 'utf8'));
+  return [key.modelId, key.weightHash, key.labelsHash, key.tokenizerId].map((s) => Buffer.from(s, 'utf8'));
 }
 
 /** Header size for `key`: fixed part, strings, checksum, rounded up to the alignment. */
@@ -134,7 +137,7 @@ export function decodeHeader(buf: Uint8Array, file: string): BankHeader {
   if (!dtype) throw new Img2PromptError(file, `unknown bank dtype code ${code}`);
   const strings: string[] = [];
   let at = FIXED_BYTES;
-  for (let i = 0; i < 3; i++) {
+  for (let i = 0; i < 4; i++) {
     const len = b.readUInt16LE(at);
     if (at + 2 + len > headerBytes - CHECKSUM_BYTES) throw new Img2PromptError(file, 'bank header strings overrun the header');
     strings.push(b.toString('utf8', at + 2, at + 2 + len));
@@ -150,6 +153,7 @@ export function decodeHeader(buf: Uint8Array, file: string): BankHeader {
     modelId: strings[0],
     weightHash: strings[1],
     labelsHash: strings[2],
+    tokenizerId: strings[3],
   };
 }
 
@@ -193,6 +197,7 @@ export async function readBankFile(file: string): Promise<BankFile> {
 export function staleReason(header: BankKey, want: BankKey): string | undefined {
   if (header.modelId !== want.modelId) return `built for model ${header.modelId}`;
   if (header.weightHash !== want.weightHash) return 'built with other model weights';
+  if (header.tokenizerId !== want.tokenizerId) return `tokenized by ${header.tokenizerId}, now ${want.tokenizerId}`;
   if (header.dim !== want.dim) return `dimension ${header.dim}, model has ${want.dim}`;
   if (header.labelsHash !== want.labelsHash || header.count !== want.count) return 'labels changed';
   if (header.dtype !== want.dtype) return `stored as ${header.dtype}, ${want.dtype} wanted`;
@@ -201,7 +206,15 @@ export function staleReason(header: BankKey, want: BankKey): string | undefined 
 
 /** The cache key of `def` embedded by `text` and stored as `dtype`. */
 export function bankKey(text: ClipTextSide, def: LabelBankDef, dtype: BankDtype): BankKey {
-  return { modelId: text.modelId, weightHash: text.weightHash, labelsHash: labelsHash(def.labels), dim: text.dim, count: def.labels.length, dtype };
+  return {
+    modelId: text.modelId,
+    weightHash: text.weightHash,
+    labelsHash: labelsHash(def.labels),
+    tokenizerId: text.tokenizerId,
+    dim: text.dim,
+    count: def.labels.length,
+    dtype,
+  };
 }
 
 export interface BankCacheOptions {

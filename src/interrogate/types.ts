@@ -12,6 +12,8 @@ export interface ClipTextSide {
   readonly modelId: string;
   /** Identifies the exact weights (e.g. a sha256); a cache built with other weights is rebuilt. */
   readonly weightHash: string;
+  /** Identifies how texts become token ids (tokenizer, cleaning); a cache built from other ids is rebuilt. */
+  readonly tokenizerId: string;
   /** Embedding width. */
   readonly dim: number;
   /** Embeds texts: [texts.length, dim] row-major, each row L2-normalised. */

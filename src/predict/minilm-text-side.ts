@@ -34,6 +34,10 @@ export class MiniLMTextSide implements ClipTextSide {
     return this.embedder.dim;
   }
 
+  get tokenizerId(): string {
+    return this.embedder.tokenizer.identity;
+  }
+
   /** Names the exact weights (like ClipModel.modelId): what weights files and maps record as `minilmModel`. */
   get identity(): string {
     return `${MINILM_MODEL}@${this.weightHash.slice(0, 16)}`;

@@ -22,6 +22,7 @@ export interface PlantedOptions {
   seed?: string;
   modelId?: string;
   weightHash?: string;
+  tokenizerId?: string;
   /** Delay per encodeTexts call, to make builds slow enough to interrupt. */
   delayMs?: number;
   knownLabels?: Iterable<string>;
@@ -31,6 +32,7 @@ export class PlantedTextSide implements ClipTextSide {
   readonly dim: number;
   readonly modelId: string;
   readonly weightHash: string;
+  readonly tokenizerId: string;
   /** Every encodeTexts call's texts, in order. */
   readonly calls: string[][] = [];
   private readonly seed: string;
@@ -43,6 +45,7 @@ export class PlantedTextSide implements ClipTextSide {
     this.seed = options.seed ?? 'planted';
     this.modelId = options.modelId ?? 'planted/test-model';
     this.weightHash = options.weightHash ?? 'planted-weights-1';
+    this.tokenizerId = options.tokenizerId ?? 'planted-tokenizer-1';
     this.delayMs = options.delayMs ?? 0;
     this.known = new Set(options.knownLabels ?? []);
   }
