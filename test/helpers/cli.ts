@@ -16,10 +16,13 @@ export interface CliOptions {
   /** Run as this user and group (the test must be root). */
   uid?: number;
   gid?: number;
+  /** Kill the process (SIGKILL) after this many ms, so a run that would hang fails instead (code null). */
+  timeoutMs?: number;
 }
 
-function spawnOptions(home: string, { env = {}, uid, gid }: CliOptions) {
-  return { env: { ...process.env, IMG2PROMPT_HOME: home, IMG2PROMPT_PROGRESS: '0', ...env }, uid, gid, encoding: 'utf8' as const };
+function spawnOptions(home: string, { env = {}, uid, gid, timeoutMs }: CliOptions) {
+  const deadline = timeoutMs ? { timeout: timeoutMs, killSignal: 'SIGKILL' as const } : {};
+  return { env: { ...process.env, IMG2PROMPT_HOME: home, IMG2PROMPT_PROGRESS: '0', ...env }, uid, gid, encoding: 'utf8' as const, ...deadline };
 }
 
 /** Runs `img2prompt args` with IMG2PROMPT_HOME = `home` and no progress bars. */
