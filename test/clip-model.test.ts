@@ -3,7 +3,8 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { installRandomClip, importClip } from '../src/models/install-local.js';
-import { ClipModel, listImageFiles } from '../src/clip/model.js';
+import { ClipModel } from '../src/clip/model.js';
+import { listImageFiles } from '../src/image/list-images.js';
 import { readInstallRecord } from '../src/models/cache.js';
 import { readNpy } from '../src/util/npy.js';
 import { asset, KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
@@ -54,7 +55,7 @@ describe('ClipModel', () => {
     const dir = tempDir();
     for (const f of fs.readdirSync(path.join(KAGGLE_SAMPLE, 'images'))) fs.copyFileSync(path.join(KAGGLE_SAMPLE, 'images', f), path.join(dir, f));
     fs.writeFileSync(path.join(dir, '0000broken.png'), 'not a png');
-    const files = await listImageFiles([dir]);
+    const { files } = await listImageFiles([dir]);
     expect(files.length).toBe(8);
     const r = await model.encodeImages(files, { batchSize: 3 });
     expect(r.ids).toEqual(['20057f34d', '227ef0887', '92e911621', 'a4e1c55a9', 'c98f79f71', 'd8edf2e40', 'f27825b2c']);

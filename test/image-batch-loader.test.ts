@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { imageIdOf, loadBatches, type ImageBatch } from '../src/image/batch-loader.js';
+import { loadBatches, type ImageBatch } from '../src/image/batch-loader.js';
 import { ClipTransform } from '../src/image/clip-transform.js';
 import { decodeImage } from '../src/image/decode.js';
 import { KAGGLE_SAMPLE, asset, tempDir } from './helpers/paths.js';
@@ -132,11 +132,5 @@ describe('loadBatches', () => {
     await expect(loadBatches(KAGGLE, { batchSize: 0, size: 224 }).next()).rejects.toThrow(/batchSize/);
     await expect(loadBatches(KAGGLE, { batchSize: 2, size: 224, concurrency: 0 }).next()).rejects.toThrow(/concurrency/);
     await expect(loadBatches(KAGGLE, { batchSize: 2, size: 0 }).next()).rejects.toThrow(/size/);
-  });
-
-  it('names images after their files', () => {
-    expect(imageIdOf('/data/test/20057f34d.png')).toBe('20057f34d');
-    expect(imageIdOf('x/y/photo.final.jpeg')).toBe('photo.final');
-    expect(imageIdOf('noext')).toBe('noext');
   });
 });

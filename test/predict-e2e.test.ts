@@ -260,7 +260,7 @@ describe('img2prompt predict', () => {
     const [line, ...rest] = errors.split('\n');
     expect(rest).toEqual(['']);
     expect(line!.split('\t')[0]).toBe(path.join(dir, '0000broken.png'));
-    expect(line!.split('\t')[1]).toMatch(/unsupported image format/);
+    expect(line!.split('\t')[1]).toBe('not a supported image (PNG, JPEG, WebP, AVIF, TIFF, GIF)');
 
     const ids = ['0000broken', ...SAMPLE_IDS];
     expect((await validateSubmission(out, { imageIds: ids })).valid).toBe(true);

@@ -118,7 +118,8 @@ describe('expected ids', () => {
   it('rejects two images with one id, an empty folder and a file', async () => {
     fs.writeFileSync(path.join(dir, 'a.png'), '');
     fs.writeFileSync(path.join(dir, 'a.jpg'), '');
-    await expectBadInput(imageIdsInDir(dir), dir, /two images share the id "a": a\.jpg and a\.png/);
+    // The wording every command uses (submissionImageIds), with every clash listed.
+    await expect(imageIdsInDir(dir)).rejects.toThrow(`${JSON.stringify(path.join(dir, 'a.jpg'))} and ${JSON.stringify(path.join(dir, 'a.png'))} share the id "a"`);
     const empty = path.join(dir, 'empty');
     fs.mkdirSync(empty);
     await expectBadInput(imageIdsInDir(empty), empty, /^no image files/);

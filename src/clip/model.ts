@@ -1,9 +1,10 @@
-import { existsSync, promises as fs } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Session, tensor, type ExecutionProvider, type SessionOptions } from '../runtime/session.js';
 import { Img2PromptError } from '../util/errors.js';
 import { modelDir, readInstallRecord } from '../models/cache.js';
 import { loadBatches, type ImageFailure } from '../image/batch-loader.js';
+import type { FormatOptions } from '../image/image-formats.js';
 import { ClipTokenizer, padClipBatch, padIdFor } from './tokenizer.js';
 import type { ClipTokenizerKind } from './pre-tokenize.js';
 import { ensureClipOnnx, ensureClipTextPrefixOnnx, type ClipOnnxFiles } from './onnx-cache.js';
@@ -28,7 +29,7 @@ export interface ClipOpenOptions {
 /** The CLIP model every command opens unless told otherwise (predict, fit-map, interrogate()). */
 export const DEFAULT_CLIP_MODEL = 'clip-vit-b-32';
 
-export interface EncodeImagesOptions {
+export interface EncodeImagesOptions extends FormatOptions {
   batchSize?: number;
   concurrency?: number;
   onProgress?: (done: number, total: number) => void;
@@ -175,6 +176,7 @@ export class ClipModel implements ClipTextSide {
       std: this.config.imageStd,
       concurrency: options.concurrency,
       maxPixels: options.maxPixels,
+      allowSvg: options.allowSvg,
     });
     for await (const batch of batches) {
       for (const f of batch.failures) {
@@ -302,19 +304,3 @@ function concat(chunks: Float32Array[], length: number): Float32Array {
   return out;
 }
 
-/** Lists image files in a directory (non-recursive, sorted), or passes explicit files through. */
-export async function listImageFiles(inputs: readonly string[]): Promise<string[]> {
-  const { IMAGE_EXTENSIONS } = await import('../submission/validate.js');
-  const files: string[] = [];
-  for (const input of inputs) {
-    const stat = await fs.stat(input).catch(() => undefined);
-    if (!stat) throw new Img2PromptError(input, 'not found');
-    if (stat.isDirectory()) {
-      const names = (await fs.readdir(input)).filter((n) => IMAGE_EXTENSIONS.has(path.extname(n).toLowerCase())).sort();
-      files.push(...names.map((n) => path.join(input, n)));
-    } else {
-      files.push(input);
-    }
-  }
-  return files;
-}

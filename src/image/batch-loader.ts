@@ -1,10 +1,11 @@
 import os from 'node:os';
-import path from 'node:path';
-import { Img2PromptError, errorMessage } from '../util/errors.js';
+import { Img2PromptError } from '../util/errors.js';
 import { decodeImage } from './decode.js';
+import type { FormatOptions } from './image-formats.js';
+import { imageIdOf } from './image-id.js';
 import { ClipTransform, type PillowPassOrder } from './clip-transform.js';
 
-export interface BatchLoaderOptions {
+export interface BatchLoaderOptions extends FormatOptions {
   batchSize: number;
   /** CLIP input resolution (224, 336, ...). */
   size: number;
@@ -40,11 +41,6 @@ export interface ImageBatch {
   failures: ImageFailure[];
 }
 
-/** Image id of a file: its base name without the extension ("a/b/20057f34d.png" → "20057f34d"). */
-export function imageIdOf(file: string): string {
-  return path.basename(file, path.extname(file));
-}
-
 /**
  * Decodes and CLIP-preprocesses `files` in batches. While the caller works on batch k, batch k+1 is
  * decoded into the other of two float buffers allocated once up front, so at most two batches of pixels
@@ -72,7 +68,10 @@ export async function* loadBatches(files: readonly string[], options: BatchLoade
   if (batches > 1) buffers.push(new Float32Array(slotsPerBuffer * transform.floatsPerImage));
 
   const fill = (k: number) => {
-    const batch = fillBatch(files.slice(k * batchSize, (k + 1) * batchSize), buffers[k % buffers.length], transform, concurrency, options.maxPixels);
+    const batch = fillBatch(files.slice(k * batchSize, (k + 1) * batchSize), buffers[k % buffers.length], transform, concurrency, {
+      maxPixels: options.maxPixels,
+      allowSvg: options.allowSvg,
+    });
     // It may fail while the caller is still busy with the previous batch: mark it handled now (so Node
     // does not abort on an unhandled rejection); awaiting it below still throws.
     batch.catch(() => {});
@@ -90,7 +89,7 @@ export async function* loadBatches(files: readonly string[], options: BatchLoade
 }
 
 async function fillBatch(
-  files: string[], buffer: Float32Array, transform: ClipTransform, concurrency: number, maxPixels: number | undefined,
+  files: string[], buffer: Float32Array, transform: ClipTransform, concurrency: number, decodeOptions: { maxPixels?: number; allowSvg?: boolean },
 ): Promise<ImageBatch> {
   const per = transform.floatsPerImage;
   const reasons: (string | undefined)[] = new Array(files.length);
@@ -99,12 +98,13 @@ async function fillBatch(
     while (next < files.length) {
       const i = next++;
       try {
-        const image = await decodeImage(files[i], { maxPixels });
+        const image = await decodeImage(files[i], decodeOptions);
         await transform.into(image, buffer, i);
       } catch (err) {
         // A bad image is the caller's data problem; anything else (no addon, a bug) stops the run.
         if (!(err instanceof Img2PromptError)) throw err;
-        reasons[i] = err.reason || errorMessage(err);
+        // Never an empty reason: every failure is listed as `<file>: <reason>`.
+        reasons[i] = err.reason.trim() || 'could not be read (no reason given)';
       }
     }
   };

@@ -1,5 +1,7 @@
 import sharp, { type OutputInfo } from 'sharp';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
+import { formatNames, formatProblem, type FormatOptions } from './image-formats.js';
+import { readInputFile } from './input-file.js';
 
 /** A decoded image: 8-bit sRGB, 3 channels, rows top to bottom (HWC, `width * height * 3` bytes). */
 export interface DecodedImage {
@@ -8,7 +10,7 @@ export interface DecodedImage {
   height: number;
 }
 
-export interface DecodeOptions {
+export interface DecodeOptions extends FormatOptions {
   /** Refuse images with more pixels than this (width × height), before decoding them. Default 100 MP. */
   maxPixels?: number;
   /**
@@ -32,7 +34,10 @@ export const DEFAULT_MAX_PIXELS = 100_000_000;
  *   instead of scaling it, which we don't copy);
  * - alpha is dropped, not composited: like PIL's convert('RGB'), the colour stored under a
  *   transparent or half-transparent pixel is kept as is, whatever the background would have been.
- * Errors (missing, not an image, truncated, too large) are Img2PromptErrors naming the file.
+ * A path is read only when it is a regular file (see input-file.ts), and only bytes that start like
+ * one of the readable formats reach sharp (image-formats.ts: SVG only with `allowSvg`).
+ * Errors (missing, not a regular file, unreadable, not an image, truncated, too large) are
+ * Img2PromptErrors naming the file, with a one-line reason.
  */
 export async function decodeImage(input: string | Uint8Array, options: DecodeOptions = {}): Promise<DecodedImage> {
   const name = typeof input === 'string' ? input : (options.name ?? '<buffer>');
@@ -40,14 +45,17 @@ export async function decodeImage(input: string | Uint8Array, options: DecodeOpt
   if (!Number.isSafeInteger(maxPixels) || maxPixels < 1) {
     throw new TypeError(`Expected a positive integer for maxPixels but received ${String(maxPixels)}`);
   }
+  const bytes = typeof input === 'string' ? await readInputFile(input) : input;
+  const refused = formatProblem(bytes, options);
+  if (refused !== undefined) throw new Img2PromptError(name, refused);
   const open = () =>
     // failOn 'error': truncated or corrupt data fails, as in PIL; libjpeg/libpng warnings don't.
-    sharp(input, { limitInputPixels: maxPixels, failOn: 'error', ignoreIcc: options.applyIccProfile !== true });
+    sharp(bytes, { limitInputPixels: maxPixels, failOn: 'error', ignoreIcc: options.applyIccProfile !== true });
   let result: { data: Buffer; info: OutputInfo };
   try {
     result = await open().rotate().toColourspace('srgb').removeAlpha().raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
   } catch (err) {
-    throw new Img2PromptError(name, await describeFailure(input, err, maxPixels), { cause: err });
+    throw new Img2PromptError(name, await describeFailure(bytes, err, maxPixels, options), { cause: err });
   }
   const { data, info } = result;
   if (info.channels !== 3 || data.length !== info.width * info.height * 3) {
@@ -60,8 +68,8 @@ export async function decodeImage(input: string | Uint8Array, options: DecodeOpt
 const count = (n: number) => n.toLocaleString('en-US');
 
 /** sharp's reason, made specific where sharp's own words are vague. */
-async function describeFailure(input: string | Uint8Array, err: unknown, maxPixels: number): Promise<string> {
-  const reason = errorMessage(err).trim();
+async function describeFailure(input: Uint8Array, err: unknown, maxPixels: number, formats: FormatOptions): Promise<string> {
+  const reason = oneLine(errorMessage(err));
   if (/exceeds pixel limit/i.test(reason)) {
     const size = await sharp(input, { limitInputPixels: false }).metadata().then(
       (m) => (m.width && m.height ? `${m.width}x${m.height} = ${count(m.width * m.height)} pixels` : 'the image'),
@@ -69,7 +77,7 @@ async function describeFailure(input: string | Uint8Array, err: unknown, maxPixe
     );
     return `${size} is over the limit of ${count(maxPixels)} pixels (maxPixels, --max-pixels)`;
   }
-  if (/unsupported image format/i.test(reason)) return `not a supported image (PNG, JPEG, WebP, AVIF, TIFF, GIF): ${reason}`;
+  if (/unsupported image format/i.test(reason)) return `not a supported image (${formatNames(formats)}): ${reason}`;
   // libvips keeps one error buffer for all threads, so with several decodes in flight the reason can
   // come back as "Unknown error". The header tells, on its own, whether the file is an image at all.
   const header = await sharp(input).metadata().then(
@@ -79,4 +87,13 @@ async function describeFailure(input: string | Uint8Array, err: unknown, maxPixe
   const said = reason && !/^unknown error$/i.test(reason) ? `: ${reason}` : '';
   if (header) return `cannot decode image: corrupt or truncated pixel data (header reads ${header})${said}`;
   return `cannot decode image${said || ': unreadable header'}`;
+}
+
+/**
+ * libvips' message as one line: it can span several lines, repeat them (one per retry) and end in an
+ * empty detail ("Input file has corrupt header:"), none of which belongs in a `<file>: <reason>` line.
+ */
+function oneLine(message: string): string {
+  const lines = message.split(/\r?\n/).map((l) => l.trim().replace(/:$/, '').trim()).filter((l) => l !== '');
+  return [...new Set(lines)].join('; ');
 }

@@ -1,6 +1,6 @@
 import { Img2PromptError } from '../util/errors.js';
 import { ClipModel, DEFAULT_CLIP_MODEL } from '../clip/model.js';
-import { imageIdOf } from '../image/batch-loader.js';
+import { imageIdOf } from '../image/image-id.js';
 import { Interrogator } from './interrogator.js';
 import type { CachedBank } from './bank-cache.js';
 import { DEFAULT_BANK_DTYPE, type BankDtype, type ChosenLabel, type InterrogateMode, type InterrogationResult } from './types.js';
@@ -85,6 +85,8 @@ export interface InterrogateRunOptions {
    * false encodes every candidate in full, the slow reference path. Both choose the same labels.
    */
   chainCache?: boolean;
+  /** Also decode SVG files (see image/image-formats.ts); default false: raster images only. */
+  allowSvg?: boolean;
   /** Called as images are encoded, then as results are handed out (total: all images). */
   onProgress?(done: number, total: number, phase: InterrogatePhase): void;
 }
@@ -144,6 +146,7 @@ export async function* interrogate(images: readonly string[], options: Interroga
     const total = images.length;
     const encoded = await model.encodeImages(images, {
       batchSize: options.batchSize ?? 16,
+      allowSvg: options.allowSvg,
       onProgress: (done) => options.onProgress?.(done, total, 'encoding images'),
     });
     const failureOf = new Map(encoded.failures.map((f) => [f.file, f.reason]));

@@ -1,4 +1,5 @@
-import { imageIdOf, type ImageFailure } from '../image/batch-loader.js';
+import type { ImageFailure } from '../image/batch-loader.js';
+import { imageIdOf } from '../image/image-id.js';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
 import { PredictCheckpoint, type RunDescription } from './checkpoint.js';
 

@@ -2,8 +2,8 @@ import path from 'node:path';
 import { Img2PromptError } from '../util/errors.js';
 import { sha256Bytes } from '../models/sha256.js';
 import { ClipModel, DEFAULT_CLIP_MODEL } from '../clip/model.js';
-import { imageIdOf, loadBatches, type ImageFailure } from '../image/batch-loader.js';
-import { imgIdProblem } from '../submission/img-id.js';
+import { loadBatches, type ImageFailure } from '../image/batch-loader.js';
+import { imageIdOf, uniqueImageIds } from '../image/image-id.js';
 import { EMBEDDING_DIM } from '../submission/submission-csv.js';
 import { Interrogator } from '../interrogate/interrogator.js';
 import { labelsHash } from '../interrogate/label-banks.js';
@@ -88,6 +88,8 @@ export interface PredictRunOptions {
   resume?: boolean;
   /** Images sampled (from the start of the list) for the modality gap; default 512. */
   gapImages?: number;
+  /** Also decode SVG files (see image/image-formats.ts); default false: raster images only. */
+  allowSvg?: boolean;
   /**
    * Phase 'members': called after each image is handed out (total: all images). Phase 'encoding images':
    * called before and after each batch of the modality-gap sample (total: the sampled images).
@@ -124,20 +126,6 @@ interface EncodedBatch {
   failures: ImageFailure[];
   /** [loaded.length, clipDim] unit rows. */
   embeds: Float32Array;
-}
-
-/** Image ids of the inputs (file names without extension), refusing invalid and duplicate ids up front. */
-export function imageIdsOf(files: readonly string[]): string[] {
-  const seen = new Map<string, string>();
-  return files.map((file) => {
-    const id = imageIdOf(file);
-    const problem = imgIdProblem(id);
-    if (problem) throw new Img2PromptError(file, `cannot be a submission image: ${problem}`);
-    const other = seen.get(id);
-    if (other !== undefined) throw new Img2PromptError(file, `image id "${id}" is also the id of ${other} (ids are file names without extension and must be unique)`);
-    seen.set(id, file);
-    return id;
-  });
 }
 
 /** Files a checkpointed run keeps beside its checkpoint; like it, none is needed once the output is written. */
@@ -297,13 +285,13 @@ export class PredictEngine {
   }
 
   /** Decodes, preprocesses and CLIP-encodes batches `ks`, decoding the next batch while the caller works on this one. */
-  private async *encodeBatches(ks: readonly number[], batchFiles: (k: number) => string[], batchSize: number): AsyncGenerator<EncodedBatch> {
+  private async *encodeBatches(ks: readonly number[], batchFiles: (k: number) => string[], batchSize: number, allowSvg: boolean): AsyncGenerator<EncodedBatch> {
     // Only the very last batch of the list can be short, and it comes last here too, so chunking
     // the concatenation by batchSize gives back exactly batches ks.
     const files = ks.flatMap(batchFiles);
     const cfg = this.clip.config;
     let j = 0;
-    for await (const batch of loadBatches(files, { batchSize, size: this.clip.imageSize, mean: cfg.imageMean, std: cfg.imageStd })) {
+    for await (const batch of loadBatches(files, { batchSize, size: this.clip.imageSize, mean: cfg.imageMean, std: cfg.imageStd, allowSvg })) {
       const k = ks[j++]!;
       const rows = batch.ids.length;
       const t0 = performance.now();
@@ -389,8 +377,11 @@ export class PredictEngine {
   async *run(images: readonly string[], options: PredictRunOptions = {}): AsyncGenerator<PredictedImage, void, undefined> {
     const batchSize = checkPositiveInt('batch size', options.batchSize ?? DEFAULT_BATCH_SIZE);
     const gapImages = checkPositiveInt('gap images', options.gapImages ?? DEFAULT_GAP_IMAGES);
+    const allowSvg = options.allowSvg ?? false;
     const files = [...images];
-    const ids = imageIdsOf(files);
+    // The checkpoint keys images by id, so ids must be unique; the characters they may hold are the
+    // submission writer's business, not the engine's.
+    const ids = uniqueImageIds(files);
     const total = files.length;
     if (total === 0) return;
     const batches = Math.ceil(total / batchSize);
@@ -398,7 +389,8 @@ export class PredictEngine {
 
     const run: RunDescription = {
       inputs: files.map((f) => path.resolve(f)),
-      options: this.fingerprintOptions(batchSize, gapImages),
+      // allowSvg decides whether an SVG input is an image or a failure, so it changes the results.
+      options: { ...this.fingerprintOptions(batchSize, gapImages), ...(allowSvg ? { allowSvg } : {}) },
       models: { clip: this.clip.modelId, minilm: this.minilm.identity },
     };
     const cp = options.checkpoint
@@ -443,7 +435,7 @@ export class PredictEngine {
           options.onProgress?.(encoded, sampled, 'encoding images');
           // The sampled batches are kept, so their images are not encoded twice.
           const missing = [...Array(sampleBatches).keys()].filter((k) => !ready.has(k));
-          const sampler = this.encodeBatches(missing, batchFiles, batchSize);
+          const sampler = this.encodeBatches(missing, batchFiles, batchSize, allowSvg);
           try {
             for (;;) {
               const t0 = performance.now();
@@ -478,7 +470,7 @@ export class PredictEngine {
       const members = this.memberFunctions(gap);
 
       const todo = [...Array(batches).keys()].filter((k) => !finished.has(k) && !ready.has(k));
-      encoder = this.encodeBatches(todo, batchFiles, batchSize);
+      encoder = this.encodeBatches(todo, batchFiles, batchSize, allowSvg);
       let done = 0;
       for (let k = 0; k < batches; k++) {
         const start = k * batchSize;

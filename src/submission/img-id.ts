@@ -1,3 +1,6 @@
+import { Img2PromptError } from '../util/errors.js';
+import { describeSharedId, imageIdOf, quoteFiles, sharedIds } from '../image/image-id.js';
+
 /**
  * Image ids travel through CSV files unquoted (`<imgId>_<eId>` in submissions) and come from file names,
  * so they may not contain whitespace, commas, quotes or control characters. Underscores are fine: a
@@ -7,10 +10,16 @@ const FORBIDDEN = /[\s,"'\u0000-\u001f\u007f]/u;
 
 /** Why `id` is not a usable image id, or undefined when it is. */
 export function imgIdProblem(id: string): string | undefined {
-  if (id === '') return 'empty imgId';
+  const flaw = idFlaw(id);
+  if (flaw === undefined) return undefined;
+  return id === '' ? 'empty imgId' : `invalid imgId ${JSON.stringify(id)}: ${flaw} (no whitespace, commas or quotes allowed)`;
+}
+
+/** What makes `id` unusable, in a few words ("contains a comma"), or undefined. */
+function idFlaw(id: string): string | undefined {
+  if (id === '') return 'empty';
   const bad = FORBIDDEN.exec(id);
-  if (bad) return `invalid imgId ${JSON.stringify(id)}: contains ${describeChar(bad[0])} (no whitespace, commas or quotes allowed)`;
-  return undefined;
+  return bad ? `contains ${describeChar(bad[0])}` : undefined;
 }
 
 function describeChar(ch: string): string {
@@ -18,4 +27,35 @@ function describeChar(ch: string): string {
   if (ch === '"' || ch === "'") return 'a quote';
   if (/\s/u.test(ch)) return 'whitespace';
   return `control character U+${ch.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+}
+
+/** How many offending files an id error lists before it counts the rest. */
+const LISTED = 100;
+
+/**
+ * The image ids of `files` for outputs keyed by Kaggle image ids, checked before any work starts: the
+ * one id rule of every command. An id is the file name without its extension and is used as it is:
+ * outputs are joined back to images (and Kaggle scores them) by that name, so a renamed id would
+ * silently point at no image. Names that cannot be ids (not unique, or holding whitespace, commas,
+ * quotes or control characters) are therefore refused, all of them in one error, so that one pass of
+ * renaming fixes them.
+ */
+export function submissionImageIds(files: readonly string[]): string[] {
+  const problems: string[] = [];
+  for (const file of files) {
+    const flaw = idFlaw(imageIdOf(file));
+    if (flaw) problems.push(`${quoteFiles([file])} (id ${flaw})`);
+  }
+  problems.push(...sharedIds(files).map(describeSharedId));
+  if (problems.length > 0) {
+    const more = problems.length > LISTED ? `; ... and ${problems.length - LISTED} more` : '';
+    throw new Img2PromptError(
+      undefined,
+      'image file names that cannot be image ids (an id is the file name without its extension; ids must be unique, ' +
+        'with no whitespace, commas, quotes or control characters), rename them: ' +
+        problems.slice(0, LISTED).join('; ') +
+        more,
+    );
+  }
+  return files.map(imageIdOf);
 }

@@ -1,9 +1,9 @@
-import { promises as fs } from 'node:fs';
-import path from 'node:path';
 import { Img2PromptError } from '../util/errors.js';
+import { imageExtensions, type FormatOptions } from '../image/image-formats.js';
+import { imageFilesInFolder } from '../image/list-images.js';
 import { EMBEDDING_DIM, SubmissionScanner } from './submission-csv.js';
-import { forEachLine, readErrorReason } from './line-reader.js';
-import { imgIdProblem } from './img-id.js';
+import { forEachLine } from './line-reader.js';
+import { imgIdProblem, submissionImageIds } from './img-id.js';
 
 export interface ValidationReport {
   /** True when there are no problems (warnings do not count). */
@@ -77,42 +77,17 @@ export async function validateSubmission(
   return { valid: problemCount === 0, problems, problemCount, warnings, images: ids.length, rows: scanner.rows };
 }
 
-/** Image file types `--images DIR` counts; the same set the image loader decodes. */
-export const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp', '.bmp', '.gif', '.tif', '.tiff', '.avif']);
-
 /**
- * Expected image ids from a folder of images: file basenames without extension (Kaggle's images are
- * `<imgId>.png`). Not recursive; hidden files are ignored.
+ * Expected image ids from a folder of images: the images predict, interrogate and embed-images would
+ * read in it (image/list-images.ts; not recursive, hidden files ignored), named by the same id rule
+ * (submissionImageIds: Kaggle's images are `<imgId>.png`).
  */
-export async function imageIdsInDir(dir: string): Promise<string[]> {
-  let entries: import('node:fs').Dirent[];
-  try {
-    entries = await fs.readdir(dir, { withFileTypes: true });
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const reason = code === 'ENOTDIR' ? 'not a directory' : readErrorReason(err);
-    throw new Img2PromptError(dir, `cannot list images: ${reason}`, { cause: err });
+export async function imageIdsInDir(dir: string, options: FormatOptions = {}): Promise<string[]> {
+  const { files } = await imageFilesInFolder(dir, options);
+  if (files.length === 0) {
+    throw new Img2PromptError(dir, `no image files (${[...imageExtensions(options)].join(' ')}) in this directory`);
   }
-  const fileOf = new Map<string, string>();
-  for (const entry of entries.sort((a, b) => a.name.localeCompare(b.name))) {
-    if (entry.name.startsWith('.')) continue;
-    const ext = path.extname(entry.name).toLowerCase();
-    if (!IMAGE_EXTENSIONS.has(ext)) continue;
-    const isFile = entry.isSymbolicLink()
-      ? await fs.stat(path.join(dir, entry.name)).then((s) => s.isFile(), () => false)
-      : entry.isFile();
-    if (!isFile) continue;
-    const id = entry.name.slice(0, -ext.length);
-    const problem = imgIdProblem(id);
-    if (problem) throw new Img2PromptError(path.join(dir, entry.name), `file name is not a usable image id: ${problem}`);
-    const other = fileOf.get(id);
-    if (other) throw new Img2PromptError(dir, `two images share the id "${id}": ${other} and ${entry.name}`);
-    fileOf.set(id, entry.name);
-  }
-  if (fileOf.size === 0) {
-    throw new Img2PromptError(dir, `no image files (${[...IMAGE_EXTENSIONS].join(' ')}) in this directory`);
-  }
-  return [...fileOf.keys()];
+  return submissionImageIds(files);
 }
 
 /** Expected image ids from a text file, one per line; surrounding whitespace and blank lines are ignored. */

@@ -1,13 +1,13 @@
 import path from 'node:path';
 import { promises as fs } from 'node:fs';
 import type { Command } from 'commander';
-import { Img2PromptError } from '../../util/errors.js';
 import { createProgress } from '../../util/progress.js';
 import { writeFileAtomic } from '../../util/atomic-write.js';
 import { writeNpy } from '../../util/npy.js';
-import { ClipModel, listImageFiles } from '../../clip/model.js';
+import { ClipModel } from '../../clip/model.js';
 import { parsePositiveInt } from '../../submission/cli-helpers.js';
 import { DEFAULT_MAX_PIXELS } from '../../image/decode.js';
+import { ALLOW_SVG_OPTION, commandImages, reportImageFailure, type ImageInputCliOptions } from '../input-images.js';
 
 /** `embeds.npy` → `embeds.ids.txt`. */
 export function idsPathFor(npyPath: string): string {
@@ -23,20 +23,22 @@ export function register(program: Command): void {
     .requiredOption('-o, --output <file>', 'output .npy file; image ids go to <output without .npy>.ids.txt')
     .option('--batch-size <n>', 'images per inference call', '16')
     .option('--max-pixels <n>', `images with more pixels (width x height) are reported as failed, not decoded (default ${DEFAULT_MAX_PIXELS})`)
-    .action(async (inputs: string[], opts: { model: string; output: string; batchSize: string; maxPixels?: string }) => {
+    .option(...ALLOW_SVG_OPTION)
+    .action(async (inputs: string[], opts: { model: string; output: string; batchSize: string; maxPixels?: string } & ImageInputCliOptions) => {
       const batchSize = parsePositiveInt('--batch-size', opts.batchSize) ?? 16;
       const maxPixels = parsePositiveInt('--max-pixels', opts.maxPixels);
-      const files = await listImageFiles(inputs);
-      if (files.length === 0) throw new Img2PromptError(inputs.join(' '), 'no image files found');
+      const { files, skipped } = await commandImages(inputs, opts);
       const model = await ClipModel.open(opts.model, { towers: ['vision'] });
       if (model.random) process.stderr.write(`warning: ${model.name} has RANDOM weights: these embeddings are for testing only\n`);
+      skipped.forEach(reportImageFailure);
       const bar = createProgress('embed-images', files.length, 'images');
       const t0 = performance.now();
       const result = await model.encodeImages(files, {
         batchSize,
         maxPixels,
+        allowSvg: opts.allowSvg,
         onProgress: (done) => bar.update(done),
-        onFailure: (f) => process.stderr.write(`img2prompt: ${f.file}: ${f.reason}\n`),
+        onFailure: reportImageFailure,
       });
       bar.stop();
       model.close();
@@ -48,8 +50,9 @@ export function register(program: Command): void {
         `${result.ids.length} images → ${opts.output} [${result.ids.length}, ${model.dim}] in ${secs.toFixed(2)} s ` +
           `(${(result.ids.length / secs).toFixed(1)} images/s; inference ${result.inferenceSeconds.toFixed(2)} s)\n`,
       );
-      if (result.failures.length > 0) {
-        process.stderr.write(`img2prompt: ${result.failures.length} of ${files.length} images could not be read (listed above)\n`);
+      const unread = result.failures.length + skipped.length;
+      if (unread > 0) {
+        process.stderr.write(`img2prompt: ${unread} of ${files.length + skipped.length} images could not be read (listed above)\n`);
         process.exitCode = 1;
       }
     });

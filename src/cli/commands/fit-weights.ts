@@ -2,8 +2,7 @@ import path from 'node:path';
 import { promises as fs } from 'node:fs';
 import type { Command } from 'commander';
 import { Img2PromptError } from '../../util/errors.js';
-import { listImageFiles } from '../../clip/model.js';
-import { imageIdOf } from '../../image/batch-loader.js';
+import { commandImages } from '../input-images.js';
 import { readPromptsCsv } from '../../submission/prompts-csv.js';
 import { embedPrompts } from '../../submission/embed-prompts.js';
 import { parsePositiveInt } from '../../submission/cli-helpers.js';
@@ -57,10 +56,11 @@ export function register(program: Command): void {
 
     const truthRows = await readPromptsCsv(opts.truth);
     const truthOf = new Map(truthRows.map((r) => [r.imgId, r.prompt]));
-    const allFiles = await listImageFiles([opts.images]);
-    const files = allFiles.filter((f) => truthOf.has(imageIdOf(f)));
-    if (allFiles.length > files.length) {
-      process.stderr.write(`${allFiles.length - files.length} of ${allFiles.length} images have no prompt in ${opts.truth}; they are left out\n`);
+    const all = await commandImages([opts.images], opts);
+    for (const s of all.skipped) process.stderr.write(`img2prompt: ${s.file}: ${s.reason} (left out of the fit)\n`);
+    const files = all.files.filter((_, i) => truthOf.has(all.ids[i]!));
+    if (all.files.length > files.length) {
+      process.stderr.write(`${all.files.length - files.length} of ${all.files.length} images have no prompt in ${opts.truth}; they are left out\n`);
     }
     // Refused before any model is opened: a fit on fewer images than folds has an empty fold.
     if (files.length < folds) {
@@ -79,6 +79,7 @@ export function register(program: Command): void {
         for await (const r of engine.run(files, {
           batchSize: parsePositiveInt('--batch-size', opts.batchSize),
           gapImages: parsePositiveInt('--gap-images', opts.gapImages),
+          allowSvg: opts.allowSvg,
           onProgress: progress.onProgress,
         })) {
           if (r.failure !== undefined) process.stderr.write(`img2prompt: ${r.file}: ${r.failure} (left out of the fit)\n`);

@@ -1,17 +1,16 @@
 import path from 'node:path';
 import { promises as fs } from 'node:fs';
 import { Option, type Command } from 'commander';
-import { Img2PromptError } from '../../util/errors.js';
 import { createProgress } from '../../util/progress.js';
 import { writeFileAtomic } from '../../util/atomic-write.js';
-import { listImageFiles } from '../../clip/model.js';
 import { writePromptsCsv } from '../../submission/prompts-csv.js';
 import { parsePositiveInt } from '../../submission/cli-helpers.js';
 import type { InterrogateMode } from '../../interrogate/types.js';
 import { interrogate, type InterrogatedImage } from '../../interrogate/interrogate.js';
 import { addLabelOptions, openInterrogator, type LabelOptions } from './labels.js';
+import { ALLOW_SVG_OPTION, commandImages, reportImageFailure, type ImageInputCliOptions } from '../input-images.js';
 
-interface InterrogateCliOptions extends LabelOptions {
+interface InterrogateCliOptions extends LabelOptions, ImageInputCliOptions {
   mode: InterrogateMode;
   output: string;
   details?: string;
@@ -41,14 +40,16 @@ export function register(program: Command): void {
         new Option('--chain-cache <on|off>', 'best/negative: encode the prompt shared by each chain step once (off: every candidate in full; same labels, several times slower)')
           .choices(['on', 'off'])
           .default('on'),
-      ),
+      )
+      .option(...ALLOW_SVG_OPTION),
   ).action(async (inputs: string[], opts: InterrogateCliOptions) => {
-    const files = await listImageFiles(inputs);
-    if (files.length === 0) throw new Img2PromptError(inputs.join(' '), 'no image files found');
+    // Names and ids are checked here, before the banks are opened and the images encoded.
+    const { files, skipped } = await commandImages(inputs, opts);
     const maxFlavors = parsePositiveInt('--max-flavors', opts.maxFlavors);
     const shortlist = parsePositiveInt('--shortlist', opts.shortlist);
     const batchSize = parsePositiveInt('--batch-size', opts.batchSize) ?? 16;
     const setup = await openInterrogator(opts);
+    skipped.forEach(reportImageFailure);
     const bar = createProgress(`interrogate ${opts.mode}`, files.length, 'images');
     const t0 = performance.now();
     const done: InterrogatedImage[] = [];
@@ -61,6 +62,7 @@ export function register(program: Command): void {
         maxFlavors,
         shortlist,
         chainCache: opts.chainCache === 'on',
+        allowSvg: opts.allowSvg,
         // The CSV holds only prompts: the prompt's own similarity (a text-tower pass per image in fast and
         // classic) is computed only when the details file will show it.
         score: opts.details !== undefined,
@@ -70,7 +72,7 @@ export function register(program: Command): void {
       })) {
         if (r.failure !== undefined) {
           failures++;
-          process.stderr.write(`img2prompt: ${r.file}: ${r.failure}\n`);
+          reportImageFailure({ file: r.file, reason: r.failure });
         } else {
           done.push(r);
         }
@@ -87,8 +89,8 @@ export function register(program: Command): void {
     }
     const secs = (performance.now() - t0) / 1000;
     process.stderr.write(`${done.length} prompts → ${opts.output} in ${secs.toFixed(1)} s (${(done.length / secs).toFixed(2)} images/s)\n`);
-    if (failures > 0) {
-      process.stderr.write(`img2prompt: ${failures} of ${files.length} images could not be read (listed above)\n`);
+    if (failures + skipped.length > 0) {
+      process.stderr.write(`img2prompt: ${failures + skipped.length} of ${files.length + skipped.length} images could not be read (listed above)\n`);
       process.exitCode = 1;
     }
   });

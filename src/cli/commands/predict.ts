@@ -4,7 +4,6 @@ import { Option, type Command } from 'commander';
 import { Img2PromptError } from '../../util/errors.js';
 import { createProgress, type Progress } from '../../util/progress.js';
 import { writeFileAtomic } from '../../util/atomic-write.js';
-import { listImageFiles } from '../../clip/model.js';
 import { writePromptsCsv, type PromptRow } from '../../submission/prompts-csv.js';
 import { collectRepeated, listLimited, parsePositiveInt } from '../../submission/cli-helpers.js';
 import { EMBEDDING_DIM } from '../../submission/submission-csv.js';
@@ -15,7 +14,6 @@ import {
   DEFAULT_BATCH_SIZE,
   DEFAULT_CLIP_MODEL,
   DEFAULT_GAP_IMAGES,
-  imageIdsOf,
   PredictEngine,
   resumeFilesFor,
   type PredictEngineOptions,
@@ -23,9 +21,10 @@ import {
 } from '../../predict/predict.js';
 import { writeValidatedSubmission } from '../../predict/submission-output.js';
 import { writeNearestCsv, type NearestRow } from '../../predict/nearest-csv.js';
+import { ALLOW_SVG_OPTION, commandImages, type ImageInputCliOptions } from '../input-images.js';
 
 /** Options shared by `predict` and `fit-weights` (everything that opens the engine). */
-export interface EngineCliOptions {
+export interface EngineCliOptions extends ImageInputCliOptions {
   model: string;
   members?: string;
   weights?: string;
@@ -65,7 +64,8 @@ export function addEngineOptions(cmd: Command): Command {
     .option('--labels <path>', 'interrogator: extra label list (a file, or a folder of .txt files); repeat for more', collectRepeated)
     .addOption(new Option('--dtype <dtype>', 'storage of the cached CLIP-side banks').choices(['fp32', 'fp16']).default(DEFAULT_BANK_DTYPE))
     .option('--batch-size <n>', 'images per CLIP batch (and per checkpoint append)', String(DEFAULT_BATCH_SIZE))
-    .option('--gap-images <n>', `images sampled for the modality gap of the map member (default ${DEFAULT_GAP_IMAGES})`);
+    .option('--gap-images <n>', `images sampled for the modality gap of the map member (default ${DEFAULT_GAP_IMAGES})`)
+    .option(...ALLOW_SVG_OPTION);
 }
 
 /**
@@ -139,9 +139,8 @@ export function register(program: Command): void {
       .option('--resume', 'continue an interrupted run from <output>.ckpt')
       .option('--errors <file>', 'where unreadable images are listed (path<TAB>reason) [default: <output>.errors.txt]'),
   ).action(async (inputs: string[], opts: PredictCliOptions) => {
-    const files = await listImageFiles(inputs);
-    if (files.length === 0) throw new Img2PromptError(inputs.join(' '), 'no image files found');
-    const expectedIds = imageIdsOf(files); // bad or clashing ids fail now, not after the run
+    // Bad or clashing ids fail now, not after the run.
+    const { files, ids: expectedIds, skipped } = await commandImages(inputs, opts);
     const batchSize = parsePositiveInt('--batch-size', opts.batchSize) ?? DEFAULT_BATCH_SIZE;
     const gapImages = parsePositiveInt('--gap-images', opts.gapImages);
     const output = opts.output;
@@ -160,7 +159,7 @@ export function register(program: Command): void {
     let resumed = 0;
     const progress = runProgress('predict');
     try {
-      for await (const r of engine.run(files, { batchSize, gapImages, checkpoint, resume: opts.resume, onProgress: progress.onProgress })) {
+      for await (const r of engine.run(files, { batchSize, gapImages, checkpoint, resume: opts.resume, allowSvg: opts.allowSvg, onProgress: progress.onProgress })) {
         ids[r.index] = r.id;
         vectors.set(r.vector, r.index * EMBEDDING_DIM);
         if (r.resumed) resumed++;
@@ -177,7 +176,8 @@ export function register(program: Command): void {
     await writeValidatedSubmission(output, ids, vectors, expectedIds);
     if (opts.promptsOut) await writeRows(opts.promptsOut, prompts, writePromptsCsv);
     if (opts.nearestOut) await writeRows(opts.nearestOut, nearest, writeNearestCsv);
-    if (failures.length > 0) await writeFileAtomic(errorsFile, failures.map((f) => `${f.file}\t${f.reason.replace(/[\t\r\n]+/g, ' ')}\n`).join(''));
+    const unread = [...skipped, ...failures];
+    if (unread.length > 0) await writeFileAtomic(errorsFile, unread.map((f) => `${f.file}\t${f.reason.replace(/[\t\r\n]+/g, ' ')}\n`).join(''));
     else await fs.rm(errorsFile, { force: true }); // a list from an earlier run would now be wrong
     // The submission is safely in place: the resume state has done its job.
     for (const f of resumeFilesFor(checkpoint)) await fs.rm(f, { force: true });
@@ -194,6 +194,11 @@ export function register(program: Command): void {
     if (failures.length > 0) {
       process.stderr.write(`img2prompt: ${failures.length} of ${files.length} images could not be read; they got the fallback vector (listed in ${errorsFile}):\n`);
       process.stderr.write(listLimited(failures.map((f) => `${f.file}: ${f.reason}`), failures.length, 10).join('\n') + '\n');
+      process.exitCode = 1;
+    }
+    if (skipped.length > 0) {
+      process.stderr.write(`img2prompt: ${skipped.length} inputs named like images are not image files; they were not read and have no row (listed in ${errorsFile}):\n`);
+      process.stderr.write(listLimited(skipped.map((f) => `${f.file}: ${f.reason}`), skipped.length, 10).join('\n') + '\n');
       process.exitCode = 1;
     }
   });

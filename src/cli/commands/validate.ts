@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { Img2PromptError } from '../../util/errors.js';
 import { imageIdsInDir, readIdsFile, validateSubmission, type ValidationReport } from '../../submission/validate.js';
 import { listLimited } from '../../submission/cli-helpers.js';
+import { ALLOW_SVG_OPTION, type ImageInputCliOptions } from '../input-images.js';
 
 const SHOWN = 20;
 
@@ -24,12 +25,13 @@ export function register(program: Command): void {
     .command('validate')
     .description('check a Kaggle submission CSV: header, 384 rows per image, finite values, expected image ids')
     .argument('<submission>', 'submission CSV (imgId_eId,val)')
-    .option('--images <dir>', 'expect exactly the images in this folder (ids = file names without extension)')
+    .option('--images <dir>', 'expect exactly the images in this folder, as predict reads them (ids = file names without extension)')
+    .option(...ALLOW_SVG_OPTION)
     .option('--ids <file>', 'expect exactly the ids listed in this file, one per line')
     .option('--json', 'print the report as JSON')
-    .action(async (submission: string, opts: { images?: string; ids?: string; json?: boolean }) => {
+    .action(async (submission: string, opts: { images?: string; ids?: string; json?: boolean } & ImageInputCliOptions) => {
       if (opts.images && opts.ids) throw new Img2PromptError(undefined, 'give either --images or --ids, not both');
-      const imageIds = opts.images ? await imageIdsInDir(opts.images) : opts.ids ? await readIdsFile(opts.ids) : undefined;
+      const imageIds = opts.images ? await imageIdsInDir(opts.images, { allowSvg: opts.allowSvg }) : opts.ids ? await readIdsFile(opts.ids) : undefined;
       const report = await validateSubmission(submission, { imageIds });
       process.stdout.write(opts.json ? JSON.stringify({ file: submission, ...report }, null, 2) + '\n' : formatValidation(submission, report));
       if (!report.valid) process.exitCode = 1;
