@@ -16,6 +16,10 @@ import { Img2PromptError } from '../src/util/errors.js';
 import { KAGGLE_SAMPLE, asset, tempDir } from './helpers/paths.js';
 
 const tmp = tempDir('img2prompt-inputs-');
+const isRoot = process.getuid?.() === 0;
+/** Root reads anything, so as root the permission test runs in a process that has dropped to `nobody`. */
+const NOBODY = 65534;
+const canRunAsNobody = isRoot && spawnSync(process.execPath, ['-e', ''], { uid: NOBODY, gid: NOBODY }).status === 0;
 const KAGGLE = path.join(KAGGLE_SAMPLE, 'images');
 const PNG = path.join(KAGGLE, '20057f34d.png');
 const SVG = '<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="6" height="4"><rect width="6" height="4" fill="#f00"/></svg>\n';
@@ -141,7 +145,7 @@ describe('what counts as an image: one walker for every command and validate --i
 });
 
 describe('reasons name the real problem, on one line', () => {
-  it('permission denied is reported as such, not as an unsupported format', () => {
+  it.runIf(!isRoot || canRunAsNobody)('permission denied is reported as such, not as an unsupported format', () => {
     const locked = path.join(tmp, 'locked');
     fs.mkdirSync(locked);
     fs.chmodSync(tmp, 0o755);
@@ -149,8 +153,7 @@ describe('reasons name the real problem, on one line', () => {
     const file = path.join(locked, 'secret.png');
     fs.copyFileSync(PNG, file);
     fs.chmodSync(file, 0o000);
-    // Root reads anything, so the decoder runs in a process that has dropped to `nobody` (65534).
-    const asNobody = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+    const asNobody = isRoot ? { uid: NOBODY, gid: NOBODY } : {};
     const script = `import('./src/image/decode.ts').then((m) => m.decodeImage(${JSON.stringify(file)})).then(() => console.log('decoded'), (e) => console.log(e.reason))`;
     const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], { encoding: 'utf8', timeout: 60_000, ...asNobody });
     expect(r.stderr).toBe('');

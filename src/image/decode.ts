@@ -55,7 +55,9 @@ export async function decodeImage(input: string | Uint8Array, options: DecodeOpt
   try {
     result = await open().rotate().toColourspace('srgb').removeAlpha().raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
   } catch (err) {
-    throw new Img2PromptError(name, await describeFailure(bytes, err, maxPixels, options), { cause: err });
+    const reason = await describeFailure(bytes, err, maxPixels, options);
+    // sharp read the bytes, not the file: its "Input buffer …" means the user's file.
+    throw new Img2PromptError(name, typeof input === 'string' ? reason.replace(/\bInput buffer\b/g, 'Input file') : reason, { cause: err });
   }
   const { data, info } = result;
   if (info.channels !== 3 || data.length !== info.width * info.height * 3) {
