@@ -171,16 +171,21 @@ function parseHeader(headerBytes: Uint8Array, fileSize: number, file: string): P
   return { dataStart, metadata, entries };
 }
 
-function makeTensor(e: HeaderEntry, data: Uint8Array): SafeTensor {
-  const info = DTYPES[e.dtype];
-  const count = elementCount(e.shape);
+/** A tensor over `data` (exactly shape × dtype-size bytes); other weight formats build theirs with it too. */
+export function tensorFromBytes(name: string, dtype: SafetensorsDType, shape: readonly number[], data: Uint8Array): SafeTensor {
+  const info = DTYPES[dtype];
+  const count = elementCount(shape);
   let bytes = data;
   if (data.byteOffset % info.bytes !== 0) {
     bytes = new Uint8Array(data.length); // a fresh copy starts at offset 0, so it is aligned
     bytes.set(data);
   }
   const view = info.view(bytes.buffer, bytes.byteOffset, count);
-  return { name: e.name, dtype: e.dtype, shape: e.shape, bytes: data, data: view };
+  return { name, dtype, shape, bytes: data, data: view };
+}
+
+function makeTensor(e: HeaderEntry, data: Uint8Array): SafeTensor {
+  return tensorFromBytes(e.name, e.dtype, e.shape, data);
 }
 
 function assemble(path: string, header: ParsedHeader, tensorBytes: (e: HeaderEntry) => Uint8Array): SafetensorsFile {
@@ -199,7 +204,8 @@ function readFullySync(fd: number, target: Uint8Array, position: number, file: s
   }
 }
 
-async function readFully(fh: fs.FileHandle, target: Uint8Array, position: number, file: string): Promise<void> {
+/** Fill `target` from the file at `position`; an early end is a truncation error naming `file`. */
+export async function readFully(fh: fs.FileHandle, target: Uint8Array, position: number, file: string): Promise<void> {
   let done = 0;
   while (done < target.length) {
     const { bytesRead } = await fh.read(target, done, Math.min(target.length - done, 1 << 30), position + done);
