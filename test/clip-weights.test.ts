@@ -2,8 +2,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadOpenClipConfig, loadHfClipConfig, tinyClipConfig } from '../src/clip/config.js';
+import { CLIP_CHECKPOINT_FILES } from '../src/clip/checkpoint-files.js';
 import {
-  CLIP_CHECKPOINT_FILES,
   clipTensorSpecs,
   clipWeightsFromTensors,
   clipWeightsToTensors,

@@ -3,7 +3,8 @@ import path from 'node:path';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { sha256File } from '../models/sha256.js';
-import { loadClipCheckpoint, CLIP_CHECKPOINT_FILES, type ClipLayout, type LoadClipCheckpointOptions } from './weights.js';
+import { loadClipCheckpoint, type ClipLayout, type LoadClipCheckpointOptions } from './weights.js';
+import { CLIP_CHECKPOINT_FILES, CLIP_WEIGHTS_FILE_NAMES, findClipWeightsFile } from './checkpoint-files.js';
 import { loadHfClipConfig, loadOpenClipConfig, type ClipConfig } from './config.js';
 import { clipVisionGraphBuilder } from '../../models/graph/clip-vision.js';
 import { CLIP_TEXT_PREFIX_GRAPH_VERSION, clipTextGraphBuilder, clipTextPrefixGraphBuilder } from '../../models/graph/clip-text.js';
@@ -18,7 +19,7 @@ const SIDECAR = 'clip-onnx.json';
 const PREFIX_SIDECAR = 'clip-text-prefix.json';
 
 export interface ClipOnnxFiles {
-  /** 'built': graphs we built from a safetensors checkpoint; 'export': ready ONNX files from elsewhere. */
+  /** 'built': graphs we built from a safetensors or torch.save checkpoint; 'export': ready ONNX files from elsewhere. */
   kind: 'built' | 'export';
   vision: string;
   text: string;
@@ -29,7 +30,7 @@ export interface ClipOnnxFiles {
    */
   layout: ClipLayout;
   /**
-   * sha256 identifying the weights (label-bank caches are rebuilt when it changes): of the safetensors
+   * sha256 identifying the weights (label-bank caches are rebuilt when it changes): of the weights
    * file for built graphs; for an export, over both towers' .onnx files and their external data.
    */
   weightHash: string;
@@ -65,17 +66,9 @@ async function exportConfig(dir: string): Promise<{ config: ClipConfig; layout: 
   throw new Img2PromptError(dir, 'ONNX export found but no config.json to read the image size and normalisation from');
 }
 
-function weightsFileOf(dir: string): string | undefined {
-  for (const layout of ['open_clip', 'hf'] as const) {
-    const f = path.join(dir, CLIP_CHECKPOINT_FILES[layout].weights);
-    if (existsSync(f)) return f;
-  }
-  return undefined;
-}
-
 /**
  * The vision and text ONNX graphs of the CLIP model in `dir`: a ready export when the folder has one,
- * else graphs built from its safetensors checkpoint once and cached beside the weights. The cache is
+ * else graphs built from its safetensors or torch.save checkpoint once and cached beside the weights. The cache is
  * rebuilt when the weights file changes (size or mtime, then hash) or the builders change.
  */
 export interface EnsureClipOnnxOptions extends LoadClipCheckpointOptions {
@@ -84,14 +77,14 @@ export interface EnsureClipOnnxOptions extends LoadClipCheckpointOptions {
 }
 
 export async function ensureClipOnnx(dir: string, options: EnsureClipOnnxOptions = {}): Promise<ClipOnnxFiles> {
-  const weightsFile = weightsFileOf(dir);
+  const weightsFile = await findClipWeightsFile(dir);
   const exported = weightsFile ? undefined : await findClipExport(dir);
   if (exported) {
     const { config, layout } = await exportConfig(dir);
     return { kind: 'export', vision: exported.vision.file, text: exported.text.file, config, layout, weightHash: await exportWeightHash(dir, exported) };
   }
   if (!weightsFile) {
-    throw new Img2PromptError(dir, 'no CLIP model here: expected open_clip_model.safetensors, model.safetensors or vision_model.onnx + text_model.onnx');
+    throw new Img2PromptError(dir, `no CLIP model here: expected ${CLIP_WEIGHTS_FILE_NAMES.join(', ')} (or one .safetensors, .pt or .pth file) or vision_model.onnx + text_model.onnx`);
   }
   const vision = path.join(dir, VISION_ONNX);
   const text = path.join(dir, TEXT_ONNX);

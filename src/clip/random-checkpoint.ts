@@ -4,7 +4,8 @@ import { Img2PromptError, errorMessage } from '../util/errors.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { writeSafetensors } from '../models/safetensors.js';
 import { toHfClipConfigJson, toHfPreprocessorJson, toOpenClipHubConfigJson, visionTokenCount, type ClipConfig } from './config.js';
-import { CLIP_CHECKPOINT_FILES, clipWeightsToTensors, type ClipBlockWeights, type ClipLayout, type ClipWeights, type LayerNormWeights } from './weights.js';
+import { CLIP_CHECKPOINT_FILES } from './checkpoint-files.js';
+import { clipWeightsToTensors, type ClipBlockWeights, type ClipLayout, type ClipWeights, type LayerNormWeights } from './weights.js';
 
 /**
  * Deterministic random CLIP weights of any size, for tests and for exercising the engine end to end

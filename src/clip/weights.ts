@@ -1,7 +1,9 @@
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Img2PromptError } from '../util/errors.js';
-import { readSafetensors, tensorToFloat32, type SafetensorsFile, type SafetensorsInput } from '../models/safetensors.js';
+import { tensorToFloat32, type SafetensorsFile, type SafetensorsInput } from '../models/safetensors.js';
+import { readWeightsFile } from '../models/weights-file.js';
+import { CLIP_CHECKPOINT_FILES, CLIP_WEIGHTS_FILE_NAMES, findClipWeightsFile } from './checkpoint-files.js';
 import {
   loadHfClipConfig,
   loadOpenClipConfig,
@@ -344,12 +346,6 @@ export function clipWeightsFromSafetensors(config: ClipConfig, st: SafetensorsFi
   );
 }
 
-/** File names in a checkpoint directory, by layout. */
-export const CLIP_CHECKPOINT_FILES = {
-  open_clip: { config: 'open_clip_config.json', weights: 'open_clip_model.safetensors' },
-  hf: { config: 'config.json', weights: 'model.safetensors', preprocessor: 'preprocessor_config.json' },
-} as const;
-
 export interface ClipCheckpoint {
   dir: string;
   layout: ClipLayout;
@@ -365,34 +361,16 @@ export interface LoadClipCheckpointOptions extends OpenClipParseOptions {
   config?: ClipConfig;
 }
 
-async function findWeightsFile(dir: string): Promise<string> {
-  for (const name of [CLIP_CHECKPOINT_FILES.open_clip.weights, CLIP_CHECKPOINT_FILES.hf.weights]) {
-    if (existsSync(path.join(dir, name))) return path.join(dir, name);
-  }
-  let entries: string[];
-  try {
-    entries = await fs.readdir(dir);
-  } catch (err) {
-    throw new Img2PromptError(dir, `cannot read CLIP checkpoint directory: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-  }
-  const candidates = entries.filter((e) => e.endsWith('.safetensors'));
-  if (candidates.length === 1) return path.join(dir, candidates[0]!);
-  throw new Img2PromptError(
-    dir,
-    candidates.length === 0
-      ? 'no .safetensors weights in this CLIP checkpoint directory'
-      : `several .safetensors files (${candidates.join(', ')}); expected ${CLIP_CHECKPOINT_FILES.open_clip.weights} or ${CLIP_CHECKPOINT_FILES.hf.weights}`,
-  );
-}
-
 /**
- * Load a CLIP checkpoint directory in either layout. The layout is detected from the tensor names;
+ * Load a CLIP checkpoint directory in either layout, from safetensors or torch.save weights (see
+ * findClipWeightsFile). The layout is detected from the tensor names;
  * the config comes from open_clip_config.json (open_clip) or config.json + preprocessor_config.json
  * (HF), unless `options.config` is given.
  */
 export async function loadClipCheckpoint(dir: string, options: LoadClipCheckpointOptions = {}): Promise<ClipCheckpoint> {
-  const weightsFile = await findWeightsFile(dir);
-  const st = await readSafetensors(weightsFile);
+  const weightsFile = await findClipWeightsFile(dir);
+  if (!weightsFile) throw new Img2PromptError(dir, `no CLIP weights in this checkpoint directory (${CLIP_WEIGHTS_FILE_NAMES.join(', ')}, or one .safetensors, .pt or .pth file)`);
+  const st = await readWeightsFile(weightsFile);
   const layout = detectClipLayout(st.tensors.keys());
   if (!layout) throw new Img2PromptError(weightsFile, 'not a CLIP checkpoint: neither open_clip (visual.*) nor Hugging Face (vision_model.*) tensor names');
   let config = options.config;

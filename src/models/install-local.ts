@@ -8,10 +8,11 @@ import { architectureConfig } from '../clip/architectures.js';
 import type { ClipLayout } from '../clip/weights.js';
 import { ensureClipOnnx } from '../clip/onnx-cache.js';
 import { findClipExport } from '../clip/onnx-export.js';
+import { CLIP_WEIGHTS_FILE_NAMES, findClipWeightsFile, isClipWeightsFileName } from '../clip/checkpoint-files.js';
 
-/** Files a CLIP model folder may carry; anything else in an imported folder is left out. */
+/** Files a CLIP model folder may carry besides its weights file; anything else in an imported folder is left out. */
 const CLIP_FILES = [
-  'open_clip_config.json', 'open_clip_model.safetensors', 'config.json', 'preprocessor_config.json', 'model.safetensors',
+  'open_clip_config.json', 'config.json', 'preprocessor_config.json',
   'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.json', 'merges.txt', 'bpe_simple_vocab_16e6.txt.gz',
   'vision_model.onnx', 'text_model.onnx', 'onnx/vision_model.onnx', 'onnx/text_model.onnx',
 ];
@@ -39,6 +40,9 @@ async function installWith(name: string, fill: (staging: string) => Promise<{ fi
   try {
     staging = await createStagingDir(name);
     const r = await fill(staging);
+    // Build the ONNX graphs before the swap: weights that cannot be read (corrupt, or a pickle that is refused)
+    // never replace an install, and the first real command does not pay for the build.
+    await ensureClipOnnx(staging);
     await writeInstallRecord(staging, {
       formatVersion: 1,
       name,
@@ -51,8 +55,6 @@ async function installWith(name: string, fill: (staging: string) => Promise<{ fi
     });
     const dir = await installStagingDir(staging, name);
     staging = undefined;
-    // Build the ONNX graphs now, so the first real command does not pay for it.
-    await ensureClipOnnx(dir);
     return dir;
   } finally {
     if (staging) await fs.rm(staging, { recursive: true, force: true });
@@ -132,15 +134,34 @@ async function exportFiles(dir: string): Promise<string[]> {
   return files;
 }
 
-/** Install a local CLIP checkpoint folder (open_clip or Hugging Face safetensors, or a split ONNX export). */
-export async function importClip(srcDir: string, name: string): Promise<string> {
-  if (!existsSync(srcDir)) throw new Img2PromptError(srcDir, 'not found');
+/** The weights file named on the command line: its name must be one a checkpoint directory is read by. */
+function explicitWeightsFile(file: string): string {
+  if (!isClipWeightsFileName(path.basename(file))) {
+    throw new Img2PromptError(
+      file,
+      `not a weights file name this engine reads: ${CLIP_WEIGHTS_FILE_NAMES.join(', ')}, or any .safetensors, .pt or .pth file (a .bin under another name is as often something else)`,
+    );
+  }
+  return file;
+}
+
+/**
+ * Install a local CLIP checkpoint: a folder (open_clip or Hugging Face weights as safetensors or torch.save files,
+ * or a split ONNX export), or one weights file, whose config and tokenizer files are taken from its folder.
+ */
+export async function importClip(source: string, name: string): Promise<string> {
+  const stat = await fs.stat(source).catch(() => undefined);
+  if (!stat) throw new Img2PromptError(source, 'not found');
+  const srcDir = stat.isFile() ? path.dirname(source) : source;
+  const weights = stat.isFile() ? explicitWeightsFile(source) : await findClipWeightsFile(srcDir);
   const present = CLIP_FILES.filter((f) => existsSync(path.join(srcDir, f)));
+  if (weights) present.push(path.basename(weights));
   // An export's towers may carry other names and external-data files: take the files it really uses.
-  const exported = present.some((f) => f.endsWith('.safetensors')) ? [] : await exportFiles(srcDir);
+  const exported = weights ? [] : await exportFiles(srcDir);
   for (const f of exported) if (!present.includes(f)) present.push(f);
-  const hasModel = present.some((f) => f.endsWith('.safetensors')) || exported.length > 0;
-  if (!hasModel) throw new Img2PromptError(srcDir, 'no CLIP weights found (open_clip_model.safetensors, model.safetensors or vision_model.onnx + text_model.onnx)');
+  if (!weights && exported.length === 0) {
+    throw new Img2PromptError(srcDir, `no CLIP weights found (${CLIP_WEIGHTS_FILE_NAMES.join(', ')}, one .safetensors, .pt or .pth file, or vision_model.onnx + text_model.onnx)`);
+  }
   return installWith(name, async (staging) => {
     for (const f of present) {
       try {
@@ -150,6 +171,6 @@ export async function importClip(srcDir: string, name: string): Promise<string> 
       }
     }
     const random = await isRandomCheckpoint(staging, present);
-    return { files: present, source: 'import', origin: path.resolve(srcDir), random };
+    return { files: present, source: 'import', origin: path.resolve(source), random };
   });
 }

@@ -219,8 +219,8 @@ An interrupted hf download keeps its partial files; run the same command again t
 
   models
     .command('import')
-    .description('Install a local CLIP checkpoint folder (open_clip or Hugging Face safetensors, or vision_model.onnx + text_model.onnx)')
-    .argument('<dir>', 'folder holding the checkpoint, its config and tokenizer files')
+    .description('Install a local CLIP checkpoint folder (open_clip or Hugging Face weights as safetensors or PyTorch .bin/.pt files, or vision_model.onnx + text_model.onnx)')
+    .argument('<dir>', 'folder holding the checkpoint, its config and tokenizer files, or the weights file itself (its folder gives the rest)')
     .requiredOption('--name <name>', 'name to install it under in the model cache')
     .action(async (dir: string, opts: { name: string }) => {
       const installed = await importClip(dir, opts.name);
