@@ -26,6 +26,7 @@ afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
 describe.each([
   ['zip archive (torch.save)', 'views.pt'],
   ['legacy stream (_use_new_zipfile_serialization=False)', 'views-legacy.pt'],
+  ['zip archive with zip64 sizes and offsets (checkpoints over 4 GiB)', 'views-zip64.pt'],
 ])('%s', (_, file) => {
   it('reads every dtype and every kind of view with the values torch has', async () => {
     const st = await readTorchCheckpoint(fixture(file));
