@@ -88,6 +88,10 @@ describe('refusals', () => {
     expect(fs.existsSync(marker)).toBe(false);
   });
 
+  it('refuses a tensor that zero strides make too large to hold, instead of allocating it', async () => {
+    await expect(readTorchCheckpoint(fixture('expanded-huge.pt'))).rejects.toThrow('expanded-huge.pt: tensor "w" of shape [134217728,134217728] is too large to hold');
+  });
+
   it('refuses a TorchScript archive by what it is', async () => {
     await expect(readTorchCheckpoint(fixture('torchscript.pt'))).rejects.toThrow(/torchscript\.pt: a TorchScript archive \(torch\.jit\.save/);
   });
