@@ -17,7 +17,7 @@ import { promises as fs } from 'node:fs';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
 import { dtypeByteSize, readFully, type SafetensorsFile } from './safetensors.js';
 import { PickleTruncatedError, pickledTypeName, unpickle, type PickleGlobalHandler, type UnpickleResult } from './pickle.js';
-import { StorageRef, assemble, isPickledEmpty, pickledCount, stateDictOf, storageDtype, storageKeysOf, torchGlobals } from './torch-tensors.js';
+import { StorageRef, assemble, isPickledEmpty, pickledCount, rootStorageKeys, stateDictOf, storageDtype, torchGlobals } from './torch-tensors.js';
 import { looksLikeZip, readZipDirectory, readZipEntry, type ZipEntry } from './zip-archive.js';
 
 /** The legacy format's first pickle. */
@@ -25,9 +25,8 @@ const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
 /** A state dict's pickle is kilobytes; a data.pkl this large is not one. */
 const MAX_PICKLE_BYTES = 256 * 1024 * 1024;
 
-/** ('storage', storage class, key, location, element count) → the storage, one object per key. */
-function zipPersistentLoad(file: string): (pid: unknown) => unknown {
-  const seen = new Map<string, StorageRef>();
+/** ('storage', storage class, key, location, element count) → the storage, one object per key in `seen`. */
+function zipPersistentLoad(file: string, seen: Map<string, StorageRef>): (pid: unknown) => unknown {
   return (pid) => {
     if (!Array.isArray(pid) || pid[0] !== 'storage' || typeof pid[2] !== 'string') {
       throw new Img2PromptError(file, `corrupt checkpoint: unexpected persistent id ${pickledTypeName(pid)}`);
@@ -61,14 +60,16 @@ async function readZipCheckpoint(fh: fs.FileHandle, fileSize: number, file: stri
   }
   const pklEntry = entries.get(pkl)!;
   if (pklEntry.size > MAX_PICKLE_BYTES) throw new Img2PromptError(file, `data.pkl is ${pklEntry.size} bytes, too large for a state dict`);
+  const named = new Map<string, StorageRef>();
   const root = unpickle(await readZipEntry(fh, pklEntry, fileSize, file), {
     file,
     globals: torchGlobals(file),
-    persistentLoad: zipPersistentLoad(file),
+    persistentLoad: zipPersistentLoad(file, named),
   }).value;
   const tensors = stateDictOf(root, file);
   const storages = new Map<string, Uint8Array>();
-  for (const [key, s] of storageKeysOf(tensors)) {
+  for (const key of rootStorageKeys(tensors)) {
+    const s = named.get(key)!;
     const entry: ZipEntry | undefined = entries.get(`${prefix}data/${key}`);
     if (!entry) throw new Img2PromptError(file, `truncated or corrupt checkpoint: storage data/${key} is missing`);
     if (entry.size !== s.nbytes) throw new Img2PromptError(file, `corrupt checkpoint: storage data/${key} holds ${entry.size} bytes, the pickle says ${s.nbytes}`);
@@ -152,7 +153,7 @@ async function readLegacyCheckpoint(fh: fs.FileHandle, fileSize: number, file: s
     }
   }
   const tensors = stateDictOf(head.root, file);
-  const wanted = storageKeysOf(tensors);
+  const wanted = rootStorageKeys(tensors);
   // Each storage's data sits after the previous one's: walk the key list for the offsets.
   const storages = new Map<string, Uint8Array>();
   let pos = head.dataStart;
@@ -173,7 +174,7 @@ async function readLegacyCheckpoint(fh: fs.FileHandle, fileSize: number, file: s
     }
     pos += 8 + root.nbytes;
   }
-  for (const key of wanted.keys()) if (!storages.has(key)) throw new Img2PromptError(file, `corrupt checkpoint: storage "${key}" has no data`);
+  for (const key of wanted) if (!storages.has(key)) throw new Img2PromptError(file, `corrupt checkpoint: storage "${key}" has no data`);
   return assemble(file, tensors, (key) => storages.get(key)!);
 }
 

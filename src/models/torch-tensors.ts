@@ -236,13 +236,12 @@ function materialize(name: string, t: TensorRef, storage: Uint8Array, file: stri
   return tensorFromBytes(name, t.dtype, t.shape, bytes);
 }
 
-/** The storages each kept tensor uses (for a legacy view, the storage it is a view of). */
-export function storageKeysOf(tensors: Map<string, TensorRef>): Map<string, StorageRef> {
-  const out = new Map<string, StorageRef>();
-  for (const t of tensors.values()) out.set(t.storage.view?.root ?? t.storage.key, t.storage);
-  return out;
+/** Keys of the storages the kept tensors read from the file (for a legacy view, the storage it is a view of). */
+export function rootStorageKeys(tensors: Map<string, TensorRef>): Set<string> {
+  return new Set([...tensors.values()].map((t) => t.storage.view?.root ?? t.storage.key));
 }
 
+/** The kept tensors out of their storages' bytes (`bytesOf` a root storage key). */
 export function assemble(file: string, tensors: Map<string, TensorRef>, bytesOf: (key: string) => Uint8Array): SafetensorsFile {
   const out = new Map<string, SafeTensor>();
   for (const [name, t] of tensors) {
