@@ -1,91 +1,29 @@
-// CLIP preprocessing as open_clip / HF CLIPImageProcessor do it on a PIL image:
-//   Resize(N, BICUBIC) → CenterCrop(N) → ToTensor (u8 / 255) → Normalize((x - mean) / std)
-// The resampler reproduces Pillow's Resample.c: a separable convolution (one pass per axis) whose
-// bicubic kernel (a = -0.5) is stretched by the downscale factor, taps normalised to sum 1 and turned
-// into 22-bit fixed point, each pass rounded and clamped to 8 bits, the passes in the order the chosen
-// Pillow release runs them. CLIP was trained on Pillow's pixels, and matching them bit for bit removes
-// one source of drift from the embeddings. Only the window the centre crop keeps is ever computed.
+// CLIP preprocessing as the reference pipelines do it on a PIL image:
+//   open_clip / OpenAI CLIP: Resize(N, BICUBIC) → CenterCrop(N) → convert('RGB') → ToTensor → Normalize
+//   transformers' CLIPImageProcessor: convert_to_rgb → torch resize → center_crop → (u - 255 mean) / (255 std)
+// The resamplers (resample.h) reproduce Pillow's and torch's integer arithmetic; CLIP was trained on
+// those pixels, and matching them bit for bit removes one source of drift from the embeddings. Only the
+// window the centre crop keeps is ever computed.
 #include "clip_preprocess.h"
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <new>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "resample.h"
+
 namespace img2prompt {
 
 namespace {
 
-constexpr int kPrecisionBits = 32 - 8 - 2;  // Pillow's PRECISION_BITS for 8-bit images
 constexpr int64_t kMaxSide = int64_t{1} << 24;
 constexpr int64_t kMaxSize = 8192;
 
-double BicubicKernel(double x) {
-  constexpr double a = -0.5;
-  if (x < 0.0) x = -x;
-  if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
-  if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
-  return 0.0;
-}
-
-// Taps of the outputs [out_lo, out_hi) of a 1-D resample from in_size to out_size samples.
-// Only the window the centre crop keeps is computed: each output depends on its own taps alone, so
-// the result is the same as resizing everything and cropping afterwards, at a fraction of the work.
-struct Taps {
-  int64_t ksize = 0;
-  std::vector<int64_t> first;   // first input sample of each output
-  std::vector<int64_t> count;   // number of input samples it reads
-  std::vector<int32_t> weight;  // ksize fixed-point weights per output
-};
-
-Taps BicubicTaps(int64_t in_size, int64_t out_size, int64_t out_lo, int64_t out_hi) {
-  const double scale = static_cast<double>(in_size) / static_cast<double>(out_size);
-  const double filterscale = scale < 1.0 ? 1.0 : scale;  // widen the kernel only when shrinking (antialias)
-  const double support = 2.0 * filterscale;
-  const double inv_filterscale = 1.0 / filterscale;
-  Taps taps;
-  taps.ksize = static_cast<int64_t>(std::ceil(support)) * 2 + 1;
-  const int64_t outputs = out_hi - out_lo;
-  taps.first.resize(outputs);
-  taps.count.resize(outputs);
-  taps.weight.assign(outputs * taps.ksize, 0);
-  std::vector<double> w(taps.ksize);
-  for (int64_t xx = out_lo; xx < out_hi; ++xx) {
-    const double center = (xx + 0.5) * scale;
-    // C casts truncate toward zero; Pillow relies on that before clamping.
-    int64_t xmin = static_cast<int64_t>(center - support + 0.5);
-    if (xmin < 0) xmin = 0;
-    int64_t xmax = static_cast<int64_t>(center + support + 0.5);
-    if (xmax > in_size) xmax = in_size;
-    xmax -= xmin;
-    double total = 0.0;
-    for (int64_t x = 0; x < xmax; ++x) {
-      w[x] = BicubicKernel((static_cast<double>(x + xmin) - center + 0.5) * inv_filterscale);
-      total += w[x];
-    }
-    int32_t* k = &taps.weight[(xx - out_lo) * taps.ksize];
-    for (int64_t x = 0; x < xmax; ++x) {
-      const double normalised = total != 0.0 ? w[x] / total : w[x];
-      const double scaled = normalised * (1 << kPrecisionBits);
-      k[x] = static_cast<int32_t>(normalised < 0 ? -0.5 + scaled : 0.5 + scaled);  // round half away from zero
-    }
-    taps.first[xx - out_lo] = xmin;
-    taps.count[xx - out_lo] = xmax;
-  }
-  return taps;
-}
-
-inline uint8_t Clip8(int64_t acc) {
-  if (acc <= 0) return 0;
-  if (acc >= (int64_t{255} << kPrecisionBits)) return 255;
-  return static_cast<uint8_t>(acc >> kPrecisionBits);
-}
-
-constexpr int64_t kHalf = int64_t{1} << (kPrecisionBits - 1);  // rounds the fixed-point sum to nearest
-
-// Python's round() of d / 2 (half to even), d >= 0: torchvision's crop offset.
+// Python's round(d / 2) (half to even), d >= 0: torchvision's crop offset.
 int64_t HalfToEven(int64_t d) {
   int64_t q = d / 2;
   if ((d & 1) && (q & 1)) ++q;
@@ -94,7 +32,7 @@ int64_t HalfToEven(int64_t d) {
 
 }  // namespace
 
-ClipGeometry ComputeClipGeometry(int64_t width, int64_t height, int64_t size) {
+ClipGeometry ComputeClipGeometry(int64_t width, int64_t height, int64_t size, CropRounding crop) {
   ClipGeometry g{width, height, 0, 0};
   const int64_t short_side = std::min(width, height);
   const int64_t long_side = std::max(width, height);
@@ -110,77 +48,12 @@ ClipGeometry ComputeClipGeometry(int64_t width, int64_t height, int64_t size) {
       g.resized_height = size;
     }
   }
-  g.left = HalfToEven(g.resized_width - size);
-  g.top = HalfToEven(g.resized_height - size);
+  // transformers: int((len - N) / 2.0), which truncates; torchvision: int(round((len - N) / 2.0)).
+  const auto offset = [crop](int64_t d) { return crop == CropRounding::kFloor ? d / 2 : HalfToEven(d); };
+  g.left = offset(g.resized_width - size);
+  g.top = offset(g.resized_height - size);
   return g;
 }
-
-namespace {
-
-// Pixels of a (partial) RGB8 image addressed in source coordinates: (x, y) lives at
-// data + (y - y0) * stride + (x - x0) * 3. Lets each pass read only the window the crop needs.
-struct View {
-  const uint8_t* data;
-  int64_t stride;
-  int64_t x0, y0;
-  const uint8_t* At(int64_t x, int64_t y) const { return data + (y - y0) * stride + (x - x0) * 3; }
-};
-
-// Resamples rows [row_lo, row_hi) of `in` along x into output columns col_lo..col_lo+n (`out` holds them).
-View HorizontalPass(const View& in, const Taps& taps, int64_t col_lo, int64_t n, int64_t row_lo, int64_t row_hi,
-                    std::vector<uint8_t>& out) {
-  const int64_t stride = n * 3;
-  out.resize((row_hi - row_lo) * stride);
-  for (int64_t r = row_lo; r < row_hi; ++r) {
-    uint8_t* dst = &out[(r - row_lo) * stride];
-    for (int64_t j = 0; j < n; ++j) {
-      const int32_t* k = &taps.weight[j * taps.ksize];
-      const uint8_t* p = in.At(taps.first[j], r);
-      int64_t s0 = kHalf, s1 = kHalf, s2 = kHalf;
-      for (int64_t t = 0; t < taps.count[j]; ++t, p += 3) {
-        s0 += int64_t{p[0]} * k[t];
-        s1 += int64_t{p[1]} * k[t];
-        s2 += int64_t{p[2]} * k[t];
-      }
-      dst[j * 3 + 0] = Clip8(s0);
-      dst[j * 3 + 1] = Clip8(s1);
-      dst[j * 3 + 2] = Clip8(s2);
-    }
-  }
-  return View{out.data(), stride, col_lo, row_lo};
-}
-
-// Resamples columns [col_lo, col_hi) of `in` along y into output rows row_lo..row_lo+n (`out` holds them).
-View VerticalPass(const View& in, const Taps& taps, int64_t row_lo, int64_t n, int64_t col_lo, int64_t col_hi,
-                  std::vector<uint8_t>& out) {
-  const int64_t stride = (col_hi - col_lo) * 3;
-  out.resize(n * stride);
-  std::vector<int64_t> acc(stride);
-  for (int64_t y = 0; y < n; ++y) {
-    std::fill(acc.begin(), acc.end(), kHalf);
-    const int32_t* k = &taps.weight[y * taps.ksize];
-    for (int64_t t = 0; t < taps.count[y]; ++t) {
-      const uint8_t* p = in.At(col_lo, taps.first[y] + t);
-      const int64_t kt = k[t];
-      for (int64_t i = 0; i < stride; ++i) acc[i] += int64_t{p[i]} * kt;
-    }
-    uint8_t* dst = &out[y * stride];
-    for (int64_t i = 0; i < stride; ++i) dst[i] = Clip8(acc[i]);
-  }
-  return View{out.data(), stride, col_lo, row_lo};
-}
-
-// Span of input samples the taps read.
-void TapSpan(const Taps& taps, int64_t& lo, int64_t& hi) {
-  lo = taps.first[0];
-  hi = 0;
-  for (size_t i = 0; i < taps.first.size(); ++i) {
-    lo = std::min(lo, taps.first[i]);
-    hi = std::max(hi, taps.first[i] + taps.count[i]);
-  }
-}
-
-}  // namespace
 
 bool PillowRunsHorizontalFirst(int64_t width, int64_t height, int64_t new_width, int64_t new_height,
                                PassOrder order) {
@@ -200,50 +73,101 @@ bool PillowRunsHorizontalFirst(int64_t width, int64_t height, int64_t new_width,
   }
 }
 
-void ClipPreprocessInto(const uint8_t* rgb, int64_t width, int64_t height, int64_t size, const float lut[3][256],
-                        float* out, PassOrder order) {
-  const ClipGeometry g = ComputeClipGeometry(width, height, size);
+namespace {
+
+// Copies the N×N crop at (left, top) of `view`, read through `read`, into normalised planes.
+void WriteCrop(const View& view, PixelRead read, int64_t left, int64_t top, int64_t n, const float lut[3][256],
+               float* out) {
+  const int64_t plane = n * n;
+  for (int64_t y = 0; y < n; ++y) {
+    float* r = out + y * n;
+    float* g = out + plane + y * n;
+    float* b = out + 2 * plane + y * n;
+    if (read == PixelRead::kRgb && view.channels == 3) {
+      const uint8_t* px = view.At(left, top + y);
+      for (int64_t x = 0; x < n; ++x, px += 3) {
+        r[x] = lut[0][px[0]];
+        g[x] = lut[1][px[1]];
+        b[x] = lut[2][px[2]];
+      }
+      continue;
+    }
+    uint8_t rgb[3];
+    for (int64_t x = 0; x < n; ++x) {
+      ReadRgb(view, read, left + x, top + y, rgb);
+      r[x] = lut[0][rgb[0]];
+      g[x] = lut[1][rgb[1]];
+      b[x] = lut[2][rgb[2]];
+    }
+  }
+}
+
+}  // namespace
+
+void ClipPreprocessInto(const uint8_t* pixels, int64_t channels, int64_t width, int64_t height, int64_t size,
+                        const float lut[3][256], float* out, const ClipRules& rules) {
+  const ClipGeometry g = ComputeClipGeometry(width, height, size, rules.crop);
   if (g.left < 0 || g.top < 0) throw std::logic_error("centre crop larger than the resized image");
   const int64_t n = size;
+  const View source{pixels, width * channels, channels, 0, 0};
+
+  // How source pixels are read when they are resampled, and when they go to the crop unresampled
+  // (PIL copies an image whose size does not change, so no premultiplication round trip happens).
+  PixelRead resampled = PixelRead::kRgb, unresampled = PixelRead::kRgb;
+  if (channels == 4 && rules.alpha == AlphaRule::kOntoWhite) resampled = unresampled = PixelRead::kOntoWhite;
+  if (channels == 4 && rules.alpha == AlphaRule::kPremultiplied) resampled = PixelRead::kPremultiply;
+  const PixelRead between = ReadChannels(resampled) == 4 ? PixelRead::kRgba : PixelRead::kRgb;
+
+  if (rules.resampler == Resampler::kPillowNearest) {
+    const std::vector<int64_t> xs = NearestSources(width, g.resized_width, g.left, g.left + n);
+    const std::vector<int64_t> ys = NearestSources(height, g.resized_height, g.top, g.top + n);
+    const int64_t plane = n * n;
+    uint8_t rgb[3];
+    for (int64_t y = 0; y < n; ++y) {
+      for (int64_t x = 0; x < n; ++x) {
+        ReadRgb(source, unresampled, xs[x], ys[y], rgb);
+        for (int c = 0; c < 3; ++c) out[c * plane + y * n + x] = lut[c][rgb[c]];
+      }
+    }
+    return;
+  }
+
   const bool resize_x = g.resized_width != width;
   const bool resize_y = g.resized_height != height;
-
-  // Only the taps of the outputs inside the crop: each output depends on its own taps alone, so this
-  // equals resizing the whole image and cropping afterwards, at a fraction of the work and memory.
+  const BicubicKernel kernel = rules.resampler == Resampler::kTorchBicubic ? BicubicKernel::kTorch : BicubicKernel::kPillow;
   Taps horizontal, vertical;
-  if (resize_x) horizontal = BicubicTaps(width, g.resized_width, g.left, g.left + n);
-  if (resize_y) vertical = BicubicTaps(height, g.resized_height, g.top, g.top + n);
+  if (resize_x) horizontal = BicubicTaps(kernel, width, g.resized_width, g.left, g.left + n);
+  if (resize_y) vertical = BicubicTaps(kernel, height, g.resized_height, g.top, g.top + n);
 
-  View view{rgb, width * 3, 0, 0};
+  View view = source;
+  PixelRead read = resize_x || resize_y ? resampled : unresampled;
   std::vector<uint8_t> first_pass, second_pass;
-  if (PillowRunsHorizontalFirst(width, height, g.resized_width, g.resized_height, order)) {
+  const bool horizontal_first = rules.resampler == Resampler::kTorchBicubic ||
+                                PillowRunsHorizontalFirst(width, height, g.resized_width, g.resized_height, rules.order);
+  if (horizontal_first) {
     if (resize_x) {
       int64_t row_lo = g.top, row_hi = g.top + n;  // source rows the vertical pass will read
       if (resize_y) TapSpan(vertical, row_lo, row_hi);
-      view = HorizontalPass(view, horizontal, g.left, n, row_lo, row_hi, first_pass);
+      view = HorizontalPass(view, read, horizontal, g.left, n, row_lo, row_hi, first_pass);
+      read = between;
     }
-    if (resize_y) view = VerticalPass(view, vertical, g.top, n, g.left, g.left + n, second_pass);
+    if (resize_y) {
+      view = VerticalPass(view, read, vertical, g.top, n, g.left, g.left + n, second_pass);
+      read = between;
+    }
   } else {
     if (resize_y) {
       int64_t col_lo = g.left, col_hi = g.left + n;  // source columns the horizontal pass will read
       if (resize_x) TapSpan(horizontal, col_lo, col_hi);
-      view = VerticalPass(view, vertical, g.top, n, col_lo, col_hi, first_pass);
+      view = VerticalPass(view, read, vertical, g.top, n, col_lo, col_hi, first_pass);
+      read = between;
     }
-    if (resize_x) view = HorizontalPass(view, horizontal, g.left, n, g.top, g.top + n, second_pass);
-  }
-
-  const int64_t plane = n * n;
-  for (int64_t y = 0; y < n; ++y) {
-    const uint8_t* px = view.At(g.left, g.top + y);
-    float* r = out + y * n;
-    float* gr = out + plane + y * n;
-    float* b = out + 2 * plane + y * n;
-    for (int64_t x = 0; x < n; ++x, px += 3) {
-      r[x] = lut[0][px[0]];
-      gr[x] = lut[1][px[1]];
-      b[x] = lut[2][px[2]];
+    if (resize_x) {
+      view = HorizontalPass(view, read, horizontal, g.left, n, g.top, g.top + n, second_pass);
+      read = between;
     }
   }
+  WriteCrop(view, read, g.left, g.top, n, lut, out);
 }
 
 namespace {
@@ -280,20 +204,41 @@ Napi::Float32Array Float32Arg(const Napi::CallbackInfo& info, size_t i, const ch
   return v.As<Napi::Float32Array>();
 }
 
+// The value of `key` in the rules object: the index of one of `names`, or `fallback` when absent.
+int Choice(const Napi::Env& env, const Napi::Object& rules, const char* key, std::initializer_list<const char*> names,
+           int fallback) {
+  const Napi::Value v = rules.Get(key);
+  if (v.IsUndefined()) return fallback;
+  const std::string given = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
+  std::string list;
+  int i = 0;
+  for (const char* name : names) {
+    if (given == name) return i;
+    list += (i++ ? ", '" : "'") + std::string(name) + "'";
+  }
+  throw Napi::TypeError::New(env, std::string("clipPreprocess: rules.") + key + " must be one of " + list);
+}
+
+enum class Normalisation {
+  kToTensor,  // torchvision ToTensor + Normalize: (u / 255 - mean) / std
+  kFused,     // transformers' fused rescale + normalize: (u - 255 mean) / (255 std)
+};
+
 class ClipPreprocessWorker : public Napi::AsyncWorker {
  public:
-  ClipPreprocessWorker(Napi::Env env, const Napi::Uint8Array& rgb, Napi::Float32Array out, int64_t width,
-                       int64_t height, int64_t size, int64_t slot, PassOrder order)
+  ClipPreprocessWorker(Napi::Env env, const Napi::Uint8Array& pixels, Napi::Float32Array out, int64_t channels,
+                       int64_t width, int64_t height, int64_t size, int64_t slot, const ClipRules& rules)
       : Napi::AsyncWorker(env, "img2prompt.clipPreprocess"),
         deferred_(Napi::Promise::Deferred::New(env)),
-        rgb_ref_(Napi::Persistent(rgb)),
+        pixels_ref_(Napi::Persistent(pixels)),
         out_ref_(Napi::Persistent(out)),
-        rgb_(rgb.Data()),
+        pixels_(pixels.Data()),
         out_(out.Data() + slot * 3 * size * size),
+        channels_(channels),
         width_(width),
         height_(height),
         size_(size),
-        order_(order) {}
+        rules_(rules) {}
 
   Napi::Promise Promise() const { return deferred_.Promise(); }
   float (*Lut())[256] { return lut_; }
@@ -301,7 +246,7 @@ class ClipPreprocessWorker : public Napi::AsyncWorker {
  protected:
   void Execute() override {
     try {
-      ClipPreprocessInto(rgb_, width_, height_, size_, lut_, out_, order_);
+      ClipPreprocessInto(pixels_, channels_, width_, height_, size_, lut_, out_, rules_);
     } catch (const std::bad_alloc&) {
       SetError("clipPreprocess: out of memory");
     } catch (const std::exception& e) {
@@ -314,24 +259,25 @@ class ClipPreprocessWorker : public Napi::AsyncWorker {
  private:
   Napi::Promise::Deferred deferred_;
   // The references keep both arrays (and the memory read and written in Execute) alive until the end.
-  Napi::Reference<Napi::Uint8Array> rgb_ref_;
+  Napi::Reference<Napi::Uint8Array> pixels_ref_;
   Napi::Reference<Napi::Float32Array> out_ref_;
-  const uint8_t* rgb_;
+  const uint8_t* pixels_;
   float* out_;
-  int64_t width_, height_, size_;
-  PassOrder order_;
+  int64_t channels_, width_, height_, size_;
+  ClipRules rules_;
   float lut_[3][256];
 };
 
-// clipPreprocess(rgb: Uint8Array, width, height, size, mean: Float32Array(3), std: Float32Array(3),
-//                out: Float32Array, slot, passOrder?: 'pillow13' | 'pillow12.2' | 'pillow12.1') → Promise<void>
+// clipPreprocess(pixels: Uint8Array, width, height, size, mean: Float32Array(3), std: Float32Array(3),
+//                out: Float32Array, slot, rules?: {channels?: 3 | 4, resampler?, passOrder?, crop?, alpha?,
+//                normalisation?}) → Promise<void>
 Napi::Value ClipPreprocessJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 8 || info.Length() > 9)
-    throw Napi::TypeError::New(env, "clipPreprocess(rgb, width, height, size, mean, std, out, slot, passOrder?): expected 8 or 9 arguments");
+    throw Napi::TypeError::New(env, "clipPreprocess(pixels, width, height, size, mean, std, out, slot, rules?): expected 8 or 9 arguments");
   if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
-    throw Napi::TypeError::New(env, "clipPreprocess: expected a Uint8Array (RGB8, HWC) for rgb");
-  const Napi::Uint8Array rgb = info[0].As<Napi::Uint8Array>();
+    throw Napi::TypeError::New(env, "clipPreprocess: expected a Uint8Array (RGB8 or RGBA8, HWC) for pixels");
+  const Napi::Uint8Array pixels = info[0].As<Napi::Uint8Array>();
   const int64_t width = IntegerArg(info, 1, "width", 1, kMaxSide);
   const int64_t height = IntegerArg(info, 2, "height", 1, kMaxSide);
   const int64_t size = IntegerArg(info, 3, "size", 1, kMaxSize);
@@ -346,11 +292,31 @@ Napi::Value ClipPreprocessJs(const Napi::CallbackInfo& info) {
                                          std::to_string(size));
   const int64_t slot = IntegerArg(info, 7, "slot", 0, slots - 1);
 
-  const auto rgb_bytes = static_cast<int64_t>(rgb.ByteLength());
-  if (rgb_bytes != width * height * 3)
-    throw Napi::RangeError::New(env, "clipPreprocess: rgb holds " + std::to_string(rgb_bytes) + " bytes, a " +
-                                         std::to_string(width) + "x" + std::to_string(height) + " RGB image needs " +
-                                         std::to_string(width * height * 3));
+  Napi::Object given = Napi::Object::New(env);
+  if (info.Length() == 9 && !info[8].IsUndefined()) {
+    if (!info[8].IsObject() || info[8].IsTypedArray())
+      throw Napi::TypeError::New(env, "clipPreprocess: expected an object for rules");
+    given = info[8].As<Napi::Object>();
+  }
+  int64_t channels = 3;
+  if (const Napi::Value v = given.Get("channels"); !v.IsUndefined()) {
+    const double c = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : 0;
+    if (c != 3 && c != 4) throw Napi::TypeError::New(env, "clipPreprocess: rules.channels must be 3 or 4");
+    channels = static_cast<int64_t>(c);
+  }
+  ClipRules rules;
+  rules.resampler = static_cast<Resampler>(Choice(env, given, "resampler", {"pillow-bicubic", "pillow-nearest", "torch-bicubic"}, 0));
+  rules.order = static_cast<PassOrder>(Choice(env, given, "passOrder", {"pillow13", "pillow12.2", "pillow12.1"}, 0));
+  rules.crop = static_cast<CropRounding>(Choice(env, given, "crop", {"half-to-even", "floor"}, 0));
+  rules.alpha = static_cast<AlphaRule>(Choice(env, given, "alpha", {"drop", "onto-white", "premultiplied"}, 0));
+  const auto normalisation = static_cast<Normalisation>(Choice(env, given, "normalisation", {"to-tensor", "fused"}, 0));
+
+  const auto pixel_bytes = static_cast<int64_t>(pixels.ByteLength());
+  if (pixel_bytes != width * height * channels)
+    throw Napi::RangeError::New(env, "clipPreprocess: pixels holds " + std::to_string(pixel_bytes) + " bytes, a " +
+                                         std::to_string(width) + "x" + std::to_string(height) + "x" +
+                                         std::to_string(channels) + " image needs " +
+                                         std::to_string(width * height * channels));
   if (mean.ElementLength() != 3 || std_dev.ElementLength() != 3)
     throw Napi::RangeError::New(env, "clipPreprocess: mean and std need 3 values each (R, G, B)");
   for (size_t c = 0; c < 3; ++c) {
@@ -359,41 +325,38 @@ Napi::Value ClipPreprocessJs(const Napi::CallbackInfo& info) {
       throw Napi::RangeError::New(env, "clipPreprocess: std values must be finite and positive");
   }
   // A Uint8Array and a Float32Array may view one ArrayBuffer: refuse to write over the pixels being read.
-  const auto* in_lo = reinterpret_cast<const uint8_t*>(rgb.Data());
+  const auto* in_lo = reinterpret_cast<const uint8_t*>(pixels.Data());
   const auto* out_lo = reinterpret_cast<const uint8_t*>(out.Data() + slot * per_image);
-  if (in_lo < out_lo + per_image * 4 && out_lo < in_lo + rgb_bytes)
-    throw Napi::RangeError::New(env, "clipPreprocess: out slot " + std::to_string(slot) + " overlaps the rgb input");
+  if (in_lo < out_lo + per_image * 4 && out_lo < in_lo + pixel_bytes)
+    throw Napi::RangeError::New(env, "clipPreprocess: out slot " + std::to_string(slot) + " overlaps the pixels input");
 
-  PassOrder order = PassOrder::kPillow13;
-  if (info.Length() == 9 && !info[8].IsUndefined()) {
-    const std::string name = info[8].IsString() ? info[8].As<Napi::String>().Utf8Value() : "";
-    if (name == "pillow12.2")
-      order = PassOrder::kPillow12_2;
-    else if (name == "pillow12.1")
-      order = PassOrder::kPillow12_1;
-    else if (name != "pillow13")
-      throw Napi::TypeError::New(env, "clipPreprocess: passOrder must be 'pillow13', 'pillow12.2' or 'pillow12.1'");
-  }
-
-  auto* worker = new ClipPreprocessWorker(env, rgb, out, width, height, size, slot, order);
+  auto* worker = new ClipPreprocessWorker(env, pixels, out, channels, width, height, size, slot, rules);
   float (*lut)[256] = worker->Lut();
   for (int c = 0; c < 3; ++c) {
     const float m = mean[c], s = std_dev[c];
-    // float32 like torch: ToTensor divides by 255, Normalize subtracts then divides.
-    for (int u = 0; u < 256; ++u) lut[c][u] = (static_cast<float>(u) / 255.0f - m) / s;
+    // float32 like torch. transformers scales mean and std by 255 (float32 tensors times 1 / (1 / 255),
+    // which rounds to 255.0f) instead of dividing the pixels.
+    const float m255 = m * 255.0f, s255 = s * 255.0f;
+    for (int u = 0; u < 256; ++u) {
+      lut[c][u] = normalisation == Normalisation::kFused ? (static_cast<float>(u) - m255) / s255
+                                                         : (static_cast<float>(u) / 255.0f - m) / s;
+    }
   }
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;
 }
 
-// clipGeometry(width, height, size) → {resizedWidth, resizedHeight, left, top}
+// clipGeometry(width, height, size, crop?: 'half-to-even' | 'floor') → {resizedWidth, resizedHeight, left, top}
 Napi::Value ClipGeometryJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int64_t width = IntegerArg(info, 0, "width", 1, kMaxSide);
   const int64_t height = IntegerArg(info, 1, "height", 1, kMaxSide);
   const int64_t size = IntegerArg(info, 2, "size", 1, kMaxSize);
-  const ClipGeometry g = ComputeClipGeometry(width, height, size);
+  Napi::Object given = Napi::Object::New(env);
+  if (info.Length() > 3 && !info[3].IsUndefined()) given.Set("crop", info[3]);
+  const auto crop = static_cast<CropRounding>(Choice(env, given, "crop", {"half-to-even", "floor"}, 0));
+  const ClipGeometry g = ComputeClipGeometry(width, height, size, crop);
   Napi::Object o = Napi::Object::New(env);
   o.Set("resizedWidth", Napi::Number::New(env, static_cast<double>(g.resized_width)));
   o.Set("resizedHeight", Napi::Number::New(env, static_cast<double>(g.resized_height)));

@@ -1,11 +1,16 @@
-// CLIP image preprocessing (torchvision Resize(N, BICUBIC) on a PIL image, CenterCrop(N), ToTensor,
-// Normalize) from a decoded RGB8 buffer straight into one slot of a float32 NCHW batch.
+// CLIP image preprocessing (shortest side to N, N×N centre crop, ToTensor, Normalize) from a decoded RGB8
+// or RGBA8 buffer straight into one slot of a float32 NCHW batch, following the rules of the reference
+// pipeline the checkpoint was trained and published with (see ClipRules).
 #pragma once
 #include <napi.h>
 
 #include <cstdint>
 
 namespace img2prompt {
+
+// Whose centre crop: torchvision's CenterCrop rounds the offset half to even (open_clip), transformers'
+// center_crop truncates it (one column further left when (len - N) / 2 ends in .5 on an odd integer part).
+enum class CropRounding { kHalfToEven, kFloor };
 
 struct ClipGeometry {
   int64_t resized_width;   // size after "shortest side to N"
@@ -14,8 +19,8 @@ struct ClipGeometry {
   int64_t top;
 };
 
-// torchvision's rules: long side = int(N * long / short), crop offset = round((len - N) / 2) (half to even).
-ClipGeometry ComputeClipGeometry(int64_t width, int64_t height, int64_t size);
+// Long side = int(N * long / short) in both references; crop offset (len - N) / 2 rounded by `crop`.
+ClipGeometry ComputeClipGeometry(int64_t width, int64_t height, int64_t size, CropRounding crop);
 
 // Which pass Pillow runs first; it decides where the 8-bit rounding between the passes happens, so it
 // moves a few pixels by a level or so. Pillow <= 12.1 (every release CLIP was trained with) always
@@ -25,14 +30,33 @@ enum class PassOrder { kPillow13, kPillow12_2, kPillow12_1 };
 
 bool PillowRunsHorizontalFirst(int64_t width, int64_t height, int64_t new_width, int64_t new_height, PassOrder order);
 
-// Writes the normalised N×N crop of `rgb` (HWC, width×height×3) to `out` (3 planes of N×N floats).
-// `lut` holds, per channel, the normalised value of each 8-bit level. Resampling follows PIL's
-// Image.resize(BICUBIC) bit for bit (fixed-point taps, 8-bit result after each pass).
-void ClipPreprocessInto(const uint8_t* rgb, int64_t width, int64_t height, int64_t size, const float lut[3][256],
-                        float* out, PassOrder order);
+enum class Resampler {
+  kPillowBicubic,  // PIL Image.resize(BICUBIC), passes in `order`
+  kPillowNearest,  // what PIL does instead for palette and 1-bit images
+  kTorchBicubic,   // torch's antialiased uint8 bicubic, horizontal pass first
+};
 
-// clipPreprocess(rgb, width, height, size, mean, std, out, slot, passOrder?) → Promise<void>, run on
-// the libuv pool; clipGeometry(width, height, size) → {resizedWidth, resizedHeight, left, top}.
+// What happens to a fourth (alpha) channel of the input. Without one, all three read RGB as is.
+enum class AlphaRule {
+  kDrop,           // ignored (PIL convert('RGB') after the resize)
+  kOntoWhite,      // composited onto white before resizing (transformers' convert_to_rgb)
+  kPremultiplied,  // resized premultiplied and divided back, then dropped (PIL resizing an RGBA image)
+};
+
+struct ClipRules {
+  Resampler resampler = Resampler::kPillowBicubic;
+  PassOrder order = PassOrder::kPillow13;
+  CropRounding crop = CropRounding::kHalfToEven;
+  AlphaRule alpha = AlphaRule::kDrop;
+};
+
+// Writes the normalised N×N crop of `pixels` (HWC, width×height×channels, channels 3 or 4) to `out`
+// (3 planes of N×N floats). `lut` holds, per channel, the normalised value of each 8-bit level.
+void ClipPreprocessInto(const uint8_t* pixels, int64_t channels, int64_t width, int64_t height, int64_t size,
+                        const float lut[3][256], float* out, const ClipRules& rules);
+
+// clipPreprocess(pixels, width, height, size, mean, std, out, slot, rules?) → Promise<void>, run on the
+// libuv pool; clipGeometry(width, height, size, crop?) → {resizedWidth, resizedHeight, left, top}.
 void RegisterClipPreprocess(Napi::Env env, Napi::Object exports);
 
 }  // namespace img2prompt

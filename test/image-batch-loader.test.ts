@@ -47,6 +47,13 @@ async function alone(file: string): Promise<Float32Array> {
 const sameBits = (a: Float32Array, b: Float32Array) =>
   a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 
+/** Every batch, its pixels copied (the loader reuses its buffers). */
+async function collect(batches: AsyncGenerator<ImageBatch>): Promise<ImageBatch[]> {
+  const out: ImageBatch[] = [];
+  for await (const b of batches) out.push({ ...b, pixels: b.pixels.slice() });
+  return out;
+}
+
 async function waitFor(condition: () => boolean, what: string, ms = 20_000): Promise<void> {
   const end = Date.now() + ms;
   while (!condition()) {
@@ -133,4 +140,21 @@ describe('loadBatches', () => {
     await expect(loadBatches(KAGGLE, { batchSize: 2, size: 224, concurrency: 0 }).next()).rejects.toThrow(/concurrency/);
     await expect(loadBatches(KAGGLE, { batchSize: 2, size: 0 }).next()).rejects.toThrow(/size/);
   });
+
+  it('passes the processor and the EXIF choice through, decoding with alpha for the transform', async () => {
+    const files = [asset('images', 'pillow-hopper_orientation_6.jpg'), asset('images', 'pillow-pil123rgba.png'), asset('images', 'skimage-rocket.jpg')];
+    for (const processor of ['open_clip', 'hf'] as const) {
+      for (const exif of ['apply', 'ignore'] as const) {
+        const t = new ClipTransform({ size: 224, processor });
+        const [batch] = await collect(loadBatches(files, { batchSize: 3, size: 224, processor, exif }));
+        for (const [i, file] of files.entries()) {
+          const out = new Float32Array(PER);
+          await t.into(await decodeImage(file, { exif, alpha: 'keep' }), out, 0);
+          expect(sameBits(batch!.pixels.subarray(i * PER, (i + 1) * PER), out), `${processor} ${exif} ${file}`).toBe(true);
+        }
+      }
+    }
+    await expect(collect(loadBatches(files, { batchSize: 1, size: 224, exif: 'upright' as never }))).rejects.toThrow(TypeError);
+  });
+
 });

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { decodeImage, type DecodedImage } from '../src/image/decode.js';
 import {
-  ClipTransform, clipGeometry, clipPreprocess, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, type PillowPassOrder,
+  ClipTransform, clipGeometry, clipPreprocess, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, type ClipPreprocessOptions, type PillowPassOrder,
 } from '../src/image/clip-transform.js';
 import { native } from '../src/native/addon.js';
 import { asset, KAGGLE_SAMPLE } from './helpers/paths.js';
@@ -25,9 +25,12 @@ const FLOAT32_TOLERANCE = 5e-7;
 /** torch's ToTensor + Normalize of one 8-bit level, in float32 arithmetic. */
 const normalised = (u: number, c: number) => f32(f32(f32(f32(u) / 255) - MEAN[c]) / STD[c]);
 
-async function run(img: { data: Uint8Array; width: number; height: number }, size: number, passOrder?: PillowPassOrder) {
+type Pixels = { data: Uint8Array; width: number; height: number } & Partial<Pick<DecodedImage, 'channels' | 'pilMode'>>;
+
+async function run(img: Pixels, size: number, options: PillowPassOrder | ClipPreprocessOptions = {}) {
   const out = new Float32Array(3 * size * size);
-  await clipPreprocess(img.data, img.width, img.height, size, MEAN, STD, out, 0, { passOrder });
+  const given = typeof options === 'string' ? { passOrder: options } : options;
+  await clipPreprocess(img.data, img.width, img.height, size, MEAN, STD, out, 0, { channels: img.channels, pilMode: img.pilMode, ...given });
   return out;
 }
 
@@ -128,6 +131,90 @@ describe('hand-computed cases', () => {
   });
 });
 
+describe('per-processor rules, hand-computed', () => {
+  /** transformers' fused rescale + normalize of one 8-bit level, in float32 arithmetic. */
+  const hfNormalised = (u: number, c: number) => f32(f32(u - f32(MEAN[c] * 255)) / f32(STD[c] * 255));
+  const rgbOf = (out: Float32Array, norm: (u: number, c: number) => number) =>
+    [0, 1, 2].map((c) => {
+      const level = [...Array(256).keys()].find((u) => norm(u, c) === out[c]);
+      if (level === undefined) throw new Error(`${out[c]} is no 8-bit level of channel ${c}`);
+      return level;
+    });
+
+  // 2x2 RGBA → N=1: both axes shrink 2 → 1, each output the mean of its two inputs (weights 1/2 in both
+  // resamplers), rounded after each pass. Opaque red and green on the left, transparent blue and black
+  // on the right:
+  //   open_clip (PIL resizes RGBA premultiplied): red row (255,0,0,255)+(0,0,0,0) → (128,0,0,128),
+  //     green row → (0,128,0,128), then (64,64,0,128); divided back by alpha 128: 255 * 64 // 128 = 127.
+  //   stored colours (alpha dropped): red + blue (0,0,255) → (128,0,128), green + black → (0,128,0),
+  //     then (64,64,64): the blue stored under a transparent pixel leaks into the picture.
+  //   hf (onto white first): (255,128,128), (128,255,128) → (192,192,128).
+  const rgba = {
+    width: 2, height: 2, channels: 4 as const,
+    data: Uint8Array.from([255, 0, 0, 255, 0, 0, 255, 0, 0, 255, 0, 255, 0, 0, 0, 0]),
+  };
+
+  it('open_clip resizes an RGBA image premultiplied, as PIL does: 2x2 → (127, 127, 0)', async () => {
+    expect(rgbOf(await run({ ...rgba, pilMode: 'RGBA' }, 1, { processor: 'open_clip' }), normalised)).toEqual([127, 127, 0]);
+  });
+
+  it('open_clip ignores a transparent colour that PIL keeps out of the pixels (tRNS): (64, 64, 64)', async () => {
+    // pilMode RGB with 4 channels: a grey or RGB PNG with a tRNS colour.
+    expect(rgbOf(await run({ ...rgba, pilMode: 'RGB' }, 1, { processor: 'open_clip' }), normalised)).toEqual([64, 64, 64]);
+  });
+
+  it('hf composites onto white before resizing: (192, 192, 128)', async () => {
+    expect(rgbOf(await run({ ...rgba, pilMode: 'RGBA' }, 1, { processor: 'hf' }), hfNormalised)).toEqual([192, 192, 128]);
+  });
+
+  it('without a resize, open_clip keeps the stored colours and hf composites (N = 2)', async () => {
+    const oc = await run({ ...rgba, pilMode: 'RGBA' }, 2, { processor: 'open_clip' });
+    const hf = await run({ ...rgba, pilMode: 'RGBA' }, 2, { processor: 'hf' });
+    // Pixel (1, 0) is blue with alpha 0; (1, 1) black with alpha 0.
+    expect([oc[1], oc[4 + 1], oc[8 + 1]]).toEqual([normalised(0, 0), normalised(0, 1), normalised(255, 2)]);
+    expect([hf[1], hf[4 + 1], hf[8 + 1]]).toEqual([hfNormalised(255, 0), hfNormalised(255, 1), hfNormalised(255, 2)]);
+    expect([hf[0], hf[4], hf[8]]).toEqual([hfNormalised(255, 0), hfNormalised(0, 1), hfNormalised(0, 2)]);
+  });
+
+  it('hf composites half-transparent pixels as PIL.Image.alpha_composite rounds them', async () => {
+    // v * a / 255 + 255 * (1 - a / 255): (200, a 128) → 227.39 → 227; (10, a 1) → 254.04 → 254;
+    // (0, a 254) → 1.0 → 1; (255, a 77) → 255.
+    const img = { width: 2, height: 2, channels: 4 as const, data: Uint8Array.from([200, 10, 0, 128, 10, 0, 255, 1, 0, 0, 0, 254, 255, 255, 255, 77]) };
+    const out = await run(img, 2, { processor: 'hf' });
+    const plane = (c: number) => [0, 1, 2, 3].map((p) => rgbOf(Float32Array.of(out[p], out[4 + p], out[8 + p]), hfNormalised)[c]);
+    expect(plane(0)).toEqual([227, 254, 1, 255]);
+    expect(plane(1)).toEqual([Math.round(10 * 128 / 255 + 127), 254, 1, 255]);
+  });
+
+  it('open_clip resizes palette (and 1-bit) images with nearest neighbour, as PIL does', async () => {
+    // 3x3 → N=2: the source position starts at 1.5 / 2 and steps by 1.5: 0.75 → 0, 2.25 → 2.
+    const data = Uint8Array.from({ length: 27 }, (_, i) => (i % 3 === 0 ? (i / 3) * 20 : 7));
+    const out = await run({ width: 3, height: 3, data, pilMode: 'P' }, 2, { processor: 'open_clip' });
+    expect([...out.subarray(0, 4)]).toEqual([0, 40, 120, 160].map((u) => normalised(u, 0)));
+    // The same pixels as an RGB image are resized bicubic: every output mixes its neighbours.
+    const bicubic = await run({ width: 3, height: 3, data, pilMode: 'RGB' }, 2, { processor: 'open_clip' });
+    expect([...bicubic.subarray(0, 4)]).not.toEqual([...out.subarray(0, 4)]);
+    // hf converts to RGB before its resize, so a palette is nothing special there.
+    expect(sameBits(await run({ width: 3, height: 3, data, pilMode: 'P' }, 2, { processor: 'hf' }), await run({ width: 3, height: 3, data }, 2, { processor: 'hf' }))).toBe(true);
+  });
+
+  it('hf crops one column left of open_clip when (len - N) / 2 ends in .5 with an odd integer part', async () => {
+    expect(clipGeometry(640, 427, 224, 'hf')).toEqual({ resizedWidth: 335, resizedHeight: 224, left: 55, top: 0 });
+    expect(clipGeometry(640, 427, 224, 'open_clip').left).toBe(56);
+    expect(clipGeometry(427, 640, 224, 'hf')).toEqual({ resizedWidth: 224, resizedHeight: 335, left: 0, top: 55 });
+    expect(clipGeometry(162, 150, 224, 'hf').left).toBe(8); // 8.5: both give 8
+    // 5x2 → N=2 (no resize): R of row 0 is 0, 10, 20, 30, 40: hf crops columns 1 and 2.
+    const five = { width: 5, height: 2, data: Uint8Array.from({ length: 30 }, (_, i) => (i % 3 === 0 ? (i / 3) * 10 : 0)) };
+    expect([...(await run(five, 2, { processor: 'hf' })).subarray(0, 2)]).toEqual([10, 20].map((u) => hfNormalised(u, 0)));
+    let s = 777;
+    for (let i = 0; i < 5000; i++) {
+      s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+      const [w, h, n] = [1 + (s % 3000), 1 + ((s >>> 12) % 3000), [1, 2, 224, 336][i % 4]];
+      expect(clipGeometry(w, h, n, 'hf')).toEqual(referenceGeometry(w, h, n, 'floor'));
+    }
+  });
+});
+
 describe('geometry (torchvision Resize(N) + CenterCrop(N))', () => {
   it('matches known cases', () => {
     expect(clipGeometry(640, 427, 224)).toEqual({ resizedWidth: 335, resizedHeight: 224, left: 56, top: 0 }); // 55.5 → 56
@@ -181,7 +268,8 @@ describe('shared images: native kernel vs Pillow and vs the float64 reference', 
     for (const file of ALL) {
       const expected = PILLOW_CROP_224[path.basename(file)];
       if (!expected) continue;
-      const levels = levelsOf(await run(await decode(file), 224), 224);
+      // As RGB pixels: this is the bicubic kernel on the same pixels (palette images are resized nearest).
+      const levels = levelsOf(await run(await decode(file), 224, { pilMode: 'RGB' }), 224);
       expect(createHash('sha256').update(levels).digest('hex'), path.basename(file)).toBe(expected);
     }
   });
@@ -190,7 +278,7 @@ describe('shared images: native kernel vs Pillow and vs the float64 reference', 
     const lines: string[] = [];
     for (const file of ALL) {
       const img = await decode(file);
-      const out = await run(img, size);
+      const out = await run(img, size, { pilMode: 'RGB' });
       const exact = maxAbsDiff(out, referenceClipPreprocess(img.data, img.width, img.height, { size, mean: MEAN, std: STD }));
       // With float64 weights instead of PIL's 22-bit ones, an 8-bit rounding flips here and there.
       const float = maxAbsDiff(out, referenceClipPreprocess(img.data, img.width, img.height, { size, mean: MEAN, std: STD, weights: 'float' }));
@@ -221,6 +309,25 @@ describe('synthetic images of every shape and each Pillow pass order', () => {
       console.log(`${order}: worst max abs difference ${worst.toExponential(2)}`);
     });
   }
+
+  it('hf: native = reference (torch int16 weights, horizontal first, truncated crop) on the same shapes', async () => {
+    let worst = 0;
+    for (const [i, [w, h, n]] of shapes.entries()) {
+      const img = randomImage(w, h, i + 1);
+      const out = await run(img, n, { processor: 'hf' });
+      const { max } = maxAbsDiff(out, referenceClipPreprocess(img.data, w, h, { size: n, mean: MEAN, std: STD, processor: 'hf' }));
+      expect(max, `${w}x${h} → ${n}`).toBeLessThanOrEqual(FLOAT32_TOLERANCE);
+      worst = Math.max(worst, max);
+    }
+    // torch's weights are coarser than Pillow's: on noise the two resamplers part by a level here and there.
+    const noise = randomImage(500, 37, 3);
+    const apart = maxAbsDiff(
+      await run(noise, 224, { processor: 'hf' }),
+      referenceClipPreprocess(noise.data, 500, 37, { size: 224, mean: MEAN, std: STD, processor: 'hf', weights: 'fixed22' }),
+    );
+    console.log(`hf: worst max abs difference ${worst.toExponential(2)}; torch vs Pillow weights on noise: ${apart.count} values apart`);
+    expect(apart.count).toBeGreaterThan(0);
+  });
 
   it('the pass orders really differ where Pillow 13 changed them (images over 2:1 tall, shrinking)', async () => {
     // A natural tall strip: the left 150 columns of coffee (150x400 → 224x597 upscales, so use N=64).
@@ -292,10 +399,14 @@ describe('argument checks', () => {
 
   it('TypeScript wrapper throws before calling native code', () => {
     const call = (...args: unknown[]) => () => (clipPreprocess as (...a: unknown[]) => unknown)(...args);
-    expect(call(Array.from(rgb), 4, 3, 2, MEAN, STD, out, 0)).toThrow(/Expected a Uint8Array of RGB8 pixels .* for rgb/);
+    expect(call(Array.from(rgb), 4, 3, 2, MEAN, STD, out, 0)).toThrow(/Expected a Uint8Array of RGB8 pixels .* for pixels/);
     expect(call(rgb, 0, 3, 2, MEAN, STD, out, 0)).toThrow(/Expected an integer between 1 and 16777216 for width but received 0/);
     expect(call(rgb, 4, 3.5, 2, MEAN, STD, out, 0)).toThrow(/for height/);
-    expect(call(rgb, 3, 3, 2, MEAN, STD, out, 0)).toThrow(/Expected 27 bytes \(3x3x3\) for rgb/);
+    expect(call(rgb, 3, 3, 2, MEAN, STD, out, 0)).toThrow(/Expected 27 bytes \(3x3x3\) for pixels/);
+    expect(call(rgb, 4, 3, 2, MEAN, STD, out, 0, { channels: 4 })).toThrow(/Expected 48 bytes \(4x3x4\) for pixels/);
+    expect(call(rgb, 4, 3, 2, MEAN, STD, out, 0, { channels: 2 })).toThrow(/Expected 3 or 4 for channels/);
+    expect(call(rgb, 4, 3, 2, MEAN, STD, out, 0, { processor: 'timm' })).toThrow(/processor must be "open_clip" or "hf"/);
+    expect(call(rgb, 4, 3, 2, MEAN, STD, out, 0, { pilMode: 'CMYK' })).toThrow(/for pilMode/);
     expect(call(rgb, 4, 3, 0, MEAN, STD, out, 0)).toThrow(/for size/);
     expect(call(rgb, 4, 3, 2, [0.5, 0.5, 0.5], STD, out, 0)).toThrow(/for mean/);
     expect(call(rgb, 4, 3, 2, MEAN, Float32Array.of(1, 0, 1), out, 0)).toThrow(/finite positive values for std/);
@@ -323,8 +434,15 @@ describe('argument checks', () => {
       ['out too small', [rgb, 4, 3, 2, MEAN, STD, new Float32Array(11), 0]],
       ['slot past the end', [rgb, 4, 3, 2, MEAN, STD, out, 2]],
       ['slot negative', [rgb, 4, 3, 2, MEAN, STD, out, -1]],
-      ['pass order unknown', [rgb, 4, 3, 2, MEAN, STD, out, 0, 'pillow9']],
-      ['pass order not a string', [rgb, 4, 3, 2, MEAN, STD, out, 0, 13]],
+      ['rules not an object', [rgb, 4, 3, 2, MEAN, STD, out, 0, 'pillow13']],
+      ['pass order unknown', [rgb, 4, 3, 2, MEAN, STD, out, 0, { passOrder: 'pillow9' }]],
+      ['pass order not a string', [rgb, 4, 3, 2, MEAN, STD, out, 0, { passOrder: 13 }]],
+      ['resampler unknown', [rgb, 4, 3, 2, MEAN, STD, out, 0, { resampler: 'lanczos' }]],
+      ['crop unknown', [rgb, 4, 3, 2, MEAN, STD, out, 0, { crop: 'ceil' }]],
+      ['alpha unknown', [rgb, 4, 3, 2, MEAN, STD, out, 0, { alpha: 'onto-black' }]],
+      ['normalisation unknown', [rgb, 4, 3, 2, MEAN, STD, out, 0, { normalisation: 'none' }]],
+      ['channels 2', [rgb, 4, 3, 2, MEAN, STD, out, 0, { channels: 2 }]],
+      ['channels 4 for RGB bytes', [rgb, 4, 3, 2, MEAN, STD, out, 0, { channels: 4 }]],
     ];
     for (const [what, args] of bad) expect(() => raw(...args), what).toThrow(/clipPreprocess/);
 

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 import { decodeImage } from '../src/image/decode.js';
@@ -321,5 +322,114 @@ describe('errors name the file and give sharp\'s reason', () => {
 
   it('rejects a bad maxPixels option', async () => {
     await expect(decodeImage(path.join(IMAGES, 'pillow-hopper.png'), { maxPixels: 0 })).rejects.toThrow(TypeError);
+  });
+});
+
+/** A PNG written by hand, for layouts sharp does not write (1-bit grey, grey + tRNS colour, RGB + tRNS). */
+function handPng(width: number, height: number, bitDepth: number, colourType: number, rows: Uint8Array[], trns?: number[]): Buffer {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (b: Buffer) => {
+    let c = 0xffffffff;
+    for (const x of b) c = crcTable[(c ^ x) & 0xff]! ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type: string, data: Buffer) => {
+    const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+    const out = Buffer.alloc(body.length + 8);
+    out.writeUInt32BE(data.length, 0);
+    body.copy(out, 4);
+    out.writeUInt32BE(crc(body), body.length + 4);
+    return out;
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr.set([bitDepth, colourType, 0, 0, 0], 8);
+  const raw = Buffer.concat(rows.map((r) => Buffer.concat([Buffer.of(0), Buffer.from(r)])));
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    ...(trns ? [chunk('tRNS', Buffer.from(Uint16Array.from(trns, (v) => ((v & 0xff) << 8) | (v >> 8)).buffer))] : []),
+    chunk('IDAT', zlib.deflateSync(raw)),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+describe('options for the reference pipelines: exif, alpha, PIL mode', () => {
+  it("exif 'ignore' keeps the stored (sideways) pixels; 'apply' is the default", async () => {
+    const file = path.join(IMAGES, 'pillow-hopper_orientation_6.jpg');
+    const stored = await sharp(file).raw().toBuffer();
+    const ignored = await decodeImage(file, { exif: 'ignore' });
+    expect(sha256(ignored.data)).toBe(sha256(stored));
+    expect(sha256((await decodeImage(file)).data)).toBe(sha256((await decodeImage(file, { exif: 'apply' })).data));
+    expect(sha256((await decodeImage(file)).data)).not.toBe(sha256(stored));
+    await expect(decodeImage(file, { exif: 'rotate' as never })).rejects.toThrow(TypeError);
+  });
+
+  it("alpha 'keep' gives RGBA as stored for images with transparency, RGB for the others", async () => {
+    const rgba = path.join(IMAGES, 'pillow-pil123rgba.png');
+    const kept = await decodeImage(rgba, { alpha: 'keep' });
+    expect(kept.channels).toBe(4);
+    expect(sha256(kept.data)).toBe(sha256(await storedRgba(rgba)));
+    expect((await decodeImage(rgba)).channels).toBe(3);
+    expect((await decodeImage(path.join(IMAGES, 'pillow-hopper.jpg'), { alpha: 'keep' })).channels).toBe(3);
+    // A grey PNG with a transparent colour (tRNS): RGBA too, grey replicated, alpha 0 on that colour.
+    const trns = await decodeImage(path.join(IMAGES, 'pillow-l_trns.png'), { alpha: 'keep' });
+    expect(trns.channels).toBe(4);
+    const px = Array.from({ length: trns.width * trns.height }, (_, i) => trns.data.subarray(i * 4, i * 4 + 4));
+    expect(px.every((p) => p[0] === p[1] && p[1] === p[2])).toBe(true);
+    expect(px.some((p) => p[3] === 0) && px.some((p) => p[3] === 255)).toBe(true);
+  });
+
+  it('reports the PIL mode family of the shared images', async () => {
+    const expected: Record<string, string> = {
+      'pillow-p_trns_single.png': 'P',
+      'pillow-pil123rgba.png': 'RGBA',
+      'skimage-logo.png': 'RGBA',
+      'pillow-l_trns.png': 'RGB', // PIL mode L: the tRNS colour is info, not an alpha channel
+      'pillow-i_trns.png': 'RGB', // I;16
+      'pillow-pil_sample_cmyk.jpg': 'RGB', // CMYK
+      'pillow-hopper_gray.jpg': 'RGB', // L
+      'skimage-rocket.jpg': 'RGB',
+    };
+    for (const [name, mode] of Object.entries(expected)) {
+      expect((await decodeImage(path.join(IMAGES, name), { alpha: 'keep' })).pilMode, name).toBe(mode);
+    }
+  });
+
+  it('tells a PNG transparent colour from an alpha channel by the PNG header (files and buffers)', async () => {
+    const grey = [Uint8Array.of(0, 100, 200, 255), Uint8Array.of(255, 200, 100, 0)];
+    const rgb = grey.map((r) => Uint8Array.from([...r].flatMap((v) => [v, 255 - v, 7])));
+    const greyAlpha = grey.map((r) => Uint8Array.from([...r].flatMap((v) => [v, v])));
+    const oneBit = [Uint8Array.of(0b10100000), Uint8Array.of(0b01010000)];
+    const cases: [string, Buffer, string, number][] = [
+      ['grey + tRNS colour', handPng(4, 2, 8, 0, grey, [100]), 'RGB', 4],
+      ['RGB + tRNS colour', handPng(4, 2, 8, 2, rgb, [0, 255, 7]), 'RGB', 4],
+      ['grey + alpha', handPng(4, 2, 8, 4, greyAlpha), 'RGBA', 4],
+      ['1-bit grey', handPng(4, 2, 1, 0, oneBit), 'P', 3],
+      ['plain grey', handPng(4, 2, 8, 0, grey), 'RGB', 3],
+    ];
+    for (const [what, png, mode, channels] of cases) {
+      const file = path.join(tmp, `${what.replace(/\W+/g, '-')}.png`);
+      fs.writeFileSync(file, png);
+      for (const input of [file, png]) {
+        const img = await decodeImage(input, { alpha: 'keep' });
+        expect([img.pilMode, img.channels], what).toEqual([mode, channels]);
+      }
+    }
+  });
+
+  it('GIF → P, WebP with alpha → RGBA', async () => {
+    const rgba = Buffer.alloc(8 * 4 * 4, 90);
+    const raw = { raw: { width: 8, height: 4, channels: 4 as const } };
+    const gif = await sharp(rgba, raw).gif().toBuffer();
+    const webp = await sharp(rgba, raw).webp({ lossless: true }).toBuffer();
+    expect((await decodeImage(gif, { alpha: 'keep' })).pilMode).toBe('P');
+    expect((await decodeImage(webp, { alpha: 'keep' })).pilMode).toBe('RGBA');
+    expect((await decodeImage(await sharp(rgba, raw).removeAlpha().webp().toBuffer())).pilMode).toBe('RGB');
   });
 });

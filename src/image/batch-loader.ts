@@ -1,9 +1,9 @@
 import os from 'node:os';
 import { Img2PromptError } from '../util/errors.js';
-import { decodeImage } from './decode.js';
+import { decodeImage, EXIF_MODES, type DecodeOptions, type ExifMode } from './decode.js';
 import type { FormatOptions } from './image-formats.js';
 import { imageIdOf } from './image-id.js';
-import { ClipTransform, type PillowPassOrder } from './clip-transform.js';
+import { ClipTransform, type ClipImageProcessor, type PillowPassOrder } from './clip-transform.js';
 
 export interface BatchLoaderOptions extends FormatOptions {
   batchSize: number;
@@ -19,7 +19,11 @@ export interface BatchLoaderOptions extends FormatOptions {
   concurrency?: number;
   /** Per-image pixel limit, see decodeImage. */
   maxPixels?: number;
+  /** Whose preprocessing to reproduce; default 'open_clip'. */
+  processor?: ClipImageProcessor;
   passOrder?: PillowPassOrder;
+  /** EXIF orientation: 'apply' (default) or 'ignore' (as the Python pipelines), see decodeImage. */
+  exif?: ExifMode;
 }
 
 export interface ImageFailure {
@@ -59,7 +63,12 @@ export async function* loadBatches(files: readonly string[], options: BatchLoade
     // Checked here, not per image: a bad limit is the caller's bug, not one more unreadable image.
     throw new TypeError(`Expected a positive integer for maxPixels but received ${String(maxPixels)}`);
   }
-  const transform = new ClipTransform({ size: options.size, mean: options.mean, std: options.std, passOrder: options.passOrder });
+  const exif = options.exif ?? 'apply';
+  if (!EXIF_MODES.includes(exif)) throw new TypeError(`Expected 'apply' or 'ignore' for exif but received ${String(exif)}`);
+  const transform = new ClipTransform({
+    size: options.size, mean: options.mean, std: options.std, processor: options.processor, passOrder: options.passOrder,
+  });
+  const decode = { maxPixels, exif, alpha: 'keep', allowSvg: options.allowSvg } as const;
   if (files.length === 0) return;
 
   const batches = Math.ceil(files.length / batchSize);
@@ -68,10 +77,7 @@ export async function* loadBatches(files: readonly string[], options: BatchLoade
   if (batches > 1) buffers.push(new Float32Array(slotsPerBuffer * transform.floatsPerImage));
 
   const fill = (k: number) => {
-    const batch = fillBatch(files.slice(k * batchSize, (k + 1) * batchSize), buffers[k % buffers.length], transform, concurrency, {
-      maxPixels: options.maxPixels,
-      allowSvg: options.allowSvg,
-    });
+    const batch = fillBatch(files.slice(k * batchSize, (k + 1) * batchSize), buffers[k % buffers.length], transform, concurrency, decode);
     // It may fail while the caller is still busy with the previous batch: mark it handled now (so Node
     // does not abort on an unhandled rejection); awaiting it below still throws.
     batch.catch(() => {});
@@ -89,7 +95,7 @@ export async function* loadBatches(files: readonly string[], options: BatchLoade
 }
 
 async function fillBatch(
-  files: string[], buffer: Float32Array, transform: ClipTransform, concurrency: number, decodeOptions: { maxPixels?: number; allowSvg?: boolean },
+  files: string[], buffer: Float32Array, transform: ClipTransform, concurrency: number, decode: DecodeOptions,
 ): Promise<ImageBatch> {
   const per = transform.floatsPerImage;
   const reasons: (string | undefined)[] = new Array(files.length);
@@ -98,7 +104,8 @@ async function fillBatch(
     while (next < files.length) {
       const i = next++;
       try {
-        const image = await decodeImage(files[i], decodeOptions);
+        // Alpha kept: the transform decides what transparency means for its processor.
+        const image = await decodeImage(files[i], decode);
         await transform.into(image, buffer, i);
       } catch (err) {
         // A bad image is the caller's data problem; anything else (no addon, a bug) stops the run.

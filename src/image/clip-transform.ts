@@ -1,19 +1,16 @@
 import { native } from '../native/addon.js';
 import type { DecodedImage } from './decode.js';
+import {
+  checkImageProcessor, clipRules, PILLOW_PASS_ORDERS, type ClipImageProcessor, type ImageKind, type NativeClipRules, type PillowPassOrder,
+} from './image-processor.js';
+
+export type { ClipImageProcessor, PillowPassOrder } from './image-processor.js';
 
 /** OpenAI CLIP's normalisation (also used by open_clip's OpenAI and LAION checkpoints). */
 export const OPENAI_CLIP_MEAN: readonly [number, number, number] = [0.48145466, 0.4578275, 0.40821073];
 export const OPENAI_CLIP_STD: readonly [number, number, number] = [0.26862954, 0.26130258, 0.27577711];
 
-/**
- * Which Pillow's pass order to reproduce (see native/clip_preprocess.h). 'pillow13' is the current
- * release; 'pillow12.1' is the order of every Pillow that CLIP models were trained with. They differ
- * only for images whose height shrinks much more than their width, by about one level at a few pixels.
- */
-export type PillowPassOrder = 'pillow13' | 'pillow12.2' | 'pillow12.1';
-const PASS_ORDERS: readonly PillowPassOrder[] = ['pillow13', 'pillow12.2', 'pillow12.1'];
-
-/** Where torchvision's Resize(N) + CenterCrop(N) put an image. */
+/** Where a processor's Resize(N) + CenterCrop(N) put an image. */
 export interface ClipGeometry {
   resizedWidth: number;
   resizedHeight: number;
@@ -23,10 +20,10 @@ export interface ClipGeometry {
 
 interface ClipAddon {
   clipPreprocess(
-    rgb: Uint8Array, width: number, height: number, size: number, mean: Float32Array, std: Float32Array,
-    out: Float32Array, slot: number, passOrder?: PillowPassOrder,
+    pixels: Uint8Array, width: number, height: number, size: number, mean: Float32Array, std: Float32Array,
+    out: Float32Array, slot: number, rules?: NativeClipRules,
   ): Promise<void>;
-  clipGeometry(width: number, height: number, size: number): ClipGeometry;
+  clipGeometry(width: number, height: number, size: number, crop?: NativeClipRules['crop']): ClipGeometry;
 }
 
 const MAX_SIDE = 2 ** 24;
@@ -62,24 +59,37 @@ function checkTriple(name: string, value: unknown, positive: boolean): Float32Ar
   return value;
 }
 
+export interface ClipPreprocessOptions {
+  /** Whose pipeline to reproduce; default 'open_clip'. */
+  processor?: ClipImageProcessor;
+  /** Pillow release whose pass order 'open_clip' reproduces; default 'pillow13'. */
+  passOrder?: PillowPassOrder;
+  /** 3 (RGB) or 4 (RGBA, as decodeImage gives with `alpha: 'keep'`); default 3. */
+  channels?: 3 | 4;
+  /** How PIL opens the file (see pil-mode.ts); default 'RGB'. */
+  pilMode?: ImageKind['pilMode'];
+}
+
 /**
- * CLIP preprocessing of one decoded image, as open_clip / HF CLIPImageProcessor do on a PIL image
- * (Resize(size, BICUBIC) → CenterCrop(size) → ToTensor → Normalize), written as float32 planes
- * [3, size, size] into slot `slot` of `out` ([B, 3, size, size]). The resize is Pillow's, bit for bit.
+ * CLIP preprocessing of one decoded image as `options.processor`'s pipeline does it on a PIL image (see
+ * image-processor.ts), written as float32 planes [3, size, size] into slot `slot` of `out`
+ * ([B, 3, size, size]). The resize is Pillow's or torch's, bit for bit.
  *
- * Runs on the libuv thread pool, reading `rgb` and writing `out` in place (no copies): leave both
+ * Runs on the libuv thread pool, reading `pixels` and writing `out` in place (no copies): leave both
  * untouched until the promise settles. Bad arguments throw at once (TypeError), sharp-style.
  */
 export function clipPreprocess(
-  rgb: Uint8Array, width: number, height: number, size: number, mean: Float32Array, std: Float32Array,
-  out: Float32Array, slot: number, options: { passOrder?: PillowPassOrder } = {},
+  pixels: Uint8Array, width: number, height: number, size: number, mean: Float32Array, std: Float32Array,
+  out: Float32Array, slot: number, options: ClipPreprocessOptions = {},
 ): Promise<void> {
-  if (!(rgb instanceof Uint8Array)) throw invalid('rgb', 'a Uint8Array of RGB8 pixels (HWC)', rgb);
+  const channels = options.channels ?? 3;
+  if (channels !== 3 && channels !== 4) throw invalid('channels', '3 or 4', channels);
+  if (!(pixels instanceof Uint8Array)) throw invalid('pixels', `a Uint8Array of ${channels === 3 ? 'RGB8' : 'RGBA8'} pixels (HWC)`, pixels);
   checkInteger('width', width, 1, MAX_SIDE);
   checkInteger('height', height, 1, MAX_SIDE);
   checkInteger('size', size, 1, MAX_SIZE);
-  if (rgb.length !== width * height * 3) {
-    throw invalid('rgb', `${width * height * 3} bytes (${width}x${height}x3)`, rgb);
+  if (pixels.length !== width * height * channels) {
+    throw invalid('pixels', `${width * height * channels} bytes (${width}x${height}x${channels})`, pixels);
   }
   checkTriple('mean', mean, false);
   checkTriple('std', std, true);
@@ -89,16 +99,21 @@ export function clipPreprocess(
   }
   checkInteger('slot', slot, 0, Math.floor(out.length / perImage) - 1);
   const passOrder = options.passOrder ?? 'pillow13';
-  if (!PASS_ORDERS.includes(passOrder)) throw invalid('passOrder', PASS_ORDERS.map((o) => `'${o}'`).join(', '), passOrder);
-  return clipAddon().clipPreprocess(rgb, width, height, size, mean, std, out, slot, passOrder);
+  if (!PILLOW_PASS_ORDERS.includes(passOrder)) throw invalid('passOrder', PILLOW_PASS_ORDERS.map((o) => `'${o}'`).join(', '), passOrder);
+  const processor = checkImageProcessor(options.processor ?? 'open_clip', 'processor');
+  const pilMode = options.pilMode ?? 'RGB';
+  if (!['RGB', 'RGBA', 'P'].includes(pilMode)) throw invalid('pilMode', "'RGB', 'RGBA' or 'P'", pilMode);
+  const rules = clipRules(processor, { channels, pilMode }, passOrder);
+  return clipAddon().clipPreprocess(pixels, width, height, size, mean, std, out, slot, rules);
 }
 
-/** Resized size and crop offset for a width × height image (computed by the native kernel). */
-export function clipGeometry(width: number, height: number, size: number): ClipGeometry {
+/** Resized size and crop offset of a width × height image under `processor` (computed by the native kernel). */
+export function clipGeometry(width: number, height: number, size: number, processor: ClipImageProcessor = 'open_clip'): ClipGeometry {
   checkInteger('width', width, 1, MAX_SIDE);
   checkInteger('height', height, 1, MAX_SIDE);
   checkInteger('size', size, 1, MAX_SIZE);
-  return clipAddon().clipGeometry(width, height, size);
+  const { crop } = clipRules(checkImageProcessor(processor, 'processor'), { channels: 3, pilMode: 'RGB' });
+  return clipAddon().clipGeometry(width, height, size, crop);
 }
 
 export interface ClipTransformOptions {
@@ -106,6 +121,8 @@ export interface ClipTransformOptions {
   size: number;
   mean?: ArrayLike<number>;
   std?: ArrayLike<number>;
+  /** Whose pipeline to reproduce; default 'open_clip'. */
+  processor?: ClipImageProcessor;
   passOrder?: PillowPassOrder;
 }
 
@@ -115,13 +132,15 @@ export class ClipTransform {
   readonly mean: Float32Array;
   readonly std: Float32Array;
   readonly passOrder: PillowPassOrder;
+  readonly processor: ClipImageProcessor;
 
   constructor(options: ClipTransformOptions) {
     this.size = checkInteger('size', options.size, 1, MAX_SIZE);
     this.mean = checkTriple('mean', Float32Array.from(options.mean ?? OPENAI_CLIP_MEAN), false);
     this.std = checkTriple('std', Float32Array.from(options.std ?? OPENAI_CLIP_STD), true);
     this.passOrder = options.passOrder ?? 'pillow13';
-    if (!PASS_ORDERS.includes(this.passOrder)) throw invalid('passOrder', PASS_ORDERS.join(', '), this.passOrder);
+    if (!PILLOW_PASS_ORDERS.includes(this.passOrder)) throw invalid('passOrder', PILLOW_PASS_ORDERS.join(', '), this.passOrder);
+    this.processor = checkImageProcessor(options.processor ?? 'open_clip', 'processor');
   }
 
   /** Floats one image takes in a batch: 3 × size × size. */
@@ -132,7 +151,10 @@ export class ClipTransform {
   /** Preprocesses `image` into slot `slot` of `out` ([B, 3, size, size]). */
   into(image: DecodedImage, out: Float32Array, slot: number): Promise<void> {
     return clipPreprocess(image.data, image.width, image.height, this.size, this.mean, this.std, out, slot, {
+      processor: this.processor,
       passOrder: this.passOrder,
+      channels: image.channels,
+      pilMode: image.pilMode,
     });
   }
 }

@@ -1,14 +1,27 @@
-import sharp, { type OutputInfo } from 'sharp';
+import sharp, { type Metadata, type OutputInfo } from 'sharp';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
 import { formatNames, formatProblem, type FormatOptions } from './image-formats.js';
 import { readInputFile } from './input-file.js';
+import { pilModeFamily, type PilModeFamily } from './pil-mode.js';
 
-/** A decoded image: 8-bit sRGB, 3 channels, rows top to bottom (HWC, `width * height * 3` bytes). */
+/** A decoded image: 8-bit sRGB, rows top to bottom (HWC, `width * height * channels` bytes). */
 export interface DecodedImage {
   data: Buffer;
   width: number;
   height: number;
+  /** 3 (RGB), or 4 (RGBA: decoded with `alpha: 'keep'` from an image with transparency). */
+  channels: 3 | 4;
+  /** How PIL would open the file, which decides how open_clip resizes it (see pil-mode.ts). */
+  pilMode: PilModeFamily;
 }
+
+/**
+ * 'apply': turn the image upright by its EXIF orientation, as image viewers show it. 'ignore': keep the
+ * pixels as stored, as a bare PIL `Image.open` does, hence open_clip, transformers and the CLIP
+ * Interrogator: their embeddings of a photo with an orientation tag are of the stored, sideways pixels.
+ */
+export type ExifMode = 'apply' | 'ignore';
+export const EXIF_MODES: readonly ExifMode[] = ['apply', 'ignore'];
 
 export interface DecodeOptions extends FormatOptions {
   /** Refuse images with more pixels than this (width × height), before decoding them. Default 100 MP. */
@@ -21,19 +34,30 @@ export interface DecodeOptions extends FormatOptions {
   applyIccProfile?: boolean;
   /** Name used in error messages when `input` is a Buffer (a path names itself). */
   name?: string;
+  /** EXIF orientation: 'apply' (default) or 'ignore'. */
+  exif?: ExifMode;
+  /**
+   * 'drop' (default): RGB, the colour stored under a transparent pixel kept as is. 'keep': RGBA for an
+   * image with transparency (an alpha channel, or a PNG/GIF transparent colour), for the preprocessors
+   * that use it (alpha onto white for transformers, premultiplied resizing for open_clip).
+   */
+  alpha?: 'drop' | 'keep';
 }
 
 export const DEFAULT_MAX_PIXELS = 100_000_000;
 
 /**
  * Decodes PNG, JPEG, WebP, AVIF, TIFF or GIF (first frame) the way PIL's
- * `ImageOps.exif_transpose(Image.open(f)).convert('RGB')` does:
- * - EXIF orientation applied;
+ * `ImageOps.exif_transpose(Image.open(f)).convert('RGB')` does (`Image.open(f).convert('RGB')` with
+ * `exif: 'ignore'`):
+ * - EXIF orientation applied (unless `exif: 'ignore'`);
  * - greyscale, palette (with or without tRNS), CMYK and 16-bit images become 8-bit sRGB
  *   (16 → 8 bits keeps the high byte, as PIL does for 16-bit RGB PNGs; PIL clips 16-bit greyscale
  *   instead of scaling it, which we don't copy);
  * - alpha is dropped, not composited: like PIL's convert('RGB'), the colour stored under a
- *   transparent or half-transparent pixel is kept as is, whatever the background would have been.
+ *   transparent or half-transparent pixel is kept as is, whatever the background would have been
+ *   (with `alpha: 'keep'` it comes along as a fourth channel instead; GIF transparent pixels come out
+ *   black whatever their palette colour, a libvips choice PIL does not make).
  * A path is read only when it is a regular file (see input-file.ts), and only bytes that start like
  * one of the readable formats reach sharp (image-formats.ts: SVG only with `allowSvg`).
  * Errors (missing, not a regular file, unreadable, not an image, truncated, too large) are
@@ -45,25 +69,33 @@ export async function decodeImage(input: string | Uint8Array, options: DecodeOpt
   if (!Number.isSafeInteger(maxPixels) || maxPixels < 1) {
     throw new TypeError(`Expected a positive integer for maxPixels but received ${String(maxPixels)}`);
   }
+  const exif = options.exif ?? 'apply';
+  if (!EXIF_MODES.includes(exif)) throw new TypeError(`Expected 'apply' or 'ignore' for exif but received ${String(exif)}`);
   const bytes = typeof input === 'string' ? await readInputFile(input) : input;
   const refused = formatProblem(bytes, options);
   if (refused !== undefined) throw new Img2PromptError(name, refused);
-  const open = () =>
-    // failOn 'error': truncated or corrupt data fails, as in PIL; libjpeg/libpng warnings don't.
-    sharp(bytes, { limitInputPixels: maxPixels, failOn: 'error', ignoreIcc: options.applyIccProfile !== true });
+  // failOn 'error': truncated or corrupt data fails, as in PIL; libjpeg/libpng warnings don't.
+  const image = sharp(bytes, { limitInputPixels: maxPixels, failOn: 'error', ignoreIcc: options.applyIccProfile !== true });
+  let meta: Metadata;
   let result: { data: Buffer; info: OutputInfo };
+  let keepAlpha: boolean;
   try {
-    result = await open().rotate().toColourspace('srgb').removeAlpha().raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    meta = await image.metadata();
+    keepAlpha = options.alpha === 'keep' && meta.hasAlpha === true;
+    const upright = exif === 'apply' ? image.rotate() : image;
+    const srgb = upright.toColourspace('srgb');
+    result = await (keepAlpha ? srgb.ensureAlpha() : srgb.removeAlpha()).raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
   } catch (err) {
     const reason = await describeFailure(bytes, err, maxPixels, options);
     // sharp read the bytes, not the file: its "Input buffer …" means the user's file.
     throw new Img2PromptError(name, typeof input === 'string' ? reason.replace(/\bInput buffer\b/g, 'Input file') : reason, { cause: err });
   }
   const { data, info } = result;
-  if (info.channels !== 3 || data.length !== info.width * info.height * 3) {
-    throw new Img2PromptError(name, `decoded to ${info.channels} channels of ${info.width}x${info.height}, expected RGB`);
+  const channels = keepAlpha ? 4 : 3;
+  if (info.channels !== channels || data.length !== info.width * info.height * channels) {
+    throw new Img2PromptError(name, `decoded to ${info.channels} channels of ${info.width}x${info.height}, expected ${keepAlpha ? 'RGBA' : 'RGB'}`);
   }
-  return { data, width: info.width, height: info.height };
+  return { data, width: info.width, height: info.height, channels, pilMode: await pilModeFamily(bytes, meta) };
 }
 
 /** 135300 → "135,300": exact, since limits near the image size would round to the same megapixels. */

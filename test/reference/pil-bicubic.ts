@@ -15,17 +15,27 @@
 //   torchvision CenterCrop(N): offset int(round((len - N) / 2)) with Python's round (half to even).
 //   ToTensor + Normalize: (u / 255 - mean) / std, here in float64.
 //
+// processor 'hf' models transformers' CLIPImageProcessor (torchvision backend) instead: the same taps,
+// turned into fixed point with as many fraction bits p (at most 22) as keep the largest weight of the
+// whole axis below 2^15 once doubled ('torch16'), horizontal pass first, crop offset
+// int((len - N) / 2) (truncated), and (u - 255 mean) / (255 std).
+//
 // Whole images, one channel plane at a time, with transposes instead of a second kernel: slow and
 // simple on purpose.
 
 export type PassOrder = 'pillow13' | 'pillow12.2' | 'pillow12.1';
+
+export type WeightMode = 'fixed22' | 'torch16' | 'float';
 
 export interface ReferenceOptions {
   size: number;
   mean: ArrayLike<number>;
   std: ArrayLike<number>;
   passOrder?: PassOrder;
-  weights?: 'fixed22' | 'float';
+  /** Default: 'fixed22' for open_clip, 'torch16' for hf. */
+  weights?: WeightMode;
+  /** Default 'open_clip'. */
+  processor?: 'open_clip' | 'hf';
 }
 
 /** Python's round(): halves go to the even neighbour. */
@@ -37,7 +47,7 @@ export function roundHalfEven(x: number): number {
   return f % 2 === 0 ? f : f + 1;
 }
 
-export function referenceGeometry(width: number, height: number, size: number) {
+export function referenceGeometry(width: number, height: number, size: number, crop: 'half-to-even' | 'floor' = 'half-to-even') {
   let resizedWidth = width;
   let resizedHeight = height;
   const short = Math.min(width, height);
@@ -47,12 +57,8 @@ export function referenceGeometry(width: number, height: number, size: number) {
     if (width <= height) [resizedWidth, resizedHeight] = [size, newLong];
     else [resizedWidth, resizedHeight] = [newLong, size];
   }
-  return {
-    resizedWidth,
-    resizedHeight,
-    left: roundHalfEven((resizedWidth - size) / 2),
-    top: roundHalfEven((resizedHeight - size) / 2),
-  };
+  const offset = (d: number) => (crop === 'floor' ? Math.trunc(d / 2) : roundHalfEven(d / 2));
+  return { resizedWidth, resizedHeight, left: offset(resizedWidth - size), top: offset(resizedHeight - size) };
 }
 
 /** Keys' cubic convolution kernel with a = -0.5, in its textbook (expanded) form. */
@@ -67,10 +73,12 @@ export function keysCubic(x: number): number {
 interface AxisFilter {
   first: number[];
   weights: number[][];
+  /** Fraction bits of fixed-point weights (none for 'float'). */
+  bits?: number;
 }
 
 /** Weights of every output sample of a 1-D resize from `inSize` to `outSize` samples. */
-export function axisFilter(inSize: number, outSize: number, mode: 'fixed22' | 'float'): AxisFilter {
+export function axisFilter(inSize: number, outSize: number, mode: WeightMode): AxisFilter {
   const scale = inSize / outSize;
   const stretch = Math.max(scale, 1);
   const support = 2 * stretch;
@@ -83,12 +91,19 @@ export function axisFilter(inSize: number, outSize: number, mode: 'fixed22' | 'f
     const raw: number[] = [];
     for (let j = lo; j < hi; j++) raw.push(keysCubic((j + 0.5 - centre) / stretch));
     const total = raw.reduce((s, w) => s + w, 0);
-    let w = raw.map((v) => (total !== 0 ? v / total : v));
-    if (mode === 'fixed22') w = w.map((v) => Math.sign(v) * Math.floor(Math.abs(v) * 2 ** 22 + 0.5));
     first.push(lo);
-    weights.push(w);
+    weights.push(raw.map((v) => (total !== 0 ? v / total : v)));
   }
-  return { first, weights };
+  if (mode === 'float') return { first, weights };
+  let bits = 22;
+  if (mode === 'torch16') {
+    let largest = 0;
+    for (const w of weights) for (const v of w) largest = Math.max(largest, v);
+    bits = 0;
+    while (bits < 22 && Math.floor(largest * 2 ** (bits + 1) + 0.5) < 2 ** 15) bits++;
+  }
+  const fixed = weights.map((w) => w.map((v) => Math.sign(v) * Math.floor(Math.abs(v) * 2 ** bits + 0.5)));
+  return { first, weights: fixed, bits };
 }
 
 /** One 8-bit plane, rows × cols. */
@@ -105,7 +120,7 @@ function transpose(p: Plane): Plane {
 }
 
 /** Resizes every row of `p` to `outCols` samples, storing 8-bit results like PIL. */
-function resizeRows(p: Plane, outCols: number, mode: 'fixed22' | 'float'): Plane {
+function resizeRows(p: Plane, outCols: number, mode: WeightMode): Plane {
   const filter = axisFilter(p.cols, outCols, mode);
   const data = new Uint8Array(p.rows * outCols);
   for (let r = 0; r < p.rows; r++) {
@@ -113,14 +128,15 @@ function resizeRows(p: Plane, outCols: number, mode: 'fixed22' | 'float'): Plane
       let sum = 0;
       const w = filter.weights[i];
       for (let k = 0; k < w.length; k++) sum += p.data[r * p.cols + filter.first[i] + k] * w[k];
-      const level = mode === 'fixed22' ? Math.floor((sum + 2 ** 21) / 2 ** 22) : Math.floor(sum + 0.5);
+      const bits = filter.bits;
+      const level = bits === undefined ? Math.floor(sum + 0.5) : Math.floor((sum + 2 ** (bits - 1)) / 2 ** bits);
       data[r * outCols + i] = Math.min(255, Math.max(0, level));
     }
   }
   return { rows: p.rows, cols: outCols, data };
 }
 
-const resizeCols = (p: Plane, outRows: number, mode: 'fixed22' | 'float'): Plane =>
+const resizeCols = (p: Plane, outRows: number, mode: WeightMode): Plane =>
   transpose(resizeRows(transpose(p), outRows, mode));
 
 export function verticalFirst(width: number, height: number, newWidth: number, newHeight: number, order: PassOrder): boolean {
@@ -130,7 +146,7 @@ export function verticalFirst(width: number, height: number, newWidth: number, n
 }
 
 /** PIL's Image.resize((newWidth, newHeight), BICUBIC) of one 8-bit plane. */
-export function pilResizePlane(p: Plane, newWidth: number, newHeight: number, mode: 'fixed22' | 'float', order: PassOrder): Plane {
+export function pilResizePlane(p: Plane, newWidth: number, newHeight: number, mode: WeightMode, order: PassOrder): Plane {
   const doX = (q: Plane) => (newWidth !== q.cols ? resizeRows(q, newWidth, mode) : q);
   const doY = (q: Plane) => (newHeight !== q.rows ? resizeCols(q, newHeight, mode) : q);
   return verticalFirst(p.cols, p.rows, newWidth, newHeight, order) ? doX(doY(p)) : doY(doX(p));
@@ -139,9 +155,11 @@ export function pilResizePlane(p: Plane, newWidth: number, newHeight: number, mo
 /** The whole pipeline on an RGB8 HWC image: float64 [3, size, size]. */
 export function referenceClipPreprocess(rgb: Uint8Array, width: number, height: number, options: ReferenceOptions): Float64Array {
   const { size } = options;
-  const mode = options.weights ?? 'fixed22';
-  const order = options.passOrder ?? 'pillow13';
-  const g = referenceGeometry(width, height, size);
+  const hf = options.processor === 'hf';
+  const mode = options.weights ?? (hf ? 'torch16' : 'fixed22');
+  // torch always runs the horizontal pass first, as Pillow 12.1 did.
+  const order = hf ? 'pillow12.1' : (options.passOrder ?? 'pillow13');
+  const g = referenceGeometry(width, height, size, hf ? 'floor' : 'half-to-even');
   const out = new Float64Array(3 * size * size);
   for (let c = 0; c < 3; c++) {
     const plane: Plane = { rows: height, cols: width, data: new Uint8Array(width * height) };
@@ -150,7 +168,9 @@ export function referenceClipPreprocess(rgb: Uint8Array, width: number, height: 
     for (let y = 0; y < size; y++) {
       for (let x = 0; x < size; x++) {
         const u = resized.data[(g.top + y) * resized.cols + g.left + x];
-        out[c * size * size + y * size + x] = (u / 255 - options.mean[c]) / options.std[c];
+        out[c * size * size + y * size + x] = hf
+          ? (u - 255 * options.mean[c]) / (255 * options.std[c])
+          : (u / 255 - options.mean[c]) / options.std[c];
       }
     }
   }

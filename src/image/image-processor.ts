@@ -1,0 +1,56 @@
+import { Img2PromptError } from '../util/errors.js';
+import type { PilModeFamily } from './pil-mode.js';
+
+/**
+ * Which reference pipeline an image is preprocessed like, so that a checkpoint sees the pixels it was
+ * published with:
+ * - 'open_clip': open_clip's (and OpenAI CLIP's) eval transform on a PIL image: Resize(N, BICUBIC) in the
+ *   image's own PIL mode, CenterCrop(N) (offset rounded half to even), convert('RGB'), ToTensor, Normalize.
+ * - 'hf': transformers' CLIPImageProcessor (5.x, torchvision backend): convert_to_rgb (transparent pixels
+ *   composited onto white), torch's antialiased uint8 bicubic resize, center_crop (offset truncated, one
+ *   pixel left of or above open_clip's when (len - N) / 2 ends in .5 with an odd integer part), then
+ *   (u - 255 mean) / (255 std).
+ */
+export type ClipImageProcessor = 'open_clip' | 'hf';
+export const CLIP_IMAGE_PROCESSORS: readonly ClipImageProcessor[] = ['open_clip', 'hf'];
+
+/** Which Pillow's pass order to reproduce for the 'open_clip' resize (see native/clip_preprocess.h). */
+export type PillowPassOrder = 'pillow13' | 'pillow12.2' | 'pillow12.1';
+export const PILLOW_PASS_ORDERS: readonly PillowPassOrder[] = ['pillow13', 'pillow12.2', 'pillow12.1'];
+
+/** The rules the native kernel applies (native/clip_preprocess.h ClipRules, plus the input's channels). */
+export interface NativeClipRules {
+  channels: 3 | 4;
+  resampler: 'pillow-bicubic' | 'pillow-nearest' | 'torch-bicubic';
+  passOrder: PillowPassOrder;
+  crop: 'half-to-even' | 'floor';
+  alpha: 'drop' | 'onto-white' | 'premultiplied';
+  normalisation: 'to-tensor' | 'fused';
+}
+
+/** What a decoded image tells the rules: its channels (4 = it has transparency) and its PIL mode. */
+export interface ImageKind {
+  channels: 3 | 4;
+  pilMode: PilModeFamily;
+}
+
+/** The native rules with which `processor` treats an image of `kind`. */
+export function clipRules(processor: ClipImageProcessor, kind: ImageKind, passOrder: PillowPassOrder = 'pillow13'): NativeClipRules {
+  if (processor === 'hf') {
+    return { channels: kind.channels, resampler: 'torch-bicubic', passOrder, crop: 'floor', alpha: 'onto-white', normalisation: 'fused' };
+  }
+  return {
+    channels: kind.channels,
+    resampler: kind.pilMode === 'P' ? 'pillow-nearest' : 'pillow-bicubic',
+    passOrder,
+    crop: 'half-to-even',
+    alpha: kind.pilMode === 'RGBA' ? 'premultiplied' : 'drop',
+    normalisation: 'to-tensor',
+  };
+}
+
+/** `value` as a processor name, or an error naming the option and the choices. */
+export function checkImageProcessor(value: unknown, option = 'imageProcessor'): ClipImageProcessor {
+  if (CLIP_IMAGE_PROCESSORS.includes(value as ClipImageProcessor)) return value as ClipImageProcessor;
+  throw new Img2PromptError(undefined, `${option} must be ${CLIP_IMAGE_PROCESSORS.map((p) => `"${p}"`).join(' or ')}, got ${JSON.stringify(value)}`);
+}
