@@ -4,7 +4,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClipModel } from '../src/clip/model.js';
 import { readNpy } from '../src/util/npy.js';
-import { KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
+import { asset, KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
 import { runCli, type CliResult } from './helpers/cli.js';
 
 const KAGGLE_IDS = ['20057f34d', '227ef0887', '92e911621', 'a4e1c55a9', 'c98f79f71', 'd8edf2e40', 'f27825b2c'];
@@ -120,5 +120,45 @@ describe('the decode pixel limit (--max-pixels, encodeImages maxPixels)', () => 
       expect(r.stderr.trim()).toBe(`img2prompt: --max-pixels must be a positive integer, got "${bad}"`);
     }
     expect(fs.existsSync(path.join(work, 'never.npy'))).toBe(false);
+  });
+});
+
+describe('--exif and --image-processor', () => {
+  const ROTATED = asset('images', 'pillow-hopper_orientation_6.jpg');
+  const UPRIGHT = asset('images', 'pillow-hopper.jpg');
+  const ROCKET = asset('images', 'skimage-rocket.jpg');
+
+  async function embed(name: string, ...flags: string[]): Promise<Float32Array> {
+    const out = path.join(work, `${name}.npy`);
+    const r = cli('embed-images', ROTATED, UPRIGHT, ROCKET, '--model', 'tiny-cli', '-o', out, ...flags);
+    expect(r.code, r.stderr).toBe(0);
+    return (await readNpy(out)).data as Float32Array;
+  }
+  const same = (a: Float32Array, b: Float32Array) => a.every((v, i) => v === b[i]);
+
+  it('--exif ignore changes the rotated photo only; --image-processor hf changes the preprocessing', async () => {
+    const applied = await embed('exif-default');
+    const ignored = await embed('exif-ignore', '--exif', 'ignore');
+    const hf = await embed('processor-hf', '--image-processor', 'hf');
+    expect(same(row(applied, 32, 0), row(ignored, 32, 0))).toBe(false);
+    expect(same(row(applied, 32, 1), row(ignored, 32, 1))).toBe(true);
+    expect(same(row(applied, 32, 2), row(ignored, 32, 2))).toBe(true);
+    expect(same(applied, await embed('exif-apply', '--exif', 'apply'))).toBe(true);
+
+    // The same rows as the API with the same choices.
+    const model = await ClipModel.open('tiny-cli', { towers: ['vision'], imageProcessor: 'hf' });
+    expect(model.imageProcessor).toBe('hf');
+    const api = (await model.encodeImages([ROTATED, UPRIGHT, ROCKET])).embeds;
+    model.close();
+    expect(Math.max(...api.map((v, i) => Math.abs(v - hf[i]!)))).toBeLessThan(1e-6);
+    expect(same(row(applied, 32, 2), row(hf, 32, 2))).toBe(false); // tiny-cli is open_clip: the rocket's crop moves
+  });
+
+  it('refuses other values as usage errors (exit 2), naming the choices', () => {
+    for (const [flag, value] of [['--exif', 'rotate'], ['--image-processor', 'timm']] as const) {
+      const r = cli('embed-images', UPRIGHT, '--model', 'tiny-cli', '-o', path.join(work, 'never.npy'), flag, value);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(new RegExp(`option '${flag} <\\w+>' argument '${value}' is invalid. Allowed choices are`));
+    }
   });
 });

@@ -8,6 +8,9 @@ import { listImageFiles } from '../src/image/list-images.js';
 import { readInstallRecord } from '../src/models/cache.js';
 import { readNpy } from '../src/util/npy.js';
 import { asset, KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
+import { ClipTransform } from '../src/image/clip-transform.js';
+import { decodeImage, type ExifMode } from '../src/image/decode.js';
+import type { ClipImageProcessor } from '../src/image/image-processor.js';
 
 const TOKENIZER = asset('tokenizers', 'clip', 'hf-openai-clip-vit-large-patch14');
 const home = tempDir('img2prompt-clip-home-');
@@ -86,6 +89,66 @@ describe('ClipModel', () => {
   });
 });
 
+describe('image preprocessing follows the checkpoint layout (overridable), EXIF as asked', () => {
+  const ROCKET = asset('images', 'skimage-rocket.jpg'); // 640x427: transformers crops one column left
+  const ROTATED = asset('images', 'pillow-hopper_orientation_6.jpg');
+  const same = (a: Float32Array, b: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+
+  /** The model's embedding of `file` computed by hand: decode, ClipTransform with `processor`, encodePixels. */
+  async function byHand(model: ClipModel, file: string, processor: ClipImageProcessor, exif: ExifMode): Promise<Float32Array> {
+    const pixels = new Float32Array(3 * model.imageSize * model.imageSize);
+    const transform = new ClipTransform({ size: model.imageSize, mean: model.config.imageMean, std: model.config.imageStd, processor });
+    await transform.into(await decodeImage(file, { exif, alpha: 'keep' }), pixels, 0);
+    return model.encodePixels(pixels, 1);
+  }
+
+  it('open_clip checkpoints get open_clip preprocessing, HF checkpoints and exports with a config.json get transformers\'', async () => {
+    const oc = await ClipModel.open('tiny-oc', { towers: ['vision'] });
+    const hf = await ClipModel.open('tiny-hf', { towers: ['vision'] });
+    const ocAsHf = await ClipModel.open('tiny-oc', { towers: ['vision'], imageProcessor: 'hf' });
+    try {
+      expect([oc.imageProcessor, hf.imageProcessor, ocAsHf.imageProcessor]).toEqual(['open_clip', 'hf', 'hf']);
+      const [a, b, c] = [oc, hf, ocAsHf].map(async (m) => (await m.encodeImages([ROCKET])).embeds);
+      expect(same(await a, await byHand(oc, ROCKET, 'open_clip', 'apply'))).toBe(true);
+      expect(same(await b, await byHand(hf, ROCKET, 'hf', 'apply'))).toBe(true);
+      // The same random weights in both layouts: only the preprocessing tells them apart.
+      expect(same(await b, await c)).toBe(true);
+      expect(same(await a, await b)).toBe(false);
+    } finally {
+      for (const m of [oc, hf, ocAsHf]) m.close();
+    }
+    await expect(ClipModel.open('tiny-oc', { imageProcessor: 'timm' as never })).rejects.toThrow(/imageProcessor must be "open_clip" or "hf", got "timm"/);
+  });
+
+  it("encodeImages exif: 'ignore' embeds the stored pixels of a rotated photo, 'apply' (default) the upright ones", async () => {
+    const model = await ClipModel.open('tiny-hf', { towers: ['vision'] });
+    try {
+      const applied = (await model.encodeImages([ROTATED])).embeds;
+      const ignored = (await model.encodeImages([ROTATED], { exif: 'ignore' })).embeds;
+      expect(same(applied, await byHand(model, ROTATED, 'hf', 'apply'))).toBe(true);
+      expect(same(ignored, await byHand(model, ROTATED, 'hf', 'ignore'))).toBe(true);
+      expect(same(applied, ignored)).toBe(false);
+    } finally {
+      model.close();
+    }
+  });
+
+  it('a graph cache written before the layout was recorded is rebuilt once, then records it', async () => {
+    const { ensureClipOnnx } = await import('../src/clip/onnx-cache.js');
+    const dir = path.join(home, 'models', 'tiny-hf');
+    const sidecar = path.join(dir, 'clip-onnx.json');
+    const record = JSON.parse(fs.readFileSync(sidecar, 'utf8')) as Record<string, unknown>;
+    expect(record.layout).toBe('hf');
+    delete record.layout;
+    fs.writeFileSync(sidecar, JSON.stringify(record));
+    const before = fs.statSync(path.join(dir, 'vision.onnx')).mtimeMs;
+    await new Promise((r) => setTimeout(r, 20));
+    expect((await ensureClipOnnx(dir)).layout).toBe('hf');
+    expect(fs.statSync(path.join(dir, 'vision.onnx')).mtimeMs).toBeGreaterThan(before);
+    expect(JSON.parse(fs.readFileSync(sidecar, 'utf8')).layout).toBe('hf');
+  });
+});
+
 describe('img2prompt models import / embed-images', () => {
   it('imports a checkpoint folder and writes a .npy with its ids file', async () => {
     const src = path.join(home, 'models', 'tiny-hf');
@@ -149,6 +212,7 @@ async function expectSameEmbeddingsAsTinyHf(name: string): Promise<void> {
   const original = await ClipModel.open('tiny-hf');
   try {
     expect(exported.files.kind).toBe('export');
+    expect(exported.imageProcessor).toBe(original.imageProcessor); // both 'hf', by the export's config.json
     expect(exported.dim).toBe(original.dim);
     const texts = ['a castle in the clouds', 'by greg rutkowski'];
     expect(Array.from(await exported.encodeTexts(texts))).toEqual(Array.from(await original.encodeTexts(texts)));

@@ -105,11 +105,33 @@ describe('interrogate()', () => {
     }
   });
 
+  it('reads images with the EXIF choice and the setup\'s image processor', async () => {
+    const rotated = [asset('images', 'pillow-hopper_orientation_6.jpg')];
+    const setup = await openInterrogatorSetup({ model: 'tiny', labelsDir, imageProcessor: 'hf' });
+    try {
+      expect(setup.model.imageProcessor).toBe('hf');
+      for (const exif of ['apply', 'ignore'] as const) {
+        const [r] = await collect(interrogate(rotated, { setup, mode: 'fast', exif }));
+        const encoded = await setup.model.encodeImages(rotated, { exif });
+        const [direct] = await setup.interrogator.interrogate(encoded.embeds, 1, { mode: 'fast' });
+        expect(r!.prompt, exif).toBe(direct!.prompt);
+        const text = await setup.model.encodeTexts([r!.prompt!]);
+        const cos = text.reduce((sum, v, d) => sum + v * encoded.embeds[d]!, 0);
+        expect(r!.similarity).toBeCloseTo(cos, 5);
+      }
+      const [apply, ignore] = await Promise.all((['apply', 'ignore'] as const).map((exif) => setup.model.encodeImages(rotated, { exif })));
+      expect(apply.embeds.some((v, i) => v !== ignore.embeds[i])).toBe(true);
+    } finally {
+      setup.close();
+    }
+  });
+
   it('refuses bad options (before opening anything) and a missing model', async () => {
     const first = (options: Parameters<typeof interrogate>[1]) => interrogate(files, options).next();
     await expect(first({ model: 'tiny', labelsDir, mode: 'fastest' as never })).rejects.toThrow('unknown interrogation mode "fastest"');
     await expect(first({ model: 'tiny', labelsDir, batchSize: 0 })).rejects.toThrow('batchSize must be a positive integer, got 0');
     await expect(first({ model: 'tiny', labelsDir, minFlavors: -1 })).rejects.toThrow('minFlavors must be a non-negative integer');
+    await expect(first({ model: 'tiny', labelsDir, exif: 'rotate' as never })).rejects.toThrow('exif must be "apply" or "ignore", got "rotate"');
     await expect(first({ model: 'no-such-model', labelsDir })).rejects.toBeInstanceOf(Img2PromptError);
   });
 

@@ -300,6 +300,11 @@ describe('img2prompt predict', () => {
     const other = cli([...args(out), '--resume', '--k', '3']);
     expect(other.code).toBe(1);
     expect(other.stderr).toMatch(/checkpoint belongs to a different run \(option k: 16 → 3\)/);
+    // So is a resume that would read the images differently.
+    const pixels = cli([...args(out), '--resume', '--exif', 'ignore', '--image-processor', 'hf']);
+    expect(pixels.code).toBe(1);
+    expect(pixels.stderr).toMatch(/checkpoint belongs to a different run \(.*option imageProcessor: "?open_clip"? → "?hf"?.*\)/);
+    expect(pixels.stderr).toMatch(/option exif: "?apply"? → "?ignore"?/);
 
     const r = cli([...args(out), '--resume']);
     expect(r.code).toBe(0);

@@ -5,6 +5,9 @@ import { Img2PromptError } from '../util/errors.js';
 import { modelDir, readInstallRecord } from '../models/cache.js';
 import { loadBatches, type ImageFailure } from '../image/batch-loader.js';
 import type { FormatOptions } from '../image/image-formats.js';
+import { checkImageProcessor, type ClipImageProcessor } from '../image/image-processor.js';
+import type { ClipTransformOptions } from '../image/clip-transform.js';
+import type { ExifMode } from '../image/decode.js';
 import { ClipTokenizer, padClipBatch, padIdFor } from './tokenizer.js';
 import type { ClipTokenizerKind } from './pre-tokenize.js';
 import { ensureClipOnnx, ensureClipTextPrefixOnnx, type ClipOnnxFiles } from './onnx-cache.js';
@@ -24,6 +27,12 @@ export interface ClipOpenOptions {
    * layout the checkpoint has, so the text tower sees the ids it was trained and evaluated with.
    */
   tokenizerKind?: ClipTokenizerKind;
+  /**
+   * Preprocess images as this pipeline does (see image/image-processor.ts). Default: the one the
+   * checkpoint was published for, from its layout ('open_clip' for open_clip checkpoints, 'hf' for
+   * transformers ones and exports that come with a transformers config).
+   */
+  imageProcessor?: ClipImageProcessor;
 }
 
 /** The CLIP model every command opens unless told otherwise (predict, fit-map, interrogate()). */
@@ -37,6 +46,8 @@ export interface EncodeImagesOptions extends FormatOptions {
   onFailure?: (failure: ImageFailure) => void;
   /** Images with more pixels (width × height) than this fail without being decoded (default 100 MP, see decodeImage). */
   maxPixels?: number;
+  /** EXIF orientation: 'apply' (default) or 'ignore', as the Python pipelines do (see decodeImage). */
+  exif?: ExifMode;
 }
 
 export interface EncodedImages {
@@ -95,6 +106,8 @@ export class ClipModel implements ClipTextSide {
     private readonly visionIo: TowerIo | undefined,
     private readonly textIo: TowerIo | undefined,
     private readonly openOptions: ClipOpenOptions,
+    /** Whose image preprocessing this model's images get. */
+    readonly imageProcessor: ClipImageProcessor,
   ) {}
 
   /** The prefix-cached text tower, opened on first use; null when this model has none (a ready export). */
@@ -103,6 +116,7 @@ export class ClipModel implements ClipTextSide {
   static async open(nameOrDir: string, options: ClipOpenOptions = {}): Promise<ClipModel> {
     const dir = resolveModelDir(nameOrDir);
     const towers = options.towers ?? ['vision', 'text'];
+    if (options.imageProcessor !== undefined) checkImageProcessor(options.imageProcessor);
     const files = await ensureClipOnnx(dir, options.quickGelu === undefined ? {} : { quickGelu: options.quickGelu });
     const record = await readInstallRecord(dir).catch(() => undefined);
     const vision = towers.includes('vision') ? await Session.open(files.vision, options.sessionOptions) : undefined;
@@ -112,7 +126,8 @@ export class ClipModel implements ClipTextSide {
       const visionIo = vision && classifyTower(files.vision, ioNames(vision), 'vision');
       const textIo = text && classifyTower(files.text, ioNames(text), 'text');
       const tokenizer = towers.includes('text') ? await loadTokenizer(dir, options.tokenizerKind ?? files.layout, files.config.text.contextLength) : undefined;
-      return new ClipModel(dir, path.basename(dir), files, record?.random ?? false, vision, text, tokenizer, visionIo, textIo, options);
+      const imageProcessor = options.imageProcessor ?? files.layout;
+      return new ClipModel(dir, path.basename(dir), files, record?.random ?? false, vision, text, tokenizer, visionIo, textIo, options, imageProcessor);
     } catch (err) {
       vision?.close();
       text?.close();
@@ -131,6 +146,11 @@ export class ClipModel implements ClipTextSide {
 
   get imageSize(): number {
     return this.files.config.vision.imageSize;
+  }
+
+  /** How images are turned into this model's pixel_values: size, normalisation and processor. */
+  get imageTransform(): ClipTransformOptions & { processor: ClipImageProcessor } {
+    return { size: this.imageSize, mean: this.config.imageMean, std: this.config.imageStd, processor: this.imageProcessor };
   }
 
   /** sha256 of the weights (label-bank caches built with other weights are rebuilt). */
@@ -170,13 +190,12 @@ export class ClipModel implements ClipTextSide {
     let inferenceSeconds = 0;
     let done = 0;
     const batches = loadBatches(files, {
+      ...this.imageTransform,
       batchSize: options.batchSize ?? 16,
-      size: this.imageSize,
-      mean: this.config.imageMean,
-      std: this.config.imageStd,
       concurrency: options.concurrency,
       maxPixels: options.maxPixels,
       allowSvg: options.allowSvg,
+      exif: options.exif,
     });
     for await (const batch of batches) {
       for (const f of batch.failures) {

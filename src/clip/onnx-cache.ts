@@ -25,8 +25,8 @@ export interface ClipOnnxFiles {
   text: string;
   config: ClipConfig;
   /**
-   * Whose conventions the checkpoint follows: open_clip's or transformers'. Its text is tokenized the
-   * way that library tokenizes it.
+   * Whose conventions the checkpoint follows, open_clip's or transformers' (for an export: whose config
+   * it came with). Its text is tokenized, and its images preprocessed, the way that library does it.
    */
   layout: ClipLayout;
   /**
@@ -99,6 +99,8 @@ export async function ensureClipOnnx(dir: string, options: EnsureClipOnnxOptions
     side.weightsSize === stat.size &&
     side.weightsMtimeMs === stat.mtimeMs &&
     side.quickGelu === quickGelu &&
+    // Caches written before the layout was recorded are rebuilt once.
+    (side.layout === 'open_clip' || side.layout === 'hf') &&
     existsSync(vision) &&
     existsSync(text);
   if (fresh && side.layout) return { kind: 'built', vision, text, config: side.config, layout: side.layout, weightHash: side.weightsSha256 };

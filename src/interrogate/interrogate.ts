@@ -1,6 +1,8 @@
 import { Img2PromptError } from '../util/errors.js';
 import { ClipModel, DEFAULT_CLIP_MODEL } from '../clip/model.js';
 import { imageIdOf } from '../image/image-id.js';
+import { EXIF_MODES, type ExifMode } from '../image/decode.js';
+import type { ClipImageProcessor } from '../image/image-processor.js';
 import { Interrogator } from './interrogator.js';
 import type { CachedBank } from './bank-cache.js';
 import { DEFAULT_BANK_DTYPE, type BankDtype, type ChosenLabel, type InterrogateMode, type InterrogationResult } from './types.js';
@@ -17,6 +19,8 @@ export const DEFAULT_INTERROGATE_MODEL = DEFAULT_CLIP_MODEL;
 export interface InterrogatorSetupOptions {
   /** CLIP model in the cache (models pull/import/random) or a model folder; default DEFAULT_INTERROGATE_MODEL. */
   model?: string;
+  /** Image preprocessing pipeline; default the one the checkpoint's layout implies (see ClipOpenOptions). */
+  imageProcessor?: ClipImageProcessor;
   /** Folder with the built-in lists; default the shipped ../shared/assets/labels. */
   labelsDir?: string;
   /** Extra label lists: files (one label per line) or folders of .txt files, each one bank. */
@@ -40,7 +44,7 @@ export interface InterrogatorSetup {
 
 /** Opens the CLIP model and every label bank through the cache; banks rank on the GPU when the model runs on CUDA. */
 export async function openInterrogatorSetup(options: InterrogatorSetupOptions = {}): Promise<InterrogatorSetup> {
-  const model = await ClipModel.open(options.model ?? DEFAULT_INTERROGATE_MODEL);
+  const model = await ClipModel.open(options.model ?? DEFAULT_INTERROGATE_MODEL, { imageProcessor: options.imageProcessor });
   try {
     if (model.random) options.onNotice?.(`warning: ${model.name} has RANDOM weights: its labels and prompts mean nothing`);
     const interrogator = await Interrogator.open(model, {
@@ -87,6 +91,8 @@ export interface InterrogateRunOptions {
   chainCache?: boolean;
   /** Also decode SVG files (see image/image-formats.ts); default false: raster images only. */
   allowSvg?: boolean;
+  /** EXIF orientation: 'apply' (default) or 'ignore', as the CLIP Interrogator does (see decodeImage). */
+  exif?: ExifMode;
   /** Called as images are encoded, then as results are handed out (total: all images). */
   onProgress?(done: number, total: number, phase: InterrogatePhase): void;
 }
@@ -134,6 +140,9 @@ export async function* interrogate(images: readonly string[], options: Interroga
   checkCount('batchSize', options.batchSize);
   checkCount('maxFlavors', options.maxFlavors);
   checkCount('shortlist', options.shortlist);
+  if (options.exif !== undefined && !EXIF_MODES.includes(options.exif)) {
+    throw new Img2PromptError(undefined, `exif must be "apply" or "ignore", got ${JSON.stringify(options.exif)}`);
+  }
   if (options.minFlavors !== undefined && !(Number.isSafeInteger(options.minFlavors) && options.minFlavors >= 0)) {
     throw new Img2PromptError(undefined, `minFlavors must be a non-negative integer, got ${options.minFlavors}`);
   }
@@ -147,6 +156,7 @@ export async function* interrogate(images: readonly string[], options: Interroga
     const encoded = await model.encodeImages(images, {
       batchSize: options.batchSize ?? 16,
       allowSvg: options.allowSvg,
+      exif: options.exif,
       onProgress: (done) => options.onProgress?.(done, total, 'encoding images'),
     });
     const failureOf = new Map(encoded.failures.map((f) => [f.file, f.reason]));

@@ -4,6 +4,8 @@ import { sha256Bytes } from '../models/sha256.js';
 import { ClipModel, DEFAULT_CLIP_MODEL } from '../clip/model.js';
 import { loadBatches, type ImageFailure } from '../image/batch-loader.js';
 import { imageIdOf, uniqueImageIds } from '../image/image-id.js';
+import { EXIF_MODES, type ExifMode } from '../image/decode.js';
+import type { ClipImageProcessor } from '../image/image-processor.js';
 import { EMBEDDING_DIM } from '../submission/submission-csv.js';
 import { Interrogator } from '../interrogate/interrogator.js';
 import { labelsHash } from '../interrogate/label-banks.js';
@@ -65,6 +67,8 @@ export interface PredictEngineOptions {
   lambda?: number;
   /** Interrogator mode; default fast. */
   mode?: InterrogateMode;
+  /** Image preprocessing pipeline; default the one the CLIP checkpoint's layout implies (see ClipOpenOptions). */
+  imageProcessor?: ClipImageProcessor;
   /** kNN neighbours and softmax temperature (PromptBank defaults). */
   k?: number;
   temperature?: number;
@@ -90,6 +94,8 @@ export interface PredictRunOptions {
   gapImages?: number;
   /** Also decode SVG files (see image/image-formats.ts); default false: raster images only. */
   allowSvg?: boolean;
+  /** EXIF orientation: 'apply' (default) or 'ignore', as the Python pipelines do (see decodeImage). */
+  exif?: ExifMode;
   /**
    * Phase 'members': called after each image is handed out (total: all images). Phase 'encoding images':
    * called before and after each batch of the modality-gap sample (total: the sampled images).
@@ -170,7 +176,7 @@ export class PredictEngine {
     checkPositiveInt('k', k);
     if (!(Number.isFinite(temperature) && temperature >= 0)) throw new Img2PromptError(undefined, `temperature must be a finite number >= 0, got ${temperature}`);
 
-    const clip = await ClipModel.open(options.model ?? DEFAULT_CLIP_MODEL);
+    const clip = await ClipModel.open(options.model ?? DEFAULT_CLIP_MODEL, { imageProcessor: options.imageProcessor });
     let minilm: MiniLMTextSide | undefined;
     try {
       if (clip.random) notice(`warning: CLIP model ${clip.name} has RANDOM weights: its predictions mean nothing (for tests and benchmarks only)`);
@@ -233,10 +239,12 @@ export class PredictEngine {
   }
 
   /** Everything that changes the members' vectors, for the checkpoint fingerprint. */
-  private fingerprintOptions(batchSize: number, gapImages: number): Record<string, unknown> {
+  private fingerprintOptions(batchSize: number, gapImages: number, exif: ExifMode): Record<string, unknown> {
     const options: Record<string, unknown> = {
       members: [...this.members],
       batchSize,
+      imageProcessor: this.clip.imageProcessor,
+      exif,
       bank: this.bankName,
       dtype: this.settings.dtype,
       k: this.settings.k,
@@ -285,13 +293,14 @@ export class PredictEngine {
   }
 
   /** Decodes, preprocesses and CLIP-encodes batches `ks`, decoding the next batch while the caller works on this one. */
-  private async *encodeBatches(ks: readonly number[], batchFiles: (k: number) => string[], batchSize: number, allowSvg: boolean): AsyncGenerator<EncodedBatch> {
+  private async *encodeBatches(
+    ks: readonly number[], batchFiles: (k: number) => string[], batchSize: number, image: { exif: ExifMode; allowSvg: boolean },
+  ): AsyncGenerator<EncodedBatch> {
     // Only the very last batch of the list can be short, and it comes last here too, so chunking
     // the concatenation by batchSize gives back exactly batches ks.
     const files = ks.flatMap(batchFiles);
-    const cfg = this.clip.config;
     let j = 0;
-    for await (const batch of loadBatches(files, { batchSize, size: this.clip.imageSize, mean: cfg.imageMean, std: cfg.imageStd, allowSvg })) {
+    for await (const batch of loadBatches(files, { ...this.clip.imageTransform, batchSize, ...image })) {
       const k = ks[j++]!;
       const rows = batch.ids.length;
       const t0 = performance.now();
@@ -378,6 +387,8 @@ export class PredictEngine {
     const batchSize = checkPositiveInt('batch size', options.batchSize ?? DEFAULT_BATCH_SIZE);
     const gapImages = checkPositiveInt('gap images', options.gapImages ?? DEFAULT_GAP_IMAGES);
     const allowSvg = options.allowSvg ?? false;
+    const exif = options.exif ?? 'apply';
+    if (!EXIF_MODES.includes(exif)) throw new Img2PromptError(undefined, `exif must be "apply" or "ignore", got ${JSON.stringify(exif)}`);
     const files = [...images];
     // The checkpoint keys images by id, so ids must be unique; the characters they may hold are the
     // submission writer's business, not the engine's.
@@ -390,7 +401,7 @@ export class PredictEngine {
     const run: RunDescription = {
       inputs: files.map((f) => path.resolve(f)),
       // allowSvg decides whether an SVG input is an image or a failure, so it changes the results.
-      options: { ...this.fingerprintOptions(batchSize, gapImages), ...(allowSvg ? { allowSvg } : {}) },
+      options: { ...this.fingerprintOptions(batchSize, gapImages, exif), ...(allowSvg ? { allowSvg } : {}) },
       models: { clip: this.clip.modelId, minilm: this.minilm.identity },
     };
     const cp = options.checkpoint
@@ -435,7 +446,7 @@ export class PredictEngine {
           options.onProgress?.(encoded, sampled, 'encoding images');
           // The sampled batches are kept, so their images are not encoded twice.
           const missing = [...Array(sampleBatches).keys()].filter((k) => !ready.has(k));
-          const sampler = this.encodeBatches(missing, batchFiles, batchSize, allowSvg);
+          const sampler = this.encodeBatches(missing, batchFiles, batchSize, { exif, allowSvg });
           try {
             for (;;) {
               const t0 = performance.now();
@@ -470,7 +481,7 @@ export class PredictEngine {
       const members = this.memberFunctions(gap);
 
       const todo = [...Array(batches).keys()].filter((k) => !finished.has(k) && !ready.has(k));
-      encoder = this.encodeBatches(todo, batchFiles, batchSize, allowSvg);
+      encoder = this.encodeBatches(todo, batchFiles, batchSize, { exif, allowSvg });
       let done = 0;
       for (let k = 0; k < batches; k++) {
         const start = k * batchSize;

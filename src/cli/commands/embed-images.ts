@@ -8,6 +8,7 @@ import { ClipModel } from '../../clip/model.js';
 import { parsePositiveInt } from '../../submission/cli-helpers.js';
 import { DEFAULT_MAX_PIXELS } from '../../image/decode.js';
 import { ALLOW_SVG_OPTION, commandImages, reportImageFailure, type ImageInputCliOptions } from '../input-images.js';
+import { addImageOptions, type ImageCliOptions } from '../image-options.js';
 
 /** `embeds.npy` → `embeds.ids.txt`. */
 export function idsPathFor(npyPath: string): string {
@@ -15,7 +16,7 @@ export function idsPathFor(npyPath: string): string {
 }
 
 export function register(program: Command): void {
-  program
+  addImageOptions(program
     .command('embed-images')
     .description('CLIP image embeddings of a folder or list of images → NumPy .npy (float32 [N, D], L2-normalised) + <out>.ids.txt')
     .argument('<inputs...>', 'image files and/or folders (folders: their image files, sorted by name)')
@@ -23,12 +24,12 @@ export function register(program: Command): void {
     .requiredOption('-o, --output <file>', 'output .npy file; image ids go to <output without .npy>.ids.txt')
     .option('--batch-size <n>', 'images per inference call', '16')
     .option('--max-pixels <n>', `images with more pixels (width x height) are reported as failed, not decoded (default ${DEFAULT_MAX_PIXELS})`)
-    .option(...ALLOW_SVG_OPTION)
-    .action(async (inputs: string[], opts: { model: string; output: string; batchSize: string; maxPixels?: string } & ImageInputCliOptions) => {
+    .option(...ALLOW_SVG_OPTION))
+    .action(async (inputs: string[], opts: ImageCliOptions & ImageInputCliOptions & { model: string; output: string; batchSize: string; maxPixels?: string }) => {
       const batchSize = parsePositiveInt('--batch-size', opts.batchSize) ?? 16;
       const maxPixels = parsePositiveInt('--max-pixels', opts.maxPixels);
       const { files, skipped } = await commandImages(inputs, opts);
-      const model = await ClipModel.open(opts.model, { towers: ['vision'] });
+      const model = await ClipModel.open(opts.model, { towers: ['vision'], imageProcessor: opts.imageProcessor });
       if (model.random) process.stderr.write(`warning: ${model.name} has RANDOM weights: these embeddings are for testing only\n`);
       skipped.forEach(reportImageFailure);
       const bar = createProgress('embed-images', files.length, 'images');
@@ -37,6 +38,7 @@ export function register(program: Command): void {
         batchSize,
         maxPixels,
         allowSvg: opts.allowSvg,
+        exif: opts.exif,
         onProgress: (done) => bar.update(done),
         onFailure: reportImageFailure,
       });

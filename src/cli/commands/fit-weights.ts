@@ -80,6 +80,7 @@ export function register(program: Command): void {
           batchSize: parsePositiveInt('--batch-size', opts.batchSize),
           gapImages: parsePositiveInt('--gap-images', opts.gapImages),
           allowSvg: opts.allowSvg,
+          exif: opts.exif,
           onProgress: progress.onProgress,
         })) {
           if (r.failure !== undefined) process.stderr.write(`img2prompt: ${r.file}: ${r.failure} (left out of the fit)\n`);

@@ -9,8 +9,9 @@ import type { InterrogateMode } from '../../interrogate/types.js';
 import { interrogate, type InterrogatedImage } from '../../interrogate/interrogate.js';
 import { addLabelOptions, openInterrogator, type LabelOptions } from './labels.js';
 import { ALLOW_SVG_OPTION, commandImages, reportImageFailure, type ImageInputCliOptions } from '../input-images.js';
+import { addImageOptions, type ImageCliOptions } from '../image-options.js';
 
-interface InterrogateCliOptions extends LabelOptions, ImageInputCliOptions {
+interface InterrogateCliOptions extends LabelOptions, ImageInputCliOptions, ImageCliOptions {
   mode: InterrogateMode;
   output: string;
   details?: string;
@@ -21,7 +22,7 @@ interface InterrogateCliOptions extends LabelOptions, ImageInputCliOptions {
 }
 
 export function register(program: Command): void {
-  addLabelOptions(
+  addLabelOptions(addImageOptions(
     program
       .command('interrogate')
       .description('CLIP Interrogator: compose a prompt per image from the label banks → prompts CSV (imgId,prompt), ready for `img2prompt embed`')
@@ -42,7 +43,7 @@ export function register(program: Command): void {
           .default('on'),
       )
       .option(...ALLOW_SVG_OPTION),
-  ).action(async (inputs: string[], opts: InterrogateCliOptions) => {
+  )).action(async (inputs: string[], opts: InterrogateCliOptions) => {
     // Names and ids are checked here, before the banks are opened and the images encoded.
     const { files, skipped } = await commandImages(inputs, opts);
     const maxFlavors = parsePositiveInt('--max-flavors', opts.maxFlavors);
@@ -63,6 +64,7 @@ export function register(program: Command): void {
         shortlist,
         chainCache: opts.chainCache === 'on',
         allowSvg: opts.allowSvg,
+        exif: opts.exif,
         // The CSV holds only prompts: the prompt's own similarity (a text-tower pass per image in fast and
         // classic) is computed only when the details file will show it.
         score: opts.details !== undefined,

@@ -5,6 +5,7 @@ import { openInterrogatorSetup, type InterrogatorSetup } from '../../interrogate
 import { defaultLabelsDir } from '../../interrogate/label-banks.js';
 import { DEFAULT_BANK_DTYPE, type BankDtype } from '../../interrogate/types.js';
 import type { CachedBank } from '../../interrogate/bank-cache.js';
+import type { ClipImageProcessor } from '../../image/image-processor.js';
 import { collectRepeated } from '../../submission/cli-helpers.js';
 
 export interface LabelOptions {
@@ -25,10 +26,11 @@ export function addLabelOptions(cmd: Command): Command {
 }
 
 /** Opens the model and every bank through the cache, with a progress bar per bank that needs building. */
-export async function openInterrogator(opts: LabelOptions): Promise<InterrogatorSetup> {
+export async function openInterrogator(opts: LabelOptions & { imageProcessor?: ClipImageProcessor }): Promise<InterrogatorSetup> {
   let bar: Progress | undefined;
   return openInterrogatorSetup({
     model: opts.model,
+    imageProcessor: opts.imageProcessor,
     labelsDir: opts.labelsDir,
     labels: opts.labels,
     dtype: opts.dtype,

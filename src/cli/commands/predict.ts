@@ -22,9 +22,10 @@ import {
 import { writeValidatedSubmission } from '../../predict/submission-output.js';
 import { writeNearestCsv, type NearestRow } from '../../predict/nearest-csv.js';
 import { ALLOW_SVG_OPTION, commandImages, type ImageInputCliOptions } from '../input-images.js';
+import { addImageOptions, type ImageCliOptions } from '../image-options.js';
 
 /** Options shared by `predict` and `fit-weights` (everything that opens the engine). */
-export interface EngineCliOptions extends ImageInputCliOptions {
+export interface EngineCliOptions extends ImageInputCliOptions, ImageCliOptions {
   model: string;
   members?: string;
   weights?: string;
@@ -51,7 +52,7 @@ export function parseNonNegative(option: string, text: string | undefined): numb
 }
 
 export function addEngineOptions(cmd: Command): Command {
-  return cmd
+  return addImageOptions(cmd)
     .option('--model <name>', 'CLIP model in the cache (models pull/import/random) or a model folder', DEFAULT_CLIP_MODEL)
     .option('--members <list>', 'comma-separated members: knn, map, interrogator (captioner: not available yet) [default: the weighted ones, else knn,map,interrogator]')
     .option('--prompts-bank <file>', 'prompt corpus file, one prompt per line; repeat for more [default: every .txt in ../shared/assets/eval/prompts]', collectRepeated)
@@ -106,6 +107,7 @@ export function engineOptionsFrom(opts: EngineCliOptions, extra: Partial<Predict
     mode: opts.mode,
     k: parsePositiveInt('--k', opts.k),
     temperature: parseNonNegative('--temperature', opts.temperature),
+    imageProcessor: opts.imageProcessor,
     onNotice: (message) => process.stderr.write(`${message}\n`),
     ...extra,
   };
@@ -159,7 +161,7 @@ export function register(program: Command): void {
     let resumed = 0;
     const progress = runProgress('predict');
     try {
-      for await (const r of engine.run(files, { batchSize, gapImages, checkpoint, resume: opts.resume, allowSvg: opts.allowSvg, onProgress: progress.onProgress })) {
+      for await (const r of engine.run(files, { batchSize, gapImages, exif: opts.exif, checkpoint, resume: opts.resume, allowSvg: opts.allowSvg, onProgress: progress.onProgress })) {
         ids[r.index] = r.id;
         vectors.set(r.vector, r.index * EMBEDDING_DIM);
         if (r.resumed) resumed++;
