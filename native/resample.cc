@@ -142,7 +142,8 @@ struct ReadPremultiplied {
   }
 };
 
-template <class R>
+// kStride: bytes per input pixel, a compile-time constant so the tap loop walks the row like a plain array.
+template <class R, int kStride>
 View HorizontalPassT(const View& in, const Taps& taps, int64_t col_lo, int64_t n, int64_t row_lo, int64_t row_hi,
                      std::vector<uint8_t>& out) {
   constexpr int K = R::kOut;
@@ -157,9 +158,11 @@ View HorizontalPassT(const View& in, const Taps& taps, int64_t col_lo, int64_t n
       int64_t s[K];
       uint32_t v[K];
       for (int c = 0; c < K; ++c) s[c] = half;
-      for (int64_t t = 0; t < taps.count[j]; ++t, p += in.channels) {
+      const int64_t count = taps.count[j];
+      for (int64_t t = 0; t < count; ++t, p += kStride) {
         R::Read(p, v);
-        for (int c = 0; c < K; ++c) s[c] += int64_t{v[c]} * k[t];
+        const int64_t kt = k[t];
+        for (int c = 0; c < K; ++c) s[c] += int64_t{v[c]} * kt;
       }
       for (int c = 0; c < K; ++c) dst[j * K + c] = Clip8(s[c], taps.precision);
     }
@@ -195,7 +198,12 @@ View VerticalPassT(const View& in, const Taps& taps, int64_t row_lo, int64_t n, 
       }
     }
     uint8_t* dst = &out[y * stride];
-    for (int64_t i = 0; i < stride; ++i) dst[i] = Clip8(acc[i], taps.precision);
+    if (taps.precision == kPillowPrecisionBits) {
+      // A constant shift lets the compiler vectorise the row (Pillow's case; torch's varies per axis).
+      for (int64_t i = 0; i < stride; ++i) dst[i] = Clip8(acc[i], kPillowPrecisionBits);
+    } else {
+      for (int64_t i = 0; i < stride; ++i) dst[i] = Clip8(acc[i], taps.precision);
+    }
   }
   return View{out.data(), stride, K, col_lo, row_lo};
 }
@@ -255,14 +263,15 @@ View HorizontalPass(const View& in, PixelRead read, const Taps& taps, int64_t co
                     int64_t row_hi, std::vector<uint8_t>& out) {
   switch (read) {
     case PixelRead::kRgba:
-      return HorizontalPassT<ReadRgbaChannels>(in, taps, col_lo, n, row_lo, row_hi, out);
+      return HorizontalPassT<ReadRgbaChannels, 4>(in, taps, col_lo, n, row_lo, row_hi, out);
     case PixelRead::kOntoWhite:
-      return HorizontalPassT<ReadOntoWhite>(in, taps, col_lo, n, row_lo, row_hi, out);
+      return HorizontalPassT<ReadOntoWhite, 4>(in, taps, col_lo, n, row_lo, row_hi, out);
     case PixelRead::kPremultiply:
-      return HorizontalPassT<ReadPremultiplied>(in, taps, col_lo, n, row_lo, row_hi, out);
+      return HorizontalPassT<ReadPremultiplied, 4>(in, taps, col_lo, n, row_lo, row_hi, out);
     case PixelRead::kRgb:
     default:
-      return HorizontalPassT<ReadRgbChannels>(in, taps, col_lo, n, row_lo, row_hi, out);
+      return in.channels == 4 ? HorizontalPassT<ReadRgbChannels, 4>(in, taps, col_lo, n, row_lo, row_hi, out)
+                              : HorizontalPassT<ReadRgbChannels, 3>(in, taps, col_lo, n, row_lo, row_hi, out);
   }
 }
 
