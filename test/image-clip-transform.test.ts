@@ -8,7 +8,9 @@ import {
 } from '../src/image/clip-transform.js';
 import { native } from '../src/native/addon.js';
 import { asset, KAGGLE_SAMPLE } from './helpers/paths.js';
-import { axisFilter, referenceClipPreprocess, referenceGeometry } from './reference/pil-bicubic.js';
+import {
+  axisFilter, compositeOntoWhite, referenceClipPreprocess, referenceGeometry, referencePaletteOpenClip, referenceRgbaOpenClip,
+} from './reference/pil-bicubic.js';
 
 const f32 = Math.fround;
 const MEAN = Float32Array.from(OPENAI_CLIP_MEAN);
@@ -327,6 +329,34 @@ describe('synthetic images of every shape and each Pillow pass order', () => {
     );
     console.log(`hf: worst max abs difference ${worst.toExponential(2)}; torch vs Pillow weights on noise: ${apart.count} values apart`);
     expect(apart.count).toBeGreaterThan(0);
+  });
+
+  it('transparency and palettes on every shape: hf composites, open_clip premultiplies RGBA and resizes palettes nearest', async () => {
+    let worst = 0;
+    for (const [i, [w, h, n]] of shapes.entries()) {
+      // RGBA noise whose alpha runs through every level, 0 and 255 included.
+      const rgba = new Uint8Array(w * h * 4);
+      const rgb = randomImage(w, h, i + 11).data;
+      for (let p = 0; p < w * h; p++) {
+        rgba.set(rgb.subarray(p * 3, p * 3 + 3), p * 4);
+        rgba[p * 4 + 3] = p % 7 === 0 ? 0 : p % 5 === 0 ? 255 : (p * 37) & 255;
+      }
+      const opts = { size: n, mean: MEAN, std: STD };
+      const hf = await run({ data: rgba, width: w, height: h, channels: 4, pilMode: 'RGBA' }, n, { processor: 'hf' });
+      const composited = await run({ data: compositeOntoWhite(rgba), width: w, height: h }, n, { processor: 'hf' });
+      expect(sameBits(hf, composited), `${w}x${h} → ${n} hf`).toBe(true);
+      const premultiplied = await run({ data: rgba, width: w, height: h, channels: 4, pilMode: 'RGBA' }, n, { processor: 'open_clip' });
+      const a = maxAbsDiff(premultiplied, referenceRgbaOpenClip(rgba, w, h, opts)).max;
+      expect(a, `${w}x${h} → ${n} RGBA`).toBeLessThanOrEqual(FLOAT32_TOLERANCE);
+      const palette = await run({ data: rgb, width: w, height: h, pilMode: 'P' }, n, { processor: 'open_clip' });
+      const b = maxAbsDiff(palette, referencePaletteOpenClip(rgb, w, h, opts)).max;
+      expect(b, `${w}x${h} → ${n} P`).toBeLessThanOrEqual(FLOAT32_TOLERANCE);
+      // A transparent colour (tRNS) is no alpha channel to PIL: open_clip reads such an image as RGB.
+      const keyed = await run({ data: rgba, width: w, height: h, channels: 4, pilMode: 'RGB' }, n, { processor: 'open_clip' });
+      expect(sameBits(keyed, await run({ data: rgb, width: w, height: h }, n, { processor: 'open_clip' })), `${w}x${h} → ${n} tRNS`).toBe(true);
+      worst = Math.max(worst, a, b);
+    }
+    console.log(`RGBA (premultiplied) and palette (nearest) vs reference: worst ${worst.toExponential(2)}`);
   });
 
   it('the pass orders really differ where Pillow 13 changed them (images over 2:1 tall, shrinking)', async () => {

@@ -176,3 +176,78 @@ export function referenceClipPreprocess(rgb: Uint8Array, width: number, height: 
   }
   return out;
 }
+
+// Transparency and palettes, the way the two pipelines meet them:
+//   transformers: PIL.Image.alpha_composite over opaque white, then RGB. Per channel, with 7 extra bits
+//     and divisions by 255 rounded as (x + (x >> 8)) >> 8: t = (v a + 255 (255 - a)) 128 + 2^14,
+//     out = ((t + (t >> 8)) >> 8) >> 7.
+//   open_clip on an RGBA image: PIL resizes it as 'RGBa' (premultiplied: v a / 255 rounded the same way),
+//     all four planes alike, then divides back (255 v / a, truncated, capped at 255; alpha 0 or 255 left
+//     as is) and drops alpha. An image whose size does not change is not converted at all.
+//   open_clip on a palette ('P') image: PIL resizes with nearest neighbour whatever filter it is asked
+//     for: output i takes input floor(s / 2 + i s), s = in / out, the position accumulated by adding s.
+
+const div255 = (x: number) => (x + (x >> 8)) >> 8;
+
+/** RGBA8 → RGB8 over opaque white, as PIL.Image.alpha_composite. */
+export function compositeOntoWhite(rgba: Uint8Array): Uint8Array {
+  const rgb = new Uint8Array((rgba.length / 4) * 3);
+  for (let i = 0; i < rgba.length / 4; i++) {
+    const a = rgba[i * 4 + 3]!;
+    for (let c = 0; c < 3; c++) {
+      const t = (rgba[i * 4 + c]! * a + 255 * (255 - a)) * 128 + (1 << 14);
+      rgb[i * 3 + c] = div255(t) >> 7;
+    }
+  }
+  return rgb;
+}
+
+/** open_clip's preprocessing of an RGBA image PIL opens as 'RGBA' (premultiplied resize). */
+export function referenceRgbaOpenClip(rgba: Uint8Array, width: number, height: number, options: ReferenceOptions): Float64Array {
+  const { size } = options;
+  const g = referenceGeometry(width, height, size);
+  const resize = g.resizedWidth !== width || g.resizedHeight !== height;
+  const planes = [0, 1, 2, 3].map((c) => {
+    const data = new Uint8Array(width * height);
+    for (let i = 0; i < width * height; i++) {
+      const v = rgba[i * 4 + c]!;
+      data[i] = c === 3 || !resize ? v : div255(v * rgba[i * 4 + 3]! + 128);
+    }
+    return resize ? pilResizePlane({ rows: height, cols: width, data }, g.resizedWidth, g.resizedHeight, 'fixed22', options.passOrder ?? 'pillow13') : { rows: height, cols: width, data };
+  });
+  const out = new Float64Array(3 * size * size);
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      const at = (g.top + y) * planes[0]!.cols + g.left + x;
+      const a = planes[3]!.data[at]!;
+      for (let c = 0; c < 3; c++) {
+        const v = planes[c]!.data[at]!;
+        const u = !resize || a === 0 || a === 255 ? v : Math.min(255, Math.floor((255 * v) / a));
+        out[c * size * size + y * size + x] = (u / 255 - options.mean[c]) / options.std[c];
+      }
+    }
+  }
+  return out;
+}
+
+/** open_clip's preprocessing of a palette image (RGB8 here: the palette already applied). */
+export function referencePaletteOpenClip(rgb: Uint8Array, width: number, height: number, options: ReferenceOptions): Float64Array {
+  const { size } = options;
+  const g = referenceGeometry(width, height, size);
+  const sources = (inSize: number, outSize: number) => {
+    const s = inSize / outSize;
+    const at: number[] = [];
+    for (let i = 0, pos = s / 2; i < outSize; i++, pos += s) at.push(Math.min(inSize - 1, Math.floor(pos)));
+    return at;
+  };
+  const xs = sources(width, g.resizedWidth);
+  const ys = sources(height, g.resizedHeight);
+  const out = new Float64Array(3 * size * size);
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      const p = (ys[g.top + y]! * width + xs[g.left + x]!) * 3;
+      for (let c = 0; c < 3; c++) out[c * size * size + y * size + x] = (rgb[p + c]! / 255 - options.mean[c]) / options.std[c];
+    }
+  }
+  return out;
+}
