@@ -1,5 +1,6 @@
 import { native } from '../native/addon.js';
 import type { DecodedImage } from './decode.js';
+import { PIL_MODE_FAMILIES } from './pil-mode.js';
 import {
   checkImageProcessor, clipRules, PILLOW_PASS_ORDERS, type ClipImageProcessor, type ImageKind, type NativeClipRules, type PillowPassOrder,
 } from './image-processor.js';
@@ -102,7 +103,7 @@ export function clipPreprocess(
   if (!PILLOW_PASS_ORDERS.includes(passOrder)) throw invalid('passOrder', PILLOW_PASS_ORDERS.map((o) => `'${o}'`).join(', '), passOrder);
   const processor = checkImageProcessor(options.processor ?? 'open_clip', 'processor');
   const pilMode = options.pilMode ?? 'RGB';
-  if (!['RGB', 'RGBA', 'P'].includes(pilMode)) throw invalid('pilMode', "'RGB', 'RGBA' or 'P'", pilMode);
+  if (!PIL_MODE_FAMILIES.includes(pilMode)) throw invalid('pilMode', PIL_MODE_FAMILIES.map((m) => `'${m}'`).join(', '), pilMode);
   const rules = clipRules(processor, { channels, pilMode }, passOrder);
   return clipAddon().clipPreprocess(pixels, width, height, size, mean, std, out, slot, rules);
 }

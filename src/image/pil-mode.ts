@@ -11,6 +11,7 @@ import type { Metadata } from 'sharp';
  *   (PNG tRNS on a grey or RGB image) is not an alpha channel to PIL: it stays in `info`, not in the pixels.
  */
 export type PilModeFamily = 'RGB' | 'RGBA' | 'P';
+export const PIL_MODE_FAMILIES: readonly PilModeFamily[] = ['RGB', 'RGBA', 'P'];
 
 /** PNG colour types (IHDR byte 25) that store an alpha channel: grey + alpha (4) and RGBA (6). */
 const PNG_ALPHA_COLOUR_TYPES = new Set([4, 6]);
