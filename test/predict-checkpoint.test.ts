@@ -104,7 +104,7 @@ describe('PredictCheckpoint', () => {
     lines[2] = lines[2].slice(0, 50); // record 2 of 3 mangled, record 3 intact
     fs.writeFileSync(file, lines.join('\n'));
     await expect(PredictCheckpoint.open(file, run, { resume: true, dim: DIM })).rejects.toThrow(
-      `${file}: checkpoint is corrupt at line 3 (valid records follow it); delete it and rerun without --resume`,
+      `${file}: checkpoint is corrupt at line 3 (valid records follow it); rerun with --restart to start over`,
     );
   });
 
@@ -114,7 +114,7 @@ describe('PredictCheckpoint', () => {
     await cp.close();
     const resume = (r: RunDescription) => PredictCheckpoint.open(file, r, { resume: true, dim: DIM });
     await expect(resume({ ...run, options: { ...run.options, k: 32 } })).rejects.toThrow(
-      `${file}: checkpoint belongs to a different run (option k: 16 → 32); rerun without --resume to start over`,
+      `${file}: checkpoint belongs to a different run (option k: 16 → 32); rerun with --restart to start over`,
     );
     await expect(resume({ ...run, options: { ...run.options, temperature: undefined, tta: true } })).rejects.toThrow(
       /option temperature: 0\.02 → \(unset\); option tta: \(unset\) → true/,

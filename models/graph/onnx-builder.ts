@@ -1,4 +1,3 @@
-import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { writeAtomically, writeFileAtomic } from '../../src/util/atomic-write.js';
 import onnxProto from 'onnx-proto';
@@ -336,27 +335,22 @@ export class GraphBuilder {
     }
     const dataName = `${path.basename(file)}.data`;
     const dataFile = path.join(path.dirname(file), dataName);
-    await writeAtomically(dataFile, async (tmp) => {
-      const fh = await fs.open(tmp, 'w');
-      try {
-        let offset = 0;
-        for (const t of this.initializers) {
-          const raw = t.rawData as Uint8Array | undefined;
-          if (!raw || raw.byteLength < 4096) continue;
-          // 4 KiB alignment lets ORT map the file instead of copying it.
-          offset = Math.ceil(offset / 4096) * 4096;
-          await fh.write(raw, 0, raw.byteLength, offset);
-          t.externalData = [
-            { key: 'location', value: dataName },
-            { key: 'offset', value: String(offset) },
-            { key: 'length', value: String(raw.byteLength) },
-          ];
-          t.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
-          t.rawData = undefined;
-          offset += raw.byteLength;
-        }
-      } finally {
-        await fh.close();
+    await writeAtomically(dataFile, async (out) => {
+      let offset = 0;
+      for (const t of this.initializers) {
+        const raw = t.rawData as Uint8Array | undefined;
+        if (!raw || raw.byteLength < 4096) continue;
+        // 4 KiB alignment lets ORT map the file instead of copying it.
+        offset = Math.ceil(offset / 4096) * 4096;
+        await out.write(raw, offset);
+        t.externalData = [
+          { key: 'location', value: dataName },
+          { key: 'offset', value: String(offset) },
+          { key: 'length', value: String(raw.byteLength) },
+        ];
+        t.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
+        t.rawData = undefined;
+        offset += raw.byteLength;
       }
     });
     await writeFileAtomic(file, this.toBytes());

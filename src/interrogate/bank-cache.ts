@@ -1,9 +1,9 @@
 import { promises as fs } from 'node:fs';
-import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
-import { Img2PromptError, errorMessage } from '../util/errors.js';
-import { writeFileAtomic } from '../util/atomic-write.js';
+import { Img2PromptError, errorMessage, osReason } from '../util/errors.js';
+import { publishFile, removeStaleTemps, writeFileAtomic, writeFully } from '../util/atomic-write.js';
+import { outputFs, type OutputHandle } from '../util/output-fs.js';
 import { createProgress } from '../util/progress.js';
 import { modelHome } from '../models/cache.js';
 import { toFloat16 } from '../rank/float16.js';
@@ -272,7 +272,7 @@ function checkedRows(out: Float32Array, rows: number, dim: number, bank: LabelBa
   return out;
 }
 
-async function hashRange(fh: FileHandle, start: number, length: number): Promise<string> {
+async function hashRange(fh: OutputHandle, start: number, length: number): Promise<string> {
   const hash = createHash('sha256');
   const buf = Buffer.allocUnsafe(Math.min(8 << 20, Math.max(length, 1)));
   let done = 0;
@@ -283,13 +283,6 @@ async function hashRange(fh: FileHandle, start: number, length: number): Promise
     done += bytesRead;
   }
   return hash.digest('hex');
-}
-
-/** Temp files of sidecar writes cut off by a kill (see tempPathFor); nothing else ever reads them. */
-async function removeOrphanedTemps(dir: string, sidecarName: string): Promise<void> {
-  for (const name of await fs.readdir(dir)) {
-    if (name.startsWith(`.${sidecarName}.`) && name.endsWith('.tmp')) await fs.rm(path.join(dir, name), { force: true });
-  }
 }
 
 /**
@@ -311,9 +304,14 @@ export async function buildBankFile(text: ClipTextSide, def: LabelBankDef, optio
   const rowBytes = key.dim * bytesPerValue(dtype);
 
   await fs.mkdir(path.dirname(final), { recursive: true });
-  await removeOrphanedTemps(path.dirname(final), path.basename(sidecar));
+  await removeStaleTemps(sidecar);
   let done = await resumableRows(partial, sidecar, key, headerBytes, rowBytes);
-  const fh = await fs.open(partial, done > 0 ? 'r+' : 'w+');
+  let fh: OutputHandle;
+  try {
+    fh = await outputFs.open(partial, done > 0 ? 'r+' : 'w+');
+  } catch (err) {
+    throw new Img2PromptError(partial, `cannot build label bank "${def.name}": ${osReason(err)}`, { cause: err });
+  }
   const progress = createProgress(`embedding ${def.name}`, key.count, 'labels');
   try {
     // Header space stays zero (a sparse hole) until the end; drop any unrecorded tail from a kill.
@@ -325,7 +323,7 @@ export async function buildBankFile(text: ClipTextSide, def: LabelBankDef, optio
       const raw = await text.encodeTexts(def.labels.slice(start, end), { onProgress: (n) => progress.update(start + n) });
       const rows = checkedRows(raw, end - start, key.dim, { ...def, labels: def.labels.slice(start, end) });
       const stored = dtype === 'fp16' ? toFloat16(rows) : rows;
-      await fh.write(new Uint8Array(stored.buffer, stored.byteOffset, stored.byteLength), 0, stored.byteLength, headerBytes + start * rowBytes);
+      await writeFully(fh, new Uint8Array(stored.buffer, stored.byteOffset, stored.byteLength), headerBytes + start * rowBytes);
       await fh.datasync();
       done = end;
       const record: PartialRecord = { format: BANK_FORMAT_VERSION, ...key, headerBytes, rowsDone: done };
@@ -334,16 +332,19 @@ export async function buildBankFile(text: ClipTextSide, def: LabelBankDef, optio
       options.onChunk?.(done, key.count);
     }
     const header = encodeHeader(key, await hashRange(fh, headerBytes, key.count * rowBytes));
-    await fh.write(header, 0, header.length, 0);
+    await writeFully(fh, header, 0);
     await fh.datasync();
+    const size = (await fh.stat()).size;
+    const expected = headerBytes + key.count * rowBytes;
+    if (size !== expected) throw new Error(`the file holds ${size} bytes, expected ${expected}`);
   } catch (err) {
     if (err instanceof Img2PromptError) throw err;
-    throw new Img2PromptError(partial, `cannot build label bank "${def.name}": ${errorMessage(err)}`, { cause: err });
+    throw new Img2PromptError(partial, `cannot build label bank "${def.name}": ${osReason(err)}`, { cause: err });
   } finally {
     progress.stop();
     await fh.close();
   }
-  await fs.rename(partial, final);
+  await publishFile(partial, final);
   await fs.rm(sidecar, { force: true });
   return final;
 }

@@ -1,5 +1,6 @@
 import { promises as fs } from 'node:fs';
-import { Img2PromptError, errorMessage } from '../util/errors.js';
+import { Img2PromptError, errorMessage, osReason } from '../util/errors.js';
+import { writeFully } from '../util/atomic-write.js';
 import { hashFile } from './sha256.js';
 
 /**
@@ -193,10 +194,10 @@ async function fetchInto(
         for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
           armIdle();
           try {
-            await fh.write(chunk);
+            await writeFully(fh, chunk, received);
           } catch (err) {
             // A full disk is not a network problem: retrying would only fail again.
-            throw new Img2PromptError(part, `cannot write (${errorMessage(err)})`, { cause: err });
+            throw new Img2PromptError(part, `cannot write (${osReason(err)})`, { cause: err });
           }
           received += chunk.length;
           onProgress?.(received, total);

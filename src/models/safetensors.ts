@@ -337,14 +337,6 @@ export interface SafetensorsInput {
   data: ArrayBufferView;
 }
 
-async function writeFully(fh: fs.FileHandle, data: Uint8Array): Promise<void> {
-  let done = 0;
-  while (done < data.length) {
-    const { bytesWritten } = await fh.write(data, done, Math.min(data.length - done, 1 << 30));
-    done += bytesWritten;
-  }
-}
-
 /**
  * Write tensors atomically. The header is space-padded so the data section starts 8-byte aligned and
  * tensors are laid out widest dtype first, which lets readers take zero-copy views of every tensor.
@@ -384,12 +376,7 @@ export async function writeSafetensors(
   if (padded !== json.length) json = Buffer.concat([json, Buffer.alloc(padded - json.length, 0x20)]);
   const prefix = Buffer.alloc(8);
   prefix.writeBigUInt64LE(BigInt(json.length), 0);
-  await writeAtomically(path, async (tmp) => {
-    const fh = await fs.open(tmp, 'w');
-    try {
-      for (const c of [prefix, json, ...chunks]) await writeFully(fh, c);
-    } finally {
-      await fh.close();
-    }
+  await writeAtomically(path, async (out) => {
+    for (const c of [prefix, json, ...chunks]) await out.write(c);
   });
 }

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
-import path from 'node:path';
-import { writeFileAtomic } from '../util/atomic-write.js';
-import { Img2PromptError, errorMessage } from '../util/errors.js';
+import { writeFileAtomic, writeFully } from '../util/atomic-write.js';
+import { Img2PromptError, osReason } from '../util/errors.js';
+import { outputFs, type OutputHandle } from '../util/output-fs.js';
 
 /**
  * The resume file of a `predict` run: one JSON line per finished image with each member's vector
@@ -165,7 +165,7 @@ export class PredictCheckpoint {
 
   private pending: string[] = [];
   private writing: Promise<void> = Promise.resolve();
-  private fh: fs.FileHandle | undefined;
+  private fh: OutputHandle | undefined;
 
   private constructor(
     readonly file: string,
@@ -187,11 +187,10 @@ export class PredictCheckpoint {
       if (keep === undefined) {
         const header = { format: FORMAT, version: VERSION, fingerprint: cp.fingerprint, dim, run: summary, created: new Date().toISOString() };
         await writeFileAtomic(file, `${JSON.stringify(header)}\n`);
-        await syncDirectory(file);
-        cp.fh = await fs.open(file, 'r+');
+        cp.fh = await outputFs.open(file, 'r+');
       } else {
         cp.startedFresh = false;
-        cp.fh = await fs.open(file, 'r+');
+        cp.fh = await outputFs.open(file, 'r+');
         const size = (await cp.fh.stat()).size;
         if (size > keep) {
           // Cut the torn tail so new records start on a line of their own.
@@ -203,7 +202,7 @@ export class PredictCheckpoint {
     } catch (err) {
       await cp.fh?.close();
       if (err instanceof Img2PromptError) throw err;
-      throw new Img2PromptError(file, `cannot open checkpoint: ${errorMessage(err)}`, { cause: err });
+      throw new Img2PromptError(file, `cannot open checkpoint: ${osReason(err)}`, { cause: err });
     }
     return cp;
   }
@@ -236,7 +235,7 @@ export class PredictCheckpoint {
           continue;
         }
         if (tornAt !== undefined) {
-          throw new Img2PromptError(this.file, `checkpoint is corrupt at line ${tornAt} (valid records follow it); delete it and rerun without --resume`);
+          throw new Img2PromptError(this.file, `checkpoint is corrupt at line ${tornAt} (valid records follow it); rerun with --restart to start over`);
         }
         this.done.set(record.id, record);
         validEnd = line.end;
@@ -258,7 +257,7 @@ export class PredictCheckpoint {
     if (header.version !== VERSION) throw new Img2PromptError(this.file, `checkpoint version ${String(header.version)} is not supported (expected ${VERSION})`);
     if (header.fingerprint !== this.fingerprint) {
       const what = header.run ? describeDifferences(header.run, summary) : 'fingerprint differs';
-      throw new Img2PromptError(this.file, `checkpoint belongs to a different run (${what}); rerun without --resume to start over`);
+      throw new Img2PromptError(this.file, `checkpoint belongs to a different run (${what}); rerun with --restart to start over`);
     }
     if (header.dim !== this.dim) throw new Img2PromptError(this.file, `checkpoint holds vectors of ${String(header.dim)} values, this run uses ${this.dim}`);
   }
@@ -288,10 +287,11 @@ export class PredictCheckpoint {
       if (!fh) throw new Img2PromptError(this.file, 'checkpoint is closed');
       try {
         const size = (await fh.stat()).size;
-        await fh.write(batch, size, 'utf8');
+        await writeFully(fh, Buffer.from(batch, 'utf8'), size);
         await fh.sync();
       } catch (err) {
-        throw new Img2PromptError(this.file, `cannot append to checkpoint: ${errorMessage(err)}`, { cause: err });
+        // A torn append is cut on resume (see load), so the file stays usable whatever got written.
+        throw new Img2PromptError(this.file, `cannot append to checkpoint: ${osReason(err)}`, { cause: err });
       }
     });
     return this.writing;
@@ -305,18 +305,5 @@ export class PredictCheckpoint {
       await this.fh.close();
       this.fh = undefined;
     }
-  }
-}
-
-/** Makes a just-renamed file's directory entry durable (best effort: not every platform allows it). */
-async function syncDirectory(file: string): Promise<void> {
-  let dir: fs.FileHandle | undefined;
-  try {
-    dir = await fs.open(path.dirname(file), 'r');
-    await dir.sync();
-  } catch {
-    // Directory fsync is unsupported on some platforms; the data itself was synced before the rename.
-  } finally {
-    await dir?.close();
   }
 }

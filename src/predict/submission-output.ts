@@ -1,6 +1,6 @@
 import { writeAtomically } from '../util/atomic-write.js';
 import { Img2PromptError } from '../util/errors.js';
-import { writeSubmission } from '../submission/submission-csv.js';
+import { checkSubmissionInput, writeSubmissionRows } from '../submission/submission-csv.js';
 import { validateSubmission } from '../submission/validate.js';
 
 /**
@@ -10,9 +10,10 @@ import { validateSubmission } from '../submission/validate.js';
  * are all unit length, so a norm that is off (only a warning for `validate`) is refused here too.
  */
 export async function writeValidatedSubmission(file: string, ids: readonly string[], vectors: Float32Array, expectedIds: readonly string[] = ids): Promise<void> {
-  await writeAtomically(file, async (tmp) => {
-    await writeSubmission(tmp, ids, vectors);
-    const report = await validateSubmission(tmp, { imageIds: expectedIds });
+  checkSubmissionInput(file, ids, vectors);
+  await writeAtomically(file, async (out) => {
+    await writeSubmissionRows(out, ids, vectors);
+    const report = await validateSubmission(out.tempPath, { imageIds: expectedIds });
     const problems = [...report.problems, ...report.warnings];
     if (problems.length > 0) {
       const count = report.problemCount + report.warnings.length;

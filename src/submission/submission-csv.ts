@@ -1,6 +1,5 @@
-import { promises as fs } from 'node:fs';
 import { Img2PromptError } from '../util/errors.js';
-import { writeAtomically } from '../util/atomic-write.js';
+import { writeAtomically, type AtomicFile } from '../util/atomic-write.js';
 import { imgIdProblem } from './img-id.js';
 import { forEachLine } from './line-reader.js';
 
@@ -35,31 +34,30 @@ export function formatValue(v: number): string {
  */
 export async function writeSubmission(file: string, ids: readonly string[], vectors: Float32Array): Promise<void> {
   checkSubmissionInput(file, ids, vectors);
-  await writeAtomically(file, async (tmp) => {
-    const handle = await fs.open(tmp, 'w');
-    try {
-      // A few hundred images per write keeps memory flat for test sets of any size.
-      const imagesPerChunk = 256;
-      let chunk = SUBMISSION_HEADER + '\n';
-      for (let i = 0; i < ids.length; i++) {
-        const id = ids[i];
-        const base = i * EMBEDDING_DIM;
-        const lines = new Array<string>(EMBEDDING_DIM);
-        for (let e = 0; e < EMBEDDING_DIM; e++) lines[e] = `${id}_${e},${formatValue(vectors[base + e])}\n`;
-        chunk += lines.join('');
-        if ((i + 1) % imagesPerChunk === 0) {
-          await handle.write(chunk);
-          chunk = '';
-        }
-      }
-      if (chunk !== '') await handle.write(chunk);
-    } finally {
-      await handle.close();
-    }
-  });
+  await writeAtomically(file, (out) => writeSubmissionRows(out, ids, vectors));
 }
 
-function checkSubmissionInput(file: string, ids: readonly string[], vectors: Float32Array): void {
+/** The rows of a checked submission, into an open output file. */
+export async function writeSubmissionRows(out: AtomicFile, ids: readonly string[], vectors: Float32Array): Promise<void> {
+  // A few hundred images per write keeps memory flat for test sets of any size.
+  const imagesPerChunk = 256;
+  let chunk = SUBMISSION_HEADER + '\n';
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i];
+    const base = i * EMBEDDING_DIM;
+    const lines = new Array<string>(EMBEDDING_DIM);
+    for (let e = 0; e < EMBEDDING_DIM; e++) lines[e] = `${id}_${e},${formatValue(vectors[base + e])}\n`;
+    chunk += lines.join('');
+    if ((i + 1) % imagesPerChunk === 0) {
+      await out.write(chunk);
+      chunk = '';
+    }
+  }
+  if (chunk !== '') await out.write(chunk);
+}
+
+/** Throws, naming `file`, what would make the submission invalid before a byte of it is written. */
+export function checkSubmissionInput(file: string, ids: readonly string[], vectors: Float32Array): void {
   const refuse = (reason: string): never => {
     throw new Img2PromptError(file, `cannot write submission: ${reason}`);
   };

@@ -18,3 +18,17 @@ export class Img2PromptError extends Error {
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/**
+ * The operating system's words for a failed file operation ("no space left on device", "permission
+ * denied"), without Node's `ENOSPC: ..., write '/path'` wrapping: the caller names the file itself, and
+ * a user reading one line should see the cause, not the syscall.
+ */
+export function osReason(err: unknown): string {
+  const message = errorMessage(err);
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (typeof code !== 'string' || !message.startsWith(`${code}: `)) return message;
+  const text = message.slice(code.length + 2);
+  const comma = text.indexOf(', ');
+  return comma > 0 ? text.slice(0, comma) : text;
+}

@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
-import { writeAtomically, tempPathFor } from './atomic-write.js';
+import { AtomicFile, writeAtomically } from './atomic-write.js';
 import { Img2PromptError, errorMessage } from './errors.js';
 
 /**
@@ -77,24 +77,10 @@ export function encodeNpy(data: Float32Array, shape: readonly number[]): Buffer 
 export async function writeNpy(file: string, data: Float32Array, shape: readonly number[]): Promise<void> {
   if (!(data instanceof Float32Array)) throw new Img2PromptError(file, 'npy data must be a Float32Array');
   checkShape(shape, data.length, file);
-  await writeAtomically(file, async (tmp) => {
-    const fh = await fs.open(tmp, 'w');
-    try {
-      await fh.write(npyHeader(shape));
-      await writeAll(fh, bytesOf(data));
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
+  await writeAtomically(file, async (out) => {
+    await out.write(npyHeader(shape));
+    await out.write(bytesOf(data));
   });
-}
-
-/** Large writes in pieces: one write() call is capped at 2 GiB. */
-async function writeAll(fh: fs.FileHandle, bytes: Buffer): Promise<void> {
-  const piece = 1 << 30;
-  for (let at = 0; at < bytes.length; at += piece) {
-    await fh.write(bytes, at, Math.min(piece, bytes.length - at));
-  }
 }
 
 interface ParsedHeader {
@@ -221,32 +207,29 @@ export async function readNpyMatrix(file: string): Promise<{ data: Float32Array;
 
 /**
  * A [rows, dim] .npy written batch by batch (embedding a large image folder without holding it all
- * twice): rows go to a temp file, which is renamed onto `file` only once all `rows` have arrived.
+ * twice): rows go to an AtomicFile, which is published onto `file` only once all `rows` have arrived.
  */
 export class NpyRowWriter {
   private written = 0;
-  private closed = false;
+  private finished = false;
 
   private constructor(
     readonly file: string,
     readonly rows: number,
     readonly dim: number,
-    private readonly tmp: string,
-    private readonly fh: fs.FileHandle,
+    private readonly out: AtomicFile,
   ) {}
 
   static async create(file: string, rows: number, dim: number): Promise<NpyRowWriter> {
     checkShape([rows, dim], undefined, file);
-    const tmp = tempPathFor(file);
-    let fh: fs.FileHandle;
+    const out = await AtomicFile.create(file);
     try {
-      fh = await fs.open(tmp, 'w');
-      await fh.write(npyHeader([rows, dim]));
+      await out.write(npyHeader([rows, dim]));
     } catch (err) {
-      await fs.rm(tmp, { force: true });
-      throw new Img2PromptError(file, `cannot write: ${errorMessage(err)}`, { cause: err });
+      await out.abort();
+      throw err;
     }
-    return new NpyRowWriter(file, rows, dim, tmp, fh);
+    return new NpyRowWriter(file, rows, dim, out);
   }
 
   /** Rows written so far. */
@@ -256,7 +239,6 @@ export class NpyRowWriter {
 
   /** Append whole rows (a multiple of `dim` values). */
   async append(data: Float32Array): Promise<void> {
-    if (this.closed) throw new Img2PromptError(this.file, 'npy writer is already closed');
     if (data.length % this.dim !== 0) {
       throw new Img2PromptError(this.file, `${data.length} values are not whole rows of ${this.dim}`);
     }
@@ -264,33 +246,23 @@ export class NpyRowWriter {
     if (this.written + n > this.rows) {
       throw new Img2PromptError(this.file, `too many rows: ${this.written + n} for a [${this.rows}, ${this.dim}] array`);
     }
-    await writeAll(this.fh, bytesOf(data));
+    await this.out.write(bytesOf(data));
     this.written += n;
   }
 
-  /** Sync and rename onto the target; throws (and removes the temp) if rows are missing. */
+  /** Publish onto the target; throws (and removes the temp) if rows are missing. */
   async finish(): Promise<void> {
-    if (this.closed) return;
+    if (this.finished) return;
+    this.finished = true;
     if (this.written !== this.rows) {
       await this.abort();
       throw new Img2PromptError(this.file, `only ${this.written} of ${this.rows} rows were written; file not created`);
     }
-    this.closed = true;
-    try {
-      await this.fh.sync();
-      await this.fh.close();
-      await fs.rename(this.tmp, this.file);
-    } catch (err) {
-      await fs.rm(this.tmp, { force: true });
-      throw new Img2PromptError(this.file, `cannot write: ${errorMessage(err)}`, { cause: err });
-    }
+    await this.out.commit();
   }
 
   /** Drop the partial file. */
   async abort(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    await this.fh.close().catch(() => undefined);
-    await fs.rm(this.tmp, { force: true });
+    await this.out.abort();
   }
 }
