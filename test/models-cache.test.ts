@@ -205,7 +205,7 @@ describe('atomic install and locking', () => {
 
   it('lets one pull per model hold the lock and takes over a dead holder\'s lock', async () => {
     const release = await lockModel('alpha');
-    await expect(lockModel('alpha')).rejects.toThrow(`another pull of "alpha" is running (pid ${process.pid})`);
+    await expect(lockModel('alpha')).rejects.toThrow(`another pull of "alpha" is running (pid ${process.pid}, since `);
     const other = await lockModel('beta'); // other models are independent
     await other();
     await release();

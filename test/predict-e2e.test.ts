@@ -16,9 +16,9 @@ import { LinearMap } from '../src/predict/linear-map.js';
 import { estimateModalityGap } from '../src/predict/modality-gap.js';
 import { predict, PredictEngine, type PredictedImage, type PredictPhase } from '../src/predict/predict.js';
 import type { PromptBank } from '../src/predict/prompt-bank.js';
-import { asset, KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
+import { KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
 import { runCli, type CliResult } from './helpers/cli.js';
-import { copyKaggleImages, restoreHome, useTinyClipHome } from './helpers/tiny-clip-home.js';
+import { copyKaggleImages, restoreHome, useTinyClipHome, writeSmallBankAndLabels } from './helpers/tiny-clip-home.js';
 import { cosineOf, maxAbsDiff } from './helpers/predict-fakes.js';
 
 const SAMPLE_IDS = ['20057f34d', '227ef0887', '92e911621', 'a4e1c55a9', 'c98f79f71', 'd8edf2e40', 'f27825b2c'];
@@ -55,16 +55,7 @@ beforeAll(async () => {
   saved = await useTinyClipHome(home, 3);
 
   copyKaggleImages(images);
-  const prompts = asset('eval', 'prompts');
-  bankPrompts = [
-    ...lines(fs.readFileSync(path.join(prompts, 'songjein-gpt4-kaggle-style-prompts.txt'), 'utf8'), 100),
-    ...lines(fs.readFileSync(path.join(prompts, 'krea-open-prompts-1k.prompts.txt'), 'utf8'), 100),
-  ];
-  fs.writeFileSync(bankFile, bankPrompts.join('\n') + '\n');
-  fs.mkdirSync(labelsDir);
-  for (const f of ['artists', 'flavors', 'mediums', 'movements', 'sites', 'negative']) {
-    fs.writeFileSync(path.join(labelsDir, `${f}.txt`), lines(fs.readFileSync(asset('labels', `${f}.txt`), 'utf8'), 40).join('\n') + '\n');
-  }
+  bankPrompts = writeSmallBankAndLabels(work).prompts;
   fs.mkdirSync(many);
   for (let c = 0; c < 4; c++) for (const id of SAMPLE_IDS) fs.copyFileSync(path.join(images, `${id}.png`), path.join(many, `c${c}${id}.png`));
 });

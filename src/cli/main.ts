@@ -14,6 +14,7 @@ import { register as registerFitMap } from './commands/fit-map.js';
 import { register as registerFitWeights } from './commands/fit-weights.js';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
 import { packageVersion } from '../util/package-root.js';
+import { installInterruptHandlers } from './interrupt.js';
 
 /** Exit codes: 0 ok, 1 failure (the message says why), 2 usage error. */
 export function buildProgram(): Command {
@@ -33,6 +34,7 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  installInterruptHandlers();
   try {
     await buildProgram().parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
+import { acquireLock, describeHolder } from '../util/file-lock.js';
 import { hashFile, isSha256Hex } from './sha256.js';
 
 /**
@@ -254,18 +255,6 @@ export async function recoverInterruptedInstall(name: string): Promise<void> {
   }
 }
 
-/** Locks this process holds; a lock file carrying our own pid but not in here is a stale one from a recycled pid. */
-const heldLocks = new Set<string>();
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * Take `<home>/models/.lock-<name>` so two pulls of one model cannot interleave their renames.
  * A lock left by a dead process is taken over. Returns the release function.
@@ -274,30 +263,10 @@ export async function lockModel(name: string): Promise<() => Promise<void>> {
   const root = await ensureModelsRoot();
   assertModelName(name);
   const lockFile = path.join(root, `.lock-${name}`);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      await fs.writeFile(lockFile, `${process.pid}\n`, { flag: 'wx' });
-      heldLocks.add(lockFile);
-      return async () => {
-        heldLocks.delete(lockFile);
-        await fs.rm(lockFile, { force: true });
-      };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
-        throw new Img2PromptError(lockFile, `cannot create lock file (${errorMessage(err)})`, { cause: err });
-      }
-      const holder = Number.parseInt(await fs.readFile(lockFile, 'utf8').catch(() => ''), 10);
-      const busy = holder === process.pid ? heldLocks.has(lockFile) : holder > 0 && processAlive(holder);
-      if (Number.isSafeInteger(holder) && busy) {
-        throw new Img2PromptError(
-          lockFile,
-          `another pull of "${name}" is running (pid ${holder}); wait for it, or delete this file if that process is gone`,
-        );
-      }
-      await fs.rm(lockFile, { force: true });
-    }
-  }
-  throw new Img2PromptError(lockFile, 'cannot take the lock (it keeps reappearing)');
+  return acquireLock(
+    lockFile,
+    (holder) => new Img2PromptError(lockFile, `another pull of "${name}" is running (${describeHolder(holder)}); wait for it, or delete this file if that process is gone`),
+  );
 }
 
 export interface VerifiedModel {

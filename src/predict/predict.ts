@@ -21,6 +21,7 @@ import { combineMembers, equalWeights, loadEnsembleWeights, type EnsembleWeights
 import { PredictCheckpoint, type CheckpointRecord, type RunDescription } from './checkpoint.js';
 import { gapFileFor, readGapFile, writeGapFile, type SavedGap } from './gap-file.js';
 import { GapSampleStore, sampleStoreFor } from './gap-sample-store.js';
+import { settleEarlierRun } from './resume-files.js';
 import {
   DEFAULT_MEMBERS,
   UNAVAILABLE_MEMBERS,
@@ -90,6 +91,11 @@ export interface PredictRunOptions {
   checkpoint?: string;
   /** Continue from the checkpoint instead of starting over. */
   resume?: boolean;
+  /**
+   * Discard the resume files of an earlier run and start over. Without `resume` or `restart`, a run
+   * whose checkpoint (or gap files) exists is refused rather than destroying the saved work.
+   */
+  restart?: boolean;
   /** Images sampled (from the start of the list) for the modality gap; default 512. */
   gapImages?: number;
   /** Also decode SVG files (see image/image-formats.ts); default false: raster images only. */
@@ -132,11 +138,6 @@ interface EncodedBatch {
   failures: ImageFailure[];
   /** [loaded.length, clipDim] unit rows. */
   embeds: Float32Array;
-}
-
-/** Files a checkpointed run keeps beside its checkpoint; like it, none is needed once the output is written. */
-export function resumeFilesFor(checkpoint: string): string[] {
-  return [checkpoint, gapFileFor(checkpoint), sampleStoreFor(checkpoint)];
 }
 
 function checkPositiveInt(name: string, value: number): number {
@@ -404,6 +405,7 @@ export class PredictEngine {
       options: { ...this.fingerprintOptions(batchSize, gapImages, exif), ...(allowSvg ? { allowSvg } : {}) },
       models: { clip: this.clip.modelId, minilm: this.minilm.identity },
     };
+    if (options.checkpoint) await settleEarlierRun(options.checkpoint, options);
     const cp = options.checkpoint
       ? await PredictCheckpoint.open(options.checkpoint, run, { resume: options.resume ?? false, dim: EMBEDDING_DIM, chunkSize: batchSize })
       : undefined;
@@ -436,7 +438,7 @@ export class PredictEngine {
           gap = saved.vector;
         } else {
           if (cp && cp.done.size > 0) {
-            throw new Img2PromptError(cp.file, `the modality gap of this run (${gapFileFor(cp.file)}) is missing; rerun without --resume`);
+            throw new Img2PromptError(cp.file, `the modality gap of this run (${gapFileFor(cp.file)}) is missing; rerun with --restart to start over`);
           }
           const sampled = Math.min(total, sampleBatches * batchSize);
           let encoded = 0;

@@ -32,3 +32,35 @@ export function copyKaggleImages(dir: string): void {
   fs.mkdirSync(dir, { recursive: true });
   for (const f of fs.readdirSync(path.join(KAGGLE_SAMPLE, 'images'))) fs.copyFileSync(path.join(KAGGLE_SAMPLE, 'images', f), path.join(dir, f));
 }
+
+/** The small prompt bank and label lists a fast predict run uses (see writeSmallBankAndLabels). */
+export interface SmallBank {
+  bankFile: string;
+  labelsDir: string;
+  /** The bank's prompts, in file order. */
+  prompts: string[];
+  /** `predict` options naming the tiny CLIP, the bank and the labels. */
+  options: string[];
+}
+
+/** First `n` non-blank lines of `file`. */
+function firstLines(file: string, n: number): string[] {
+  return fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '').slice(0, n);
+}
+
+/** A 200-prompt bank and 40-line label lists under `dir`, from the shared assets: predict runs in seconds. */
+export function writeSmallBankAndLabels(dir: string): SmallBank {
+  const bankFile = path.join(dir, 'bank.txt');
+  const labelsDir = path.join(dir, 'labels');
+  const corpus = asset('eval', 'prompts');
+  const prompts = [
+    ...firstLines(path.join(corpus, 'songjein-gpt4-kaggle-style-prompts.txt'), 100),
+    ...firstLines(path.join(corpus, 'krea-open-prompts-1k.prompts.txt'), 100),
+  ];
+  fs.writeFileSync(bankFile, prompts.join('\n') + '\n');
+  fs.mkdirSync(labelsDir);
+  for (const f of ['artists', 'flavors', 'mediums', 'movements', 'sites', 'negative']) {
+    fs.writeFileSync(path.join(labelsDir, `${f}.txt`), firstLines(asset('labels', `${f}.txt`), 40).join('\n') + '\n');
+  }
+  return { bankFile, labelsDir, prompts, options: ['--model', 'tiny', '--prompts-bank', bankFile, '--labels-dir', labelsDir] };
+}

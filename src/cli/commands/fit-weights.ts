@@ -1,8 +1,7 @@
-import path from 'node:path';
-import { promises as fs } from 'node:fs';
 import type { Command } from 'commander';
 import { Img2PromptError } from '../../util/errors.js';
 import { commandImages } from '../input-images.js';
+import { withClaimedOutputs } from '../../util/output-claim.js';
 import { readPromptsCsv } from '../../submission/prompts-csv.js';
 import { embedPrompts } from '../../submission/embed-prompts.js';
 import { parsePositiveInt } from '../../submission/cli-helpers.js';
@@ -70,43 +69,44 @@ export function register(program: Command): void {
       );
     }
 
-    const engine = await PredictEngine.open(engineOptionsFrom(opts));
-    try {
-      const members = engine.members;
-      const kept: { id: string; members: Record<string, Float32Array> }[] = [];
-      const progress = runProgress('fit-weights');
+    await withClaimedOutputs([opts.output], { createFolders: true }, async () => {
+      const engine = await PredictEngine.open(engineOptionsFrom(opts));
       try {
-        for await (const r of engine.run(files, {
-          batchSize: parsePositiveInt('--batch-size', opts.batchSize),
-          gapImages: parsePositiveInt('--gap-images', opts.gapImages),
-          allowSvg: opts.allowSvg,
-          exif: opts.exif,
-          onProgress: progress.onProgress,
-        })) {
-          if (r.failure !== undefined) process.stderr.write(`img2prompt: ${r.file}: ${r.failure} (left out of the fit)\n`);
-          else kept.push({ id: r.id, members: r.members });
+        const members = engine.members;
+        const kept: { id: string; members: Record<string, Float32Array> }[] = [];
+        const progress = runProgress('fit-weights');
+        try {
+          for await (const r of engine.run(files, {
+            batchSize: parsePositiveInt('--batch-size', opts.batchSize),
+            gapImages: parsePositiveInt('--gap-images', opts.gapImages),
+            allowSvg: opts.allowSvg,
+            exif: opts.exif,
+            onProgress: progress.onProgress,
+          })) {
+            if (r.failure !== undefined) process.stderr.write(`img2prompt: ${r.file}: ${r.failure} (left out of the fit)\n`);
+            else kept.push({ id: r.id, members: r.members });
+          }
+        } finally {
+          progress.stop();
         }
-      } finally {
-        progress.stop();
-      }
 
-      const predictions: Record<string, Float32Array> = {};
-      for (const name of members) {
-        const m = new Float32Array(kept.length * EMBEDDING_DIM);
-        kept.forEach((img, i) => {
-          const v = img.members[name];
-          if (v) m.set(v, i * EMBEDDING_DIM);
-        });
-        predictions[name] = m;
+        const predictions: Record<string, Float32Array> = {};
+        for (const name of members) {
+          const m = new Float32Array(kept.length * EMBEDDING_DIM);
+          kept.forEach((img, i) => {
+            const v = img.members[name];
+            if (v) m.set(v, i * EMBEDDING_DIM);
+          });
+          predictions[name] = m;
+        }
+        const truth = await embedPrompts(kept.map((k) => ({ imgId: k.id, prompt: truthOf.get(k.id)! })), engine.minilm.embedder);
+        const result = fitWeights(predictions, truth, EMBEDDING_DIM, { folds, seed, label: opts.truth });
+        process.stdout.write(formatFit(result));
+        await saveEnsembleWeights(opts.output, toWeightsConfig(result, engine.modelIds));
+        process.stderr.write(`weights for ${members.join(', ')} (clip ${engine.modelIds.clipModel}, ${engine.modelIds.minilmModel}) → ${opts.output}\n`);
+      } finally {
+        engine.close();
       }
-      const truth = await embedPrompts(kept.map((k) => ({ imgId: k.id, prompt: truthOf.get(k.id)! })), engine.minilm.embedder);
-      const result = fitWeights(predictions, truth, EMBEDDING_DIM, { folds, seed, label: opts.truth });
-      process.stdout.write(formatFit(result));
-      await fs.mkdir(path.dirname(path.resolve(opts.output)), { recursive: true });
-      await saveEnsembleWeights(opts.output, toWeightsConfig(result, engine.modelIds));
-      process.stderr.write(`weights for ${members.join(', ')} (clip ${engine.modelIds.clipModel}, ${engine.modelIds.minilmModel}) → ${opts.output}\n`);
-    } finally {
-      engine.close();
-    }
+    });
   });
 }

@@ -1,8 +1,7 @@
-import path from 'node:path';
-import { promises as fs } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { createProgress } from '../../util/progress.js';
 import { writeFileAtomic } from '../../util/atomic-write.js';
+import { withClaimedOutputs } from '../../util/output-claim.js';
 import { writePromptsCsv } from '../../submission/prompts-csv.js';
 import { parsePositiveInt } from '../../submission/cli-helpers.js';
 import type { InterrogateMode } from '../../interrogate/types.js';
@@ -49,51 +48,52 @@ export function register(program: Command): void {
     const maxFlavors = parsePositiveInt('--max-flavors', opts.maxFlavors);
     const shortlist = parsePositiveInt('--shortlist', opts.shortlist);
     const batchSize = parsePositiveInt('--batch-size', opts.batchSize) ?? 16;
-    const setup = await openInterrogator(opts);
-    skipped.forEach(reportImageFailure);
-    const bar = createProgress(`interrogate ${opts.mode}`, files.length, 'images');
-    const t0 = performance.now();
-    const done: InterrogatedImage[] = [];
-    let failures = 0;
-    try {
-      for await (const r of interrogate(files, {
-        setup,
-        mode: opts.mode,
-        batchSize,
-        maxFlavors,
-        shortlist,
-        chainCache: opts.chainCache === 'on',
-        allowSvg: opts.allowSvg,
-        exif: opts.exif,
-        // The CSV holds only prompts: the prompt's own similarity (a text-tower pass per image in fast and
-        // classic) is computed only when the details file will show it.
-        score: opts.details !== undefined,
-        onProgress: (n, _total, phase) => {
-          if (phase === 'interrogating') bar.update(n);
-        },
-      })) {
-        if (r.failure !== undefined) {
-          failures++;
-          reportImageFailure({ file: r.file, reason: r.failure });
-        } else {
-          done.push(r);
+    await withClaimedOutputs([opts.output, ...(opts.details ? [opts.details] : [])], { createFolders: true }, async () => {
+      const setup = await openInterrogator(opts);
+      skipped.forEach(reportImageFailure);
+      const bar = createProgress(`interrogate ${opts.mode}`, files.length, 'images');
+      const t0 = performance.now();
+      const done: InterrogatedImage[] = [];
+      let failures = 0;
+      try {
+        for await (const r of interrogate(files, {
+          setup,
+          mode: opts.mode,
+          batchSize,
+          maxFlavors,
+          shortlist,
+          chainCache: opts.chainCache === 'on',
+          allowSvg: opts.allowSvg,
+          exif: opts.exif,
+          // The CSV holds only prompts: the prompt's own similarity (a text-tower pass per image in fast and
+          // classic) is computed only when the details file will show it.
+          score: opts.details !== undefined,
+          onProgress: (n, _total, phase) => {
+            if (phase === 'interrogating') bar.update(n);
+          },
+        })) {
+          if (r.failure !== undefined) {
+            failures++;
+            reportImageFailure({ file: r.file, reason: r.failure });
+          } else {
+            done.push(r);
+          }
         }
+      } finally {
+        bar.stop();
+        setup.close();
       }
-    } finally {
-      bar.stop();
-      setup.close();
-    }
-    await fs.mkdir(path.dirname(path.resolve(opts.output)), { recursive: true });
-    await writePromptsCsv(opts.output, done.map((r) => ({ imgId: r.id, prompt: r.prompt! })));
-    if (opts.details) {
-      const details = done.map(({ id, file, mode, prompt, similarity, labels, picked }) => ({ imgId: id, file, mode, prompt, similarity, labels, ...(picked ? { picked } : {}) }));
-      await writeFileAtomic(opts.details, JSON.stringify({ model: setup.model.modelId, random: setup.model.random, mode: opts.mode, images: details }, null, 2) + '\n');
-    }
-    const secs = (performance.now() - t0) / 1000;
-    process.stderr.write(`${done.length} prompts → ${opts.output} in ${secs.toFixed(1)} s (${(done.length / secs).toFixed(2)} images/s)\n`);
-    if (failures + skipped.length > 0) {
-      process.stderr.write(`img2prompt: ${failures + skipped.length} of ${files.length + skipped.length} images could not be read (listed above)\n`);
-      process.exitCode = 1;
-    }
+      await writePromptsCsv(opts.output, done.map((r) => ({ imgId: r.id, prompt: r.prompt! })));
+      if (opts.details) {
+        const details = done.map(({ id, file, mode, prompt, similarity, labels, picked }) => ({ imgId: id, file, mode, prompt, similarity, labels, ...(picked ? { picked } : {}) }));
+        await writeFileAtomic(opts.details, JSON.stringify({ model: setup.model.modelId, random: setup.model.random, mode: opts.mode, images: details }, null, 2) + '\n');
+      }
+      const secs = (performance.now() - t0) / 1000;
+      process.stderr.write(`${done.length} prompts → ${opts.output} in ${secs.toFixed(1)} s (${(done.length / secs).toFixed(2)} images/s)\n`);
+      if (failures + skipped.length > 0) {
+        process.stderr.write(`img2prompt: ${failures + skipped.length} of ${files.length + skipped.length} images could not be read (listed above)\n`);
+        process.exitCode = 1;
+      }
+    });
   });
 }

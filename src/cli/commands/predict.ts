@@ -1,4 +1,3 @@
-import path from 'node:path';
 import { promises as fs } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { Img2PromptError } from '../../util/errors.js';
@@ -15,7 +14,6 @@ import {
   DEFAULT_CLIP_MODEL,
   DEFAULT_GAP_IMAGES,
   PredictEngine,
-  resumeFilesFor,
   type PredictEngineOptions,
   type PredictPhase,
 } from '../../predict/predict.js';
@@ -23,6 +21,9 @@ import { writeValidatedSubmission } from '../../predict/submission-output.js';
 import { writeNearestCsv, type NearestRow } from '../../predict/nearest-csv.js';
 import { ALLOW_SVG_OPTION, commandImages, type ImageInputCliOptions } from '../input-images.js';
 import { addImageOptions, type ImageCliOptions } from '../image-options.js';
+import { resumeFilesFor, settleEarlierRun } from '../../predict/resume-files.js';
+import { withClaimedOutputs } from '../../util/output-claim.js';
+import { commandLine, setInterruptHint } from '../interrupt.js';
 
 /** Options shared by `predict` and `fit-weights` (everything that opens the engine). */
 export interface EngineCliOptions extends ImageInputCliOptions, ImageCliOptions {
@@ -118,7 +119,13 @@ interface PredictCliOptions extends EngineCliOptions {
   promptsOut?: string;
   nearestOut?: string;
   resume?: boolean;
+  restart?: boolean;
   errors?: string;
+}
+
+/** The same command line, continuing instead of starting over. */
+function withResume(args: string[]): string[] {
+  return [...args.filter((a) => a !== '--restart'), ...(args.includes('--resume') ? [] : ['--resume'])];
 }
 
 /** Writes a per-image CSV, or says why there is nothing to write (a CSV needs at least one row). */
@@ -139,6 +146,7 @@ export function register(program: Command): void {
       .option('--weights <file>', 'ensemble weights from fit-weights [default: equal weights]')
       .option('--allow-model-mismatch', 'use weights fitted for other models (warns instead of refusing)')
       .option('--resume', 'continue an interrupted run from <output>.ckpt')
+      .addOption(new Option('--restart', 'discard the saved progress of an interrupted run (<output>.ckpt) and start over').conflicts('resume'))
       .option('--errors <file>', 'where unreadable images are listed (path<TAB>reason) [default: <output>.errors.txt]'),
   ).action(async (inputs: string[], opts: PredictCliOptions) => {
     // Bad or clashing ids fail now, not after the run.
@@ -148,60 +156,65 @@ export function register(program: Command): void {
     const output = opts.output;
     const checkpoint = `${output}.ckpt`;
     const errorsFile = opts.errors ?? `${output}.errors.txt`;
-    await fs.mkdir(path.dirname(path.resolve(output)), { recursive: true });
+    const targets = [output, ...(opts.promptsOut ? [opts.promptsOut] : []), ...(opts.nearestOut ? [opts.nearestOut] : []), errorsFile];
+    // Every output is checked and locked, and an earlier run's progress settled, before any model is opened.
+    await withClaimedOutputs(targets, { createFolders: true }, async () => {
+      await settleEarlierRun(checkpoint, opts);
+      setInterruptHint(() => `what is finished is kept in ${checkpoint}; to continue, run: ${commandLine(withResume)}`);
 
-    const t0 = performance.now();
-    const engine = await PredictEngine.open(engineOptionsFrom(opts));
-    const openSeconds = (performance.now() - t0) / 1000;
-    const ids = new Array<string>(files.length);
-    const vectors = new Float32Array(files.length * EMBEDDING_DIM);
-    const prompts: PromptRow[] = [];
-    const nearest: NearestRow[] = [];
-    const failures: { file: string; reason: string }[] = [];
-    let resumed = 0;
-    const progress = runProgress('predict');
-    try {
-      for await (const r of engine.run(files, { batchSize, gapImages, exif: opts.exif, checkpoint, resume: opts.resume, allowSvg: opts.allowSvg, onProgress: progress.onProgress })) {
-        ids[r.index] = r.id;
-        vectors.set(r.vector, r.index * EMBEDDING_DIM);
-        if (r.resumed) resumed++;
-        if (r.failure !== undefined) failures.push({ file: r.file, reason: r.failure });
-        else if (r.prompt) prompts.push({ imgId: r.id, prompt: r.prompt });
-        if (r.nearestPrompt) nearest.push({ imgId: r.id, prompt: r.nearestPrompt.text, similarity: r.nearestPrompt.similarity });
+      const t0 = performance.now();
+      const engine = await PredictEngine.open(engineOptionsFrom(opts));
+      const openSeconds = (performance.now() - t0) / 1000;
+      const ids = new Array<string>(files.length);
+      const vectors = new Float32Array(files.length * EMBEDDING_DIM);
+      const prompts: PromptRow[] = [];
+      const nearest: NearestRow[] = [];
+      const failures: { file: string; reason: string }[] = [];
+      let resumed = 0;
+      const progress = runProgress('predict');
+      try {
+        for await (const r of engine.run(files, { batchSize, gapImages, exif: opts.exif, checkpoint, resume: opts.resume, restart: opts.restart, allowSvg: opts.allowSvg, onProgress: progress.onProgress })) {
+          ids[r.index] = r.id;
+          vectors.set(r.vector, r.index * EMBEDDING_DIM);
+          if (r.resumed) resumed++;
+          if (r.failure !== undefined) failures.push({ file: r.file, reason: r.failure });
+          else if (r.prompt) prompts.push({ imgId: r.id, prompt: r.prompt });
+          if (r.nearestPrompt) nearest.push({ imgId: r.id, prompt: r.nearestPrompt.text, similarity: r.nearestPrompt.similarity });
+        }
+      } finally {
+        progress.stop();
+        engine.close();
       }
-    } finally {
-      progress.stop();
-      engine.close();
-    }
 
-    // Checked against the ids of the inputs, not the ones the run handed back: a lost image is refused.
-    await writeValidatedSubmission(output, ids, vectors, expectedIds);
-    if (opts.promptsOut) await writeRows(opts.promptsOut, prompts, writePromptsCsv);
-    if (opts.nearestOut) await writeRows(opts.nearestOut, nearest, writeNearestCsv);
-    const unread = [...skipped, ...failures];
-    if (unread.length > 0) await writeFileAtomic(errorsFile, unread.map((f) => `${f.file}\t${f.reason.replace(/[\t\r\n]+/g, ' ')}\n`).join(''));
-    else await fs.rm(errorsFile, { force: true }); // a list from an earlier run would now be wrong
-    // The submission is safely in place: the resume state has done its job.
-    for (const f of resumeFilesFor(checkpoint)) await fs.rm(f, { force: true });
+      // Checked against the ids of the inputs, not the ones the run handed back: a lost image is refused.
+      await writeValidatedSubmission(output, ids, vectors, expectedIds);
+      if (opts.promptsOut) await writeRows(opts.promptsOut, prompts, writePromptsCsv);
+      if (opts.nearestOut) await writeRows(opts.nearestOut, nearest, writeNearestCsv);
+      const unread = [...skipped, ...failures];
+      if (unread.length > 0) await writeFileAtomic(errorsFile, unread.map((f) => `${f.file}\t${f.reason.replace(/[\t\r\n]+/g, ' ')}\n`).join(''));
+      else await fs.rm(errorsFile, { force: true }); // a list from an earlier run would now be wrong
+      // The submission is safely in place: the resume state has done its job.
+      for (const f of resumeFilesFor(checkpoint)) await fs.rm(f, { force: true });
 
-    const secs = (performance.now() - t0) / 1000;
-    const fromCheckpoint = resumed > 0 ? `, ${resumed} from the checkpoint` : '';
-    const { imagesEncoded, embeddingsReused } = engine.counts;
-    const reused = embeddingsReused > 0 ? ` and reused ${embeddingsReused} embeddings of the gap sample` : '';
-    process.stderr.write(
-      `${files.length} images → ${output} (valid) in ${secs.toFixed(1)} s${fromCheckpoint}; CLIP encoded ${imagesEncoded} images${reused}; members: ${engine.members.join(', ')}\n`,
-    );
-    const stages = [`open models and banks ${openSeconds.toFixed(2)} s`, ...Object.entries(engine.stageSeconds).map(([stage, t]) => `${stage} ${t.toFixed(2)} s`)];
-    if (stages.length > 0) process.stderr.write(`time by stage: ${stages.join('; ')}\n`);
-    if (failures.length > 0) {
-      process.stderr.write(`img2prompt: ${failures.length} of ${files.length} images could not be read; they got the fallback vector (listed in ${errorsFile}):\n`);
-      process.stderr.write(listLimited(failures.map((f) => `${f.file}: ${f.reason}`), failures.length, 10).join('\n') + '\n');
-      process.exitCode = 1;
-    }
-    if (skipped.length > 0) {
-      process.stderr.write(`img2prompt: ${skipped.length} inputs named like images are not image files; they were not read and have no row (listed in ${errorsFile}):\n`);
-      process.stderr.write(listLimited(skipped.map((f) => `${f.file}: ${f.reason}`), skipped.length, 10).join('\n') + '\n');
-      process.exitCode = 1;
-    }
+      const secs = (performance.now() - t0) / 1000;
+      const fromCheckpoint = resumed > 0 ? `, ${resumed} from the checkpoint` : '';
+      const { imagesEncoded, embeddingsReused } = engine.counts;
+      const reused = embeddingsReused > 0 ? ` and reused ${embeddingsReused} embeddings of the gap sample` : '';
+      process.stderr.write(
+        `${files.length} images → ${output} (valid) in ${secs.toFixed(1)} s${fromCheckpoint}; CLIP encoded ${imagesEncoded} images${reused}; members: ${engine.members.join(', ')}\n`,
+      );
+      const stages = [`open models and banks ${openSeconds.toFixed(2)} s`, ...Object.entries(engine.stageSeconds).map(([stage, t]) => `${stage} ${t.toFixed(2)} s`)];
+      if (stages.length > 0) process.stderr.write(`time by stage: ${stages.join('; ')}\n`);
+      if (failures.length > 0) {
+        process.stderr.write(`img2prompt: ${failures.length} of ${files.length} images could not be read; they got the fallback vector (listed in ${errorsFile}):\n`);
+        process.stderr.write(listLimited(failures.map((f) => `${f.file}: ${f.reason}`), failures.length, 10).join('\n') + '\n');
+        process.exitCode = 1;
+      }
+      if (skipped.length > 0) {
+        process.stderr.write(`img2prompt: ${skipped.length} inputs named like images are not image files; they were not read and have no row (listed in ${errorsFile}):\n`);
+        process.stderr.write(listLimited(skipped.map((f) => `${f.file}: ${f.reason}`), skipped.length, 10).join('\n') + '\n');
+        process.exitCode = 1;
+      }
+    });
   });
 }
