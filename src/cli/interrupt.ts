@@ -28,8 +28,8 @@ export function installInterruptHandlers(): void {
       } catch {
         text = undefined;
       }
-      // A progress bar may own the current line.
-      process.stderr.write(`\nimg2prompt: interrupted${text ? `; ${text}` : ''}\n`);
+      // On a terminal a progress bar may own the current line.
+      process.stderr.write(`${process.stderr.isTTY ? '\n' : ''}img2prompt: interrupted${text ? `; ${text}` : ''}\n`);
       process.exit(SIGNAL_EXIT[signal]);
     });
   }
