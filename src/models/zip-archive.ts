@@ -1,8 +1,8 @@
 /**
  * The central directory of a zip archive whose entries are stored uncompressed, as torch.save writes them (its
  * records are aligned so that a reader can map them in place). Only what such an archive needs: zip64 sizes and
- * offsets for checkpoints over 4 GiB; compressed entries are listed but cannot be read; no encryption, no
- * multi-disk archives.
+ * offsets for checkpoints over 4 GiB; compressed entries are listed but cannot be read here (a wheel's deflated
+ * libraries are streamed by gpu/wheel-zip.ts); no encryption, no multi-disk archives.
  */
 import type { promises as fs } from 'node:fs';
 import { Img2PromptError } from '../util/errors.js';
@@ -12,6 +12,8 @@ export interface ZipEntry {
   name: string;
   /** Bytes of the entry's data (uncompressed). */
   size: number;
+  /** Bytes the entry takes in the archive (= size when stored). */
+  compressedSize: number;
   /** Compression method (0: stored). Only stored entries can be read; torch.jit.save deflates its code files. */
   method: number;
   /** Offset of the entry's local header; its data follows the header's name and extra field. */
@@ -131,7 +133,7 @@ export async function readZipDirectory(fh: fs.FileHandle, fileSize: number, file
     if (flags & 1) throw new Img2PromptError(file, `zip entry "${name}" is encrypted`);
     if (method === 0 && compressed !== size) throw new Img2PromptError(file, `corrupt zip: stored entry "${name}" has two sizes`);
     if (headerOffset + compressed > fileSize) throw new Img2PromptError(file, `truncated: zip entry "${name}" ends past the end of the file`);
-    entries.set(name, { name, size, method, headerOffset });
+    entries.set(name, { name, size, compressedSize: compressed, method, headerOffset });
     at += 46 + nameLength + extraLength + commentLength;
   }
   return entries;
@@ -142,7 +144,7 @@ export async function zipEntryDataOffset(fh: fs.FileHandle, entry: ZipEntry, fil
   const header = await readAt(fh, entry.headerOffset, 30, file);
   if (header.getUint32(0, true) !== LOCAL_SIGNATURE) throw new Img2PromptError(file, `corrupt zip: bad local header for "${entry.name}"`);
   const start = entry.headerOffset + 30 + header.getUint16(26, true) + header.getUint16(28, true);
-  if (start + entry.size > fileSize) throw new Img2PromptError(file, `truncated: zip entry "${entry.name}" ends past the end of the file`);
+  if (start + entry.compressedSize > fileSize) throw new Img2PromptError(file, `truncated: zip entry "${entry.name}" ends past the end of the file`);
   return start;
 }
 

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { addonPath, ortLibraryDir } from '../../native/addon.js';
 import { availableProviders, cudaProviderInstalled, defaultProviders, ortVersion } from '../../runtime/session.js';
 import { modelHome } from '../../models/cache.js';
+import { cudaReadiness } from '../../gpu/readiness.js';
 import { packageVersion } from '../../util/package-root.js';
 
 export function register(program: Command): void {
@@ -10,6 +11,7 @@ export function register(program: Command): void {
     .description('Show the engine build: ONNX Runtime version, execution providers, addon and model cache paths')
     .option('--json', 'print as JSON')
     .action((opts: { json?: boolean }) => {
+      const cuda = cudaReadiness();
       const info = {
         img2prompt: packageVersion(),
         onnxruntime: ortVersion(),
@@ -17,6 +19,7 @@ export function register(program: Command): void {
         ortLibraryDir: ortLibraryDir(),
         ortProviders: availableProviders(),
         cudaProviderInstalled: cudaProviderInstalled(),
+        cudaUsable: cuda.usable ? 'yes' : `no: ${cuda.problems.join('; ')}`,
         defaultProviders: defaultProviders(),
         modelHome: modelHome(),
       };
