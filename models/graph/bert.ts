@@ -6,6 +6,7 @@ import { writeFileAtomic } from '../../src/util/atomic-write.js';
 import { readSafetensorsSync, tensorToFloat32, type SafetensorsFile } from '../../src/models/safetensors.js';
 import { defaultManifestsDir, loadManifest, type ManifestFile } from '../../src/models/manifest.js';
 import { fileStamp, sameStamp, type FileStamp } from '../../src/models/file-stamp.js';
+import type { Precision } from '../../src/runtime/precision.js';
 import {
   GraphBuilder,
   gelu,
@@ -23,6 +24,10 @@ import {
  * ONNX graph built from its config.json and model.safetensors. Inputs: input_ids and attention_mask,
  * int64 [batch, sequence]. Outputs: sentence_embedding [batch, hidden] (unit length) and
  * token_embeddings [batch, sequence, hidden].
+ *
+ * In fp16 the encoder runs in half precision and its last hidden state is cast to float32 for the
+ * token_embeddings output, the mean pooling and the normalisation (see onnx-builder.ts for what else
+ * stays float32).
  */
 
 /** Bump when the graph changes, so cached model.onnx files are rebuilt. */
@@ -30,6 +35,11 @@ export const BERT_GRAPH_VERSION = 1;
 
 export const MINILM_ONNX_FILE = 'model.onnx';
 export const MINILM_ONNX_SIDECAR = 'model.onnx.json';
+
+/** model.onnx for fp32 (the name it always had), model.fp16.onnx for fp16; each with its own sidecar. */
+export function miniLMOnnxFile(precision: Precision): string {
+  return precision === 'fp32' ? MINILM_ONNX_FILE : `model.${precision}.onnx`;
+}
 
 export interface BertConfig {
   hiddenSize: number;
@@ -98,26 +108,27 @@ class BertWeights {
 }
 
 /** Build the graph from an already-loaded config and weights. */
-export function buildBertSentenceGraph(cfg: BertConfig, st: SafetensorsFile): Uint8Array {
+export function buildBertSentenceGraph(cfg: BertConfig, st: SafetensorsFile, precision: Precision = 'fp32'): Uint8Array {
   const w = new BertWeights(st);
   const H = cfg.hiddenSize;
   const b = new GraphBuilder('minilm_sentence_embedding', {
     producerName: 'img2prompt',
     producerVersion: `bert-graph-${BERT_GRAPH_VERSION}`,
     docString: 'BertModel + masked mean pooling + L2 normalisation (sentence-transformers)',
+    precision,
   });
   const ids = b.input('input_ids', 'int64', ['batch', 'sequence']);
   const mask = b.input('attention_mask', 'int64', ['batch', 'sequence']);
 
   let h = b.scoped('embeddings', () => {
-    const wordTable = b.initializer('word_embeddings', w.get('embeddings.word_embeddings.weight', [cfg.vocabSize, H]), [cfg.vocabSize, H]);
+    const wordTable = b.weight('word_embeddings', w.get('embeddings.word_embeddings.weight', [cfg.vocabSize, H]), [cfg.vocabSize, H]);
     const word = b.op('Gather', [wordTable, ids], { axis: 0 });
     // Callers never pass token_type_ids (single sentences), so every token gets the type-0 row.
     const typeRows = w.get('embeddings.token_type_embeddings.weight', [cfg.typeVocabSize, H]);
-    const type0 = b.initializer('token_type0', typeRows.slice(0, H), [H]);
+    const type0 = b.weight('token_type0', typeRows.slice(0, H), [H]);
     const withType = b.op('Add', [word, type0]);
     // Positions are 0..S-1, i.e. the first S rows of the table.
-    const posTable = b.initializer('position_embeddings', w.get('embeddings.position_embeddings.weight', [cfg.maxPositions, H]), [cfg.maxPositions, H]);
+    const posTable = b.weight('position_embeddings', w.get('embeddings.position_embeddings.weight', [cfg.maxPositions, H]), [cfg.maxPositions, H]);
     const seqLen = dimOf(b, ids, 1, 'seq_len');
     const pos = b.op('Slice', [posTable, b.constInt64([0]), seqLen, b.constInt64([0])], {}, 'positions');
     const sum = b.op('Add', [withType, pos]);
@@ -168,18 +179,19 @@ export function buildBertSentenceGraph(cfg: BertConfig, st: SafetensorsFile): Ui
     });
   }
 
-  b.output(h, 'token_embeddings', 'float32', ['batch', 'sequence', H]);
-  const pooled = maskedMeanPool(b, h, mask, 1e-9);
+  const hidden = b.toFloat32(h, 'last_hidden_float32');
+  b.output(hidden, 'token_embeddings', 'float32', ['batch', 'sequence', H]);
+  const pooled = maskedMeanPool(b, hidden, mask, 1e-9);
   const sentence = l2Normalize(b, pooled, 1e-12);
   b.output(sentence, 'sentence_embedding', 'float32', ['batch', H]);
   return b.toBytes();
 }
 
 /** Build the all-MiniLM-L6-v2 sentence-embedding graph from `<modelDir>/config.json` and `model.safetensors`. */
-export function buildMiniLMGraph(modelDir: string): Uint8Array {
+export function buildMiniLMGraph(modelDir: string, precision: Precision = 'fp32'): Uint8Array {
   const cfg = readBertConfig(path.join(modelDir, 'config.json'));
   const st = readSafetensorsSync(path.join(modelDir, 'model.safetensors'));
-  return buildBertSentenceGraph(cfg, st);
+  return buildBertSentenceGraph(cfg, st, precision);
 }
 
 async function sha256File(file: string): Promise<string> {
@@ -246,9 +258,9 @@ async function verifyWeights(file: string, stamp: FileStamp, expected: ManifestF
  * (weights and config hashes, graph version); any difference triggers a rebuild. Both files are
  * written atomically.
  */
-export async function ensureMiniLMOnnx(modelDir: string): Promise<string> {
-  const onnxPath = path.join(modelDir, MINILM_ONNX_FILE);
-  const sidecarPath = path.join(modelDir, MINILM_ONNX_SIDECAR);
+export async function ensureMiniLMOnnx(modelDir: string, precision: Precision = 'fp32'): Promise<string> {
+  const onnxPath = path.join(modelDir, miniLMOnnxFile(precision));
+  const sidecarPath = `${onnxPath}.json`;
   const weightsPath = path.join(modelDir, 'model.safetensors');
   const configPath = path.join(modelDir, 'config.json');
   let stamp: FileStamp;
@@ -262,9 +274,12 @@ export async function ensureMiniLMOnnx(modelDir: string): Promise<string> {
   try {
     weightsSha256 = await verifyWeights(weightsPath, stamp, await expectedWeights(), have);
   } catch (err) {
-    // A graph built from weights that no longer verify must not outlive them.
-    await fs.rm(onnxPath, { force: true });
-    await fs.rm(sidecarPath, { force: true });
+    // A graph built from weights that no longer verify must not outlive them, in either precision.
+    for (const p of ['fp32', 'fp16'] as const) {
+      const file = path.join(modelDir, miniLMOnnxFile(p));
+      await fs.rm(file, { force: true });
+      await fs.rm(`${file}.json`, { force: true });
+    }
     throw err;
   }
   const want: Omit<Sidecar, 'onnx'> = {
@@ -287,7 +302,7 @@ export async function ensureMiniLMOnnx(modelDir: string): Promise<string> {
     }
     return onnxPath;
   }
-  const bytes = buildMiniLMGraph(modelDir);
+  const bytes = buildMiniLMGraph(modelDir, precision);
   await writeFileAtomic(onnxPath, bytes);
   const sidecar: Sidecar = { ...want, onnx: { size: bytes.length } };
   await writeFileAtomic(sidecarPath, JSON.stringify(sidecar, null, 2) + '\n');

@@ -1,5 +1,6 @@
 import type { ClipConfig } from '../../src/clip/config.js';
 import type { ClipWeights } from '../../src/clip/weights.js';
+import type { Precision } from '../../src/runtime/precision.js';
 import { GraphBuilder, causalMaskBias, dimOf, l2Normalize, layerNorm, onnxDataType } from './onnx-builder.js';
 import { assertFitsProtobuf, preLnResidualBlock, preLnResidualBlockWithKeys } from './transformer-blocks.js';
 
@@ -30,11 +31,17 @@ export const CLIP_TEXT_GRAPH_VERSION = 1;
  */
 const MASK_NEGATIVE = -1e4;
 
-export function clipTextGraphBuilder(config: ClipConfig, weights: Pick<ClipWeights, 'text'>): GraphBuilder {
+/**
+ * In fp16 the blocks run in half precision; the pooled EOT state is cast to float32 before ln_final, so
+ * the projection and the normalisation run in float32, and the causal mask is float32, added to
+ * float32 scores (see onnx-builder.ts). The prefix-cached graph below is built in fp32 only.
+ */
+export function clipTextGraphBuilder(config: ClipConfig, weights: Pick<ClipWeights, 'text'>, precision: Precision = 'fp32'): GraphBuilder {
   const b = new GraphBuilder('clip_text', {
     producerName: 'img2prompt',
     producerVersion: `clip-text-graph-${CLIP_TEXT_GRAPH_VERSION}`,
     docString: 'CLIP text tower: input_ids → text_embeds (unit length) and text_embeds_raw',
+    precision,
   });
   const ids = b.input('input_ids', 'int64', ['batch', 'sequence']);
   const seqLen = dimOf(b, ids, 1, 'seq_len');
@@ -101,9 +108,9 @@ function tokenEmbeddings(b: GraphBuilder, config: ClipConfig, weights: Pick<Clip
   const t = config.text;
   const w = weights.text;
   return b.scoped('embeddings', () => {
-    const table = b.initializer('token_embedding', w.tokenEmbedding, [t.vocabSize, t.width]);
+    const table = b.weight('token_embedding', w.tokenEmbedding, [t.vocabSize, t.width]);
     const tok = b.op('Gather', [table, ids], { axis: 0 }, 'tokens');
-    const posTable = b.initializer('positional_embedding', w.positionalEmbedding, [t.contextLength, t.width]);
+    const posTable = b.weight('positional_embedding', w.positionalEmbedding, [t.contextLength, t.width]);
     const pos = b.op('Slice', [posTable, from ?? b.constInt64([0]), to, b.constInt64([0])], {}, 'positions');
     return b.op('Add', [tok, pos], {}, 'add_positions');
   });
@@ -135,18 +142,20 @@ function pooledOutputs(b: GraphBuilder, config: ClipConfig, weights: Pick<ClipWe
         : b.op('Cast', [b.op('Equal', [ids, b.constInt64(t.eotTokenId)])], { to: onnxDataType('int32') });
     return b.op('ArgMax', [key], { axis: 1, keepdims: 1, select_last_index: 0 });
   });
-  const pooled = b.op('GatherND', [x, eotIndex], { batch_dims: 1 }, 'eot_token');
-  const normed = layerNorm(b, pooled, { ...w.lnFinal, epsilon: t.lnEps, name: 'ln_final' });
-  const proj = b.initializer('text_projection', w.projection, [t.width, config.embedDim]);
-  const raw = b.op('MatMul', [normed, proj], {}, 'project');
-  const unit = l2Normalize(b, raw);
+  const pooled = b.toFloat32(b.op('GatherND', [x, eotIndex], { batch_dims: 1 }, 'eot_token'), 'eot_token_float32');
+  const [raw, unit] = b.withActivations('float32', () => {
+    const normed = layerNorm(b, pooled, { ...w.lnFinal, epsilon: t.lnEps, name: 'ln_final' });
+    const proj = b.weight('text_projection', w.projection, [t.width, config.embedDim]);
+    const projected = b.op('MatMul', [normed, proj], {}, 'project');
+    return [projected, l2Normalize(b, projected)];
+  });
   b.output(unit, 'text_embeds', 'float32', ['batch', config.embedDim]);
   b.output(raw, 'text_embeds_raw', 'float32', ['batch', config.embedDim]);
 }
 
 /** The graph as one protobuf (weights inline); models over 2 GiB need `clipTextGraphBuilder(...).writeModel(file)`. */
-export function buildClipTextGraph(config: ClipConfig, weights: Pick<ClipWeights, 'text'>): Uint8Array {
-  const b = clipTextGraphBuilder(config, weights);
+export function buildClipTextGraph(config: ClipConfig, weights: Pick<ClipWeights, 'text'>, precision: Precision = 'fp32'): Uint8Array {
+  const b = clipTextGraphBuilder(config, weights, precision);
   assertFitsProtobuf(b, 'CLIP text graph');
   return b.toBytes();
 }

@@ -1,5 +1,7 @@
 import path from 'node:path';
 import { writeAtomically, writeFileAtomic } from '../../src/util/atomic-write.js';
+import { floatToHalfBits, toFloat16 } from '../../src/rank/float16.js';
+import type { Precision } from '../../src/runtime/precision.js';
 import onnxProto from 'onnx-proto';
 import type { onnx as OnnxTypes } from 'onnx-proto';
 
@@ -8,6 +10,14 @@ import type { onnx as OnnxTypes } from 'onnx-proto';
  * protobuf classes, plus model-agnostic layer helpers (linear, layer norm, GELU, attention pieces,
  * pooling) shared by the text and vision graphs. Weights go in as raw little-endian bytes
  * (`raw_data`), which keeps encoding fast and is fine below protobuf's 2 GB limit.
+ *
+ * Precision: a builder made with `precision: 'fp16'` stores weights and carries activations in
+ * float16, except where the helpers below keep float32 because half precision would cost accuracy:
+ * softmax (its exponentials and row sums), the attention mask, pooling and L2 normalisation, and
+ * whatever a graph builds inside `withActivations('float32', …)` (CLIP's final LayerNorm and
+ * projection). LayerNormalization computes its mean and variance in float32 whatever its input type
+ * (ONNX's stash_type, default 1). In an fp32 builder every cast helper is a no-op, so fp32 graphs are
+ * exactly what they were before precision existed.
  */
 
 const { onnx } = onnxProto;
@@ -175,11 +185,52 @@ export class GraphBuilder {
   private readonly smallConstants = new Map<string, string>();
   private readonly scopes: string[] = [];
   private initializerBytes = 0;
+  private activations: 'float32' | 'float16';
 
   constructor(
     readonly graphName = 'graph',
-    private readonly meta: { producerName?: string; producerVersion?: string; docString?: string } = {},
-  ) {}
+    private readonly meta: { producerName?: string; producerVersion?: string; docString?: string; precision?: Precision } = {},
+  ) {
+    this.activations = meta.precision === 'fp16' ? 'float16' : 'float32';
+  }
+
+  /** The float type weights (`weight`) and activations are built in at this point of the graph. */
+  get activationType(): 'float32' | 'float16' {
+    return this.activations;
+  }
+
+  /** Build a part of the graph with another activation type (e.g. a float32 head on an fp16 tower). */
+  withActivations<T>(type: 'float32' | 'float16', fn: () => T): T {
+    const saved = this.activations;
+    this.activations = type;
+    try {
+      return fn();
+    } finally {
+      this.activations = saved;
+    }
+  }
+
+  /** A learned tensor, stored in the current activation type (rounded to nearest half for float16). */
+  weight(nameHint: string, values: Float32Array, dims: readonly number[]): string {
+    if (this.activations === 'float32') return this.initializer(nameHint, values, dims);
+    return this.initializer(nameHint, toFloat16(values), dims, 'float16');
+  }
+
+  /** A scalar in the current activation type, for arithmetic on activations. */
+  constAct(value: number): string {
+    if (this.activations === 'float32') return this.constFloat(value);
+    return this.smallConstant('float16', Uint16Array.of(floatToHalfBits(value)), [], 'const_h');
+  }
+
+  /** `x` (in the current activation type) as float32: a Cast in fp16 graphs, `x` itself in fp32 ones. */
+  toFloat32(x: string, name = 'to_float32'): string {
+    return this.activations === 'float32' ? x : this.op('Cast', [x], { to: onnxDataType('float32') }, name);
+  }
+
+  /** A float32 `x` back in the current activation type. */
+  toActivations(x: string, name = 'to_activations'): string {
+    return this.activations === 'float32' ? x : this.op('Cast', [x], { to: onnxDataType(this.activations) }, name);
+  }
 
   /** Total bytes of initializer data added so far. */
   get weightBytes(): number {
@@ -390,11 +441,11 @@ export function linear(b: GraphBuilder, x: string, p: LinearParams): string {
     throw new Error(`${name}: weight has ${p.weight.length} values, expected ${p.outFeatures}x${p.inFeatures}`);
   }
   const w = (p.layout ?? 'out_in') === 'out_in' ? transpose2d(p.weight, p.outFeatures, p.inFeatures) : p.weight;
-  const wName = b.initializer(`${name}.weight`, w, [p.inFeatures, p.outFeatures]);
+  const wName = b.weight(`${name}.weight`, w, [p.inFeatures, p.outFeatures]);
   const y = b.op('MatMul', [x, wName], {}, `${name}/MatMul`);
   if (!p.bias) return y;
   if (p.bias.length !== p.outFeatures) throw new Error(`${name}: bias has ${p.bias.length} values, expected ${p.outFeatures}`);
-  const bName = b.initializer(`${name}.bias`, p.bias, [p.outFeatures]);
+  const bName = b.weight(`${name}.bias`, p.bias, [p.outFeatures]);
   return b.op('Add', [y, bName], {}, `${name}/Add`);
 }
 
@@ -410,26 +461,26 @@ export interface LayerNormParams {
 /** LayerNormalization (opset 17) over the trailing axes. */
 export function layerNorm(b: GraphBuilder, x: string, p: LayerNormParams): string {
   const name = p.name ?? 'layer_norm';
-  const g = b.initializer(`${name}.weight`, p.weight, [p.weight.length]);
-  const beta = b.initializer(`${name}.bias`, p.bias, [p.bias.length]);
+  const g = b.weight(`${name}.weight`, p.weight, [p.weight.length]);
+  const beta = b.weight(`${name}.bias`, p.bias, [p.bias.length]);
   return b.op('LayerNormalization', [x, g, beta], { axis: p.axis ?? -1, epsilon: attr.float(p.epsilon) }, name);
 }
 
 /** Exact GELU, 0.5·x·(1 + erf(x/√2)), as PyTorch computes it (x·√½ rather than x/√2). */
 export function gelu(b: GraphBuilder, x: string, name = 'gelu'): string {
   return b.scoped(name, () => {
-    const scaled = b.op('Mul', [x, b.constFloat(Math.SQRT1_2)]);
+    const scaled = b.op('Mul', [x, b.constAct(Math.SQRT1_2)]);
     const erf = b.op('Erf', [scaled]);
-    const onePlus = b.op('Add', [erf, b.constFloat(1)]);
+    const onePlus = b.op('Add', [erf, b.constAct(1)]);
     const prod = b.op('Mul', [x, onePlus]);
-    return b.op('Mul', [prod, b.constFloat(0.5)]);
+    return b.op('Mul', [prod, b.constAct(0.5)]);
   });
 }
 
 /** CLIP's QuickGELU: x·σ(1.702·x). */
 export function quickGelu(b: GraphBuilder, x: string, name = 'quick_gelu'): string {
   return b.scoped(name, () => {
-    const s = b.op('Sigmoid', [b.op('Mul', [x, b.constFloat(1.702)])]);
+    const s = b.op('Sigmoid', [b.op('Mul', [x, b.constAct(1.702)])]);
     return b.op('Mul', [x, s]);
   });
 }
@@ -495,20 +546,24 @@ export interface AttentionOptions {
   name?: string;
 }
 
-/** softmax(QKᵀ/√d + bias)·V for q, k, v in [B, H, S, D] layout; returns [B, H, S_q, D]. */
+/**
+ * softmax(QKᵀ/√d + bias)·V for q, k, v in [B, H, S, D] layout; returns [B, H, S_q, D]. The scores
+ * are turned into float32 before the bias (a float32 tensor) and the softmax, and the probabilities
+ * back into the activation type for the product with V.
+ */
 export function attention(b: GraphBuilder, q: string, k: string, v: string, o: AttentionOptions): string {
   return b.scoped(o.name ?? 'attention', () => {
     const kT = b.op('Transpose', [k], { perm: [0, 1, 3, 2] });
     let scores: string;
     if ((o.scaleAt ?? 'scores') === 'query') {
-      const qs = b.op('Mul', [q, b.constFloat(1 / Math.sqrt(o.headDim))]);
-      scores = b.op('MatMul', [qs, kT]);
+      const qs = b.op('Mul', [q, b.constAct(1 / Math.sqrt(o.headDim))]);
+      scores = b.toFloat32(b.op('MatMul', [qs, kT]), 'scores_float32');
     } else {
-      scores = b.op('Div', [b.op('MatMul', [q, kT]), b.constFloat(Math.sqrt(o.headDim))]);
+      scores = b.op('Div', [b.toFloat32(b.op('MatMul', [q, kT]), 'scores_float32'), b.constFloat(Math.sqrt(o.headDim))]);
     }
     if (o.bias) scores = b.op('Add', [scores, o.bias]);
     const probs = softmax(b, scores, -1);
-    return b.op('MatMul', [probs, v]);
+    return b.op('MatMul', [b.toActivations(probs, 'probs'), v]);
   });
 }
 

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { Session, tensor, type ExecutionProvider, type SessionOptions } from '../runtime/session.js';
+import { Session, defaultProviders, tensor, type ExecutionProvider, type SessionOptions } from '../runtime/session.js';
+import { precisionFor, requestedPrecision, type Precision } from '../runtime/precision.js';
 import { Img2PromptError } from '../util/errors.js';
 import { modelDir, readInstallRecord } from '../models/cache.js';
 import { loadBatches, type ImageFailure } from '../image/batch-loader.js';
@@ -33,6 +34,12 @@ export interface ClipOpenOptions {
    * transformers ones and exports that come with a transformers config).
    */
   imageProcessor?: ClipImageProcessor;
+  /**
+   * Precision of the towers built from a checkpoint (a ready export runs as exported). Default:
+   * IMG2PROMPT_PRECISION, else fp16 when the sessions try CUDA first and fp32 on the CPU; an fp16
+   * chosen that way falls back to fp32 when the session lands on the CPU after all.
+   */
+  precision?: Precision;
 }
 
 /** The CLIP model every command opens unless told otherwise (predict, fit-map, interrogate()). */
@@ -115,9 +122,18 @@ export class ClipModel implements ClipTextSide {
 
   static async open(nameOrDir: string, options: ClipOpenOptions = {}): Promise<ClipModel> {
     const dir = resolveModelDir(nameOrDir);
+    const requested = requestedPrecision(options.precision);
+    const model = await ClipModel.openAs(dir, options, requested ?? precisionFor(options.sessionOptions?.providers ?? defaultProviders()));
+    if (requested || model.precision !== 'fp16' || model.provider === 'cuda') return model;
+    // CUDA was expected but the session fell back to the CPU, where fp16 only adds casts.
+    model.close();
+    return ClipModel.openAs(dir, options, 'fp32');
+  }
+
+  private static async openAs(dir: string, options: ClipOpenOptions, precision: Precision): Promise<ClipModel> {
     const towers = options.towers ?? ['vision', 'text'];
     if (options.imageProcessor !== undefined) checkImageProcessor(options.imageProcessor);
-    const files = await ensureClipOnnx(dir, options.quickGelu === undefined ? {} : { quickGelu: options.quickGelu });
+    const files = await ensureClipOnnx(dir, { precision, ...(options.quickGelu === undefined ? {} : { quickGelu: options.quickGelu }) });
     const record = await readInstallRecord(dir).catch(() => undefined);
     const vision = towers.includes('vision') ? await Session.open(files.vision, options.sessionOptions) : undefined;
     const text = towers.includes('text') ? await Session.open(files.text, options.sessionOptions) : undefined;
@@ -166,6 +182,11 @@ export class ClipModel implements ClipTextSide {
   /** Stable identity for caches: directory name plus the weights' hash. */
   get modelId(): string {
     return `${this.name}@${this.files.weightHash.slice(0, 16)}`;
+  }
+
+  /** Precision of the built towers; undefined for a ready export. */
+  get precision(): Precision | undefined {
+    return this.files.precision;
   }
 
   get provider(): ExecutionProvider {

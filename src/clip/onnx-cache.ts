@@ -9,6 +9,7 @@ import { loadHfClipConfig, loadOpenClipConfig, type ClipConfig } from './config.
 import { clipVisionGraphBuilder } from '../../models/graph/clip-vision.js';
 import { CLIP_TEXT_PREFIX_GRAPH_VERSION, clipTextGraphBuilder, clipTextPrefixGraphBuilder } from '../../models/graph/clip-text.js';
 import { exportWeightHash, findClipExport } from './onnx-export.js';
+import type { Precision } from '../runtime/precision.js';
 
 /** Bump when the graph builders change what they emit, so cached graphs are rebuilt. */
 export const CLIP_GRAPH_VERSION = 1;
@@ -18,12 +19,24 @@ export const TEXT_PREFIX_ONNX = 'text-prefix.onnx';
 const SIDECAR = 'clip-onnx.json';
 const PREFIX_SIDECAR = 'clip-text-prefix.json';
 
+/**
+ * The built graphs of one precision: fp32 keeps the names it always had (vision.onnx, text.onnx,
+ * clip-onnx.json); fp16 gets vision.fp16.onnx, text.fp16.onnx and clip-onnx.fp16.json beside them,
+ * so switching precision never rebuilds the other one.
+ */
+export function builtGraphNames(precision: Precision): { vision: string; text: string; sidecar: string } {
+  if (precision === 'fp32') return { vision: VISION_ONNX, text: TEXT_ONNX, sidecar: SIDECAR };
+  return { vision: `vision.${precision}.onnx`, text: `text.${precision}.onnx`, sidecar: `clip-onnx.${precision}.json` };
+}
+
 export interface ClipOnnxFiles {
   /** 'built': graphs we built from a safetensors or torch.save checkpoint; 'export': ready ONNX files from elsewhere. */
   kind: 'built' | 'export';
   vision: string;
   text: string;
   config: ClipConfig;
+  /** The precision of built graphs; undefined for an export, which runs as it was exported. */
+  precision: Precision | undefined;
   /**
    * Whose conventions the checkpoint follows, open_clip's or transformers' (for an export: whose config
    * it came with). Its text is tokenized, and its images preprocessed, the way that library does it.
@@ -74,6 +87,8 @@ async function exportConfig(dir: string): Promise<{ config: ClipConfig; layout: 
 export interface EnsureClipOnnxOptions extends LoadClipCheckpointOptions {
   /** Weight bytes above which a tower is written with external data (default 1.5 GiB; tests set it low). */
   externalAbove?: number;
+  /** Precision of graphs built from a checkpoint (default fp32); ignored for a ready export. */
+  precision?: Precision;
 }
 
 export async function ensureClipOnnx(dir: string, options: EnsureClipOnnxOptions = {}): Promise<ClipOnnxFiles> {
@@ -81,14 +96,16 @@ export async function ensureClipOnnx(dir: string, options: EnsureClipOnnxOptions
   const exported = weightsFile ? undefined : await findClipExport(dir);
   if (exported) {
     const { config, layout } = await exportConfig(dir);
-    return { kind: 'export', vision: exported.vision.file, text: exported.text.file, config, layout, weightHash: await exportWeightHash(dir, exported) };
+    return { kind: 'export', vision: exported.vision.file, text: exported.text.file, config, layout, precision: undefined, weightHash: await exportWeightHash(dir, exported) };
   }
   if (!weightsFile) {
     throw new Img2PromptError(dir, `no CLIP model here: expected ${CLIP_WEIGHTS_FILE_NAMES.join(', ')} (or one .safetensors, .pt or .pth file) or vision_model.onnx + text_model.onnx`);
   }
-  const vision = path.join(dir, VISION_ONNX);
-  const text = path.join(dir, TEXT_ONNX);
-  const sidecarFile = path.join(dir, SIDECAR);
+  const precision = options.precision ?? 'fp32';
+  const names = builtGraphNames(precision);
+  const vision = path.join(dir, names.vision);
+  const text = path.join(dir, names.text);
+  const sidecarFile = path.join(dir, names.sidecar);
   const stat = await fs.stat(weightsFile);
   const quickGelu = options.quickGelu ?? null;
   const side = await readSidecar(sidecarFile);
@@ -103,14 +120,14 @@ export async function ensureClipOnnx(dir: string, options: EnsureClipOnnxOptions
     (side.layout === 'open_clip' || side.layout === 'hf') &&
     existsSync(vision) &&
     existsSync(text);
-  if (fresh && side.layout) return { kind: 'built', vision, text, config: side.config, layout: side.layout, weightHash: side.weightsSha256 };
+  if (fresh && side.layout) return { kind: 'built', vision, text, config: side.config, layout: side.layout, precision, weightHash: side.weightsSha256 };
 
   const weightsSha256 = await sha256File(weightsFile);
   const ckpt = await loadClipCheckpoint(dir, options);
   try {
     // Towers over ~1.5 GiB (ViT-H-14's image tower) go out with ONNX external data beside them.
-    await clipVisionGraphBuilder(ckpt.config, ckpt.weights).writeModel(vision, { externalAbove: options.externalAbove });
-    await clipTextGraphBuilder(ckpt.config, ckpt.weights).writeModel(text, { externalAbove: options.externalAbove });
+    await clipVisionGraphBuilder(ckpt.config, ckpt.weights, precision).writeModel(vision, { externalAbove: options.externalAbove });
+    await clipTextGraphBuilder(ckpt.config, ckpt.weights, precision).writeModel(text, { externalAbove: options.externalAbove });
   } catch (err) {
     if (err instanceof Img2PromptError) throw err;
     throw new Img2PromptError(dir, `cannot build the CLIP ONNX graphs: ${errorMessage(err)}`, { cause: err });
@@ -126,7 +143,7 @@ export async function ensureClipOnnx(dir: string, options: EnsureClipOnnxOptions
     config: ckpt.config,
   };
   await writeFileAtomic(sidecarFile, JSON.stringify(record, null, 2) + '\n');
-  return { kind: 'built', vision, text, config: ckpt.config, layout: ckpt.layout, weightHash: weightsSha256 };
+  return { kind: 'built', vision, text, config: ckpt.config, layout: ckpt.layout, precision, weightHash: weightsSha256 };
 }
 
 interface PrefixSidecar {

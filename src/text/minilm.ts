@@ -1,4 +1,5 @@
-import { Session, tensor, type SessionOptions } from '../runtime/session.js';
+import { Session, defaultProviders, tensor, type SessionOptions } from '../runtime/session.js';
+import { precisionFor, requestedPrecision, type Precision } from '../runtime/precision.js';
 import { Img2PromptError } from '../util/errors.js';
 import { ensureMiniLMOnnx } from '../../models/graph/bert.js';
 import { MiniLMTokenizer } from './minilm-tokenizer.js';
@@ -53,11 +54,24 @@ export class MiniLMEmbedder implements TextEmbedder {
     private readonly session: Session,
     readonly tokenizer: MiniLMTokenizer,
     readonly dim: number,
+    readonly precision: Precision,
   ) {}
 
-  /** `modelDir` holds config.json, model.safetensors and tokenizer.json (e.g. `modelDir('minilm')`). */
-  static async open(modelDir: string, sessionOptions?: SessionOptions): Promise<MiniLMEmbedder> {
-    const onnxPath = await ensureMiniLMOnnx(modelDir);
+  /**
+   * `modelDir` holds config.json, model.safetensors and tokenizer.json (e.g. `modelDir('minilm')`).
+   * Precision as for CLIP (ClipOpenOptions.precision): given, IMG2PROMPT_PRECISION, or by provider.
+   */
+  static async open(modelDir: string, sessionOptions?: SessionOptions, precision?: Precision): Promise<MiniLMEmbedder> {
+    const requested = requestedPrecision(precision);
+    const embedder = await MiniLMEmbedder.openAs(modelDir, sessionOptions, requested ?? precisionFor(sessionOptions?.providers ?? defaultProviders()));
+    if (requested || embedder.precision !== 'fp16' || embedder.provider === 'cuda') return embedder;
+    // CUDA was expected but the session fell back to the CPU, where fp16 only adds casts.
+    embedder.close();
+    return MiniLMEmbedder.openAs(modelDir, sessionOptions, 'fp32');
+  }
+
+  private static async openAs(modelDir: string, sessionOptions: SessionOptions | undefined, precision: Precision): Promise<MiniLMEmbedder> {
+    const onnxPath = await ensureMiniLMOnnx(modelDir, precision);
     const tokenizer = await MiniLMTokenizer.load(modelDir);
     const session = await Session.open(onnxPath, sessionOptions);
     const out = session.outputs.find((o) => o.name === 'sentence_embedding');
@@ -66,7 +80,7 @@ export class MiniLMEmbedder implements TextEmbedder {
       session.close();
       throw new Img2PromptError(onnxPath, 'model has no sentence_embedding output of fixed width');
     }
-    return new MiniLMEmbedder(session, tokenizer, dim);
+    return new MiniLMEmbedder(session, tokenizer, dim, precision);
   }
 
   get provider(): string {
