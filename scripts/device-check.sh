@@ -3,6 +3,8 @@
 #
 # Here (a built checkout: npm ci done; needs internet for PyPI and the npm registry, and python3):
 #   scripts/device-check.sh build [DIR=.device-check]
+# (`OUT=/tmp/x scripts/device-check.sh run DIR --smoke` rehearses the on-device run on a CPU-only machine:
+# the CUDA checks then fail by design, but the unpacking, the bundled script and the reports are tried.)
 # packs the production install, the Node binary, ORT's CUDA provider (fetched by `img2prompt gpu install`
 # from the very onnxruntime-gpu wheel users get, then pruned to sm_90 code with
 # ../shared/tools/gpu-bundle/prune-fatbin.py so it compresses), bench/device/gpu-check.ts (bundled into
@@ -113,7 +115,7 @@ run)
     echo "== info"; node dist/src/cli/main.js info || true; } >>"$env_txt" 2>&1
   cat "$env_txt"
   set +e
-  timeout 420 node device/gpu-check.mjs device-assets "$out" --budget-s 330 2>&1 | tee "$out/gpu-check.log"
+  timeout 420 node device/gpu-check.mjs device-assets "$out" --budget-s 330 "${@:3}" 2>&1 | tee "$out/gpu-check.log"
   rc=${PIPESTATUS[0]}
   echo "gpu-check exit code $rc"
   exit "$rc"

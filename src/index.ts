@@ -41,3 +41,6 @@ export { predict, PredictEngine } from './predict/predict.js';
 export type { PredictOptions, PredictedImage, PredictPhase } from './predict/predict.js';
 export { fitWeights } from './predict/fit-weights.js';
 export { LinearMap } from './predict/linear-map.js';
+export { cudaReadiness, installCudaProvider } from './gpu/index.js';
+export type { CudaReadiness, LibraryCheck, GpuInstallOptions, GpuInstallResult } from './gpu/index.js';
+export type { Precision } from './runtime/precision.js';

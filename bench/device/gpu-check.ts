@@ -2,8 +2,8 @@
 // internet: scripts/device-check.sh bundles this file (esbuild, one .mjs) with the production install
 // and runs it there. Random weights of the real sizes throughout (no real CLIP weights can travel).
 //   node device/gpu-check.mjs ASSETS_DIR OUT_DIR [--budget-s 330] [--smoke]
-// --smoke: 2,048 flavors and 200 label lines, no L-14 (a run-through on a CPU-only machine, where the
-// CUDA checks fail by design).
+// --smoke: 512 flavors, 200 label lines, batch 4 and no L-14 in the vision bench (a run-through on a
+// CPU-only machine, where the CUDA checks fail by design).
 // Checks (each one a pass/fail row, like the tests' CUDA branches):
 //   - sessions land on CUDA; ClipModel picks fp16 there by itself
 //   - ViT-B-32 image (7 Kaggle images) and text (1,000 label lines) embeddings: CUDA fp32 vs CPU fp32
@@ -81,7 +81,7 @@ const lines = (file: string, n = Infinity) => fs.readFileSync(path.join(assetsDi
 const imageDir = path.join(assetsDir, 'images');
 const images = fs.readdirSync(imageDir).sort().map((f) => path.join(imageDir, f));
 const parityTexts = SMOKE ? lines('artists.txt', 200) : [...lines('mediums.txt', 95), ...lines('artists.txt', 405), ...lines('flavors.txt', 500)];
-const flavors = lines('flavors.txt', SMOKE ? 2048 : Infinity);
+const flavors = lines('flavors.txt', SMOKE ? 512 : Infinity);
 const cpu: ExecutionProvider[] = ['cpu'];
 const cuda: ExecutionProvider[] = ['cuda', 'cpu'];
 
@@ -99,10 +99,10 @@ async function installRandom(arch: string, name: string): Promise<void> {
 async function visionRate(model: ClipModel, batch: number, seconds = 2): Promise<number> {
   const n = model.imageSize;
   const pixels = gaussianArray(1, 'pixels', batch * 3 * n * n, 1);
-  for (let i = 0; i < 3; i++) await model.encodePixels(pixels, batch);
+  for (let i = 0; i < (SMOKE ? 1 : 3); i++) await model.encodePixels(pixels, batch);
   let runs = 0;
   const t0 = performance.now();
-  while (runs < 5 || performance.now() - t0 < seconds * 1000) {
+  while (runs < (SMOKE ? 1 : 5) || performance.now() - t0 < seconds * 1000) {
     await model.encodePixels(pixels, batch);
     runs++;
   }
@@ -129,7 +129,7 @@ async function clipChecks(): Promise<Float32Array<ArrayBufferLike>> {
   let bank: Float32Array<ArrayBufferLike> = new Float32Array(0);
   for (const precision of ['fp32', 'fp16'] as const) {
     const model = precision === 'fp16' ? auto : await openClip('b32', cuda, 'fp32', ['text']);
-    await model.encodeTexts(flavors.slice(0, 512)); // warm-up
+    await model.encodeTexts(flavors.slice(0, SMOKE ? 64 : 512)); // warm-up
     const t0 = performance.now();
     const emb = await model.encodeTexts(flavors);
     bench[`B-32 text ${precision} labels/s (${flavors.length} flavors)`] = Math.round(flavors.length / ((performance.now() - t0) / 1000));
@@ -255,7 +255,8 @@ async function visionBench(): Promise<void> {
     }
     for (const precision of ['fp32', 'fp16'] as const) {
       const model = await openClip(name, cuda, precision, ['vision']);
-      bench[`${arch} vision ${precision} img/s (batch 64, ${model.provider})`] = Math.round(await visionRate(model, 64));
+      const batch = SMOKE ? 4 : 64;
+      bench[`${arch} vision ${precision} img/s (batch ${batch}, ${model.provider})`] = Math.round(await visionRate(model, batch, SMOKE ? 0 : 2));
       model.close();
     }
   }
