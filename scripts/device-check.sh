@@ -73,6 +73,7 @@ build)
   for f in tokenizer.json tokenizer_config.json special_tokens_map.json sentence_bert_config.json vocab.txt; do cp "$minilm/$f" "$assets/minilm-tokenizer/"; done
   node -e "import('./dist/src/submission/prompts-csv.js').then(async (m) => console.log((await m.readPromptsCsv(process.argv[1])).map((r) => r.prompt).join('\n')))" \
     "$a/eval/kaggle-sample/prompts.csv" >"$assets/kaggle-prompts.txt"
+  chmod -R u+w "$assets" # ../shared is read-only; a copy that stays so cannot be deleted by a non-root user
   cp "$(readlink -f "$(command -v node)")" "$stage/nodebin/node"
 
   rm -rf "$dir"; mkdir -p "$dir"

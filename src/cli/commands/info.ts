@@ -19,7 +19,7 @@ export function register(program: Command): void {
         ortLibraryDir: ortLibraryDir(),
         ortProviders: availableProviders(),
         cudaProviderInstalled: cudaProviderInstalled(),
-        cudaUsable: cuda.usable ? 'yes' : `no: ${cuda.problems.join('; ')}`,
+        cudaUsable: cuda.usable ? 'yes' : `no: ${cuda.problems[0]}${cuda.problems.length > 1 ? ` (and ${cuda.problems.length - 1} more: \`img2prompt gpu install --check\`)` : ''}`,
         defaultProviders: defaultProviders(),
         modelHome: modelHome(),
       };
