@@ -8,7 +8,7 @@
 # packs the production install, the Node binary, ORT's CUDA provider (fetched by `img2prompt gpu install`
 # from the very onnxruntime-gpu wheel users get, then pruned to sm_90 code with
 # ../shared/tools/gpu-bundle/prune-fatbin.py so it compresses), bench/device/gpu-check.ts (bundled into
-# one .mjs by esbuild) and the few assets it reads, as xz parts of at most 58 MiB in DIR. DIR is added
+# one .mjs by esbuild) and the few assets it reads, as xz parts of at most 56 MiB in DIR (with the checkout, under the 64 MiB a call carries). DIR is added
 # to .git/info/exclude, so it travels only when `carry` names it.
 #
 # With the device tool (it sends the checkout the session started in, e.g. /work/main, at most 64 MiB a
@@ -78,7 +78,7 @@ build)
 
   rm -rf "$dir"; mkdir -p "$dir"
   # xz -6 rather than -9: on a 2-core machine -9 takes over 20 minutes and saves a few MB at most.
-  tar -C "$stage" -cf - app nodebin | xz -6 -T2 | split -b 58m -d - "$dir/part"
+  tar -C "$stage" -cf - app nodebin | xz -6 -T2 | split -b 56m -d - "$dir/part"
   (cd "$dir" && sha256sum part* >SHA256SUMS)
   ls -l "$dir"
   parts=("$dir"/part*)
