@@ -1,7 +1,6 @@
-// Public Node API of img2prompt. Data flows one way: decode → preprocess → encode → rank → compose → embed → write.
+// Public Node API of img2prompt (the package's `.` export; sessions and top-k are `img2prompt/runtime`).
+// Data flows one way: decode → preprocess → encode → rank → compose → embed → write.
 export { Img2PromptError } from './util/errors.js';
-export { Session, tensor, availableProviders, ortVersion } from './runtime/session.js';
-export type { Tensor, TensorInfo, TensorType, TensorData, SessionOptions, RunOptions, ExecutionProvider } from './runtime/session.js';
 export { modelHome, modelDir, listModels, verifyModel } from './models/cache.js';
 export { pullModel } from './models/pull.js';
 export type { TextEmbedder } from './text/embedder.js';
@@ -30,8 +29,6 @@ export type { ClipTokenizerOptions } from './clip/tokenizer.js';
 export type { ClipTokenizerKind } from './clip/pre-tokenize.js';
 export { architectureConfig } from './clip/architectures.js';
 export { installRandomClip, importClip } from './models/install-local.js';
-export { topk, bottomk } from './rank/topk.js';
-export type { TopKResult } from './rank/topk.js';
 export { Interrogator } from './interrogate/interrogator.js';
 export type { InterrogateMode, InterrogationResult, ClipTextSide } from './interrogate/types.js';
 export { interrogate, openInterrogatorSetup } from './interrogate/interrogate.js';

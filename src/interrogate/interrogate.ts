@@ -133,6 +133,24 @@ function checkCount(name: string, value: number | undefined): void {
  * Interrogates every image in `images` (file paths) and streams one result per image, in input order;
  * an image that cannot be read comes out with its `failure` and a null prompt, and the run goes on.
  * Opens the model and banks (or uses `options.setup`) and closes what it opened.
+ *
+ * @example
+ * ```ts
+ * import { interrogate, openInterrogatorSetup } from 'img2prompt';
+ *
+ * for await (const r of interrogate(['images/a.png'], { model: 'clip-vit-b-32', mode: 'best' })) {
+ *   console.log(r.id, r.prompt, r.similarity, r.labels.map((l) => l.label));
+ * }
+ * // Several calls over one opened model and its label banks:
+ * const setup = await openInterrogatorSetup({ model: 'clip-vit-b-32' });
+ * try {
+ *   for await (const r of interrogate(['images/b.png'], { setup, mode: 'fast' })) console.log(r.prompt ?? r.failure);
+ * } finally {
+ *   setup.close();
+ * }
+ * ```
+ * @throws {Img2PromptError} before the first result, naming the file and the fix, when the model is not
+ *   installed or a label list is unreadable; `TypeError`/`Img2PromptError` for an unknown mode or a bad count.
  */
 export async function* interrogate(images: readonly string[], options: InterrogateOptions = {}): AsyncGenerator<InterrogatedImage, void, undefined> {
   const mode = options.mode ?? 'fast';

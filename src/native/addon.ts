@@ -53,9 +53,22 @@ export interface NativeAddon {
 
 let addon: NativeAddon | undefined;
 
-/** Path of the compiled addon; IMG2PROMPT_NATIVE overrides it (e.g. an ASan build). */
+/**
+ * The addon `npm pack` ships (scripts/pack-prebuilt.mjs), used when `npm install` found it loads here
+ * (scripts/install-native.mjs) and so built nothing.
+ */
+export function prebuiltAddonPath(): string {
+  return path.join(packageRoot(), 'prebuilds', `${process.platform}-${process.arch}`, 'img2prompt_native.node');
+}
+
+/**
+ * Path of the addon: IMG2PROMPT_NATIVE when set (e.g. an ASan build), else the one built from source
+ * in build/Release when there is one, else the prebuilt one.
+ */
 export function addonPath(): string {
-  return process.env.IMG2PROMPT_NATIVE ?? path.join(packageRoot(), 'build', 'Release', 'img2prompt_native.node');
+  if (process.env.IMG2PROMPT_NATIVE) return process.env.IMG2PROMPT_NATIVE;
+  const built = path.join(packageRoot(), 'build', 'Release', 'img2prompt_native.node');
+  return fs.existsSync(built) || !fs.existsSync(prebuiltAddonPath()) ? built : prebuiltAddonPath();
 }
 
 /** The native addon, loaded once. */
@@ -63,7 +76,7 @@ export function native(): NativeAddon {
   if (addon) return addon;
   const file = addonPath();
   if (!fs.existsSync(file)) {
-    throw new Error(`${file}: native addon not built; run \`npm install\` (or \`npm run build:native\`) in ${packageRoot()}`);
+    throw new Error(`${file}: native addon not built; run \`npm rebuild img2prompt\` (in a checkout: \`npm run build:native\`) in ${packageRoot()}`);
   }
   addon = createRequire(import.meta.url)(file) as NativeAddon;
   return addon;

@@ -168,6 +168,25 @@ export class PredictEngine {
     private readonly notice: (message: string) => void,
   ) {}
 
+  /**
+   * Opens the CLIP model and MiniLM, the prompt bank, the map and the label banks once (building or
+   * fitting what is not cached yet, which takes minutes on a first run), for any number of runs.
+   *
+   * @example
+   * ```ts
+   * import { PredictEngine, predict } from 'img2prompt';
+   *
+   * const engine = await PredictEngine.open({ model: 'clip-vit-b-32', members: ['knn', 'map'] });
+   * try {
+   *   for await (const r of engine.run(['a.png'])) console.log(r.id, r.nearestPrompt?.text);
+   *   for await (const r of predict(['b.png'], { engine })) console.log(r.id, r.prompt);
+   * } finally {
+   *   engine.close();
+   * }
+   * ```
+   * @throws {Img2PromptError} naming the file and the fix when a model is not installed (`img2prompt
+   *   models pull …`) or a weights, map or prompt-bank file is unreadable or made for other models.
+   */
   static async open(options: PredictEngineOptions = {}): Promise<PredictEngine> {
     const notice = options.onNotice ?? (() => {});
     const dtype = options.dtype ?? DEFAULT_BANK_DTYPE;
@@ -563,6 +582,22 @@ export type PredictOptions = PredictRunOptions & PredictEngineOptions & { engine
  * in input order. Opens the models (or uses `options.engine`), the prompt bank and the label banks
  * (building their caches when needed), the map (fitting it when missing) and the weights. An image
  * that cannot be read comes out with its reason and the fallback vector; the run goes on.
+ *
+ * @example
+ * ```ts
+ * import { predict, writeSubmission, type PredictedImage } from 'img2prompt';
+ *
+ * const results: PredictedImage[] = [];
+ * for await (const r of predict(['images/a.png', 'images/b.png'], { model: 'clip-vit-b-32' })) {
+ *   console.log(r.id, r.prompt, r.failure ?? '');   // one result per image, in input order
+ *   results.push(r);
+ * }
+ * const vectors = new Float32Array(results.length * 384); // each r.vector: [384] unit, MiniLM space
+ * results.forEach((r, i) => vectors.set(r.vector, i * 384));
+ * await writeSubmission('submission.csv', results.map((r) => r.id), vectors);
+ * ```
+ * @throws {Img2PromptError} before the first result, naming the file and the fix, when a model is not
+ *   installed, a weights, map or prompt-bank file is unreadable, or two images share an id.
  */
 export async function* predict(images: readonly string[], options: PredictOptions = {}): AsyncGenerator<PredictedImage, void, undefined> {
   const engine = options.engine ?? (await PredictEngine.open(options));

@@ -28,9 +28,13 @@ export interface TopKOptions {
   /**
    * Testing knob: exactly this many worker threads (1 to 1024) whatever the job size, block b dealt to
    * worker b mod n, so a test can place rows in different workers' heaps. Not with `threads`.
+   * @internal
    */
   forceThreads?: number;
-  /** Testing knob: bank rows per block (1 to 2^24; default about 128 KiB of bank), so a small bank spans many blocks. */
+  /**
+   * Testing knob: bank rows per block (1 to 2^24; default about 128 KiB of bank), so a small bank spans many blocks.
+   * @internal
+   */
   blockRows?: number;
 }
 

@@ -30,7 +30,18 @@ export function formatValue(v: number): string {
 /**
  * Write a Kaggle submission (`imgId_eId,val`, 384 rows per image, images in the order given) atomically:
  * on any error no output and no temp file remain. Refuses bad ids, a wrong vector length and NaN/Inf
- * before anything is written.
+ * before anything is written. `vectors` holds the images' 384-d vectors one after the other.
+ *
+ * @example
+ * ```ts
+ * import { embedPrompts, openMiniLMEmbedder, readPromptsCsv, writeSubmission } from 'img2prompt';
+ *
+ * const rows = await readPromptsCsv('prompts.csv');               // imgId,prompt
+ * const vectors = await embedPrompts(rows, await openMiniLMEmbedder());
+ * await writeSubmission('submission.csv', rows.map((r) => r.imgId), vectors);
+ * ```
+ * @throws {Img2PromptError} naming `file` for an id Kaggle refuses or a duplicate, a vector count that
+ *   is not 384 per id, a NaN or an infinity, or an output folder that cannot be written.
  */
 export async function writeSubmission(file: string, ids: readonly string[], vectors: Float32Array): Promise<void> {
   checkSubmissionInput(file, ids, vectors);
