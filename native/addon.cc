@@ -5,7 +5,7 @@
 #include "ort_env.h"
 #include "session.h"
 #include "stream_read.h"
-#include "topk.h"
+#include "topk_binding.h"
 
 namespace img2prompt {
 

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "js_guard.h"
 #include "ort_env.h"
 #include "tensor_types.h"
 
@@ -15,39 +16,29 @@ struct SessionClass {
   Napi::FunctionReference constructor;
 };
 
-std::string Join(const std::vector<int64_t>& dims) {
-  std::ostringstream out;
-  out << '[';
-  for (size_t i = 0; i < dims.size(); ++i) out << (i ? "," : "") << dims[i];
-  out << ']';
-  return out.str();
-}
-
 // Reads name, element type and shape of input/output `index`.
-TensorSpec ReadSpec(OrtSession* session, size_t index, bool input, OrtAllocator* allocator, const std::string& label) {
+TensorSpec ReadSpec(OrtSession* session, size_t index, bool input, OrtAllocator* allocator) {
   const OrtApi& ort = Ort();
   TensorSpec spec;
   char* name = nullptr;
   ORT_CHECK(input ? ort.SessionGetInputName(session, index, allocator, &name)
-                  : ort.SessionGetOutputName(session, index, allocator, &name),
-            label);
+                  : ort.SessionGetOutputName(session, index, allocator, &name), "");
   spec.name = name;
-  ORT_CHECK(ort.AllocatorFree(allocator, name), label);
+  ORT_CHECK(ort.AllocatorFree(allocator, name), "");
 
   OrtTypeInfo* type_info = nullptr;
   ORT_CHECK(input ? ort.SessionGetInputTypeInfo(session, index, &type_info)
-                  : ort.SessionGetOutputTypeInfo(session, index, &type_info),
-            label);
+                  : ort.SessionGetOutputTypeInfo(session, index, &type_info), "");
   const OrtTensorTypeAndShapeInfo* tensor_info = nullptr;
   OrtStatus* status = ort.CastTypeInfoToTensorInfo(type_info, &tensor_info);
   if (status == nullptr && tensor_info != nullptr) {
     size_t rank = 0;
-    ORT_CHECK(ort.GetTensorElementType(tensor_info, &spec.type), label);
-    ORT_CHECK(ort.GetDimensionsCount(tensor_info, &rank), label);
+    ORT_CHECK(ort.GetTensorElementType(tensor_info, &spec.type), "");
+    ORT_CHECK(ort.GetDimensionsCount(tensor_info, &rank), "");
     spec.dims.resize(rank);
     std::vector<const char*> symbols(rank, nullptr);
-    ORT_CHECK(ort.GetDimensions(tensor_info, spec.dims.data(), rank), label);
-    ORT_CHECK(ort.GetSymbolicDimensions(tensor_info, symbols.data(), rank), label);
+    ORT_CHECK(ort.GetDimensions(tensor_info, spec.dims.data(), rank), "");
+    ORT_CHECK(ort.GetSymbolicDimensions(tensor_info, symbols.data(), rank), "");
     for (const char* s : symbols) spec.symbols.emplace_back(s ? s : "");
   } else if (status != nullptr) {
     ort.ReleaseStatus(status);
@@ -81,8 +72,7 @@ Napi::Array SpecsToJs(Napi::Env env, const std::vector<TensorSpec>& specs) {
 // ---------------------------------------------------------------------------------------------
 // SessionCore
 
-SessionCore::SessionCore(const std::string& path, const void* bytes, size_t length, const OpenOptions& options)
-    : label_(bytes ? "<model buffer of " + std::to_string(length) + " bytes>" : path) {
+SessionCore::SessionCore(const std::string& path, const void* bytes, size_t length, const OpenOptions& options) {
   bool want_cuda = std::find(options.providers.begin(), options.providers.end(), "cuda") != options.providers.end();
   if (want_cuda) {
     try {
@@ -109,14 +99,14 @@ OrtSession* SessionCore::Create(const std::string& path, const void* bytes, size
   const OrtApi& ort = Ort();
   OrtEnv* env = OrtEnvironment();  // before any provider set-up: providers log through the env's logger
   OrtSessionOptions* so = nullptr;
-  ORT_CHECK(ort.CreateSessionOptions(&so), label_);
+  ORT_CHECK(ort.CreateSessionOptions(&so), "");
   OrtSession* session = nullptr;
   try {
-    ORT_CHECK(ort.SetIntraOpNumThreads(so, options.intra_op_threads), label_);
-    ORT_CHECK(ort.SetInterOpNumThreads(so, 1), label_);
-    ORT_CHECK(ort.SetSessionExecutionMode(so, ORT_SEQUENTIAL), label_);
-    ORT_CHECK(ort.SetSessionGraphOptimizationLevel(so, options.optimization), label_);
-    if (!options.spin_wait) ORT_CHECK(ort.AddSessionConfigEntry(so, "session.intra_op.allow_spinning", "0"), label_);
+    ORT_CHECK(ort.SetIntraOpNumThreads(so, options.intra_op_threads), "");
+    ORT_CHECK(ort.SetInterOpNumThreads(so, 1), "");
+    ORT_CHECK(ort.SetSessionExecutionMode(so, ORT_SEQUENTIAL), "");
+    ORT_CHECK(ort.SetSessionGraphOptimizationLevel(so, options.optimization), "");
+    if (!options.spin_wait) ORT_CHECK(ort.AddSessionConfigEntry(so, "session.intra_op.allow_spinning", "0"), "");
     if (with_cuda) {
       OrtCUDAProviderOptionsV2* cuda = nullptr;
       ORT_CHECK(ort.CreateCUDAProviderOptions(&cuda), "CUDA provider options");
@@ -125,9 +115,9 @@ OrtSession* SessionCore::Create(const std::string& path, const void* bytes, size
       ORT_CHECK(st, "CUDA provider");
     }
     if (bytes)
-      ORT_CHECK(ort.CreateSessionFromArray(env, bytes, length, so, &session), label_);
+      ORT_CHECK(ort.CreateSessionFromArray(env, bytes, length, so, &session), "");
     else
-      ORT_CHECK(ort.CreateSession(env, path.c_str(), so, &session), label_);
+      ORT_CHECK(ort.CreateSession(env, path.c_str(), so, &session), "");
   } catch (...) {
     ort.ReleaseSessionOptions(so);
     throw;
@@ -139,12 +129,12 @@ OrtSession* SessionCore::Create(const std::string& path, const void* bytes, size
 void SessionCore::ReadSignature() {
   const OrtApi& ort = Ort();
   OrtAllocator* allocator = nullptr;
-  ORT_CHECK(ort.GetAllocatorWithDefaultOptions(&allocator), label_);
+  ORT_CHECK(ort.GetAllocatorWithDefaultOptions(&allocator), "");
   size_t n_in = 0, n_out = 0;
-  ORT_CHECK(ort.SessionGetInputCount(session_, &n_in), label_);
-  ORT_CHECK(ort.SessionGetOutputCount(session_, &n_out), label_);
-  for (size_t i = 0; i < n_in; ++i) inputs_.push_back(ReadSpec(session_, i, true, allocator, label_));
-  for (size_t i = 0; i < n_out; ++i) outputs_.push_back(ReadSpec(session_, i, false, allocator, label_));
+  ORT_CHECK(ort.SessionGetInputCount(session_, &n_in), "");
+  ORT_CHECK(ort.SessionGetOutputCount(session_, &n_out), "");
+  for (size_t i = 0; i < n_in; ++i) inputs_.push_back(ReadSpec(session_, i, true, allocator));
+  for (size_t i = 0; i < n_out; ++i) outputs_.push_back(ReadSpec(session_, i, false, allocator));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -187,25 +177,40 @@ class OpenWorker : public Napi::AsyncWorker {
   std::shared_ptr<SessionCore> core_;
 };
 
+// Like onnxruntime-node's session options parser, a wrong-typed option throws instead of being
+// dropped; the messages are terse because Session.open (src/runtime/session.ts) checks first.
 OpenOptions ParseOpenOptions(Napi::Env env, const Napi::Value& value) {
   OpenOptions o;
-  if (!value.IsObject()) return o;
+  if (value.IsUndefined()) return o;
+  JS_GUARD(value.IsObject(), env, "openSession", "options");
   Napi::Object obj = value.As<Napi::Object>();
-  if (obj.Has("providers") && obj.Get("providers").IsArray()) {
-    Napi::Array arr = obj.Get("providers").As<Napi::Array>();
+  Napi::Value providers = obj.Get("providers");
+  if (!providers.IsUndefined()) {
+    JS_GUARD(providers.IsArray(), env, "openSession", "options.providers");
+    Napi::Array arr = providers.As<Napi::Array>();
     o.providers.clear();
-    for (uint32_t i = 0; i < arr.Length(); ++i) o.providers.push_back(arr.Get(i).ToString().Utf8Value());
+    for (uint32_t i = 0; i < arr.Length(); ++i) {
+      Napi::Value p = arr.Get(i);
+      const std::string name = p.IsString() ? p.As<Napi::String>().Utf8Value() : "";
+      JS_GUARD(name == "cuda" || name == "cpu", env, "openSession", "options.providers");
+      o.providers.push_back(name);
+    }
   }
-  if (obj.Has("intraOpThreads") && obj.Get("intraOpThreads").IsNumber())
-    o.intra_op_threads = obj.Get("intraOpThreads").As<Napi::Number>().Int32Value();
-  if (obj.Has("spinWait") && obj.Get("spinWait").IsBoolean()) o.spin_wait = obj.Get("spinWait").As<Napi::Boolean>().Value();
-  if (obj.Has("optimization") && obj.Get("optimization").IsString()) {
-    std::string level = obj.Get("optimization").As<Napi::String>().Utf8Value();
-    if (level == "disabled") o.optimization = ORT_DISABLE_ALL;
-    else if (level == "basic") o.optimization = ORT_ENABLE_BASIC;
-    else if (level == "extended") o.optimization = ORT_ENABLE_EXTENDED;
-    else if (level == "all") o.optimization = ORT_ENABLE_ALL;
-    else throw Napi::TypeError::New(env, "optimization must be 'disabled', 'basic', 'extended' or 'all'");
+  Napi::Value threads = obj.Get("intraOpThreads");
+  if (!threads.IsUndefined()) o.intra_op_threads = static_cast<int>(GuardedInteger(env, threads, "openSession", "options.intraOpThreads", 0, 1 << 16));
+  Napi::Value spin = obj.Get("spinWait");
+  if (!spin.IsUndefined()) {
+    JS_GUARD(spin.IsBoolean(), env, "openSession", "options.spinWait");
+    o.spin_wait = spin.As<Napi::Boolean>().Value();
+  }
+  Napi::Value level = obj.Get("optimization");
+  if (!level.IsUndefined()) {
+    const std::string name = level.IsString() ? level.As<Napi::String>().Utf8Value() : "";
+    if (name == "disabled") o.optimization = ORT_DISABLE_ALL;
+    else if (name == "basic") o.optimization = ORT_ENABLE_BASIC;
+    else if (name == "extended") o.optimization = ORT_ENABLE_EXTENDED;
+    else if (name == "all") o.optimization = ORT_ENABLE_ALL;
+    else ThrowInvalid(env, "openSession", "options.optimization");
   }
   return o;
 }
@@ -214,18 +219,15 @@ OpenOptions ParseOpenOptions(Napi::Env env, const Napi::Value& value) {
 
 Napi::Value OpenSession(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !(info[0].IsString() || info[0].IsTypedArray()))
-    throw Napi::TypeError::New(env, "openSession(model, options): model must be a path or a Uint8Array");
-  OpenOptions options = ParseOpenOptions(env, info.Length() > 1 ? info[1] : env.Undefined());
+  const bool is_bytes = info[0].IsTypedArray() && info[0].As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array;
+  JS_GUARD(info[0].IsString() || is_bytes, env, "openSession", "model");
+  OpenOptions options = ParseOpenOptions(env, info[1]);
   std::string path;
   Napi::Uint8Array buffer;
-  if (info[0].IsString()) {
+  if (is_bytes)
+    buffer = info[0].As<Napi::Uint8Array>();
+  else
     path = info[0].As<Napi::String>().Utf8Value();
-  } else {
-    Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
-    if (ta.TypedArrayType() != napi_uint8_array) throw Napi::TypeError::New(env, "model buffer must be a Uint8Array");
-    buffer = ta.As<Napi::Uint8Array>();
-  }
   auto* worker = new OpenWorker(env, path, buffer, options);
   Napi::Promise promise = worker->Promise();
   worker->Queue();
@@ -265,32 +267,25 @@ ViewOfArray View(const Napi::TypedArray& ta) {
   return {static_cast<uint8_t*>(buffer.Data()) + ta.ByteOffset(), ta.ByteLength(), ta.TypedArrayType()};
 }
 
-std::vector<int64_t> ReadDims(Napi::Env env, const Napi::Value& v, const std::string& what) {
-  if (!v.IsArray()) throw Napi::TypeError::New(env, what + ": dims must be an array");
+std::vector<int64_t> ReadDims(Napi::Env env, const Napi::Value& v) {
+  JS_GUARD(v.IsArray(), env, "run", "dims");
   Napi::Array arr = v.As<Napi::Array>();
   std::vector<int64_t> dims(arr.Length());
-  for (uint32_t i = 0; i < arr.Length(); ++i) {
-    Napi::Value d = arr.Get(i);
-    if (!d.IsNumber()) throw Napi::TypeError::New(env, what + ": dims must be numbers");
-    double x = d.As<Napi::Number>().DoubleValue();
-    if (!(x >= 0) || x != static_cast<double>(static_cast<int64_t>(x)))
-      throw Napi::TypeError::New(env, what + ": dims must be non-negative integers");
-    dims[i] = static_cast<int64_t>(x);
-  }
+  for (uint32_t i = 0; i < arr.Length(); ++i) dims[i] = GuardedInteger(env, arr.Get(i), "run", "dims", 0, INT64_C(9007199254740991));
   return dims;
 }
 
-// Wraps `ta` as an ORT tensor of `type` and `dims`, after checking it fits them exactly.
-OrtValue* WrapArray(Napi::Env env, const Napi::TypedArray& ta, const ElementType& type, const std::vector<int64_t>& dims,
-                    const std::string& what) {
+// Wraps `ta` as an ORT tensor of `type` and `dims`, after checking it fits them exactly: ORT reads
+// (or, for an output, writes) exactly that many bytes of it.
+OrtValue* WrapArray(Napi::Env env, const Napi::TypedArray& ta, const ElementType& type, const std::vector<int64_t>& dims) {
   ViewOfArray view = View(ta);
-  if (view.type != type.js)
-    throw Napi::TypeError::New(env, what + ": a " + type.name + " tensor needs a different TypedArray kind");
+  JS_GUARD(view.type == type.js, env, "run", "array kind");
   size_t count = 1;
-  for (int64_t d : dims) count *= static_cast<size_t>(d);
-  if (count * type.bytes != view.bytes)
-    throw Napi::RangeError::New(env, what + ": dims " + Join(dims) + " need " + std::to_string(count) +
-                                         " elements, the array has " + std::to_string(view.bytes / type.bytes));
+  for (int64_t d : dims) {
+    JS_GUARD(d == 0 || count <= SIZE_MAX / type.bytes / static_cast<size_t>(d), env, "run", "dims");
+    count *= static_cast<size_t>(d);
+  }
+  JS_GUARD(count * type.bytes == view.bytes, env, "run", "array length");
   static OrtMemoryInfo* cpu = [] {
     OrtMemoryInfo* m = nullptr;
     ORT_CHECK(Ort().CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &m), "CPU memory info");
@@ -300,8 +295,7 @@ OrtValue* WrapArray(Napi::Env env, const Napi::TypedArray& ta, const ElementType
   // A zero-element tensor still needs a non-null pointer.
   static uint8_t empty[8];
   void* data = view.bytes ? view.data : empty;
-  ORT_CHECK(Ort().CreateTensorWithDataAsOrtValue(cpu, data, view.bytes, dims.data(), dims.size(), type.onnx, &value),
-            what);
+  ORT_CHECK(Ort().CreateTensorWithDataAsOrtValue(cpu, data, view.bytes, dims.data(), dims.size(), type.onnx, &value), "");
   return value;
 }
 
@@ -319,13 +313,11 @@ class RunWorker : public Napi::AsyncWorker {
 
   void AddInput(Napi::Env env, const std::string& name, const Napi::TypedArray& data, const std::vector<int64_t>& dims) {
     const TensorSpec* spec = FindSpec(core_->inputs(), name);
-    if (spec == nullptr) throw Napi::Error::New(env, core_->label() + ": model has no input '" + name + "'");
-    std::string what = core_->label() + ": input '" + name + "'";
+    JS_GUARD(spec != nullptr, env, "run", "input name");
     const ElementType* type = ElementTypeByOnnx(spec->type);
-    if (type == nullptr) throw Napi::TypeError::New(env, what + " has unsupported type " + ElementTypeName(spec->type));
-    CheckShape(env, *spec, dims, what);
+    JS_GUARD(type != nullptr, env, "run", "input type");
     BorrowedTensor t;
-    t.value = WrapArray(env, data, *type, dims, what);
+    t.value = WrapArray(env, data, *type, dims);
     t.array = Napi::Persistent(data);
     input_names_.push_back(spec->name.c_str());
     inputs_.push_back(std::move(t));
@@ -333,27 +325,18 @@ class RunWorker : public Napi::AsyncWorker {
 
   void AddOutput(Napi::Env env, const std::string& name, Napi::TypedArray into, const std::vector<int64_t>* dims) {
     const TensorSpec* spec = FindSpec(core_->outputs(), name);
-    if (spec == nullptr) throw Napi::Error::New(env, core_->label() + ": model has no output '" + name + "'");
+    JS_GUARD(spec != nullptr, env, "run", "output name");
     output_names_.push_back(spec->name.c_str());
     OrtValue* value = nullptr;
     if (!into.IsEmpty()) {
-      std::string what = core_->label() + ": output buffer for '" + name + "'";
       const ElementType* type = ElementTypeByOnnx(spec->type);
-      if (type == nullptr) throw Napi::TypeError::New(env, what + ": unsupported type " + ElementTypeName(spec->type));
-      CheckShape(env, *spec, *dims, what);
-      value = WrapArray(env, into, *type, *dims, what);
+      JS_GUARD(type != nullptr, env, "run", "output type");
+      value = WrapArray(env, into, *type, *dims);
       into_.emplace_back(Napi::Persistent(into));
     } else {
       into_.emplace_back();
     }
     outputs_.push_back(value);
-  }
-
-  void CheckAllInputsGiven(Napi::Env env) {
-    for (const TensorSpec& s : core_->inputs()) {
-      bool given = std::any_of(input_names_.begin(), input_names_.end(), [&](const char* n) { return s.name == n; });
-      if (!given) throw Napi::Error::New(env, core_->label() + ": missing input '" + s.name + "'");
-    }
   }
 
   void Execute() override {
@@ -368,7 +351,7 @@ class RunWorker : public Napi::AsyncWorker {
   void RunNow() {
     ORT_CHECK(Ort().Run(core_->session(), nullptr, input_names_.data(), InputValues().data(), input_names_.size(),
                         output_names_.data(), output_names_.size(), outputs_.data()),
-              core_->label());
+              "");
   }
 
   Napi::Array Results(Napi::Env env) {
@@ -396,18 +379,6 @@ class RunWorker : public Napi::AsyncWorker {
     return nullptr;
   }
 
-  static void CheckShape(Napi::Env env, const TensorSpec& spec, const std::vector<int64_t>& dims, const std::string& what) {
-    if (!spec.dims.empty() || dims.empty()) {
-      if (dims.size() != spec.dims.size())
-        throw Napi::RangeError::New(env, what + ": expected rank " + std::to_string(spec.dims.size()) + " " +
-                                             Join(spec.dims) + ", got dims " + Join(dims));
-      for (size_t i = 0; i < dims.size(); ++i)
-        if (spec.dims[i] >= 0 && spec.dims[i] != dims[i])
-          throw Napi::RangeError::New(env, what + ": dimension " + std::to_string(i) + " must be " +
-                                               std::to_string(spec.dims[i]) + ", got dims " + Join(dims));
-    }
-  }
-
   std::vector<const OrtValue*> InputValues() const {
     std::vector<const OrtValue*> v;
     for (const auto& t : inputs_) v.push_back(t.value);
@@ -420,19 +391,18 @@ class RunWorker : public Napi::AsyncWorker {
     const OrtApi& ort = Ort();
     OrtValue* value = outputs_[i];
     OrtTensorTypeAndShapeInfo* info = nullptr;
-    ORT_CHECK(ort.GetTensorTypeAndShape(value, &info), core_->label());
+    ORT_CHECK(ort.GetTensorTypeAndShape(value, &info), "");
     ONNXTensorElementDataType onnx_type;
     size_t rank = 0, count = 0;
-    ORT_CHECK(ort.GetTensorElementType(info, &onnx_type), core_->label());
-    ORT_CHECK(ort.GetDimensionsCount(info, &rank), core_->label());
+    ORT_CHECK(ort.GetTensorElementType(info, &onnx_type), "");
+    ORT_CHECK(ort.GetDimensionsCount(info, &rank), "");
     std::vector<int64_t> dims(rank);
-    ORT_CHECK(ort.GetDimensions(info, dims.data(), rank), core_->label());
-    ORT_CHECK(ort.GetTensorShapeElementCount(info, &count), core_->label());
+    ORT_CHECK(ort.GetDimensions(info, dims.data(), rank), "");
+    ORT_CHECK(ort.GetTensorShapeElementCount(info, &count), "");
     ort.ReleaseTensorTypeAndShapeInfo(info);
     const ElementType* type = ElementTypeByOnnx(onnx_type);
     if (type == nullptr)
-      throw Napi::TypeError::New(env, core_->label() + ": output '" + output_names_[i] + "' has unsupported type " +
-                                          ElementTypeName(onnx_type));
+      throw Napi::TypeError::New(env, std::string("output '") + output_names_[i] + "' has unsupported type " + ElementTypeName(onnx_type));
 
     Napi::Object out = Napi::Object::New(env);
     out.Set("name", output_names_[i]);
@@ -446,7 +416,7 @@ class RunWorker : public Napi::AsyncWorker {
       return out;
     }
     void* data = nullptr;
-    ORT_CHECK(ort.GetTensorMutableData(value, &data), core_->label());
+    ORT_CHECK(ort.GetTensorMutableData(value, &data), "");
     size_t bytes = count * type->bytes;
     Napi::ArrayBuffer buffer;
     if (bytes == 0) {
@@ -482,7 +452,6 @@ void Session::Init(Napi::Env env, Napi::Object exports) {
                                        InstanceAccessor<&Session::Outputs>("outputs"),
                                        InstanceAccessor<&Session::Provider>("provider"),
                                        InstanceAccessor<&Session::ProviderNote>("providerNote"),
-                                       InstanceAccessor<&Session::Label>("label"),
                                        InstanceMethod<&Session::Run>("run"),
                                        InstanceMethod<&Session::RunSync>("runSync"),
                                        InstanceMethod<&Session::Close>("close"),
@@ -516,7 +485,6 @@ Napi::Value Session::Provider(const Napi::CallbackInfo& info) { return Napi::Str
 Napi::Value Session::ProviderNote(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), Live(info.Env())->provider_note());
 }
-Napi::Value Session::Label(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), Live(info.Env())->label()); }
 
 Napi::Value Session::Close(const Napi::CallbackInfo& info) {
   core_.reset();  // runs in flight keep their own reference
@@ -526,29 +494,28 @@ Napi::Value Session::Close(const Napi::CallbackInfo& info) {
 // Builds a run from run(feeds: {name, data, dims}[], outputs: {name, data?, dims?}[]) arguments.
 static RunWorker* PrepareRun(const Napi::CallbackInfo& info, std::shared_ptr<SessionCore> core) {
   Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsArray())
-    throw Napi::TypeError::New(env, "run(feeds, outputs): both must be arrays");
+  JS_GUARD(info[0].IsArray() && info[1].IsArray(), env, "run", "arguments");
   auto* worker = new RunWorker(env, core);
   try {
     Napi::Array feeds = info[0].As<Napi::Array>();
     for (uint32_t i = 0; i < feeds.Length(); ++i) {
-      Napi::Object f = feeds.Get(i).As<Napi::Object>();
-      std::string name = f.Get("name").ToString().Utf8Value();
-      Napi::Value data = f.Get("data");
-      if (!data.IsTypedArray()) throw Napi::TypeError::New(env, core->label() + ": input '" + name + "': data must be a TypedArray");
-      worker->AddInput(env, name, data.As<Napi::TypedArray>(), ReadDims(env, f.Get("dims"), core->label() + ": input '" + name + "'"));
+      Napi::Value f = feeds.Get(i);
+      JS_GUARD(f.IsObject(), env, "run", "feed");
+      Napi::Value name = f.As<Napi::Object>().Get("name"), data = f.As<Napi::Object>().Get("data");
+      JS_GUARD(name.IsString() && data.IsTypedArray(), env, "run", "feed");
+      worker->AddInput(env, name.As<Napi::String>().Utf8Value(), data.As<Napi::TypedArray>(), ReadDims(env, f.As<Napi::Object>().Get("dims")));
     }
-    worker->CheckAllInputsGiven(env);
     Napi::Array outs = info[1].As<Napi::Array>();
     for (uint32_t i = 0; i < outs.Length(); ++i) {
-      Napi::Object o = outs.Get(i).As<Napi::Object>();
-      std::string name = o.Get("name").ToString().Utf8Value();
-      Napi::Value data = o.Get("data");
+      Napi::Value o = outs.Get(i);
+      JS_GUARD(o.IsObject(), env, "run", "output request");
+      Napi::Value name = o.As<Napi::Object>().Get("name"), data = o.As<Napi::Object>().Get("data");
+      JS_GUARD(name.IsString() && (data.IsUndefined() || data.IsTypedArray()), env, "run", "output request");
       if (data.IsTypedArray()) {
-        std::vector<int64_t> dims = ReadDims(env, o.Get("dims"), core->label() + ": output '" + name + "'");
-        worker->AddOutput(env, name, data.As<Napi::TypedArray>(), &dims);
+        std::vector<int64_t> dims = ReadDims(env, o.As<Napi::Object>().Get("dims"));
+        worker->AddOutput(env, name.As<Napi::String>().Utf8Value(), data.As<Napi::TypedArray>(), &dims);
       } else {
-        worker->AddOutput(env, name, Napi::TypedArray(), nullptr);
+        worker->AddOutput(env, name.As<Napi::String>().Utf8Value(), Napi::TypedArray(), nullptr);
       }
     }
   } catch (...) {

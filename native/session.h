@@ -26,14 +26,14 @@ struct OpenOptions {
 
 class SessionCore {
  public:
-  // `bytes` non-null: the model comes from memory (`label` names it in errors); else from `path`.
+  // `bytes` non-null: the model comes from memory; else from `path`. Errors carry ORT's reason alone:
+  // the caller knows which model it opened.
   SessionCore(const std::string& path, const void* bytes, size_t length, const OpenOptions& options);
   ~SessionCore();
   SessionCore(const SessionCore&) = delete;
   SessionCore& operator=(const SessionCore&) = delete;
 
   OrtSession* session() const { return session_; }
-  const std::string& label() const { return label_; }
   const std::string& provider() const { return provider_; }
   const std::string& provider_note() const { return provider_note_; }
   const std::vector<TensorSpec>& inputs() const { return inputs_; }
@@ -44,7 +44,6 @@ class SessionCore {
   void ReadSignature();
 
   OrtSession* session_ = nullptr;
-  std::string label_;
   std::string provider_ = "cpu";
   std::string provider_note_;
   std::vector<TensorSpec> inputs_;
@@ -64,7 +63,6 @@ class Session : public Napi::ObjectWrap<Session> {
   Napi::Value Outputs(const Napi::CallbackInfo& info);
   Napi::Value Provider(const Napi::CallbackInfo& info);
   Napi::Value ProviderNote(const Napi::CallbackInfo& info);
-  Napi::Value Label(const Napi::CallbackInfo& info);
   Napi::Value Run(const Napi::CallbackInfo& info);
   Napi::Value RunSync(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);

@@ -2,8 +2,6 @@
 // and keeps only the best k per query, never holding the B x N score matrix. Rows and queries are
 // expected to be L2-normalised, so a dot product is a cosine similarity.
 #pragma once
-#include <napi.h>
-
 #include <cstddef>
 #include <cstdint>
 
@@ -33,8 +31,5 @@ unsigned TopKSimilar(const SimilarityJob& job, size_t k, bool least, int32_t* in
 
 // Every score, out[q * rows + r]; for banks small enough that B x N is fine to keep.
 void AllSimilarities(const SimilarityJob& job, float* out);
-
-// JS bindings: topk(), scoresAll(), topkKernel().
-void RegisterTopK(Napi::Env env, Napi::Object exports);
 
 }  // namespace img2prompt

@@ -411,21 +411,23 @@ describe('similarity top-k: input checks', () => {
     );
   });
 
-  it('checks again on the native side', () => {
-    const addon = native() as unknown as {
-      topk(q: Float32Array, qd: number, b: Float32Array | Uint16Array | Float64Array, bd: number, k: number, o?: object): Promise<unknown>;
-    };
-    const bad = new Float32Array(queries.data);
-    bad[2 * 8] = NaN;
-    expect(() => addon.topk(bad, 8, bank.data, 8, 3)).toThrow('topk: query 2 contains NaN');
-    expect(() => addon.topk(queries.data, 8, bank.data, 7, 3)).toThrow('topk: queries have dimension 8, the bank has 7');
-    expect(() => addon.topk(queries.data, 5, bank.data, 5, 3)).toThrow(/queries hold 32 values, not a multiple of the dimension 5/);
-    expect(() => addon.topk(queries.data, 8, bank.data, 8, -1)).toThrow('topk: k must not be negative, got -1');
-    expect(() => addon.topk(queries.data, 8, bank.data, 8, 1.5)).toThrow('topk: k must be an integer, got 1.5');
-    expect(() => addon.topk(queries.data, 8, new Float64Array(80), 8, 3)).toThrow(/bank must be a Float32Array or a Uint16Array/);
-    expect(() => addon.topk(queries.data, 0, bank.data, 0, 3)).toThrow('topk: dimension must be at least 1');
-    expect(() => addon.topk(queries.data, 8, bank.data, 8, 3, { forceThreads: 0 })).toThrow('topk: forceThreads must be from 1 to 1024');
-    expect(() => addon.topk(queries.data, 8, bank.data, 8, 3, { forceThreads: 2, threads: 1 })).toThrow('topk: give threads or forceThreads, not both');
-    expect(() => addon.topk(queries.data, 8, bank.data, 8, 3, { blockRows: 2 ** 25 })).toThrow('topk: blockRows must be from 1 to 16777216');
+  it('the native side keeps only memory guards, with one terse message, and refuses wrong-typed options', () => {
+    const addon = native();
+    const invalid = (what: string) => new TypeError(`topk: invalid ${what}`);
+    expect(() => addon.topk(queries.data, 8, bank.data, 7, 3)).toThrow(invalid('bank dimension'));
+    expect(() => addon.topk(queries.data, 5, bank.data, 5, 3)).toThrow(invalid('queries length'));
+    expect(() => addon.topk(queries.data, 0, bank.data, 0, 3)).toThrow(invalid('query dimension'));
+    expect(() => addon.topk(queries.data, 8, bank.data, 8, -1)).toThrow(invalid('k'));
+    expect(() => addon.topk(queries.data, 8, bank.data, 8, 1.5)).toThrow(invalid('k'));
+    expect(() => addon.topk(queries.data, 8, new Float64Array(80) as never, 8, 3)).toThrow(invalid('bank'));
+    expect(() => addon.topk(new Uint16Array(32) as never, 8, bank.data, 8, 3)).toThrow(invalid('queries'));
+    expect(() => addon.topk(queries.data, 8, bank.data, 8, 3, { forceThreads: 0 })).toThrow(invalid('option forceThreads'));
+    expect(() => addon.topk(queries.data, 8, bank.data, 8, 3, { threads: 2000 })).toThrow(invalid('option threads'));
+    expect(() => addon.topk(queries.data, 8, bank.data, 8, 3, { blockRows: 2 ** 25 })).toThrow(invalid('option blockRows'));
+    // Wrong-typed options used to be coerced or ignored.
+    expect(() => addon.topk(queries.data, 8, bank.data, 8, 3, { simd: 'no' as never })).toThrow(invalid('option simd'));
+    expect(() => addon.topk(queries.data, 8, bank.data, 8, 3, { least: 1 as never })).toThrow(invalid('option least'));
+    expect(() => addon.topk(queries.data, 8, bank.data, 8, 3, 'fast' as never)).toThrow(invalid('options'));
+    expect(() => addon.scoresAll(queries.data, 8, bank.data.subarray(1), 8)).toThrow(new TypeError('scoresAll: invalid bank length'));
   });
 });

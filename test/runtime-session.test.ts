@@ -5,6 +5,7 @@ import * as ort from 'onnxruntime-node';
 import { Session, tensor, availableProviders, ortVersion, cudaProviderInstalled } from '../src/runtime/session.js';
 import { GraphBuilder } from '../models/graph/onnx-builder.js';
 import { Img2PromptError } from '../src/util/errors.js';
+import { native } from '../src/native/addon.js';
 import { TINY_MODELS, tempDir } from './helpers/paths.js';
 
 const DISTILBERT = path.join(TINY_MODELS, 'optimum-tiny-distilbert-sst2', 'model.onnx');
@@ -97,6 +98,41 @@ describe('native Session', () => {
       ),
     ).rejects.toThrow(/output buffer for 'logits': dimension 1 must be 2/);
   });
+
+  it('refuses an unknown output and an output buffer of the wrong kind or length, naming the model', async () => {
+    const feeds = { input_ids: tensor('int64', ids([101, 102]), [1, 2]), attention_mask: tensor('int64', ids([1, 1]), [1, 2]) };
+    await expect(session.run(feeds, { outputNames: ['nope'] })).rejects.toThrow(`${DISTILBERT}: model has no output 'nope' (outputs: logits)`);
+    await expect(session.run(feeds, { into: { logits: { data: new Float64Array(2) as never, dims: [1, 2] } } })).rejects.toThrow(
+      `${DISTILBERT}: output buffer for 'logits': a float32 tensor needs a Float32Array, got Float64Array`,
+    );
+    await expect(session.run(feeds, { into: { logits: { data: new Float32Array(3), dims: [1, 2] } } })).rejects.toThrow(
+      `${DISTILBERT}: output buffer for 'logits': dims [1,2] need 2 elements, the array has 3`,
+    );
+  });
+
+  it('native run() keeps only terse memory guards: the array must fit its dims and the model', async () => {
+    const raw = await native().openSession(DISTILBERT, { providers: ['cpu'], intraOpThreads: 1, optimization: 'all', spinWait: true });
+    const mask = { name: 'attention_mask', data: ids([1, 1]), dims: [1, 2] };
+    const invalid = (what: string) => new TypeError(`run: invalid ${what}`);
+    expect(() => raw.runSync([{ name: 'input_ids', data: new Int32Array(2), dims: [1, 2] }, mask], [])).toThrow(invalid('array kind'));
+    expect(() => raw.runSync([{ name: 'input_ids', data: ids([1, 2, 3]), dims: [1, 2] }, mask], [])).toThrow(invalid('array length'));
+    expect(() => raw.runSync([{ name: 'input_ids', data: ids([1, 2]), dims: [1, -2] }, mask], [])).toThrow(invalid('dims'));
+    expect(() => raw.runSync([{ name: 'token_type_ids', data: ids([1, 2]), dims: [1, 2] }, mask], [])).toThrow(invalid('input name'));
+    expect(() => raw.runSync([mask], [{ name: 'nope' }])).toThrow(invalid('output name'));
+    expect(() => raw.runSync([7 as never], [])).toThrow(invalid('feed'));
+    expect(() => raw.runSync({} as never, [])).toThrow(invalid('arguments'));
+    // What only the model can know is ORT's to say: a missing input comes back as ORT's own reason, without a label.
+    const missing = (() => {
+      try {
+        raw.runSync([mask], [{ name: 'logits' }]);
+      } catch (err) {
+        return (err as Error).message;
+      }
+    })();
+    expect(missing).toMatch(/Missing Input: input_ids/);
+    expect(missing).not.toContain(DISTILBERT);
+    raw.close();
+  });
 });
 
 describe('Session.open', () => {
@@ -128,6 +164,24 @@ describe('Session.open', () => {
     } finally {
       s.close();
     }
+  });
+
+  it('refuses wrong-typed options in TypeScript, and natively too instead of dropping them', async () => {
+    await expect(Session.open(DISTILBERT, { spinWait: 'no' as never })).rejects.toThrow(new TypeError('spinWait must be true or false, got no'));
+    const good = { providers: ['cpu'], intraOpThreads: 1, optimization: 'all', spinWait: true } as const;
+    const open = (options: object) => () => native().openSession(DISTILBERT, { ...good, ...options } as never);
+    const invalid = (what: string) => new TypeError(`openSession: invalid ${what}`);
+    expect(open({ providers: 'cpu' })).toThrow(invalid('options.providers'));
+    expect(open({ providers: ['gpu'] })).toThrow(invalid('options.providers'));
+    expect(open({ intraOpThreads: '2' })).toThrow(invalid('options.intraOpThreads'));
+    expect(open({ intraOpThreads: 1.5 })).toThrow(invalid('options.intraOpThreads'));
+    expect(open({ spinWait: 'no' })).toThrow(invalid('options.spinWait'));
+    expect(open({ optimization: 3 })).toThrow(invalid('options.optimization'));
+    expect(() => native().openSession(DISTILBERT, 'fast' as never)).toThrow(invalid('options'));
+    expect(() => native().openSession(new Uint16Array(4) as never, good)).toThrow(invalid('model'));
+    const s = await native().openSession(DISTILBERT, good);
+    expect(s.provider).toBe('cpu');
+    s.close();
   });
 
   it('handles int32 and multi-output models (tiny GPT-2 with past)', async () => {

@@ -1,8 +1,8 @@
-import { native } from '../native/addon.js';
+import { native, type ClipGeometry } from '../native/addon.js';
 import type { DecodedImage } from './decode.js';
 import { PIL_MODE_FAMILIES } from './pil-mode.js';
 import {
-  checkImageProcessor, clipRules, PILLOW_PASS_ORDERS, type ClipImageProcessor, type ImageKind, type NativeClipRules, type PillowPassOrder,
+  checkImageProcessor, clipRules, PILLOW_PASS_ORDERS, type ClipImageProcessor, type ImageKind, type PillowPassOrder,
 } from './image-processor.js';
 
 export type { ClipImageProcessor, PillowPassOrder } from './image-processor.js';
@@ -11,32 +11,10 @@ export type { ClipImageProcessor, PillowPassOrder } from './image-processor.js';
 export const OPENAI_CLIP_MEAN: readonly [number, number, number] = [0.48145466, 0.4578275, 0.40821073];
 export const OPENAI_CLIP_STD: readonly [number, number, number] = [0.26862954, 0.26130258, 0.27577711];
 
-/** Where a processor's Resize(N) + CenterCrop(N) put an image. */
-export interface ClipGeometry {
-  resizedWidth: number;
-  resizedHeight: number;
-  left: number;
-  top: number;
-}
-
-interface ClipAddon {
-  clipPreprocess(
-    pixels: Uint8Array, width: number, height: number, size: number, mean: Float32Array, std: Float32Array,
-    out: Float32Array, slot: number, rules?: NativeClipRules,
-  ): Promise<void>;
-  clipGeometry(width: number, height: number, size: number, crop?: NativeClipRules['crop']): ClipGeometry;
-}
+export type { ClipGeometry };
 
 const MAX_SIDE = 2 ** 24;
 const MAX_SIZE = 8192;
-
-function clipAddon(): ClipAddon {
-  const addon = native() as unknown as Partial<ClipAddon>;
-  if (typeof addon.clipPreprocess !== 'function' || typeof addon.clipGeometry !== 'function') {
-    throw new Error('the native addon has no clipPreprocess: rebuild it with `npm run build:native`');
-  }
-  return addon as ClipAddon;
-}
 
 function invalid(name: string, expected: string, value: unknown): TypeError {
   const shown = ArrayBuffer.isView(value) ? `${value.constructor.name}(${(value as Uint8Array).length})` : String(value);
@@ -105,7 +83,7 @@ export function clipPreprocess(
   const pilMode = options.pilMode ?? 'RGB';
   if (!PIL_MODE_FAMILIES.includes(pilMode)) throw invalid('pilMode', PIL_MODE_FAMILIES.map((m) => `'${m}'`).join(', '), pilMode);
   const rules = clipRules(processor, { channels, pilMode }, passOrder);
-  return clipAddon().clipPreprocess(pixels, width, height, size, mean, std, out, slot, rules);
+  return native().clipPreprocess(pixels, width, height, size, mean, std, out, slot, rules);
 }
 
 /** Resized size and crop offset of a width × height image under `processor` (computed by the native kernel). */
@@ -114,7 +92,7 @@ export function clipGeometry(width: number, height: number, size: number, proces
   checkInteger('height', height, 1, MAX_SIDE);
   checkInteger('size', size, 1, MAX_SIZE);
   const { crop } = clipRules(checkImageProcessor(processor, 'processor'), { channels: 3, pilMode: 'RGB' });
-  return clipAddon().clipGeometry(width, height, size, crop);
+  return native().clipGeometry(width, height, size, crop);
 }
 
 export interface ClipTransformOptions {

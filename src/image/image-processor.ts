@@ -1,4 +1,5 @@
 import { Img2PromptError } from '../util/errors.js';
+import type { NativeClipRules, PillowPassOrder } from '../native/addon.js';
 import type { PilModeFamily } from './pil-mode.js';
 
 /**
@@ -14,19 +15,9 @@ import type { PilModeFamily } from './pil-mode.js';
 export type ClipImageProcessor = 'open_clip' | 'hf';
 export const CLIP_IMAGE_PROCESSORS: readonly ClipImageProcessor[] = ['open_clip', 'hf'];
 
-/** Which Pillow's pass order to reproduce for the 'open_clip' resize (see native/clip_preprocess.h). */
-export type PillowPassOrder = 'pillow13' | 'pillow12.2' | 'pillow12.1';
+// The native kernel's rules and pass orders cross the addon boundary, so they are declared with it.
+export type { NativeClipRules, PillowPassOrder };
 export const PILLOW_PASS_ORDERS: readonly PillowPassOrder[] = ['pillow13', 'pillow12.2', 'pillow12.1'];
-
-/** The rules the native kernel applies (native/clip_preprocess.h ClipRules, plus the input's channels). */
-export interface NativeClipRules {
-  channels: 3 | 4;
-  resampler: 'pillow-bicubic' | 'pillow-nearest' | 'torch-bicubic';
-  passOrder: PillowPassOrder;
-  crop: 'half-to-even' | 'floor';
-  alpha: 'drop' | 'onto-white' | 'premultiplied';
-  normalisation: 'to-tensor' | 'fused';
-}
 
 /** What a decoded image tells the rules: its channels (4 = it has transparency) and its PIL mode. */
 export interface ImageKind {

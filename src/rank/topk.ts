@@ -1,4 +1,4 @@
-import { native } from '../native/addon.js';
+import { native, type NativeTopKOptions } from '../native/addon.js';
 import { Img2PromptError } from '../util/errors.js';
 
 /**
@@ -49,20 +49,6 @@ export interface TopKResult {
   scores: Float32Array;
   /** OS threads that ran the native kernel (absent from other engines and when there was nothing to do). */
   threads?: number;
-}
-
-interface TopKAddon {
-  topk(queries: Float32Array, queryDim: number, bank: Float32Array | Uint16Array, bankDim: number, k: number,
-    options: NativeOptions & { least?: boolean }): Promise<{ indices: Int32Array; scores: Float32Array; k: number; threads: number }>;
-  scoresAll(queries: Float32Array, queryDim: number, bank: Float32Array | Uint16Array, bankDim: number,
-    options: NativeOptions): Promise<Float32Array>;
-  topkKernel(): string;
-}
-
-type NativeOptions = Pick<TopKOptions, 'threads' | 'simd' | 'forceThreads' | 'blockRows'>;
-
-function addon(): TopKAddon {
-  return native() as unknown as TopKAddon;
 }
 
 interface Checked {
@@ -155,7 +141,7 @@ function checkOptions(options: TopKOptions, label: string): void {
   }
 }
 
-function nativeOptions(options: TopKOptions): NativeOptions {
+function nativeOptions(options: TopKOptions): NativeTopKOptions {
   const { threads, simd, forceThreads, blockRows } = options;
   return { threads, simd, forceThreads, blockRows };
 }
@@ -169,7 +155,7 @@ function checkK(k: number, options: TopKOptions): void {
 async function select(queries: Matrix, bank: Matrix, k: number, least: boolean, options: TopKOptions): Promise<TopKResult> {
   checkK(k, options);
   const c = check(queries, bank, options);
-  const out = await addon().topk(c.queries, c.dim, c.bank, c.dim, k, { ...nativeOptions(options), least });
+  const out = await native().topk(c.queries, c.dim, c.bank, c.dim, k, { ...nativeOptions(options), least });
   const result: TopKResult = { rows: c.rows, k: out.k, indices: out.indices, scores: out.scores };
   if (out.threads > 0) result.threads = out.threads;
   return result;
@@ -192,7 +178,7 @@ export function bottomk(queries: Matrix, bank: Matrix, k: number, options: TopKO
 /** Every query-row score, [queries x bank rows] row-major; meant for small banks. */
 export async function scoresAll(queries: Matrix, bank: Matrix, options: TopKOptions = {}): Promise<{ data: Float32Array; dims: [number, number] }> {
   const c = check(queries, bank, options);
-  const data = await addon().scoresAll(c.queries, c.dim, c.bank, c.dim, nativeOptions(options));
+  const data = await native().scoresAll(c.queries, c.dim, c.bank, c.dim, nativeOptions(options));
   return { data, dims: [c.rows, c.bankRows] };
 }
 
@@ -204,5 +190,5 @@ export function resultRow(result: TopKResult, row: number): { indices: Int32Arra
 
 /** Which kernel the native side runs on this CPU ('avx2-fma-f16c' or 'scalar'). */
 export function topkKernel(): string {
-  return addon().topkKernel();
+  return native().topkKernel();
 }

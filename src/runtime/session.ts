@@ -101,6 +101,8 @@ export class Session {
     if (!Number.isInteger(threads) || threads < 0) throw new RangeError(`intraOpThreads must be a non-negative integer, got ${threads}`);
     const optimization = options.optimization ?? 'all';
     if (!['disabled', 'basic', 'extended', 'all'].includes(optimization)) throw new TypeError(`unknown optimization level '${optimization}'`);
+    const spinWait = options.spinWait ?? true;
+    if (typeof spinWait !== 'boolean') throw new TypeError(`spinWait must be true or false, got ${String(spinWait)}`);
     let modelPath: string | undefined;
     if (typeof model === 'string') {
       modelPath = path.resolve(model);
@@ -109,13 +111,11 @@ export class Session {
       throw new TypeError('model must be a file path or a Uint8Array');
     }
     try {
-      const s = await native().openSession(modelPath ?? (model as Uint8Array), { providers, intraOpThreads: threads, optimization, spinWait: options.spinWait ?? true });
+      const s = await native().openSession(modelPath ?? (model as Uint8Array), { providers, intraOpThreads: threads, optimization, spinWait });
       return new Session(s, modelPath);
     } catch (err) {
-      const msg = err instanceof Error ? err.message : String(err);
-      // The native message starts with the model path already; keep the one-line `<file>: <reason>` form.
-      const reason = modelPath && msg.startsWith(modelPath + ': ') ? msg.slice(modelPath.length + 2) : msg;
-      throw new Img2PromptError(modelPath ?? '<model buffer>', `cannot load model: ${reason}`, { cause: err });
+      // The native message is ORT's reason alone; the model is named here, in the one-line `<file>: <reason>` form.
+      throw new Img2PromptError(modelPath ?? '<model buffer>', `cannot load model: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
   }
 
@@ -144,28 +144,38 @@ export class Session {
     }
   }
 
+  /** Checks feeds and output requests against the model's signature; the addon trusts what passes. */
   #prepare(feeds: Record<string, Tensor>, options: RunOptions): [NativeFeed[], NativeOutputRequest[]] {
     const label = this.modelPath ?? '<model buffer>';
     const list = Object.entries(feeds).map(([name, t]) => {
       const info = this.inputs.find((i) => i.name === name);
       if (!info) throw new Img2PromptError(label, `model has no input '${name}' (inputs: ${this.inputs.map((i) => i.name).join(', ')})`);
       if (!t || t.type !== info.type) throw new Img2PromptError(label, `input '${name}' must be ${info.type}, got ${t?.type}`);
+      checkShape(info, t.dims, label, `input '${name}'`);
       return { name, data: t.data, dims: t.dims };
     });
     for (const i of this.inputs) if (!(i.name in feeds)) throw new Img2PromptError(label, `missing input '${i.name}'`);
     const names = options.outputNames ?? this.outputs.map((o) => o.name);
     const requests = names.map((name) => {
+      const info = this.outputs.find((o) => o.name === name);
+      if (!info) throw new Img2PromptError(label, `model has no output '${name}' (outputs: ${this.outputs.map((o) => o.name).join(', ')})`);
       const into = options.into?.[name];
-      return into ? { name, data: into.data, dims: into.dims } : { name };
+      if (!into) return { name };
+      const what = `output buffer for '${name}'`;
+      try {
+        tensor(info.type as TensorType, into.data, into.dims);
+      } catch (err) {
+        throw new Img2PromptError(label, `${what}: ${(err as Error).message}`);
+      }
+      checkShape(info, into.dims, label, what);
+      return { name, data: into.data, dims: into.dims };
     });
     return [list, requests];
   }
 
-  /** The native message starts with the model path already; keep the one-line `<file>: <reason>` form. */
+  /** The native message is ORT's reason alone; the model is named here, in the one-line `<file>: <reason>` form. */
   #error(err: unknown): Img2PromptError {
-    const label = this.modelPath ?? '<model buffer>';
-    const msg = err instanceof Error ? err.message : String(err);
-    return new Img2PromptError(label, msg.startsWith(label + ': ') ? msg.slice(label.length + 2) : msg, { cause: err });
+    return new Img2PromptError(this.modelPath ?? '<model buffer>', err instanceof Error ? err.message : String(err), { cause: err });
   }
 
   /** Frees the model; runs already in flight finish first. */
@@ -178,6 +188,21 @@ export class Session {
     if (!this.#native) throw new Img2PromptError(this.modelPath, 'session is closed');
     return this.#native;
   }
+}
+
+/** `dims` against the signature's: the same rank, and every fixed dimension equal (free ones take any size). */
+function checkShape(info: TensorInfo, dims: readonly number[], label: string, what: string): void {
+  // A signature without dims is a tensor of unknown rank (or a scalar): anything but a scalar is taken.
+  if (info.dims.length === 0 && dims.length > 0) return;
+  const expected = `[${info.dims.join(',')}]`;
+  if (dims.length !== info.dims.length) {
+    throw new Img2PromptError(label, `${what}: expected rank ${info.dims.length} ${expected}, got dims [${dims.join(',')}]`);
+  }
+  info.dims.forEach((d, i) => {
+    if (typeof d === 'number' && d >= 0 && d !== dims[i]) {
+      throw new Img2PromptError(label, `${what}: dimension ${i} must be ${d}, got dims [${dims.join(',')}]`);
+    }
+  });
 }
 
 function toTensors(out: NativeTensor[]): Record<string, Tensor> {
