@@ -1,12 +1,13 @@
 #include "session.h"
 
 #include <algorithm>
-#include <cstring>
-#include <sstream>
+#include <cstdint>
+#include <string>
+#include <utility>
 
 #include "js_guard.h"
 #include "ort_env.h"
-#include "tensor_types.h"
+#include "tensor_io.h"
 
 namespace img2prompt {
 namespace {
@@ -15,57 +16,6 @@ namespace {
 struct SessionClass {
   Napi::FunctionReference constructor;
 };
-
-// Reads name, element type and shape of input/output `index`.
-TensorSpec ReadSpec(OrtSession* session, size_t index, bool input, OrtAllocator* allocator) {
-  const OrtApi& ort = Ort();
-  TensorSpec spec;
-  char* name = nullptr;
-  ORT_CHECK(input ? ort.SessionGetInputName(session, index, allocator, &name)
-                  : ort.SessionGetOutputName(session, index, allocator, &name), "");
-  spec.name = name;
-  ORT_CHECK(ort.AllocatorFree(allocator, name), "");
-
-  OrtTypeInfo* type_info = nullptr;
-  ORT_CHECK(input ? ort.SessionGetInputTypeInfo(session, index, &type_info)
-                  : ort.SessionGetOutputTypeInfo(session, index, &type_info), "");
-  const OrtTensorTypeAndShapeInfo* tensor_info = nullptr;
-  OrtStatus* status = ort.CastTypeInfoToTensorInfo(type_info, &tensor_info);
-  if (status == nullptr && tensor_info != nullptr) {
-    size_t rank = 0;
-    ORT_CHECK(ort.GetTensorElementType(tensor_info, &spec.type), "");
-    ORT_CHECK(ort.GetDimensionsCount(tensor_info, &rank), "");
-    spec.dims.resize(rank);
-    std::vector<const char*> symbols(rank, nullptr);
-    ORT_CHECK(ort.GetDimensions(tensor_info, spec.dims.data(), rank), "");
-    ORT_CHECK(ort.GetSymbolicDimensions(tensor_info, symbols.data(), rank), "");
-    for (const char* s : symbols) spec.symbols.emplace_back(s ? s : "");
-  } else if (status != nullptr) {
-    ort.ReleaseStatus(status);
-  }
-  ort.ReleaseTypeInfo(type_info);
-  return spec;
-}
-
-Napi::Array SpecsToJs(Napi::Env env, const std::vector<TensorSpec>& specs) {
-  Napi::Array out = Napi::Array::New(env, specs.size());
-  for (size_t i = 0; i < specs.size(); ++i) {
-    const TensorSpec& s = specs[i];
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("name", s.name);
-    o.Set("type", ElementTypeName(s.type));
-    Napi::Array dims = Napi::Array::New(env, s.dims.size());
-    for (size_t d = 0; d < s.dims.size(); ++d) {
-      if (s.dims[d] >= 0)
-        dims.Set(d, Napi::Number::New(env, static_cast<double>(s.dims[d])));
-      else
-        dims.Set(d, Napi::String::New(env, s.symbols[d].empty() ? "?" : s.symbols[d]));
-    }
-    o.Set("dims", dims);
-    out.Set(i, o);
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -98,31 +48,12 @@ OrtSession* SessionCore::Create(const std::string& path, const void* bytes, size
                                 bool with_cuda) {
   const OrtApi& ort = Ort();
   OrtEnv* env = OrtEnvironment();  // before any provider set-up: providers log through the env's logger
-  OrtSessionOptions* so = nullptr;
-  ORT_CHECK(ort.CreateSessionOptions(&so), "");
+  OrtSessionOptions* so = NewSessionOptions(options, with_cuda);
   OrtSession* session = nullptr;
-  try {
-    ORT_CHECK(ort.SetIntraOpNumThreads(so, options.intra_op_threads), "");
-    ORT_CHECK(ort.SetInterOpNumThreads(so, 1), "");
-    ORT_CHECK(ort.SetSessionExecutionMode(so, ORT_SEQUENTIAL), "");
-    ORT_CHECK(ort.SetSessionGraphOptimizationLevel(so, options.optimization), "");
-    if (!options.spin_wait) ORT_CHECK(ort.AddSessionConfigEntry(so, "session.intra_op.allow_spinning", "0"), "");
-    if (with_cuda) {
-      OrtCUDAProviderOptionsV2* cuda = nullptr;
-      ORT_CHECK(ort.CreateCUDAProviderOptions(&cuda), "CUDA provider options");
-      OrtStatus* st = ort.SessionOptionsAppendExecutionProvider_CUDA_V2(so, cuda);
-      ort.ReleaseCUDAProviderOptions(cuda);
-      ORT_CHECK(st, "CUDA provider");
-    }
-    if (bytes)
-      ORT_CHECK(ort.CreateSessionFromArray(env, bytes, length, so, &session), "");
-    else
-      ORT_CHECK(ort.CreateSession(env, path.c_str(), so, &session), "");
-  } catch (...) {
-    ort.ReleaseSessionOptions(so);
-    throw;
-  }
+  OrtStatus* status = bytes ? ort.CreateSessionFromArray(env, bytes, length, so, &session)
+                            : ort.CreateSession(env, path.c_str(), so, &session);
   ort.ReleaseSessionOptions(so);
+  ORT_CHECK(status, "");
   return session;
 }
 
@@ -177,44 +108,6 @@ class OpenWorker : public Napi::AsyncWorker {
   std::shared_ptr<SessionCore> core_;
 };
 
-// Like onnxruntime-node's session options parser, a wrong-typed option throws instead of being
-// dropped; the messages are terse because Session.open (src/runtime/session.ts) checks first.
-OpenOptions ParseOpenOptions(Napi::Env env, const Napi::Value& value) {
-  OpenOptions o;
-  if (value.IsUndefined()) return o;
-  JS_GUARD(value.IsObject(), env, "openSession", "options");
-  Napi::Object obj = value.As<Napi::Object>();
-  Napi::Value providers = obj.Get("providers");
-  if (!providers.IsUndefined()) {
-    JS_GUARD(providers.IsArray(), env, "openSession", "options.providers");
-    Napi::Array arr = providers.As<Napi::Array>();
-    o.providers.clear();
-    for (uint32_t i = 0; i < arr.Length(); ++i) {
-      Napi::Value p = arr.Get(i);
-      const std::string name = p.IsString() ? p.As<Napi::String>().Utf8Value() : "";
-      JS_GUARD(name == "cuda" || name == "cpu", env, "openSession", "options.providers");
-      o.providers.push_back(name);
-    }
-  }
-  Napi::Value threads = obj.Get("intraOpThreads");
-  if (!threads.IsUndefined()) o.intra_op_threads = static_cast<int>(GuardedInteger(env, threads, "openSession", "options.intraOpThreads", 0, 1 << 16));
-  Napi::Value spin = obj.Get("spinWait");
-  if (!spin.IsUndefined()) {
-    JS_GUARD(spin.IsBoolean(), env, "openSession", "options.spinWait");
-    o.spin_wait = spin.As<Napi::Boolean>().Value();
-  }
-  Napi::Value level = obj.Get("optimization");
-  if (!level.IsUndefined()) {
-    const std::string name = level.IsString() ? level.As<Napi::String>().Utf8Value() : "";
-    if (name == "disabled") o.optimization = ORT_DISABLE_ALL;
-    else if (name == "basic") o.optimization = ORT_ENABLE_BASIC;
-    else if (name == "extended") o.optimization = ORT_ENABLE_EXTENDED;
-    else if (name == "all") o.optimization = ORT_ENABLE_ALL;
-    else ThrowInvalid(env, "openSession", "options.optimization");
-  }
-  return o;
-}
-
 }  // namespace
 
 Napi::Value OpenSession(const Napi::CallbackInfo& info) {
@@ -255,49 +148,6 @@ struct BorrowedTensor {
   Napi::Reference<Napi::TypedArray> array;
   OrtValue* value = nullptr;
 };
-
-struct ViewOfArray {
-  void* data;
-  size_t bytes;
-  napi_typedarray_type type;
-};
-
-ViewOfArray View(const Napi::TypedArray& ta) {
-  Napi::ArrayBuffer buffer = ta.ArrayBuffer();
-  return {static_cast<uint8_t*>(buffer.Data()) + ta.ByteOffset(), ta.ByteLength(), ta.TypedArrayType()};
-}
-
-std::vector<int64_t> ReadDims(Napi::Env env, const Napi::Value& v) {
-  JS_GUARD(v.IsArray(), env, "run", "dims");
-  Napi::Array arr = v.As<Napi::Array>();
-  std::vector<int64_t> dims(arr.Length());
-  for (uint32_t i = 0; i < arr.Length(); ++i) dims[i] = GuardedInteger(env, arr.Get(i), "run", "dims", 0, INT64_C(9007199254740991));
-  return dims;
-}
-
-// Wraps `ta` as an ORT tensor of `type` and `dims`, after checking it fits them exactly: ORT reads
-// (or, for an output, writes) exactly that many bytes of it.
-OrtValue* WrapArray(Napi::Env env, const Napi::TypedArray& ta, const ElementType& type, const std::vector<int64_t>& dims) {
-  ViewOfArray view = View(ta);
-  JS_GUARD(view.type == type.js, env, "run", "array kind");
-  size_t count = 1;
-  for (int64_t d : dims) {
-    JS_GUARD(d == 0 || count <= SIZE_MAX / type.bytes / static_cast<size_t>(d), env, "run", "dims");
-    count *= static_cast<size_t>(d);
-  }
-  JS_GUARD(count * type.bytes == view.bytes, env, "run", "array length");
-  static OrtMemoryInfo* cpu = [] {
-    OrtMemoryInfo* m = nullptr;
-    ORT_CHECK(Ort().CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &m), "CPU memory info");
-    return m;
-  }();
-  OrtValue* value = nullptr;
-  // A zero-element tensor still needs a non-null pointer.
-  static uint8_t empty[8];
-  void* data = view.bytes ? view.data : empty;
-  ORT_CHECK(Ort().CreateTensorWithDataAsOrtValue(cpu, data, view.bytes, dims.data(), dims.size(), type.onnx, &value), "");
-  return value;
-}
 
 class RunWorker : public Napi::AsyncWorker {
  public:
@@ -356,7 +206,7 @@ class RunWorker : public Napi::AsyncWorker {
 
   Napi::Array Results(Napi::Env env) {
     Napi::Array result = Napi::Array::New(env, outputs_.size());
-    for (size_t i = 0; i < outputs_.size(); ++i) result.Set(i, OutputToJs(env, i));
+    for (size_t i = 0; i < outputs_.size(); ++i) result.Set(i, OutputToJs(env, output_names_[i], outputs_[i], into_[i]));
     return result;
   }
 
@@ -383,52 +233,6 @@ class RunWorker : public Napi::AsyncWorker {
     std::vector<const OrtValue*> v;
     for (const auto& t : inputs_) v.push_back(t.value);
     return v;
-  }
-
-  // The caller's own array when it gave one; else a TypedArray over ORT's output memory, which
-  // is released when JS collects the array (no copy).
-  Napi::Object OutputToJs(Napi::Env env, size_t i) {
-    const OrtApi& ort = Ort();
-    OrtValue* value = outputs_[i];
-    OrtTensorTypeAndShapeInfo* info = nullptr;
-    ORT_CHECK(ort.GetTensorTypeAndShape(value, &info), "");
-    ONNXTensorElementDataType onnx_type;
-    size_t rank = 0, count = 0;
-    ORT_CHECK(ort.GetTensorElementType(info, &onnx_type), "");
-    ORT_CHECK(ort.GetDimensionsCount(info, &rank), "");
-    std::vector<int64_t> dims(rank);
-    ORT_CHECK(ort.GetDimensions(info, dims.data(), rank), "");
-    ORT_CHECK(ort.GetTensorShapeElementCount(info, &count), "");
-    ort.ReleaseTensorTypeAndShapeInfo(info);
-    const ElementType* type = ElementTypeByOnnx(onnx_type);
-    if (type == nullptr)
-      throw Napi::TypeError::New(env, std::string("output '") + output_names_[i] + "' has unsupported type " + ElementTypeName(onnx_type));
-
-    Napi::Object out = Napi::Object::New(env);
-    out.Set("name", output_names_[i]);
-    out.Set("type", type->name);
-    Napi::Array js_dims = Napi::Array::New(env, rank);
-    for (size_t d = 0; d < rank; ++d) js_dims.Set(d, Napi::Number::New(env, static_cast<double>(dims[d])));
-    out.Set("dims", js_dims);
-
-    if (!into_[i].IsEmpty()) {
-      out.Set("data", into_[i].Value());
-      return out;
-    }
-    void* data = nullptr;
-    ORT_CHECK(ort.GetTensorMutableData(value, &data), "");
-    size_t bytes = count * type->bytes;
-    Napi::ArrayBuffer buffer;
-    if (bytes == 0) {
-      buffer = Napi::ArrayBuffer::New(env, 0);
-    } else {
-      buffer = Napi::ArrayBuffer::New(env, data, bytes, [](Napi::Env, void*, OrtValue* v) { Ort().ReleaseValue(v); }, value);
-      outputs_[i] = nullptr;  // now owned by the ArrayBuffer
-    }
-    napi_value typed = nullptr;
-    NAPI_THROW_IF_FAILED(env, napi_create_typedarray(env, type->js, count, buffer, 0, &typed), out);
-    out.Set("data", Napi::Value(env, typed));
-    return out;
   }
 
   Napi::Promise::Deferred deferred_;

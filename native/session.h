@@ -8,21 +8,10 @@
 #include <string>
 #include <vector>
 
+#include "session_options.h"
+#include "tensor_io.h"
+
 namespace img2prompt {
-
-struct TensorSpec {
-  std::string name;
-  ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
-  std::vector<int64_t> dims;         // -1 where the dimension is not fixed
-  std::vector<std::string> symbols;  // symbolic name per dimension, "" when none
-};
-
-struct OpenOptions {
-  std::vector<std::string> providers{"cpu"};
-  int intra_op_threads = 0;  // 0: ORT's default (one per physical core)
-  GraphOptimizationLevel optimization = ORT_ENABLE_ALL;
-  bool spin_wait = true;  // intra-op workers busy-wait between ops (lower latency, burns CPU)
-};
 
 class SessionCore {
  public:
