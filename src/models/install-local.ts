@@ -2,7 +2,9 @@ import { promises as fs, existsSync } from 'node:fs';
 import path from 'node:path';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
 import { hashFile } from './sha256.js';
-import { createStagingDir, installStagingDir, lockModel, writeInstallRecord, assertModelName, type InstalledFile } from './cache.js';
+import { createStagingDir, installStagingDir, lockModel, modelDir, readInstallRecord, writeInstallRecord, assertModelName, type InstalledFile } from './cache.js';
+import { defaultManifestsDir, listManifestNames, loadManifest } from './manifest.js';
+import { packageRoot } from '../util/package-root.js';
 import { writeRandomCheckpoint, RANDOM_GENERATOR_TAG } from '../clip/random-checkpoint.js';
 import { architectureConfig } from '../clip/architectures.js';
 import type { ClipLayout } from '../clip/weights.js';
@@ -32,12 +34,60 @@ async function copyInto(srcDir: string, dstDir: string, rel: string): Promise<vo
   await fs.copyFile(path.join(srcDir, rel), path.join(dstDir, rel));
 }
 
+/** How a local install treats the name it is given. */
+export interface LocalInstallOptions {
+  /** Replace a model already installed under the name (never one of a pullable model's reserved names). */
+  force?: boolean;
+}
+
+/** The start of the refusal for a name `models pull` owns: the manifest it comes from. */
+function reservedName(name: string): string {
+  const manifest = path.relative(packageRoot(), path.join(defaultManifestsDir(), `${name}.json`));
+  return `"${name}" is the name of a model \`img2prompt models pull\` installs (${manifest}): it is reserved for those weights`;
+}
+
+/** True when `models pull` knows `name`: such a name belongs to the weights its manifest describes. */
+async function isPullable(name: string): Promise<boolean> {
+  return (await listManifestNames()).includes(name);
+}
+
+/**
+ * An import may take a pullable model's name only with the real weights: every file the manifest pins
+ * must be there with its pinned sha256. A manifest that pins nothing cannot tell real weights from
+ * others, so its name is refused outright.
+ */
+async function assertRealWeights(name: string, staging: string, srcDir: string): Promise<void> {
+  const pinned = (await loadManifest(name)).files.filter((f) => f.sha256 !== null);
+  if (pinned.length === 0) {
+    throw new Img2PromptError(undefined, `${reservedName(name)}, and its manifest pins no sha256 to recognise them by; choose another --name`);
+  }
+  for (const f of pinned) {
+    const file = path.join(staging, ...f.path.split('/'));
+    const why = !existsSync(file) ? 'missing' : (await hashFile(file)).sha256 !== f.sha256 ? 'sha256 differs' : undefined;
+    if (why) throw new Img2PromptError(undefined, `${reservedName(name)}, and ${path.resolve(srcDir)} does not hold them (${f.path}: ${why}); choose another --name`);
+  }
+}
+
+/** Refuses to replace an installed model unless `force`, naming what is there. */
+async function assertReplaceable(name: string, force: boolean | undefined): Promise<void> {
+  const dir = modelDir(name);
+  if (force || !existsSync(dir)) return;
+  const record = await readInstallRecord(dir, name).catch(() => undefined);
+  const what = record ? `${record.source}: ${record.origin}` : 'without a valid install record';
+  throw new Img2PromptError(dir, `model "${name}" is already installed (${what}); use --force to replace it`);
+}
+
 /** Stage, fill, record and swap in a model folder; the previous install survives any failure. */
-async function installWith(name: string, fill: (staging: string) => Promise<{ files: string[]; source: string; origin: string; random: boolean; modelId?: string }>): Promise<string> {
+async function installWith(
+  name: string,
+  options: LocalInstallOptions,
+  fill: (staging: string) => Promise<{ files: string[]; source: string; origin: string; random: boolean; modelId?: string }>,
+): Promise<string> {
   assertModelName(name);
   const unlock = await lockModel(name);
   let staging: string | undefined;
   try {
+    await assertReplaceable(name, options.force);
     staging = await createStagingDir(name);
     const r = await fill(staging);
     // Build the ONNX graphs before the swap: weights that cannot be read (corrupt, or a pickle that is refused)
@@ -84,7 +134,7 @@ async function isRandomCheckpoint(dir: string, files: string[]): Promise<boolean
   return false;
 }
 
-export interface RandomModelOptions {
+export interface RandomModelOptions extends LocalInstallOptions {
   arch: string;
   seed: number;
   name: string;
@@ -102,7 +152,9 @@ export async function installRandomClip(options: RandomModelOptions): Promise<st
   const layout = options.layout ?? 'open_clip';
   const tokFiles = TOKENIZER_FILES.filter((f) => existsSync(path.join(options.tokenizerDir, f)));
   if (tokFiles.length === 0) throw new Img2PromptError(options.tokenizerDir, 'no CLIP tokenizer files here (tokenizer.json or vocab.json + merges.txt)');
-  return installWith(options.name, async (staging) => {
+  assertModelName(options.name);
+  if (await isPullable(options.name)) throw new Img2PromptError(undefined, `${reservedName(options.name)}; choose another --name`);
+  return installWith(options.name, options, async (staging) => {
     const written = await writeRandomCheckpoint(staging, config, options.seed, layout);
     for (const f of tokFiles) await copyInto(options.tokenizerDir, staging, f);
     const files = (await fs.readdir(staging)).filter((f) => f !== 'manifest.json');
@@ -149,7 +201,7 @@ function explicitWeightsFile(file: string): string {
  * Install a local CLIP checkpoint: a folder (open_clip or Hugging Face weights as safetensors or torch.save files,
  * or a split ONNX export), or one weights file, whose config and tokenizer files are taken from its folder.
  */
-export async function importClip(source: string, name: string): Promise<string> {
+export async function importClip(source: string, name: string, options: LocalInstallOptions = {}): Promise<string> {
   const stat = await fs.stat(source).catch(() => undefined);
   if (!stat) throw new Img2PromptError(source, 'not found');
   const srcDir = stat.isFile() ? path.dirname(source) : source;
@@ -162,7 +214,8 @@ export async function importClip(source: string, name: string): Promise<string> 
   if (!weights && exported.length === 0) {
     throw new Img2PromptError(srcDir, `no CLIP weights found (${CLIP_WEIGHTS_FILE_NAMES.join(', ')}, one .safetensors, .pt or .pth file, or vision_model.onnx + text_model.onnx)`);
   }
-  return installWith(name, async (staging) => {
+  const pullable = await isPullable(name);
+  return installWith(name, options, async (staging) => {
     for (const f of present) {
       try {
         await copyInto(srcDir, staging, f);
@@ -170,6 +223,7 @@ export async function importClip(source: string, name: string): Promise<string> 
         throw new Img2PromptError(path.join(srcDir, f), `cannot copy: ${errorMessage(err)}`, { cause: err });
       }
     }
+    if (pullable) await assertRealWeights(name, staging, srcDir);
     const random = await isRandomCheckpoint(staging, present);
     return { files: present, source: 'import', origin: path.resolve(source), random };
   });

@@ -208,12 +208,15 @@ An interrupted hf download keeps its partial files; run the same command again t
     .requiredOption('--name <name>', 'name to install it under in the model cache')
     .addOption(new Option('--layout <layout>', 'tensor names and files to write').choices(['open_clip', 'hf']).default('open_clip'))
     .option('--tokenizer <dir>', 'folder with the CLIP tokenizer files to install beside the weights', defaultClipTokenizerDir())
-    .addHelpText('after', '\nIts outputs mean nothing: `models list` marks it RANDOM, and predictions made with it are flagged.')
-    .action(async (opts: { arch: string; seed: string; name: string; layout: ClipLayout; tokenizer: string }) => {
+    .option('--force', 'replace a model already installed under --name')
+    .addHelpText('after', `
+Its outputs mean nothing: \`models list\` marks it RANDOM, and predictions made with it are flagged.
+The names of pullable models (\`models list\`) are reserved for their real weights.`)
+    .action(async (opts: { arch: string; seed: string; name: string; layout: ClipLayout; tokenizer: string; force?: boolean }) => {
       const seed = Number(opts.seed);
       if (!Number.isSafeInteger(seed) || seed < 0) throw new Img2PromptError(undefined, `--seed must be a non-negative integer, got ${opts.seed}`);
       process.stderr.write(`writing random ${opts.arch} weights (seed ${seed}) and building its ONNX graphs...\n`);
-      const dir = await installRandomClip({ arch: opts.arch, seed, name: opts.name, layout: opts.layout, tokenizerDir: opts.tokenizer });
+      const dir = await installRandomClip({ arch: opts.arch, seed, name: opts.name, layout: opts.layout, tokenizerDir: opts.tokenizer, force: opts.force });
       process.stdout.write(`installed random ${opts.arch} as ${opts.name} in ${dir}\n`);
     });
 
@@ -222,8 +225,10 @@ An interrupted hf download keeps its partial files; run the same command again t
     .description('Install a local CLIP checkpoint folder (open_clip or Hugging Face weights as safetensors or PyTorch .bin/.pt files, or vision_model.onnx + text_model.onnx)')
     .argument('<dir>', 'folder holding the checkpoint, its config and tokenizer files, or the weights file itself (its folder gives the rest)')
     .requiredOption('--name <name>', 'name to install it under in the model cache')
-    .action(async (dir: string, opts: { name: string }) => {
-      const installed = await importClip(dir, opts.name);
+    .option('--force', 'replace a model already installed under --name')
+    .addHelpText('after', '\nA pullable model\'s name (`models list`) is taken only by files that match the sha256 its manifest pins.')
+    .action(async (dir: string, opts: { name: string; force?: boolean }) => {
+      const installed = await importClip(dir, opts.name, { force: opts.force });
       process.stdout.write(`imported ${dir} as ${opts.name} in ${installed}\n`);
     });
 }
