@@ -3,6 +3,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { bankDataHash, LinearMap, weightsFileFor } from '../src/predict/linear-map.js';
 import { PromptBank } from '../src/predict/prompt-bank.js';
+import { fitAndSaveMap, obtainMap } from '../src/predict/map-store.js';
 import { cholesky, choleskySolve, crossProducts } from '../src/predict/normal-equations.js';
 import { estimateModalityGap } from '../src/predict/modality-gap.js';
 import { Img2PromptError } from '../src/util/errors.js';
@@ -207,6 +208,31 @@ describe('LinearMap', () => {
     await expect(LinearMap.load(file)).rejects.toThrow(/map\.weights\.npy: weights do not match map\.json/);
     fs.writeFileSync(file, '{"format": "something else"}');
     await expect(LinearMap.load(file)).rejects.toThrow(/not a linear map manifest/);
+  });
+
+  it('refuses a saved map whose manifest changed after saving; predict\'s default map is refitted then, with the reason', async () => {
+    const { X, Y } = planted(200, 24, 384, 0.1, 62);
+    const map = LinearMap.fit(X, 24, Y, 384);
+    const file = path.join(dir, 'sealed.json');
+    const fittedFor = { clipModel: 'c', minilmModel: 'm' };
+    await map.save(file, fittedFor);
+    const text = fs.readFileSync(file, 'utf8');
+    // A changed λ is still a valid map file: only its own hash shows the change.
+    const edited = text.replace(/"lambda": ([0-9.e-]+)/, (_, x: string) => `"lambda": ${Number(x) * 2}`);
+    expect(edited).not.toBe(text);
+    fs.writeFileSync(file, edited);
+    await expect(LinearMap.load(file)).rejects.toThrow(
+      new RegExp(`^${file}: linear map manifest: its content hashes to [0-9a-f]{64}, not the [0-9a-f]{64} recorded when it was written \\(changed or damaged since\\); refit it$`),
+    );
+
+    const bank = new PromptBank({ texts: Array.from({ length: 200 }, String), clip: X, clipDim: 24, minilm: Y, textDim: 384 });
+    await fitAndSaveMap(bank, file, fittedFor, { lambda: 0.1 });
+    fs.writeFileSync(file, fs.readFileSync(file, 'utf8').replace(/"lambda": ([0-9.e-]+)/, '"lambda": 0.2'));
+    const notices: string[] = [];
+    const got = await obtainMap(bank, fittedFor, { defaultFile: file, onNotice: (m) => notices.push(m) });
+    expect(got.fitted).toBe(true);
+    expect(notices).toEqual([expect.stringMatching(/^fitting the linear map on 200 prompts \(linear map manifest: its content hashes to .+\(changed or damaged since\); refit it\) → /)]);
+    expect((await LinearMap.load(file)).info.lambda).toBe(got.map.info.lambda);
   });
 
   it('fits CLIP-size inputs (1024 -> 384) in seconds', () => {

@@ -158,7 +158,7 @@ describe('ensureMiniLMOnnx', () => {
     // A damaged model.onnx (size differs from the record) is replaced too.
     fs.truncateSync(onnxPath, 1000);
     await ensureMiniLMOnnx(work);
-    expect(fs.statSync(onnxPath).size).toBe(sidecar.onnx.size);
+    expect(fs.statSync(onnxPath).size).toBe(sidecar.built[0].size);
     expect(fs.readdirSync(work).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });
 

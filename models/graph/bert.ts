@@ -1,12 +1,13 @@
-import { createReadStream, readFileSync, promises as fs } from 'node:fs';
-import { createHash } from 'node:crypto';
+import { readFileSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Img2PromptError, errorMessage } from '../../src/util/errors.js';
 import { writeFileAtomic } from '../../src/util/atomic-write.js';
 import { readSafetensorsSync, tensorToFloat32, type SafetensorsFile } from '../../src/models/safetensors.js';
 import { defaultManifestsDir, loadManifest, type ManifestFile } from '../../src/models/manifest.js';
-import { fileStamp, sameStamp, type FileStamp } from '../../src/models/file-stamp.js';
-import type { Precision } from '../../src/runtime/precision.js';
+import { sameStamp, type FileStamp } from '../../src/models/file-stamp.js';
+import { checkBuiltFiles, rebuildNotice, recordBuiltFiles, stampedHash, type BuiltFile, type CheckDepth } from '../../src/models/built-files.js';
+import { notice } from '../../src/util/notices.js';
+import { PRECISIONS, type Precision } from '../../src/runtime/precision.js';
 import {
   GraphBuilder,
   gelu,
@@ -194,27 +195,18 @@ export function buildMiniLMGraph(modelDir: string, precision: Precision = 'fp32'
   return buildBertSentenceGraph(cfg, st, precision);
 }
 
-async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  try {
-    for await (const chunk of createReadStream(file, { highWaterMark: 4 << 20 })) hash.update(chunk as Buffer);
-  } catch (err) {
-    throw new Img2PromptError(file, `cannot read: ${errorMessage(err)}`, { cause: err });
-  }
-  return hash.digest('hex');
-}
-
 interface Sidecar {
   graphVersion: number;
-  /** `stamp`: the weights file as it was when its hash was last checked (see src/models/file-stamp.ts). */
-  weights: { size: number; sha256: string; stamp?: FileStamp };
+  /** `stamp`: the weights file as it was when its hash was last checked against the manifest. */
+  weights: { size: number; sha256: string; stamp: FileStamp };
   config: { sha256: string };
-  onnx: { size: number };
+  /** model.onnx as written (see src/models/built-files.ts). */
+  built: BuiltFile[];
 }
 
-async function readSidecar(file: string): Promise<Sidecar | undefined> {
+async function readSidecar(file: string): Promise<Partial<Sidecar> | undefined> {
   try {
-    return JSON.parse(await fs.readFile(file, 'utf-8')) as Sidecar;
+    return JSON.parse(await fs.readFile(file, 'utf-8')) as Partial<Sidecar>;
   } catch {
     return undefined; // missing or unreadable: rebuild
   }
@@ -232,47 +224,53 @@ async function expectedWeights(): Promise<ManifestFile> {
 }
 
 /**
- * Check the weights against the manifest's size and sha256 and return their sha256. The 90 MB hash
- * is skipped when the file's stamp equals the one recorded the last time it was hashed and matched.
+ * Checks the weights against the manifest's size and sha256 and returns their hash and stamp. The 90 MB
+ * hash is skipped when the file's stamp equals the one recorded the last time it was hashed and matched.
  */
-async function verifyWeights(file: string, stamp: FileStamp, expected: ManifestFile, have: Sidecar | undefined): Promise<string> {
-  if (expected.size !== null && stamp.size !== expected.size) {
-    const what = stamp.size < expected.size ? 'truncated' : 'wrong size';
-    throw new Img2PromptError(file, `${what}: ${stamp.size} bytes, expected ${expected.size}; ${REPAIR}`);
+async function verifyWeights(file: string, expected: ManifestFile, recorded: Partial<Sidecar['weights']> | undefined): Promise<Sidecar['weights']> {
+  let size: number;
+  try {
+    size = (await fs.stat(file)).size;
+  } catch (err) {
+    throw new Img2PromptError(file, `cannot read MiniLM weights: ${errorMessage(err)}`, { cause: err });
   }
-  const recorded = have?.weights;
-  if (recorded && sameStamp(recorded.stamp, stamp) && (expected.sha256 === null || recorded.sha256 === expected.sha256)) {
-    return recorded.sha256;
+  if (expected.size !== null && size !== expected.size) {
+    const what = size < expected.size ? 'truncated' : 'wrong size';
+    throw new Img2PromptError(file, `${what}: ${size} bytes, expected ${expected.size}; ${REPAIR}`);
   }
-  const got = await sha256File(file);
-  if (expected.sha256 !== null && got !== expected.sha256) {
-    throw new Img2PromptError(file, `sha256 mismatch (corrupt weights): expected ${expected.sha256}, got ${got}; ${REPAIR}`);
+  // Only a hash that matched the manifest when it was recorded may stand in for reading the file.
+  const trusted = expected.sha256 === null || recorded?.sha256 === expected.sha256 ? { ...recorded?.stamp, sha256: recorded?.sha256 } : undefined;
+  const { sha256, ...stamp } = await stampedHash(file, trusted);
+  if (expected.sha256 !== null && sha256 !== expected.sha256) {
+    throw new Img2PromptError(file, `sha256 mismatch (corrupt weights): expected ${expected.sha256}, got ${sha256}; ${REPAIR}`);
   }
-  return got;
+  return { size: stamp.size, sha256, stamp };
+}
+
+export interface EnsureMiniLMOnnxOptions {
+  /** 'stamp' (default, when opening): trust model.onnx while its stamp is unchanged; 'hash' (models verify): always re-hash it. */
+  check?: CheckDepth;
+  /** Told when a damaged model.onnx is rebuilt; default: a library notice (src/util/notices.ts). */
+  onRebuild?(message: string): void;
 }
 
 /**
- * Path of `<modelDir>/model.onnx`, building it first when it is missing or stale. The weights must
- * match the minilm manifest (size and sha256); when they do not, the error names the file and no
+ * Path of `<modelDir>/model.onnx`, building it first when it is missing, stale or damaged. The weights
+ * must match the minilm manifest (size and sha256); when they do not, the error names the file and no
  * model.onnx is left beside them. The sidecar model.onnx.json records what the graph was built from
- * (weights and config hashes, graph version); any difference triggers a rebuild. Both files are
- * written atomically.
+ * (weights and config hashes, graph version) and the graph's own sha256 and stamp: any difference in
+ * the inputs rebuilds it quietly; a graph changed after its build is rebuilt with a notice. Both files
+ * are written atomically.
  */
-export async function ensureMiniLMOnnx(modelDir: string, precision: Precision = 'fp32'): Promise<string> {
+export async function ensureMiniLMOnnx(modelDir: string, precision: Precision = 'fp32', options: EnsureMiniLMOnnxOptions = {}): Promise<string> {
   const onnxPath = path.join(modelDir, miniLMOnnxFile(precision));
   const sidecarPath = `${onnxPath}.json`;
   const weightsPath = path.join(modelDir, 'model.safetensors');
   const configPath = path.join(modelDir, 'config.json');
-  let stamp: FileStamp;
-  try {
-    stamp = fileStamp(await fs.stat(weightsPath));
-  } catch (err) {
-    throw new Img2PromptError(weightsPath, `cannot read MiniLM weights: ${errorMessage(err)}`, { cause: err });
-  }
   const have = await readSidecar(sidecarPath);
-  let weightsSha256: string;
+  let weights: Sidecar['weights'];
   try {
-    weightsSha256 = await verifyWeights(weightsPath, stamp, await expectedWeights(), have);
+    weights = await verifyWeights(weightsPath, await expectedWeights(), have?.weights);
   } catch (err) {
     // A graph built from weights that no longer verify must not outlive them, in either precision.
     for (const p of ['fp32', 'fp16'] as const) {
@@ -282,29 +280,42 @@ export async function ensureMiniLMOnnx(modelDir: string, precision: Precision = 
     }
     throw err;
   }
-  const want: Omit<Sidecar, 'onnx'> = {
-    graphVersion: BERT_GRAPH_VERSION,
-    weights: { size: stamp.size, sha256: weightsSha256, stamp },
-    config: { sha256: await sha256File(configPath) },
-  };
-  const onnxSize = await fs.stat(onnxPath).then((s) => s.size, () => -1);
-  const fresh =
+  const config = { sha256: (await stampedHash(configPath)).sha256 };
+  const sameInputs =
     have !== undefined &&
-    have.graphVersion === want.graphVersion &&
-    have.weights?.size === want.weights.size &&
-    have.weights?.sha256 === want.weights.sha256 &&
-    have.config?.sha256 === want.config.sha256 &&
-    have.onnx?.size === onnxSize;
-  if (fresh) {
-    // Same graph; only the stamp moved (file copied or touched): record it so the next open skips the hash.
-    if (!sameStamp(have.weights.stamp, stamp)) {
-      await writeFileAtomic(sidecarPath, JSON.stringify({ ...want, onnx: have.onnx }, null, 2) + '\n');
+    have.graphVersion === BERT_GRAPH_VERSION &&
+    have.weights?.sha256 === weights.sha256 &&
+    have.weights?.size === weights.size &&
+    have.config?.sha256 === config.sha256;
+  if (sameInputs) {
+    const check = await checkBuiltFiles(modelDir, have.built, options.check ?? 'stamp');
+    if (!check.problem) {
+      // Same graph; only a stamp moved (file copied or touched): record it so the next open skips the hash.
+      if (check.restamped || !sameStamp(have.weights?.stamp, weights.stamp)) {
+        await writeFileAtomic(sidecarPath, JSON.stringify({ graphVersion: BERT_GRAPH_VERSION, weights, config, built: check.records }, null, 2) + '\n');
+      }
+      return onnxPath;
     }
-    return onnxPath;
+    if (check.problem.damaged) (options.onRebuild ?? notice)(rebuildNotice(check.problem, path.basename(weightsPath)));
   }
   const bytes = buildMiniLMGraph(modelDir, precision);
   await writeFileAtomic(onnxPath, bytes);
-  const sidecar: Sidecar = { ...want, onnx: { size: bytes.length } };
+  const sidecar: Sidecar = { graphVersion: BERT_GRAPH_VERSION, weights, config, built: await recordBuiltFiles(modelDir, [miniLMOnnxFile(precision)]) };
   await writeFileAtomic(sidecarPath, JSON.stringify(sidecar, null, 2) + '\n');
   return onnxPath;
+}
+
+/**
+ * For `models verify`: re-hashes the MiniLM graph of each precision built in `modelDir` (rebuilding a
+ * damaged one). Returns the built files, relative to `modelDir`.
+ */
+export async function verifyMiniLMOnnx(modelDir: string, onRebuild: (message: string) => void): Promise<string[]> {
+  const built: string[] = [];
+  for (const precision of PRECISIONS) {
+    const sidecar = path.join(modelDir, `${miniLMOnnxFile(precision)}.json`);
+    if (!(await readSidecar(sidecar))) continue;
+    await ensureMiniLMOnnx(modelDir, precision, { check: 'hash', onRebuild });
+    built.push(...((await readSidecar(sidecar))?.built ?? []).map((f) => f.path));
+  }
+  return built;
 }

@@ -17,6 +17,7 @@ import { addPrecisionOption } from './precision-option.js';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
 import { packageVersion } from '../util/package-root.js';
 import { installInterruptHandlers } from './interrupt.js';
+import { onNotice } from '../util/notices.js';
 
 /** Exit codes: 0 ok, 1 failure (the message says why), 2 usage error. */
 export function buildProgram(): Command {
@@ -38,6 +39,8 @@ export function buildProgram(): Command {
 
 export async function main(argv: string[]): Promise<number> {
   installInterruptHandlers();
+  // The library's notices (a damaged cache rebuilt, CUDA not usable, ...) go to stderr, one line each.
+  const stopNotices = onNotice((message) => process.stderr.write(`warning: ${message}\n`));
   try {
     await buildProgram().parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
@@ -50,6 +53,8 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`img2prompt: ${message}\n`);
     if (process.env.IMG2PROMPT_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
     return 1;
+  } finally {
+    stopNotices();
   }
 }
 

@@ -1,9 +1,10 @@
 import { promises as fs, existsSync } from 'node:fs';
 import path from 'node:path';
-import { Img2PromptError, errorMessage } from '../util/errors.js';
+import { Img2PromptError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
-import { sha256Bytes, sha256File } from '../models/sha256.js';
-import { fileStamp, sameStamp, type FileStamp } from '../models/file-stamp.js';
+import { sha256Bytes } from '../models/sha256.js';
+import { sameStamp } from '../models/file-stamp.js';
+import { stampedHash, type StampedHash } from '../models/built-files.js';
 import { readOnnxHeader, type OnnxHeader } from './onnx-header.js';
 import { classifyTower, type TowerIo } from './tower-io.js';
 
@@ -75,34 +76,25 @@ export async function findClipExport(dir: string): Promise<ClipExport | undefine
   return undefined;
 }
 
-interface HashRecord extends FileStamp {
-  sha256: string;
-}
-
 /**
  * sha256 identifying the export's weights: over both towers' graphs and every external-data file they
  * read, so changing either tower changes it. Per-file hashes are remembered by file stamp in a
- * sidecar, so a multi-gigabyte export is hashed once, not at every open.
+ * sidecar, so a multi-gigabyte export is hashed once, not at every open. `onRehashed` sees each file
+ * that had to be hashed again (its stamp moved), e.g. to check it against the install record.
  */
-export async function exportWeightHash(dir: string, exp: ClipExport): Promise<string> {
+export async function exportWeightHash(dir: string, exp: ClipExport, onRehashed?: (file: string, sha256: string) => void): Promise<string> {
   const sidecar = path.join(dir, HASH_SIDECAR);
-  const known = (await fs.readFile(sidecar, 'utf8').then((s) => JSON.parse(s) as Record<string, HashRecord>).catch(() => ({}))) as Record<string, HashRecord>;
-  const next: Record<string, HashRecord> = {};
+  const known = (await fs.readFile(sidecar, 'utf8').then((s) => JSON.parse(s) as Record<string, StampedHash>).catch(() => ({}))) as Record<string, StampedHash>;
+  const next: Record<string, StampedHash> = {};
   const lines: string[] = [];
   for (const t of [exp.vision, exp.text]) {
     for (const file of [t.file, ...t.header.externalFiles]) {
       const rel = path.relative(dir, file);
-      let stat;
-      try {
-        stat = await fs.stat(file);
-      } catch (err) {
-        throw new Img2PromptError(file, `external data of ${path.basename(t.file)} missing: ${errorMessage(err)}`, { cause: err });
-      }
-      const stamp = fileStamp(stat);
-      const old = known[rel];
-      const sha256 = old && sameStamp(old, stamp) ? old.sha256 : await sha256File(file);
-      next[rel] = { ...stamp, sha256 };
-      lines.push(`${t.io.tower} ${rel} ${sha256}`);
+      if (!existsSync(file)) throw new Img2PromptError(file, `external data of ${path.basename(t.file)} missing`);
+      const now = await stampedHash(file, known[rel]);
+      if (!sameStamp(known[rel], now)) onRehashed?.(file, now.sha256);
+      next[rel] = now;
+      lines.push(`${t.io.tower} ${rel} ${now.sha256}`);
     }
   }
   if (JSON.stringify(next) !== JSON.stringify(known)) {

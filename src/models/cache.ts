@@ -269,6 +269,13 @@ export async function lockModel(name: string): Promise<() => Promise<void>> {
   );
 }
 
+/** How to put back an install whose files were damaged, by where they came from. */
+export function reinstallHint(record: Pick<InstallRecord, 'name' | 'source' | 'origin'>): string {
+  if (record.source === 'import') return `import it again: \`img2prompt models import ${record.origin} --name ${record.name} --force\``;
+  if (record.source === 'random') return `install it again: \`img2prompt models random --name ${record.name} --force\` with its --arch and --seed`;
+  return `run \`img2prompt models pull ${record.name} --force\``;
+}
+
 export interface VerifiedModel {
   name: string;
   dir: string;
@@ -310,7 +317,7 @@ export async function verifyModel(name: string): Promise<VerifiedModel> {
     const others = problems.length > 1 ? ` (and ${problems.length - 1} more damaged file${problems.length > 2 ? 's' : ''})` : '';
     throw new Img2PromptError(
       problems[0].file,
-      `${problems[0].reason}${others}; run \`img2prompt models pull ${name} --force\``,
+      `${problems[0].reason}${others}; ${reinstallHint(record)}`,
     );
   }
   return { name, dir, record, files: record.files.length, bytes };

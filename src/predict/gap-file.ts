@@ -1,6 +1,7 @@
 import { promises as fs } from 'node:fs';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
+import { sealJson, sealProblem } from '../util/sealed-json.js';
 
 /**
  * The modality gap of a checkpointed predict run, kept beside the checkpoint (`<checkpoint>.gap.json`).
@@ -10,6 +11,8 @@ import { Img2PromptError, errorMessage } from '../util/errors.js';
  */
 
 const FORMAT = 'img2prompt-modality-gap';
+/** Version 2 seals the file with the sha256 of its content (src/util/sealed-json.ts). */
+const VERSION = 2;
 
 export interface SavedGap {
   /** The gap, or null when no sampled image could be read (the map member is then absent). */
@@ -25,11 +28,14 @@ export function gapFileFor(checkpoint: string): string {
 
 export async function writeGapFile(file: string, fingerprint: string, gap: SavedGap): Promise<void> {
   const vector = gap.vector === null ? null : Buffer.from(gap.vector.buffer, gap.vector.byteOffset, gap.vector.byteLength).toString('base64');
-  const body = { format: FORMAT, version: 1, fingerprint, dim: gap.vector?.length ?? 0, images: gap.images, texts: gap.texts, vector };
-  await writeFileAtomic(file, `${JSON.stringify(body)}\n`);
+  const body = { format: FORMAT, version: VERSION, fingerprint, dim: gap.vector?.length ?? 0, images: gap.images, texts: gap.texts, vector };
+  await writeFileAtomic(file, `${JSON.stringify(sealJson(body))}\n`);
 }
 
-/** The saved gap of the run with `fingerprint`; undefined when there is none, or it is another run's or damaged. */
+/**
+ * The saved gap of the run with `fingerprint`; undefined when there is none, it is another run's or it
+ * was cut off mid-write. A complete file whose content no longer matches its own hash is refused.
+ */
 export async function readGapFile(file: string, fingerprint: string, dim: number): Promise<SavedGap | undefined> {
   let parsed: { format?: unknown; version?: unknown; fingerprint?: unknown; dim?: unknown; images?: unknown; texts?: unknown; vector?: unknown };
   try {
@@ -38,7 +44,9 @@ export async function readGapFile(file: string, fingerprint: string, dim: number
     if ((err as NodeJS.ErrnoException).code === 'ENOENT' || err instanceof SyntaxError) return undefined;
     throw new Img2PromptError(file, `cannot read the modality gap: ${errorMessage(err)}`, { cause: err });
   }
-  if (parsed?.format !== FORMAT || parsed.version !== 1 || parsed.fingerprint !== fingerprint) return undefined;
+  if (parsed?.format !== FORMAT || parsed.version !== VERSION || parsed.fingerprint !== fingerprint) return undefined;
+  const damaged = sealProblem(parsed);
+  if (damaged) throw new Img2PromptError(file, `the modality gap of this run: ${damaged}; rerun without --resume`);
   const images = Number(parsed.images);
   const texts = Number(parsed.texts);
   if (parsed.vector === null) return { vector: null, images, texts };

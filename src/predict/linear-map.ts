@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic } from '../util/atomic-write.js';
+import { sealJson, sealProblem } from '../util/sealed-json.js';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
 import { readNpy, writeNpy } from '../util/npy.js';
 import { removeModalityGap } from './modality-gap.js';
@@ -285,14 +286,14 @@ export class LinearMap {
     const bytes = await fs.readFile(npyFile);
     const manifest: LinearMapManifest = {
       format: MANIFEST_FORMAT,
-      version: 1,
+      version: MANIFEST_VERSION,
       fittedFor,
       weightsFile: path.basename(npyFile),
       weightsSha256: createHash('sha256').update(bytes).digest('hex'),
       ...this.info,
       date: new Date().toISOString(),
     };
-    await writeFileAtomic(file, `${JSON.stringify(manifest, null, 2)}\n`);
+    await writeFileAtomic(file, `${JSON.stringify(sealJson({ ...manifest }), null, 2)}\n`);
   }
 
   /**
@@ -306,9 +307,12 @@ export class LinearMap {
     } catch (err) {
       throw new Img2PromptError(file, `cannot read linear map: ${errorMessage(err)}`, { cause: err });
     }
-    if (manifest?.format !== MANIFEST_FORMAT || manifest.version !== 1) {
+    if (manifest?.format !== MANIFEST_FORMAT || (manifest.version !== 1 && manifest.version !== MANIFEST_VERSION)) {
       throw new Img2PromptError(file, `not a linear map manifest (format ${JSON.stringify(manifest?.format)}, version ${JSON.stringify(manifest?.version)})`);
     }
+    // Version 1 kept no hash of its own fields, only of the weights file.
+    const damaged = manifest.version === 1 ? undefined : sealProblem(manifest);
+    if (damaged) throw new Img2PromptError(file, `linear map manifest: ${damaged}; refit it`);
     const { clipDim, textDim, fittedFor } = manifest;
     if (!(Number.isInteger(clipDim) && clipDim > 0 && Number.isInteger(textDim) && textDim > 0)) {
       throw new Img2PromptError(file, 'linear map manifest has bad dimensions');
@@ -330,26 +334,30 @@ export class LinearMap {
       throw new Img2PromptError(npyFile, `cannot read linear map weights: ${errorMessage(err)}`, { cause: err });
     }
     if (createHash('sha256').update(bytes).digest('hex') !== manifest.weightsSha256) {
-      throw new Img2PromptError(npyFile, `weights do not match ${path.basename(file)} (sha256 differs): the pair was not saved together`);
+      throw new Img2PromptError(npyFile, `weights do not match ${path.basename(file)} (sha256 differs: changed or damaged since they were saved, or not saved together); refit it`);
     }
     const { data, shape } = await readNpy(npyFile, { expectDims: 2 });
     if (shape[0] !== clipDim + 1 || shape[1] !== textDim) {
       throw new Img2PromptError(npyFile, `weights have shape [${shape.join(', ')}], the manifest says [${clipDim + 1}, ${textDim}]`);
     }
-    const { format: _f, version: _v, fittedFor: _m, weightsFile: _w, weightsSha256: _s, date: _d, ...info } = manifest;
+    const { format: _f, version: _v, fittedFor: _m, weightsFile: _w, weightsSha256: _s, date: _d, sha256: _seal, ...info } = manifest;
     return new LinearMap(data, info, fittedFor);
   }
 }
 
 const MANIFEST_FORMAT = 'img2prompt-linear-map';
+/** Version 2 seals the manifest with the sha256 of its own fields (src/util/sealed-json.ts). */
+const MANIFEST_VERSION = 2;
 
 interface LinearMapManifest extends LinearMapInfo {
+  [field: string]: unknown;
   format: string;
   version: number;
   fittedFor: FittedFor;
   weightsFile: string;
   weightsSha256: string;
   date: string;
+  sha256?: string;
 }
 
 /** `map.json` → `map.weights.npy` beside it. */

@@ -2,7 +2,8 @@ import { promises as fs } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { Img2PromptError } from '../../util/errors.js';
 import { createProgress, type Progress } from '../../util/progress.js';
-import { listModels, modelDir, modelHome, verifyModel, type ModelListing } from '../../models/cache.js';
+import { listModels, modelDir, modelHome, type ModelListing } from '../../models/cache.js';
+import { verifyInstalledModel } from '../../models/verify-installed.js';
 import { listManifestNames, SOURCE_NAMES, type SourceName } from '../../models/manifest.js';
 import { pullModel, type PullEvent } from '../../models/pull.js';
 import { installRandomClip, importClip } from '../../models/install-local.js';
@@ -180,12 +181,21 @@ An interrupted hf download keeps its partial files; run the same command again t
 
   models
     .command('verify')
-    .description('Re-hash every file of an installed model against its install record')
+    .description('Re-hash every file of an installed model against its install record, and the graphs built from them')
     .argument('<name>', 'model name')
-    .addHelpText('after', '\nExits 1 naming the first missing, truncated or corrupt file; repair with `img2prompt models pull <name> --force`.')
+    .addHelpText(
+      'after',
+      `
+Exits 1 naming the first missing, truncated or corrupt installed file; repair with
+\`img2prompt models pull <name> --force\` (or the import / random command that installed it).
+A built graph (model.onnx, vision.onnx, text.onnx) whose sha256 differs from the one recorded when it
+was built is rebuilt from the verified weights, and reported.`,
+    )
     .action(async (name: string) => {
-      const v = await verifyModel(name);
+      const v = await verifyInstalledModel(name);
       process.stdout.write(`${name}: ${v.files} files verified (${formatBytes(v.bytes)}) in ${v.dir}\n`);
+      for (const message of v.rebuilt) process.stdout.write(`${name}: ${message}\n`);
+      if (v.built.length > 0) process.stdout.write(`${name}: built files ${v.rebuilt.length > 0 ? 'rebuilt and ' : ''}verified: ${v.built.join(', ')}\n`);
     });
 
   models
