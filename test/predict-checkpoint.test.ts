@@ -1,7 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
 import { PredictCheckpoint, runFingerprint, type RunDescription } from '../src/predict/checkpoint.js';
+import { fingerprintInputs } from '../src/predict/input-fingerprint.js';
 import { randomUnitRows } from './helpers/predict-fakes.js';
 import { tempDir } from './helpers/paths.js';
 
@@ -133,6 +135,69 @@ describe('PredictCheckpoint', () => {
     expect(fresh.done.size).toBe(0);
     await fresh.close();
     expect(fs.readFileSync(file, 'utf8').split('\n')).toHaveLength(2);
+  });
+
+  it('refuses to resume when an input changed under the same name, naming the images and how they changed', async () => {
+    const img = (name: string) => path.join(dir, name);
+    const bytes = (n: number, seed: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 31 + seed * 7) & 0xff));
+    fs.writeFileSync(img('a.png'), bytes(1000, 1));
+    fs.writeFileSync(img('b.png'), bytes(1000, 2));
+    fs.writeFileSync(img('c.png'), bytes(1000, 3));
+    fs.writeFileSync(img('big.png'), bytes(300_000, 4)); // more than the first and last 64 KiB
+    const files = ['a.png', 'b.png', 'c.png', 'big.png'].map(img);
+    const describe = async (): Promise<RunDescription> => ({ ...run, inputs: files, contents: await fingerprintInputs(files) });
+    const cp = await PredictCheckpoint.open(file, await describe(), { resume: false, dim: DIM });
+    await cp.add(record(0));
+    await cp.close();
+    const resume = async () => PredictCheckpoint.open(file, await describe(), { resume: true, dim: DIM });
+    /** Rewrites `name` with `data` and puts its times back (to the nanosecond), so only the content tells. */
+    const replaceKeepingTimes = (name: string, data: Buffer) => {
+      const times = path.join(dir, 'times-ref');
+      execFileSync('touch', ['-r', img(name), times]);
+      fs.writeFileSync(img(name), data);
+      execFileSync('touch', ['-r', times, img(name)]);
+    };
+
+    // Touched but unchanged: a small file's every byte was hashed, so it is the same image.
+    execFileSync('touch', ['-d', '2001-01-01', img('a.png')]);
+    (await resume()).close();
+
+    replaceKeepingTimes('b.png', bytes(1000, 5));
+    await expect(resume()).rejects.toThrow(
+      `${file}: checkpoint belongs to a different run (1 input image changed since the checkpoint was written: ${img('b.png')} (content changed)); rerun with --restart to start over`,
+    );
+    fs.writeFileSync(img('c.png'), bytes(1200, 3));
+    const big = bytes(300_000, 4);
+    big[150_000] ^= 0xff; // in the middle, which the fast hash does not read: the mtime tells
+    fs.writeFileSync(img('big.png'), big);
+    await expect(resume()).rejects.toThrow(
+      `(3 input images changed since the checkpoint was written: ${img('b.png')} (content changed), ${img('c.png')} (size 1000 → 1200 bytes), ${img('big.png')} (modified since (mtime changed)));`,
+    );
+    fs.rmSync(img('a.png'));
+    await expect(resume()).rejects.toThrow(`(4 input images changed since the checkpoint was written: ${img('a.png')} (unreadable now), `);
+  });
+
+  it('treats a record changed after it was written (a flipped base64 digit still parses) as corrupt, never as data', async () => {
+    const cp = await PredictCheckpoint.open(file, run, { resume: false, dim: DIM });
+    for (let i = 0; i < 3; i++) await cp.add(record(i));
+    await cp.close();
+    const lines = fs.readFileSync(file, 'utf8').split('\n');
+    const flip = (line: string) => {
+      const at = line.indexOf('"bank":"') + 20;
+      return line.slice(0, at) + (line[at] === 'A' ? 'B' : 'A') + line.slice(at + 1);
+    };
+    // The last record damaged: dropped like a torn one, so its image is computed again.
+    fs.writeFileSync(file, [...lines.slice(0, 3), flip(lines[3]!), ''].join('\n'));
+    const last = await PredictCheckpoint.open(file, run, { resume: true, dim: DIM });
+    expect([...last.done.keys()]).toEqual(['img0', 'img1']);
+    await last.close();
+    // One in the middle: refused, naming the line.
+    const again = lines.slice();
+    again[2] = flip(again[2]!);
+    fs.writeFileSync(file, again.join('\n'));
+    await expect(PredictCheckpoint.open(file, run, { resume: true, dim: DIM })).rejects.toThrow(
+      `${file}: checkpoint is corrupt at line 3 (valid records follow it); rerun with --restart to start over`,
+    );
   });
 
   it('starts fresh when resuming without a file or with a torn header, and rejects foreign files', async () => {

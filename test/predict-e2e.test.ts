@@ -3,7 +3,7 @@
 // kill and resume (also in the middle of the modality-gap sample), absent members, fit-map and fit-weights.
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClipModel } from '../src/clip/model.js';
 import { readSubmission } from '../src/submission/submission-csv.js';
@@ -296,6 +296,19 @@ describe('img2prompt predict', () => {
     expect(pixels.code).toBe(1);
     expect(pixels.stderr).toMatch(/checkpoint belongs to a different run \(.*option imageProcessor: "?open_clip"? → "?hf"?.*\)/);
     expect(pixels.stderr).toMatch(/option exif: "?apply"? → "?ignore"?/);
+
+    // So is resuming after an image was replaced under its name (its times put back, so only the bytes tell).
+    const replaced = path.join(many, fs.readdirSync(many).sort()[1]!);
+    const original = fs.readFileSync(replaced);
+    const times = path.join(work, 'times-ref');
+    execFileSync('touch', ['-r', replaced, times]);
+    fs.copyFileSync(path.join(images, `${SAMPLE_IDS[6]}.png`), replaced);
+    execFileSync('touch', ['-r', times, replaced]);
+    const changed = cli([...args(out), '--resume']);
+    expect(changed.code).toBe(1);
+    expect(changed.stderr).toContain(`checkpoint belongs to a different run (1 input image changed since the checkpoint was written: ${path.resolve(replaced)} (size `);
+    fs.writeFileSync(replaced, original);
+    execFileSync('touch', ['-r', times, replaced]);
 
     const r = cli([...args(out), '--resume']);
     expect(r.code).toBe(0);

@@ -3,6 +3,7 @@ import { promises as fs } from 'node:fs';
 import { writeFileAtomic, writeFully } from '../util/atomic-write.js';
 import { Img2PromptError, osReason } from '../util/errors.js';
 import { outputFs, type OutputHandle } from '../util/output-fs.js';
+import { inputChange, type InputFingerprint } from './input-fingerprint.js';
 
 /**
  * The resume file of a `predict` run: one JSON line per finished image with each member's vector
@@ -10,18 +11,27 @@ import { outputFs, type OutputHandle } from '../util/output-fs.js';
  * flight; a record cut off mid-write (the last line, without its newline or unparseable) is dropped
  * on load and cut from the file before new records are appended.
  *
- * The first line describes the run: a fingerprint of the input list, the options that change the
- * predictions and the model ids. Resuming under a different fingerprint would mix two runs' vectors
- * in one submission, so it is refused, naming what changed.
+ * Each record line ends with a short sha256 of the rest of the line, so a record changed after it was
+ * written (a flipped byte still parses as base64) counts as corrupt, like a torn one, and is not used.
+ *
+ * The first line describes the run: a fingerprint of the input list and of each input's content (see
+ * input-fingerprint.ts), the options that change the predictions and the model ids. Resuming under a
+ * different fingerprint would mix two runs' vectors in one submission, so it is refused, naming what
+ * changed (for inputs, which images).
  */
 
 const FORMAT = 'img2prompt-predict-checkpoint';
-const VERSION = 1;
+/** Version 2: records carry their own hash; the header carries the inputs' content fingerprints. */
+const VERSION = 2;
+/** Hex digits of a record's own hash: enough to catch damage, not a defence against forgery. */
+const RECORD_HASH_HEX = 16;
 const DEFAULT_CHUNK = 64;
 
 export interface RunDescription {
   /** The images of the run, in order (ids or paths); hashed, not stored. */
   inputs: readonly string[];
+  /** Content fingerprints of `inputs`, in order (fingerprintInputs): a changed image refuses the resume. */
+  contents?: readonly InputFingerprint[];
   /** Options that change the predictions (k, temperature, member list, weights, ...). JSON values. */
   options: Record<string, unknown>;
   /** Model ids (e.g. clip, minilm). */
@@ -31,6 +41,7 @@ export interface RunDescription {
 interface RunSummary {
   inputsHash: string;
   inputCount: number;
+  contents?: InputFingerprint[];
   options: Record<string, unknown>;
   models: Record<string, string>;
 }
@@ -60,19 +71,45 @@ function summarise(run: RunDescription): RunSummary {
   const h = createHash('sha256');
   for (const input of run.inputs) h.update(`${input}\n`);
   // Round-trip through JSON so the summary compares equal to one read back from the file.
-  return JSON.parse(canonicalJson({ inputsHash: h.digest('hex'), inputCount: run.inputs.length, options: run.options, models: run.models })) as RunSummary;
+  return JSON.parse(
+    canonicalJson({ inputsHash: h.digest('hex'), inputCount: run.inputs.length, contents: run.contents, options: run.options, models: run.models }),
+  ) as RunSummary;
 }
 
-/** The fingerprint of a run: sha256 of its canonical summary. */
+/**
+ * The fingerprint of a run: sha256 of its canonical summary, less the inputs' content fingerprints.
+ * Those are compared one by one instead (inputChange), since an image whose mtime alone moved can
+ * still be the same image.
+ */
 export function runFingerprint(run: RunDescription): string {
-  return createHash('sha256').update(canonicalJson(summarise(run))).digest('hex');
+  const { contents: _compared, ...rest } = summarise(run);
+  return createHash('sha256').update(canonicalJson(rest)).digest('hex');
+}
+
+/** Changed inputs named in a refusal; the rest are counted. */
+const NAMED_CHANGES = 5;
+
+/** The inputs whose content changed, by name (`inputs`: this run's list, the same as the checkpoint's). */
+function describeChangedInputs(before: readonly InputFingerprint[] | undefined, now: readonly InputFingerprint[] | undefined, inputs: readonly string[]): string | undefined {
+  if (!before || !now || before.length !== now.length) return before === now ? undefined : 'input contents (not fingerprinted alike)';
+  const changed: string[] = [];
+  for (let i = 0; i < now.length; i++) {
+    const why = inputChange(before[i] ?? null, now[i] ?? null);
+    if (why) changed.push(`${inputs[i]} (${why})`);
+  }
+  if (changed.length === 0) return undefined;
+  const more = changed.length > NAMED_CHANGES ? ` and ${changed.length - NAMED_CHANGES} more` : '';
+  return `${changed.length} input image${changed.length === 1 ? '' : 's'} changed since the checkpoint was written: ${changed.slice(0, NAMED_CHANGES).join(', ')}${more}`;
 }
 
 /** What changed between two runs, for the refusal message. */
-function describeDifferences(before: RunSummary, now: RunSummary): string {
+function describeDifferences(before: RunSummary, now: RunSummary, inputs: readonly string[]): string {
   const diffs: string[] = [];
   if (before.inputsHash !== now.inputsHash) {
     diffs.push(before.inputCount !== now.inputCount ? `input list (${before.inputCount} → ${now.inputCount} images)` : 'input list (same count, different images or order)');
+  } else {
+    const changed = describeChangedInputs(before.contents, now.contents, inputs);
+    if (changed) diffs.push(changed);
   }
   for (const key of ['options', 'models'] as const) {
     const a = before[key] ?? {};
@@ -95,14 +132,29 @@ function encodeRecord(record: CheckpointRecord, dim: number, file: string): stri
     }
     m[name] = Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64');
   }
-  return `${JSON.stringify(record.meta === undefined ? { id: record.id, m } : { id: record.id, m, x: record.meta })}\n`;
+  const body = JSON.stringify(record.meta === undefined ? { id: record.id, m } : { id: record.id, m, x: record.meta });
+  return `${body.slice(0, -1)},"h":"${recordHash(body)}"}\n`;
 }
 
-/** A record line, or null when it is not one (torn or corrupt). */
+function recordHash(body: string): string {
+  return createHash('sha256').update(body).digest('hex').slice(0, RECORD_HASH_HEX);
+}
+
+/** The record's JSON without its hash, or null when the hash is missing or does not match. */
+function verifiedBody(line: string): string | null {
+  const tail = line.length - (RECORD_HASH_HEX + 8); // `,"h":"` + hex + `"}`
+  if (tail < 2 || line.slice(tail, tail + 6) !== ',"h":"' || !line.endsWith('"}')) return null;
+  const body = `${line.slice(0, tail)}}`;
+  return recordHash(body) === line.slice(tail + 6, -2) ? body : null;
+}
+
+/** A record line, or null when it is not one (torn, or changed since it was written). */
 function decodeRecord(line: string, dim: number): CheckpointRecord | null {
+  const body = verifiedBody(line);
+  if (body === null) return null;
   let obj: unknown;
   try {
-    obj = JSON.parse(line);
+    obj = JSON.parse(body);
   } catch {
     return null;
   }
@@ -183,7 +235,7 @@ export class PredictCheckpoint {
     const cp = new PredictCheckpoint(file, runFingerprint(run), dim, chunkSize);
     try {
       let keep: number | undefined;
-      if (options.resume) keep = await cp.load(summary);
+      if (options.resume) keep = await cp.load(summary, run.inputs);
       if (keep === undefined) {
         const header = { format: FORMAT, version: VERSION, fingerprint: cp.fingerprint, dim, run: summary, created: new Date().toISOString() };
         await writeFileAtomic(file, `${JSON.stringify(header)}\n`);
@@ -208,7 +260,7 @@ export class PredictCheckpoint {
   }
 
   /** Reads an existing file into `done`; returns the byte length of its valid prefix, or undefined to start fresh. */
-  private async load(summary: RunSummary): Promise<number | undefined> {
+  private async load(summary: RunSummary, inputs: readonly string[]): Promise<number | undefined> {
     let fh: fs.FileHandle;
     try {
       fh = await fs.open(this.file, 'r');
@@ -225,7 +277,7 @@ export class PredictCheckpoint {
         if (lineNo === 1) {
           // A header cut off mid-write means nothing was recorded yet.
           if (!line.complete) return undefined;
-          this.checkHeader(line.text, summary);
+          this.checkHeader(line.text, summary, inputs);
           validEnd = line.end;
           continue;
         }
@@ -246,7 +298,7 @@ export class PredictCheckpoint {
     }
   }
 
-  private checkHeader(text: string, summary: RunSummary): void {
+  private checkHeader(text: string, summary: RunSummary, inputs: readonly string[]): void {
     let header: { format?: unknown; version?: unknown; fingerprint?: unknown; dim?: unknown; run?: RunSummary };
     try {
       header = JSON.parse(text) as typeof header;
@@ -255,8 +307,9 @@ export class PredictCheckpoint {
     }
     if (header?.format !== FORMAT) throw new Img2PromptError(this.file, 'not a predict checkpoint; delete it or choose another checkpoint path');
     if (header.version !== VERSION) throw new Img2PromptError(this.file, `checkpoint version ${String(header.version)} is not supported (expected ${VERSION})`);
-    if (header.fingerprint !== this.fingerprint) {
-      const what = header.run ? describeDifferences(header.run, summary) : 'fingerprint differs';
+    const changed = header.fingerprint === this.fingerprint ? describeChangedInputs(header.run?.contents, summary.contents, inputs) : undefined;
+    if (header.fingerprint !== this.fingerprint || changed) {
+      const what = changed ?? (header.run ? describeDifferences(header.run, summary, inputs) : 'fingerprint differs');
       throw new Img2PromptError(this.file, `checkpoint belongs to a different run (${what}); rerun with --restart to start over`);
     }
     if (header.dim !== this.dim) throw new Img2PromptError(this.file, `checkpoint holds vectors of ${String(header.dim)} values, this run uses ${this.dim}`);

@@ -19,6 +19,7 @@ import { defaultMapPath, obtainMap } from './map-store.js';
 import { estimateModalityGap, UnitMean } from './modality-gap.js';
 import { combineMembers, equalWeights, loadEnsembleWeights, type EnsembleWeights, type ModelIds } from './ensemble.js';
 import { PredictCheckpoint, type CheckpointRecord, type RunDescription } from './checkpoint.js';
+import { fingerprintInputs } from './input-fingerprint.js';
 import { gapFileFor, readGapFile, writeGapFile, type SavedGap } from './gap-file.js';
 import { GapSampleStore, sampleStoreFor } from './gap-sample-store.js';
 import { settleEarlierRun } from './resume-files.js';
@@ -420,6 +421,8 @@ export class PredictEngine {
 
     const run: RunDescription = {
       inputs: files.map((f) => path.resolve(f)),
+      // Only a checkpointed run needs them: they let a resume refuse images changed in the meantime.
+      contents: options.checkpoint ? await fingerprintInputs(files) : undefined,
       // allowSvg decides whether an SVG input is an image or a failure, so it changes the results.
       options: { ...this.fingerprintOptions(batchSize, gapImages, exif), ...(allowSvg ? { allowSvg } : {}) },
       models: { clip: this.clip.modelId, minilm: this.minilm.identity },
