@@ -230,6 +230,32 @@ describe('building and loading banks', () => {
     expect(fs.existsSync(`${file}.partial.json`)).toBe(false);
   });
 
+  it('reports its progress to the caller (rows so far, per bank) and never draws on stderr itself, even with a bar forced on', async () => {
+    const home = tempDir();
+    const labels = syntheticLabels('p', 50);
+    const side = new PlantedTextSide({ dim: 8 });
+    const seen: [string, number, number][] = [];
+    const saved = process.env.IMG2PROMPT_PROGRESS;
+    process.env.IMG2PROMPT_PROGRESS = '1';
+    const write = process.stderr.write;
+    let drawn = '';
+    process.stderr.write = ((chunk: string | Uint8Array) => ((drawn += String(chunk)), true)) as typeof process.stderr.write;
+    try {
+      await buildBankFile(side, def(labels), { home, chunkSize: 20, onProgress: (bank, rows, count) => seen.push([bank, rows, count]) });
+    } finally {
+      process.stderr.write = write;
+      if (saved === undefined) delete process.env.IMG2PROMPT_PROGRESS;
+      else process.env.IMG2PROMPT_PROGRESS = saved;
+      fs.rmSync(home, { recursive: true, force: true });
+    }
+    expect(drawn).toBe('');
+    expect(seen[0]).toEqual(['flavors', 0, 50]);
+    expect(seen.at(-1)).toEqual(['flavors', 50, 50]);
+    const rows = seen.map((x) => x[1]);
+    expect(rows).toEqual([...rows].sort((a, b) => a - b));
+    for (const chunkEnd of [20, 40, 50]) expect(rows).toContain(chunkEnd);
+  });
+
   it('discards a partial build made for other labels', async () => {
     const home = tempDir();
     const side = new PlantedTextSide({ dim: 16 });

@@ -4,7 +4,6 @@ import { createHash } from 'node:crypto';
 import { Img2PromptError, errorMessage, osReason } from '../util/errors.js';
 import { publishFile, removeStaleTemps, writeFileAtomic, writeFully } from '../util/atomic-write.js';
 import { outputFs, type OutputHandle } from '../util/output-fs.js';
-import { createProgress } from '../util/progress.js';
 import { modelHome } from '../models/cache.js';
 import { toFloat16 } from '../rank/float16.js';
 import { labelsHash } from './label-banks.js';
@@ -226,6 +225,11 @@ export interface BankCacheOptions {
   chunkSize?: number;
   /** Called after each chunk is safely on disk, with the rows done so far. */
   onChunk?(rowsDone: number, count: number): void;
+  /**
+   * Called as a bank is built, with the rows embedded so far (also within a chunk): what a caller draws
+   * its progress from. The library itself never draws.
+   */
+  onProgress?(bank: string, rowsDone: number, count: number): void;
 }
 
 interface PartialRecord extends BankKey {
@@ -312,15 +316,15 @@ export async function buildBankFile(text: ClipTextSide, def: LabelBankDef, optio
   } catch (err) {
     throw new Img2PromptError(partial, `cannot build label bank "${def.name}": ${osReason(err)}`, { cause: err });
   }
-  const progress = createProgress(`embedding ${def.name}`, key.count, 'labels');
+  const progress = (rows: number) => options.onProgress?.(def.name, rows, key.count);
   try {
     // Header space stays zero (a sparse hole) until the end; drop any unrecorded tail from a kill.
     await fh.truncate(headerBytes + done * rowBytes);
-    progress.update(done);
+    progress(done);
     while (done < key.count) {
       const start = done;
       const end = Math.min(start + chunkSize, key.count);
-      const raw = await text.encodeTexts(def.labels.slice(start, end), { onProgress: (n) => progress.update(start + n) });
+      const raw = await text.encodeTexts(def.labels.slice(start, end), { onProgress: (n) => progress(start + n) });
       const rows = checkedRows(raw, end - start, key.dim, { ...def, labels: def.labels.slice(start, end) });
       const stored = dtype === 'fp16' ? toFloat16(rows) : rows;
       await writeFully(fh, new Uint8Array(stored.buffer, stored.byteOffset, stored.byteLength), headerBytes + start * rowBytes);
@@ -328,7 +332,7 @@ export async function buildBankFile(text: ClipTextSide, def: LabelBankDef, optio
       done = end;
       const record: PartialRecord = { format: BANK_FORMAT_VERSION, ...key, headerBytes, rowsDone: done };
       await writeFileAtomic(sidecar, JSON.stringify(record));
-      progress.update(done);
+      progress(done);
       options.onChunk?.(done, key.count);
     }
     const header = encodeHeader(key, await hashRange(fh, headerBytes, key.count * rowBytes));
@@ -341,7 +345,6 @@ export async function buildBankFile(text: ClipTextSide, def: LabelBankDef, optio
     if (err instanceof Img2PromptError) throw err;
     throw new Img2PromptError(partial, `cannot build label bank "${def.name}": ${osReason(err)}`, { cause: err });
   } finally {
-    progress.stop();
     await fh.close();
   }
   await publishFile(partial, final);

@@ -31,6 +31,8 @@ export interface InterrogatorSetupOptions {
   onBank?(bank: CachedBank): void;
   /** Told after each chunk of a bank being built is on disk. */
   onChunk?(rowsDone: number, count: number): void;
+  /** Told as a bank is built, with the rows embedded so far (to draw progress from). */
+  onBankProgress?(bank: string, rowsDone: number, count: number): void;
   /** Warnings (e.g. a model with random weights). */
   onNotice?(message: string): void;
 }
@@ -53,6 +55,7 @@ export async function openInterrogatorSetup(options: InterrogatorSetupOptions = 
       dtype: options.dtype ?? DEFAULT_BANK_DTYPE,
       rankProviders: [model.provider],
       onChunk: options.onChunk,
+      onProgress: options.onBankProgress,
       onBank: options.onBank,
     });
     return {

@@ -76,6 +76,8 @@ export interface PredictEngineOptions {
   temperature?: number;
   /** Warnings and one-line status messages (bank builds, map fits, random weights). */
   onNotice?(message: string): void;
+  /** Told as a prompt or label bank is built, with the rows embedded so far (to draw progress from). */
+  onBankProgress?(bank: string, rowsDone: number, count: number): void;
 }
 
 /**
@@ -220,6 +222,7 @@ export class PredictEngine {
       const { bank, def } = await loadPromptBank(clip, minilm, {
         files: options.promptsBank,
         clipDtype: dtype,
+        onProgress: options.onBankProgress,
         onBank: (b, side) => notice(`prompt bank ${b.name} (${side}): ${b.labels.length} prompts, ${b.built ? `built (${b.reason ?? 'new'})` : 'cached'}`),
       });
 
@@ -242,6 +245,7 @@ export class PredictEngine {
           extraLabels: options.labels,
           dtype,
           rankProviders: [clip.provider],
+          onProgress: options.onBankProgress,
           onBank: (b) => {
             if (b.built) notice(`label bank ${b.name}: ${b.labels.length} labels, built (${b.reason ?? 'new'})`);
           },

@@ -65,6 +65,8 @@ export interface PromptBankCacheOptions {
   clipDtype?: BankDtype;
   /** Told about each side as it is loaded or built. */
   onBank?(bank: CachedBank, side: 'clip' | 'minilm'): void;
+  /** Told as a side is built, with the prompts embedded so far; `bank` names the side, e.g. "prompts-… (clip)". */
+  onProgress?(bank: string, rowsDone: number, count: number): void;
 }
 
 export interface LoadedPromptBank {
@@ -78,9 +80,10 @@ export async function loadPromptBank(clip: ClipTextSide, minilm: ClipTextSide, o
   const files = options.files && options.files.length > 0 ? [...options.files] : await defaultPromptCorpus();
   const corpus = await readPromptCorpus(files);
   const def = promptBankDef(corpus);
-  const clipSide = await loadOrBuildBank(clip, def, { home: options.home, dtype: options.clipDtype ?? DEFAULT_BANK_DTYPE });
+  const progressOf = (side: 'clip' | 'minilm') => (bank: string, rowsDone: number, count: number) => options.onProgress?.(`${bank} (${side})`, rowsDone, count);
+  const clipSide = await loadOrBuildBank(clip, def, { home: options.home, dtype: options.clipDtype ?? DEFAULT_BANK_DTYPE, onProgress: progressOf('clip') });
   options.onBank?.(clipSide, 'clip');
-  const textSide = await loadOrBuildBank(minilm, def, { home: options.home, dtype: 'fp32' });
+  const textSide = await loadOrBuildBank(minilm, def, { home: options.home, dtype: 'fp32', onProgress: progressOf('minilm') });
   options.onBank?.(textSide, 'minilm');
   const bank = new PromptBank({
     texts: def.labels,

@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import { createProgress } from '../../util/progress.js';
+import { bankBuildProgress, createProgress } from '../../util/progress.js';
 import { withClaimedOutputs } from '../../util/output-claim.js';
 import { ClipModel } from '../../clip/model.js';
 import { DEFAULT_BANK_DTYPE, type BankDtype } from '../../interrogate/types.js';
@@ -44,6 +44,7 @@ export function register(program: Command): void {
           const { bank, def } = await loadPromptBank(clip, minilm, {
             files: opts.promptsBank,
             clipDtype: opts.dtype,
+            onProgress: bankBuildProgress().onProgress,
             onBank: (b, side) => process.stderr.write(`prompt bank ${b.name} (${side}): ${b.labels.length} prompts, ${b.built ? `built (${b.reason ?? 'new'})` : 'cached'}\n`),
           });
           const file = opts.output ?? defaultMapPath(clip.modelId, def.name);

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { createProgress, type Progress } from '../../util/progress.js';
+import { bankBuildProgress } from '../../util/progress.js';
 import { openInterrogatorSetup, type InterrogatorSetup } from '../../interrogate/interrogate.js';
 import { defaultLabelsDir } from '../../interrogate/label-banks.js';
 import { DEFAULT_BANK_DTYPE, type BankDtype } from '../../interrogate/types.js';
@@ -27,7 +27,7 @@ export function addLabelOptions(cmd: Command): Command {
 
 /** Opens the model and every bank through the cache, with a progress bar per bank that needs building. */
 export async function openInterrogator(opts: LabelOptions & { imageProcessor?: ClipImageProcessor }): Promise<InterrogatorSetup> {
-  let bar: Progress | undefined;
+  const progress = bankBuildProgress();
   return openInterrogatorSetup({
     model: opts.model,
     imageProcessor: opts.imageProcessor,
@@ -35,13 +35,9 @@ export async function openInterrogator(opts: LabelOptions & { imageProcessor?: C
     labels: opts.labels,
     dtype: opts.dtype,
     onNotice: (message) => process.stderr.write(`${message}\n`),
-    onChunk(done, count) {
-      bar ??= createProgress('labels', count, 'labels');
-      bar.update(done);
-    },
+    onBankProgress: progress.onProgress,
     onBank(bank: CachedBank) {
-      bar?.stop();
-      bar = undefined;
+      progress.stop();
       const how = bank.built ? `built (${bank.reason ?? 'new'})` : 'cached';
       process.stderr.write(`bank ${bank.name}: ${bank.labels.length} labels, ${how}\n`);
     },
