@@ -23,13 +23,15 @@ struct SessionClass {
 // SessionCore
 
 SessionCore::SessionCore(const std::string& path, const void* bytes, size_t length, const OpenOptions& options) {
-  bool want_cuda = std::find(options.providers.begin(), options.providers.end(), "cuda") != options.providers.end();
-  if (want_cuda) {
+  auto listed = [&](const char* p) { return std::find(options.providers.begin(), options.providers.end(), p) != options.providers.end(); };
+  if (listed("cuda")) {
     try {
       session_ = Create(path, bytes, length, options, true);
       provider_ = "cuda";
     } catch (const OrtError& e) {
-      // CUDA was asked for but cannot be used here (no provider library, no device, ...): say why, use CPU.
+      // CUDA was asked for but cannot take this session: fall back only where the caller listed the CPU
+      // too, and say why; asked for CUDA alone, the caller gets the error instead of a silent CPU run.
+      if (!listed("cpu")) throw;
       provider_note_ = std::string("CUDA unavailable, using CPU: ") + e.what();
     }
   }

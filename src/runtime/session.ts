@@ -2,6 +2,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { native, ortLibraryDir, type NativeFeed, type NativeOutputRequest, type NativeSession, type NativeTensor } from '../native/addon.js';
 import { Img2PromptError } from '../util/errors.js';
+import { notice } from '../util/notices.js';
+import { cudaStatus } from './cuda-status.js';
+import { CUDA_PROVIDER_LIB } from '../gpu/readiness.js';
 
 export type TensorType = 'float32' | 'float16' | 'float64' | 'int64' | 'int32' | 'int8' | 'uint8' | 'bool';
 export type TensorData = Float32Array | Float64Array | Uint16Array | BigInt64Array | Int32Array | Int8Array | Uint8Array;
@@ -22,7 +25,10 @@ export interface TensorInfo {
 export type ExecutionProvider = 'cuda' | 'cpu';
 
 export interface SessionOptions {
-  /** Providers in order of preference. Default: CUDA first when its provider library is installed, then CPU. */
+  /**
+   * Providers in order of preference. Default: IMG2PROMPT_PROVIDERS, else CUDA first when it is usable
+   * here (cudaStatus), then CPU. CUDA listed without the CPU is an error where CUDA cannot be used.
+   */
   providers?: ExecutionProvider[];
   /** Threads inside one operator; 0 (default) lets ORT use one per physical core. */
   intraOpThreads?: number;
@@ -60,15 +66,49 @@ export function tensor(type: TensorType, data: TensorData, dims: readonly number
   return { type, data, dims };
 }
 
-/** CUDA is worth trying only when ORT's CUDA provider library sits next to libonnxruntime. */
+/** True when ORT's CUDA provider library sits next to libonnxruntime (whether it can load is cudaStatus's question). */
 export function cudaProviderInstalled(): boolean {
-  return fs.existsSync(path.join(ortLibraryDir(), 'libonnxruntime_providers_cuda.so'));
+  return fs.existsSync(path.join(ortLibraryDir(), CUDA_PROVIDER_LIB));
 }
 
+const PROVIDERS_VARIABLE = 'IMG2PROMPT_PROVIDERS';
+
+/** The providers a session tries by default: IMG2PROMPT_PROVIDERS when set, else CUDA first when it is usable here. */
 export function defaultProviders(): ExecutionProvider[] {
-  const forced = process.env.IMG2PROMPT_PROVIDERS;
-  if (forced) return forced.split(',').map((p) => p.trim()) as ExecutionProvider[];
-  return cudaProviderInstalled() ? ['cuda', 'cpu'] : ['cpu'];
+  const forced = process.env[PROVIDERS_VARIABLE];
+  if (forced && forced.trim() !== '') {
+    const list = forced.split(',').map((p) => p.trim());
+    for (const p of list) {
+      if (p !== 'cuda' && p !== 'cpu') throw new Img2PromptError(undefined, `${PROVIDERS_VARIABLE}=${forced}: unknown execution provider '${p}' (use cuda and/or cpu)`);
+    }
+    return list as ExecutionProvider[];
+  }
+  return cudaStatus().usable ? ['cuda', 'cpu'] : ['cpu'];
+}
+
+/** Notes already given as notices: a run opens several sessions, and one line says it. */
+const noted = new Set<string>();
+
+function noteOnce(message: string): void {
+  if (noted.has(message)) return;
+  noted.add(message);
+  notice(message);
+}
+
+/**
+ * The providers to hand the native session, and why CUDA was dropped from them: asked for but not
+ * usable here, it is dropped where the CPU is listed too (with a note), and refused where CUDA alone
+ * was asked for, so nothing runs on the CPU silently.
+ */
+function usableProviders(providers: ExecutionProvider[], fromVariable: boolean): { providers: ExecutionProvider[]; note: string } {
+  if (!providers.includes('cuda')) return { providers, note: '' };
+  const cuda = cudaStatus();
+  if (cuda.usable) return { providers, note: '' };
+  const asked = fromVariable ? ` (${PROVIDERS_VARIABLE}=${process.env[PROVIDERS_VARIABLE]})` : '';
+  if (!providers.includes('cpu')) {
+    throw new Img2PromptError(undefined, `CUDA was asked for${asked} but cannot be used here: ${cuda.reason}; list cpu too to fall back to it (e.g. ${PROVIDERS_VARIABLE}=cuda,cpu)`);
+  }
+  return { providers: providers.filter((p) => p !== 'cuda'), note: `CUDA was asked for${asked} but cannot be used here (${cuda.reason}); running on the CPU` };
 }
 
 /**
@@ -80,23 +120,24 @@ export class Session {
   readonly outputs: readonly TensorInfo[];
   /** The provider the session runs on. */
   readonly provider: ExecutionProvider;
-  /** Why a preferred provider was not used ('' when none was skipped). */
+  /** Why a preferred provider was not used ('' when none was skipped); also given as a notice (src/util/notices.ts). */
   readonly providerNote: string;
   readonly modelPath: string | undefined;
   #native: NativeSession | undefined;
 
-  private constructor(nativeSession: NativeSession, modelPath: string | undefined) {
+  private constructor(nativeSession: NativeSession, modelPath: string | undefined, note: string) {
     this.#native = nativeSession;
     this.inputs = nativeSession.inputs as TensorInfo[];
     this.outputs = nativeSession.outputs as TensorInfo[];
     this.provider = nativeSession.provider as ExecutionProvider;
-    this.providerNote = nativeSession.providerNote;
+    this.providerNote = note || nativeSession.providerNote;
     this.modelPath = modelPath;
   }
 
   static async open(model: string | Uint8Array, options: SessionOptions = {}): Promise<Session> {
-    const providers = options.providers ?? defaultProviders();
-    for (const p of providers) if (p !== 'cuda' && p !== 'cpu') throw new TypeError(`unknown execution provider '${p}' (use 'cuda' or 'cpu')`);
+    const asked = options.providers ?? defaultProviders();
+    for (const p of asked) if (p !== 'cuda' && p !== 'cpu') throw new TypeError(`unknown execution provider '${p}' (use 'cuda' or 'cpu')`);
+    const { providers, note } = usableProviders(asked, options.providers === undefined);
     const threads = options.intraOpThreads ?? 0;
     if (!Number.isInteger(threads) || threads < 0) throw new RangeError(`intraOpThreads must be a non-negative integer, got ${threads}`);
     const optimization = options.optimization ?? 'all';
@@ -112,7 +153,9 @@ export class Session {
     }
     try {
       const s = await native().openSession(modelPath ?? (model as Uint8Array), { providers, intraOpThreads: threads, optimization, spinWait });
-      return new Session(s, modelPath);
+      const session = new Session(s, modelPath, note);
+      if (session.providerNote !== '') noteOnce(session.providerNote);
+      return session;
     } catch (err) {
       // The native message is ORT's reason alone; the model is named here, in the one-line `<file>: <reason>` form.
       throw new Img2PromptError(modelPath ?? '<model buffer>', `cannot load model: ${err instanceof Error ? err.message : String(err)}`, { cause: err });

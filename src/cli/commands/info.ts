@@ -1,25 +1,28 @@
 import type { Command } from 'commander';
 import { addonPath, ortLibraryDir } from '../../native/addon.js';
 import { availableProviders, cudaProviderInstalled, defaultProviders, ortVersion } from '../../runtime/session.js';
+import { cudaStatus, providerReport } from '../../runtime/cuda-status.js';
 import { modelHome } from '../../models/cache.js';
-import { cudaReadiness } from '../../gpu/readiness.js';
 import { packageVersion } from '../../util/package-root.js';
 
 export function register(program: Command): void {
   program
     .command('info')
-    .description('Show the engine build: ONNX Runtime version, execution providers, addon and model cache paths')
+    .description('Show the engine build: ONNX Runtime version, execution providers (compiled in, and usable here or why not), addon and model cache paths')
     .option('--json', 'print as JSON')
     .action((opts: { json?: boolean }) => {
-      const cuda = cudaReadiness();
+      const providers = providerReport();
+      const cuda = cudaStatus();
       const info = {
         img2prompt: packageVersion(),
         onnxruntime: ortVersion(),
         addon: addonPath(),
         ortLibraryDir: ortLibraryDir(),
+        // What ORT was compiled with: not what can run here (see providers).
         ortProviders: availableProviders(),
+        providers,
         cudaProviderInstalled: cudaProviderInstalled(),
-        cudaUsable: cuda.usable ? 'yes' : `no: ${cuda.problems[0]}${cuda.problems.length > 1 ? ` (and ${cuda.problems.length - 1} more: \`img2prompt gpu install --check\`)` : ''}`,
+        cudaUsable: cuda.usable ? 'yes' : `no: ${cuda.reason}`,
         defaultProviders: defaultProviders(),
         modelHome: modelHome(),
       };
@@ -27,6 +30,18 @@ export function register(program: Command): void {
         process.stdout.write(JSON.stringify(info, null, 2) + '\n');
         return;
       }
-      for (const [k, v] of Object.entries(info)) process.stdout.write(`${k.padEnd(22)} ${Array.isArray(v) ? v.join(', ') : v}\n`);
+      const rows: [string, string][] = [
+        ['img2prompt', info.img2prompt],
+        ['onnxruntime', info.onnxruntime],
+        ['addon', info.addon],
+        ['ortLibraryDir', info.ortLibraryDir],
+        ['ortProviders', `${info.ortProviders.join(', ')} (compiled in)`],
+        ...providers.map((p): [string, string] => [p.name, p.usable ? 'usable' : `not usable: ${p.reason}`]),
+        ['cudaProviderInstalled', String(info.cudaProviderInstalled)],
+        ['cudaUsable', info.cudaUsable],
+        ['defaultProviders', info.defaultProviders.join(', ')],
+        ['modelHome', info.modelHome],
+      ];
+      for (const [k, v] of rows) process.stdout.write(`${k.padEnd(26)} ${v}\n`);
     });
 }
