@@ -96,6 +96,8 @@ export interface NativeAddon {
   /** ORT's own provider names, e.g. 'CPUExecutionProvider'. */
   availableProviders(): string[];
   ortVersion(): string;
+  /** Creates ORT's process-wide environment now (it is otherwise created by the first session). */
+  initEnvironment(): void;
   /**
    * Best k (k > rows: all) bank rows per query by dot product, best first (`least`: lowest first), ties
    * to the lower row; queries [rows x queryDim], bank [rows x bankDim] float32 or float16 bits. Reads
@@ -121,7 +123,7 @@ export interface NativeAddon {
 
 /** The functions NativeAddon declares, checked at load so that an addon built from older sources is named as such. */
 const FUNCTIONS = [
-  'openSession', 'availableProviders', 'ortVersion', 'topk', 'scoresAll', 'topkKernel', 'clipPreprocess', 'clipGeometry', 'streamRead',
+  'openSession', 'availableProviders', 'ortVersion', 'initEnvironment', 'topk', 'scoresAll', 'topkKernel', 'clipPreprocess', 'clipGeometry', 'streamRead',
 ] as const satisfies readonly (keyof NativeAddon)[];
 
 let addon: NativeAddon | undefined;
