@@ -62,7 +62,7 @@ describe.skipIf(here.usable)('IMG2PROMPT_PROVIDERS with CUDA where it cannot be 
     const r = embed('cuda,cpu', path.join(work, 'fallback.csv'));
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr.split('\n').filter((l) => l.startsWith('warning: '))).toEqual([
-      `warning: CUDA was asked for (IMG2PROMPT_PROVIDERS=cuda,cpu) but cannot be used here (${here.reason}); running on the CPU`,
+      `warning: CUDA was asked for (IMG2PROMPT_PROVIDERS=cuda,cpu) but cannot be used here: ${here.reason}; running on the CPU`,
     ]);
   });
 });

@@ -149,7 +149,7 @@ describe('Session.open', () => {
       if (!cudaProviderInstalled()) expect(s.provider).toBe('cpu'); // no provider library: CUDA cannot load
       if (s.provider === 'cpu') {
         // The note says why: what CUDA lacks here (cudaStatus), or ORT's own reason when creating the CUDA session failed.
-        expect(s.providerNote).toMatch(/^(CUDA was asked for but cannot be used here \(.{10,}\); running on the CPU|CUDA unavailable, using CPU: \S.{10,})$/);
+        expect(s.providerNote).toMatch(/^(CUDA was asked for but cannot be used here: .{10,}; running on the CPU|CUDA unavailable, using CPU: \S.{10,})$/);
       } else {
         expect(s.provider).toBe('cuda');
         expect(s.providerNote).toBe('');

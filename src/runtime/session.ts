@@ -177,7 +177,7 @@ function usableProviders(providers: ExecutionProvider[], fromVariable: boolean):
   if (!providers.includes('cpu')) {
     throw new Img2PromptError(undefined, `CUDA was asked for${asked} but cannot be used here: ${cuda.reason}; list cpu too to fall back to it (e.g. ${PROVIDERS_VARIABLE}=cuda,cpu)`);
   }
-  return { providers: providers.filter((p) => p !== 'cuda'), note: `CUDA was asked for${asked} but cannot be used here (${cuda.reason}); running on the CPU` };
+  return { providers: providers.filter((p) => p !== 'cuda'), note: `CUDA was asked for${asked} but cannot be used here: ${cuda.reason}; running on the CPU` };
 }
 
 /**
