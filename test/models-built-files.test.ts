@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { modelDir } from '../src/models/cache.js';
 import { installRandomClip } from '../src/models/install-local.js';
 import { ensureMiniLMOnnx } from '../models/graph/bert.js';
+import { ensureClipOnnx, ensureClipTextPrefixOnnx } from '../src/clip/onnx-cache.js';
 import { runCli } from './helpers/cli.js';
 import { asset, KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
 
@@ -136,6 +137,29 @@ describe('the built CLIP graphs', () => {
     expect(r.stdout).toMatch(new RegExp(`^tiny: ${text.replace(/[.]/g, '\\.')}: sha256 [0-9a-f]{64}, not the ${intact} recorded when it was built`, 'm'));
     expect(r.stdout).toContain('tiny: built files rebuilt and verified: vision.onnx, text.onnx\n');
     expect(sha256(text)).toBe(intact);
+  });
+
+  it('the prefix-cached text graph is recorded too: rebuilt with a notice on open, re-hashed by models verify', async () => {
+    const files = await ensureClipOnnx(dir());
+    const prefix = (await ensureClipTextPrefixOnnx(dir(), files))!;
+    expect(prefix).toBe(path.join(dir(), 'text-prefix.onnx'));
+    const intact = sha256(prefix);
+
+    flipFourBytes(prefix);
+    const damaged = sha256(prefix);
+    const notices: string[] = [];
+    await ensureClipTextPrefixOnnx(dir(), files, { onRebuild: (m) => notices.push(m) });
+    expect(notices).toEqual([
+      `${prefix}: sha256 ${damaged}, not the ${intact} recorded when it was built (changed or damaged since); rebuilding it from open_clip_model.safetensors`,
+    ]);
+    expect(sha256(prefix)).toBe(intact);
+
+    flipFourBytes(prefix);
+    const r = runCli(['models', 'verify', 'tiny'], home);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`tiny: ${prefix}: sha256 `);
+    expect(r.stdout).toContain('tiny: built files rebuilt and verified: vision.onnx, text.onnx, text-prefix.onnx\n');
+    expect(sha256(prefix)).toBe(intact);
   });
 
   it('changed weights, which nothing can rebuild, are refused on open and by models verify, naming the file and how to reinstall', () => {

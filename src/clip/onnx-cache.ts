@@ -187,53 +187,74 @@ function assertAsInstalled(dir: string, record: InstallRecord | undefined, file:
 
 /**
  * For `models verify`: re-hashes the graphs built in `dir` for each precision (nothing when none were
- * built), rebuilding damaged ones with the options they were built with. Returns the built files,
- * relative to `dir`.
+ * built), and the prefix-cached text graph when one was built, rebuilding damaged ones with the options
+ * they were built with. Returns the built files, relative to `dir`.
  */
 export async function verifyClipOnnx(dir: string, onRebuild: (message: string) => void): Promise<string[]> {
   const built: string[] = [];
+  let files: ClipOnnxFiles | undefined;
   for (const precision of PRECISIONS) {
     const sidecar = path.join(dir, builtGraphNames(precision).sidecar);
     const side = await readSidecar(sidecar);
     if (!side) continue;
-    await ensureClipOnnx(dir, { check: 'hash', onRebuild, precision, ...(typeof side.quickGelu === 'boolean' ? { quickGelu: side.quickGelu } : {}) });
+    files = await ensureClipOnnx(dir, { check: 'hash', onRebuild, precision, ...(typeof side.quickGelu === 'boolean' ? { quickGelu: side.quickGelu } : {}) });
     built.push(...((await readSidecar(sidecar))?.built ?? []).map((f) => f.path));
   }
-  return built;}
+  const prefix = await readPrefixSidecar(path.join(dir, PREFIX_SIDECAR));
+  if (!prefix || !files) return built;
+  await ensureClipTextPrefixOnnx(dir, files, { check: 'hash', onRebuild, ...(typeof prefix.quickGelu === 'boolean' ? { quickGelu: prefix.quickGelu } : {}) });
+  return [...built, ...((await readPrefixSidecar(path.join(dir, PREFIX_SIDECAR)))?.built ?? []).map((f) => f.path)];
+}
 
 interface PrefixSidecar {
   graphVersion: number;
   weightsSha256: string;
   quickGelu: boolean | null;
+  /** text-prefix.onnx (and its external data) as written (see src/models/built-files.ts). */
+  built: BuiltFile[];
+}
+
+async function readPrefixSidecar(file: string): Promise<Partial<PrefixSidecar> | undefined> {
+  try {
+    return JSON.parse(await fs.readFile(file, 'utf8')) as Partial<PrefixSidecar>;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
  * The prefix-cached text graph (what greedy chains run on, see ClipPrefixEncoder), built from the same
- * checkpoint as `files` on first use and kept beside text.onnx; undefined for a ready ONNX export,
- * whose folder has no checkpoint to build it from. Only best and negative modes need it, so other
- * jobs never pay for building it.
+ * checkpoint as `files` on first use and kept beside text.onnx, with the same content records as the
+ * towers (a changed graph is rebuilt with a notice); undefined for a ready ONNX export, whose folder
+ * has no checkpoint to build it from. Only best and negative modes need it, so other jobs never pay
+ * for building it.
  */
 export async function ensureClipTextPrefixOnnx(dir: string, files: ClipOnnxFiles, options: EnsureClipOnnxOptions = {}): Promise<string | undefined> {
   if (files.kind !== 'built') return undefined;
   const file = path.join(dir, TEXT_PREFIX_ONNX);
   const sidecarFile = path.join(dir, PREFIX_SIDECAR);
   const quickGelu = options.quickGelu ?? null;
-  const wanted: PrefixSidecar = { graphVersion: CLIP_TEXT_PREFIX_GRAPH_VERSION, weightsSha256: files.weightHash, quickGelu };
-  let side: Partial<PrefixSidecar> | undefined;
-  try {
-    side = JSON.parse(await fs.readFile(sidecarFile, 'utf8')) as Partial<PrefixSidecar>;
-  } catch {
-    side = undefined;
+  const side = await readPrefixSidecar(sidecarFile);
+  const sameInputs =
+    side !== undefined && side.graphVersion === CLIP_TEXT_PREFIX_GRAPH_VERSION && side.weightsSha256 === files.weightHash && side.quickGelu === quickGelu;
+  if (sameInputs) {
+    const check = await checkBuiltFiles(dir, side.built, options.check ?? 'stamp');
+    if (!check.problem) {
+      if (check.restamped) await writeFileAtomic(sidecarFile, JSON.stringify({ ...side, built: check.records }, null, 2) + '\n');
+      return file;
+    }
+    if (check.problem.damaged) (options.onRebuild ?? notice)(rebuildNotice(check.problem, path.basename((await findClipWeightsFile(dir)) ?? 'the checkpoint')));
   }
-  const fresh = side && side.graphVersion === wanted.graphVersion && side.weightsSha256 === wanted.weightsSha256 && side.quickGelu === quickGelu && existsSync(file);
-  if (fresh) return file;
   const ckpt = await loadClipCheckpoint(dir, options);
+  let external: boolean;
   try {
-    await clipTextPrefixGraphBuilder(ckpt.config, ckpt.weights).writeModel(file, { externalAbove: options.externalAbove });
+    ({ external } = await clipTextPrefixGraphBuilder(ckpt.config, ckpt.weights).writeModel(file, { externalAbove: options.externalAbove }));
   } catch (err) {
     if (err instanceof Img2PromptError) throw err;
     throw new Img2PromptError(dir, `cannot build the prefix-cached CLIP text graph: ${errorMessage(err)}`, { cause: err });
   }
-  await writeFileAtomic(sidecarFile, JSON.stringify(wanted, null, 2) + '\n');
+  const built = await recordBuiltFiles(dir, external ? [TEXT_PREFIX_ONNX, `${TEXT_PREFIX_ONNX}.data`] : [TEXT_PREFIX_ONNX]);
+  const record: PrefixSidecar = { graphVersion: CLIP_TEXT_PREFIX_GRAPH_VERSION, weightsSha256: files.weightHash, quickGelu, built };
+  await writeFileAtomic(sidecarFile, JSON.stringify(record, null, 2) + '\n');
   return file;
 }
