@@ -297,7 +297,7 @@ describe('interrupted runs (item 12)', () => {
     const dir = outDir();
     const out = path.join(dir, 'sub.csv');
     const hang: OutputFault = { match: '^\\.sub\\.csv\\.\\d+\\.', kind: 'hang', after: 5000 };
-    const killed = await signalWhen(['embed', '--prompts', PROMPTS, '-o', out], 'SIGKILL', () => ls(dir).some((f) => f.endsWith('.tmp')), { [FAULT_ENV]: JSON.stringify(hang) });
+    const killed = await signalWhen(['embed', '--prompts', PROMPTS, '-o', out], 'SIGKILL', () => ls(dir).includes('sub.csv.lock') && ls(dir).some((f) => f.endsWith('.tmp')), { [FAULT_ENV]: JSON.stringify(hang) });
     expect(killed.code).toBe(null);
     const left = ls(dir);
     expect(left).toEqual([expect.stringMatching(/^\.sub\.csv\.\d+\.[0-9a-f]{8}\.tmp$/), 'sub.csv.lock']);
