@@ -93,11 +93,11 @@ export function clipTensorSpecs(config: ClipConfig, layout: ClipLayout): ClipTen
  * and how to write a file tensor into canonical weights (`put`). Keeping both directions in one table
  * makes the two mappings each other's inverse by construction.
  */
-interface PlanEntry {
+export interface PlanEntry<W = ClipWeights> {
   name: string;
   shape: number[];
-  get: (w: ClipWeights) => Float32Array;
-  put: (w: ClipWeights, data: Float32Array) => void;
+  get: (w: W) => Float32Array;
+  put: (w: W, data: Float32Array) => void;
 }
 
 function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
@@ -146,13 +146,14 @@ export function emptyClipWeights(config: ClipConfig): ClipWeights {
   };
 }
 
-function* blockPlan(prefix: string, width: number, inter: number, layout: ClipLayout, blocks: (w: ClipWeights) => ClipBlockWeights[], i: number): Generator<PlanEntry> {
-  const blk = (w: ClipWeights) => blocks(w)[i]!;
-  const ln = (name: string, which: 'ln1' | 'ln2'): PlanEntry[] => [
+/** The tensors of one pre-LN block (CLIP's, in either layout; GIT's image encoder uses the HF one). */
+export function* blockPlan<W>(prefix: string, width: number, inter: number, layout: ClipLayout, blocks: (w: W) => ClipBlockWeights[], i: number): Generator<PlanEntry<W>> {
+  const blk = (w: W) => blocks(w)[i]!;
+  const ln = (name: string, which: 'ln1' | 'ln2'): PlanEntry<W>[] => [
     { name: `${prefix}${name}.weight`, shape: [width], get: (w) => blk(w)[which].weight, put: (w, d) => void (blk(w)[which].weight = d) },
     { name: `${prefix}${name}.bias`, shape: [width], get: (w) => blk(w)[which].bias, put: (w, d) => void (blk(w)[which].bias = d) },
   ];
-  const field = (name: string, shape: number[], key: 'outWeight' | 'outBias' | 'fcWeight' | 'fcBias' | 'projWeight' | 'projBias'): PlanEntry => ({
+  const field = (name: string, shape: number[], key: 'outWeight' | 'outBias' | 'fcWeight' | 'fcBias' | 'projWeight' | 'projBias'): PlanEntry<W> => ({
     name: `${prefix}${name}`,
     shape,
     get: (w) => blk(w)[key],
@@ -174,7 +175,7 @@ function* blockPlan(prefix: string, width: number, inter: number, layout: ClipLa
   // HF keeps q, k and v as three Linear layers: each is one third of the packed projection.
   const qkv = ['q', 'k', 'v'] as const;
   const part = (arr: Float32Array, k: number, size: number) => arr.subarray(k * size, (k + 1) * size);
-  const ensurePacked = (w: ClipWeights) => {
+  const ensurePacked = (w: W) => {
     const b = blk(w);
     if (b.qkvWeight.length !== 3 * width * width) b.qkvWeight = new Float32Array(3 * width * width);
     if (b.qkvBias.length !== 3 * width) b.qkvBias = new Float32Array(3 * width);
