@@ -42,8 +42,8 @@ export function blipImageGraphBuilder(c: BlipCaptionConfig, w: BlipWeights): Gra
   w.text.layers.forEach((layer, i) => {
     b.scoped(`layer.${i}.crossattention`, () => {
       const cross = layer.crossAttention!;
-      b.output(projectHeads(b, embeds, cross.key, v.width, t, 'key'), `cross_key_${i}`, 'float32', ['images', t.heads, M, D]);
-      b.output(projectHeads(b, embeds, cross.value, v.width, t, 'value'), `cross_value_${i}`, 'float32', ['images', t.heads, M, D]);
+      b.output(projectHeads(b, embeds, cross.key, v.width, t, 'key'), `image_key_${i}`, 'float32', ['images', t.heads, M, D]);
+      b.output(projectHeads(b, embeds, cross.value, v.width, t, 'value'), `image_value_${i}`, 'float32', ['images', t.heads, M, D]);
     });
   });
   return b;
@@ -61,8 +61,8 @@ export function blipDecoderGraphBuilder(c: BlipCaptionConfig, w: BlipWeights): G
   const ids = b.input('input_ids', 'int64', ['rows', 'sequence']);
   const pasts = pastInputs(b, t);
   const crosses = Array.from({ length: t.layers }, (_, i) => ({
-    key: b.input(`cross_key_${i}`, 'float32', ['images', t.heads, M, D]),
-    value: b.input(`cross_value_${i}`, 'float32', ['images', t.heads, M, D]),
+    key: b.input(`image_key_${i}`, 'float32', ['images', t.heads, M, D]),
+    value: b.input(`image_value_${i}`, 'float32', ['images', t.heads, M, D]),
   }));
   const seqLen = dimOf(b, ids, 1, 'seq_len');
   const pastLen = dimOf(b, pasts[0]!.key, 2, 'past_len');

@@ -47,8 +47,8 @@ export function gitImageGraphBuilder(c: GitCaptionConfig, w: GitWeights): GraphB
     x = b.scoped(`layer.${i}`, () => {
       const last = i === w.text.layers.length - 1;
       const kv = last ? { out: '', ...keysValues(b, t, x, layer.selfAttention) } : bidirectionalAttention(b, t, x, layer.selfAttention);
-      b.output(kv.key, `prefix_key_${i}`, 'float32', ['images', t.heads, M, D]);
-      b.output(kv.value, `prefix_value_${i}`, 'float32', ['images', t.heads, M, D]);
+      b.output(kv.key, `image_key_${i}`, 'float32', ['images', t.heads, M, D]);
+      b.output(kv.value, `image_value_${i}`, 'float32', ['images', t.heads, M, D]);
       return last ? x : feedForward(b, t, kv.out, layer);
     });
   });
@@ -67,8 +67,8 @@ export function gitDecoderGraphBuilder(c: GitCaptionConfig, w: GitWeights): Grap
   const ids = b.input('input_ids', 'int64', ['rows', 'sequence']);
   const pasts = pastInputs(b, t);
   const prefixes = Array.from({ length: t.layers }, (_, i) => ({
-    key: b.input(`prefix_key_${i}`, 'float32', ['images', t.heads, M, D]),
-    value: b.input(`prefix_value_${i}`, 'float32', ['images', t.heads, M, D]),
+    key: b.input(`image_key_${i}`, 'float32', ['images', t.heads, M, D]),
+    value: b.input(`image_value_${i}`, 'float32', ['images', t.heads, M, D]),
   }));
   const seqLen = dimOf(b, ids, 1, 'seq_len');
   const pastLen = dimOf(b, pasts[0]!.key, 2, 'past_len');

@@ -1,0 +1,85 @@
+import { Img2PromptError } from '../util/errors.js';
+import type { DecoderStepper, GeneratedCaption } from './decoder-stepper.js';
+import { beamSearch, type EarlyStopping } from './beam-search.js';
+import { greedySearch } from './greedy-search.js';
+
+/**
+ * Caption generation settings, with transformers' meanings (GenerationConfig): lengths count the
+ * whole sequence, the decoder's start token and the text prefix included.
+ */
+export interface GenerationOptions {
+  /** 1: greedy search; more: beam search. Default 8 (the reference notebook's CLIP Interrogator). */
+  numBeams?: number;
+  /** Longest sequence, prompt included. Default 32. */
+  maxLength?: number;
+  /** The end token is banned below this length, prompt included. Default 5. */
+  minLength?: number;
+  /** Finished beams' scores are divided by (generated tokens)^lengthPenalty. Default 1. */
+  lengthPenalty?: number;
+  /** Beam search stopping rule (transformers' early_stopping): default false. */
+  earlyStopping?: EarlyStopping;
+  /** 0 (default): off; n: no n-gram occurs twice. */
+  noRepeatNgramSize?: number;
+  /** 1 (default): off. */
+  repetitionPenalty?: number;
+}
+
+export type ResolvedGenerationOptions = Required<GenerationOptions>;
+
+export const DEFAULT_GENERATION: ResolvedGenerationOptions = {
+  numBeams: 8,
+  maxLength: 32,
+  minLength: 5,
+  lengthPenalty: 1,
+  earlyStopping: false,
+  noRepeatNgramSize: 0,
+  repetitionPenalty: 1,
+};
+
+/** Longest sequence a caption may ask for; the models' position tables are 512 (BLIP) and 1024 (GIT). */
+export const MAX_CAPTION_LENGTH = 512;
+export const MAX_BEAMS = 64;
+
+function integerIn(name: string, v: unknown, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new Img2PromptError(undefined, `${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+/** Defaults filled in and every value checked; an option out of range is named in the error. */
+export function resolveGenerationOptions(o: GenerationOptions = {}): ResolvedGenerationOptions {
+  const r = { ...DEFAULT_GENERATION, ...Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) } as ResolvedGenerationOptions;
+  integerIn('numBeams', r.numBeams, 1, MAX_BEAMS);
+  integerIn('maxLength', r.maxLength, 2, MAX_CAPTION_LENGTH);
+  integerIn('minLength', r.minLength, 0, r.maxLength);
+  integerIn('noRepeatNgramSize', r.noRepeatNgramSize, 0, MAX_CAPTION_LENGTH);
+  if (typeof r.lengthPenalty !== 'number' || !Number.isFinite(r.lengthPenalty)) {
+    throw new Img2PromptError(undefined, `lengthPenalty must be a finite number, got ${JSON.stringify(r.lengthPenalty)}`);
+  }
+  if (typeof r.repetitionPenalty !== 'number' || !(r.repetitionPenalty > 0) || !Number.isFinite(r.repetitionPenalty)) {
+    throw new Img2PromptError(undefined, `repetitionPenalty must be a positive number, got ${JSON.stringify(r.repetitionPenalty)}`);
+  }
+  if (r.earlyStopping !== true && r.earlyStopping !== false && r.earlyStopping !== 'never') {
+    throw new Img2PromptError(undefined, `earlyStopping must be true, false or "never", got ${JSON.stringify(r.earlyStopping)}`);
+  }
+  return r;
+}
+
+/**
+ * Captions `images` images (whose encodings `model` holds) continuing `prompt` (the start token and
+ * the prefix's tokens): greedy search for one beam, beam search otherwise.
+ */
+export function generateCaptions<Past>(
+  model: DecoderStepper<Past>,
+  images: number,
+  prompt: readonly number[],
+  options: ResolvedGenerationOptions,
+  eosTokenId: number,
+): Promise<GeneratedCaption[]> {
+  if (prompt.length >= options.maxLength) {
+    throw new Img2PromptError(undefined, `maxLength ${options.maxLength} leaves no room after the ${prompt.length} tokens of the start token and prefix`);
+  }
+  const settings = { ...options, eosTokenId };
+  return options.numBeams === 1 ? greedySearch(model, images, prompt, settings) : beamSearch(model, images, prompt, settings);
+}
