@@ -132,7 +132,7 @@ export class Captioner {
       size: image.size,
       mean: image.mean,
       std: image.std,
-      crop: image.resize === 'shortest-edge-crop',
+      crop: image.crop,
       maxPixels: options.maxPixels,
       allowSvg: options.allowSvg,
     });

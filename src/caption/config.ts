@@ -4,6 +4,7 @@ import { Img2PromptError } from '../util/errors.js';
 import { readJsonObject } from '../util/json-file.js';
 import { Fields, isObject } from '../util/json-fields.js';
 import { OPENAI_CLIP_MEAN, OPENAI_CLIP_STD } from '../clip/config.js';
+import type { CropRule } from '../image/clip-transform.js';
 
 /**
  * One normalised description of an image captioner, read from a Hugging Face model folder's
@@ -54,15 +55,14 @@ export interface CaptionTokenIds {
   pad: number;
 }
 
-/**
- * How the processor turns an image into pixel_values: 'square' resizes the whole image to size×size
- * (BlipImageProcessor), 'shortest-edge-crop' resizes the short side then centre-crops (CLIPImageProcessor).
- */
-export type CaptionResize = 'square' | 'shortest-edge-crop';
-
 export interface CaptionImageConfig {
   size: number;
-  resize: CaptionResize;
+  /**
+   * How the processor makes the size×size input: 'none' resizes the whole image to it
+   * (BlipImageProcessor); 'floor' resizes the short side to size and centre-crops with transformers'
+   * offset rule (CLIPImageProcessor, GIT's processor).
+   */
+  crop: Extract<CropRule, 'none' | 'floor'>;
   mean: [number, number, number];
   std: [number, number, number];
 }
@@ -156,7 +156,7 @@ function parseBlip(top: Fields, file: string): BlipCaptionConfig {
     eos: tokenId(txtFields, 'sep_token_id', 102, file),
     pad: tokenId(txtFields, 'pad_token_id', 0, file),
   };
-  return { arch: 'blip', vision: vis, text, tokens, image: { size: vis.imageSize, resize: 'square', mean: [...OPENAI_CLIP_MEAN], std: [...OPENAI_CLIP_STD] } };
+  return { arch: 'blip', vision: vis, text, tokens, image: { size: vis.imageSize, crop: 'none', mean: [...OPENAI_CLIP_MEAN], std: [...OPENAI_CLIP_STD] } };
 }
 
 function parseGit(top: Fields, file: string): GitCaptionConfig {
@@ -174,7 +174,7 @@ function parseGit(top: Fields, file: string): GitCaptionConfig {
     text,
     projectionLnEps: vis.lnEps,
     tokens,
-    image: { size: vis.imageSize, resize: 'shortest-edge-crop', mean: [...OPENAI_CLIP_MEAN], std: [...OPENAI_CLIP_STD] },
+    image: { size: vis.imageSize, crop: 'floor', mean: [...OPENAI_CLIP_MEAN], std: [...OPENAI_CLIP_STD] },
   };
 }
 
@@ -297,7 +297,7 @@ export function toHfCaptionPreprocessorJson(c: CaptionConfig): Json {
     resample: 3,
     rescale_factor: 1 / 255,
   };
-  if (c.image.resize === 'square') {
+  if (c.image.crop === 'none') {
     return { ...common, image_processor_type: 'BlipImageProcessor', processor_class: 'BlipProcessor', size: { height: c.image.size, width: c.image.size } };
   }
   return {
