@@ -23,6 +23,9 @@ import { generateCaptions, resolveGenerationOptions, type GenerationOptions } fr
  * processor does (BLIP: the whole image resized to 384×384; GIT: short side resized, centre crop).
  */
 
+/** The captioner of the CLIP Interrogator and of the reference notebook. */
+export const DEFAULT_CAPTION_MODEL = 'blip-large';
+
 export interface CaptionerOpenOptions {
   sessionOptions?: SessionOptions;
 }
@@ -111,11 +114,19 @@ export class Captioner {
 
   /** Captions preprocessed pixels [count, 3, size, size], in order. */
   async captionPixels(pixels: Float32Array, count: number, options: CaptionOptions = {}): Promise<Caption[]> {
-    const settings = resolveGenerationOptions(options);
+    const settings = this.settings(options);
     const prompt = this.tokenizer.prompt(options.prefix ?? '');
     const encoded = await this.encodePixels(pixels, count);
     const generated = await generateCaptions(this.decoderFor(encoded), count, prompt, settings, this.config.tokens.eos);
     return generated.map((g) => ({ caption: this.tokenizer.decode(g.tokens.slice(prompt.length)), tokens: g.tokens }));
+  }
+
+  /** Generation options checked, also against this model's position table. */
+  private settings(options: CaptionOptions) {
+    const settings = resolveGenerationOptions(options);
+    const positions = this.config.text.maxPositions;
+    if (settings.maxLength > positions) throw new Img2PromptError(this.dir, `maxLength ${settings.maxLength} exceeds the ${positions} positions of this model's decoder`);
+    return settings;
   }
 
   /**
@@ -123,7 +134,7 @@ export class Captioner {
    * soon as its batch is done. An image that cannot be read yields a failure and the rest go on.
    */
   async *caption(files: readonly string[], options: CaptionFilesOptions = {}): AsyncGenerator<CaptionResult, void, undefined> {
-    resolveGenerationOptions(options);
+    this.settings(options);
     const batchSize = options.batchSize ?? 8;
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new Img2PromptError(undefined, `batchSize must be a positive integer, got ${JSON.stringify(batchSize)}`);
     const image = this.config.image;

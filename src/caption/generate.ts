@@ -40,29 +40,26 @@ export const DEFAULT_GENERATION: ResolvedGenerationOptions = {
 export const MAX_CAPTION_LENGTH = 512;
 export const MAX_BEAMS = 64;
 
-function integerIn(name: string, v: unknown, min: number, max: number): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw new Img2PromptError(undefined, `${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
-  }
-  return v;
-}
-
-/** Defaults filled in and every value checked; an option out of range is named in the error. */
-export function resolveGenerationOptions(o: GenerationOptions = {}): ResolvedGenerationOptions {
+/**
+ * Defaults filled in and every value checked; an option out of range is named in the error, by
+ * `label` (e.g. the CLI's flag) or by its API name.
+ */
+export function resolveGenerationOptions(o: GenerationOptions = {}, label: (option: keyof GenerationOptions) => string = (k) => k): ResolvedGenerationOptions {
   const r = { ...DEFAULT_GENERATION, ...Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) } as ResolvedGenerationOptions;
-  integerIn('numBeams', r.numBeams, 1, MAX_BEAMS);
-  integerIn('maxLength', r.maxLength, 2, MAX_CAPTION_LENGTH);
-  integerIn('minLength', r.minLength, 0, r.maxLength);
-  integerIn('noRepeatNgramSize', r.noRepeatNgramSize, 0, MAX_CAPTION_LENGTH);
-  if (typeof r.lengthPenalty !== 'number' || !Number.isFinite(r.lengthPenalty)) {
-    throw new Img2PromptError(undefined, `lengthPenalty must be a finite number, got ${JSON.stringify(r.lengthPenalty)}`);
-  }
-  if (typeof r.repetitionPenalty !== 'number' || !(r.repetitionPenalty > 0) || !Number.isFinite(r.repetitionPenalty)) {
-    throw new Img2PromptError(undefined, `repetitionPenalty must be a positive number, got ${JSON.stringify(r.repetitionPenalty)}`);
-  }
-  if (r.earlyStopping !== true && r.earlyStopping !== false && r.earlyStopping !== 'never') {
-    throw new Img2PromptError(undefined, `earlyStopping must be true, false or "never", got ${JSON.stringify(r.earlyStopping)}`);
-  }
+  const fail = (option: keyof GenerationOptions, must: string): never => {
+    throw new Img2PromptError(undefined, `${label(option)} must be ${must}, got ${JSON.stringify(r[option])}`);
+  };
+  const integerIn = (option: keyof GenerationOptions, min: number, max: number) => {
+    const v = r[option];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) fail(option, `an integer from ${min} to ${max}`);
+  };
+  integerIn('numBeams', 1, MAX_BEAMS);
+  integerIn('maxLength', 2, MAX_CAPTION_LENGTH);
+  integerIn('minLength', 0, r.maxLength);
+  integerIn('noRepeatNgramSize', 0, MAX_CAPTION_LENGTH);
+  if (typeof r.lengthPenalty !== 'number' || !Number.isFinite(r.lengthPenalty)) fail('lengthPenalty', 'a finite number');
+  if (typeof r.repetitionPenalty !== 'number' || !(r.repetitionPenalty > 0) || !Number.isFinite(r.repetitionPenalty)) fail('repetitionPenalty', 'a positive number');
+  if (r.earlyStopping !== true && r.earlyStopping !== false && r.earlyStopping !== 'never') fail('earlyStopping', 'true, false or "never"');
   return r;
 }
 
@@ -78,7 +75,7 @@ export function generateCaptions<Past>(
   eosTokenId: number,
 ): Promise<GeneratedCaption[]> {
   if (prompt.length >= options.maxLength) {
-    throw new Img2PromptError(undefined, `maxLength ${options.maxLength} leaves no room after the ${prompt.length} tokens of the start token and prefix`);
+    throw new Img2PromptError(undefined, `max length ${options.maxLength} leaves no room for a caption after the ${prompt.length} tokens of the start token and the prefix`);
   }
   const settings = { ...options, eosTokenId };
   return options.numBeams === 1 ? greedySearch(model, images, prompt, settings) : beamSearch(model, images, prompt, settings);

@@ -14,6 +14,7 @@ import { register as registerFitMap } from './commands/fit-map.js';
 import { register as registerFitWeights } from './commands/fit-weights.js';
 import { register as registerGpu } from './commands/gpu.js';
 import { addPrecisionOption } from './precision-option.js';
+import { register as registerCaption } from './commands/caption.js';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
 import { packageVersion } from '../util/package-root.js';
 import { installInterruptHandlers } from './interrupt.js';
@@ -31,7 +32,7 @@ export function buildProgram(): Command {
     .version(packageVersion(), '-V, --version')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  for (const register of [registerModels, registerEmbed, registerEmbedImages, registerLabels, registerInterrogate, registerPredict, registerFitMap, registerFitWeights, registerValidate, registerScore, registerDemo, registerInfo, registerGpu]) register(program);
+  for (const register of [registerModels, registerEmbed, registerEmbedImages, registerLabels, registerInterrogate, registerCaption, registerPredict, registerFitMap, registerFitWeights, registerValidate, registerScore, registerDemo, registerInfo, registerGpu]) register(program);
   addPrecisionOption(program);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;

@@ -41,13 +41,13 @@ export interface LocalInstallOptions {
 }
 
 /** The start of the refusal for a name `models pull` owns: the manifest it comes from. */
-function reservedName(name: string): string {
+export function reservedName(name: string): string {
   const manifest = path.relative(packageRoot(), path.join(defaultManifestsDir(), `${name}.json`));
   return `"${name}" is the name of a model \`img2prompt models pull\` installs (${manifest}): it is reserved for those weights`;
 }
 
 /** True when `models pull` knows `name`: such a name belongs to the weights its manifest describes. */
-async function isPullable(name: string): Promise<boolean> {
+export async function isPullable(name: string): Promise<boolean> {
   return (await listManifestNames()).includes(name);
 }
 
@@ -56,7 +56,7 @@ async function isPullable(name: string): Promise<boolean> {
  * must be there with its pinned sha256. A manifest that pins nothing cannot tell real weights from
  * others, so its name is refused outright.
  */
-async function assertRealWeights(name: string, staging: string, srcDir: string): Promise<void> {
+export async function assertRealWeights(name: string, staging: string, srcDir: string): Promise<void> {
   const pinned = (await loadManifest(name)).files.filter((f) => f.sha256 !== null);
   if (pinned.length === 0) {
     throw new Img2PromptError(undefined, `${reservedName(name)}, and its manifest pins no sha256 to recognise them by; choose another --name`);
@@ -77,11 +77,15 @@ async function assertReplaceable(name: string, force: boolean | undefined): Prom
   throw new Img2PromptError(dir, `model "${name}" is already installed (${what}); use --force to replace it`);
 }
 
-/** Stage, fill, record and swap in a model folder; the previous install survives any failure. */
-async function installWith(
+/**
+ * Stage, fill, record and swap in a model folder; the previous install survives any failure. `build`
+ * prepares the staged folder for use before the swap (the CLIP graphs by default).
+ */
+export async function installWith(
   name: string,
   options: LocalInstallOptions,
   fill: (staging: string) => Promise<{ files: string[]; source: string; origin: string; random: boolean; modelId?: string }>,
+  build: (dir: string) => Promise<unknown> = ensureClipOnnx,
 ): Promise<string> {
   assertModelName(name);
   const unlock = await lockModel(name);
@@ -92,7 +96,7 @@ async function installWith(
     const r = await fill(staging);
     // Build the ONNX graphs before the swap: weights that cannot be read (corrupt, or a pickle that is refused)
     // never replace an install, and the first real command does not pay for the build.
-    await ensureClipOnnx(staging);
+    await build(staging);
     await writeInstallRecord(staging, {
       formatVersion: 1,
       name,
@@ -113,7 +117,7 @@ async function installWith(
 }
 
 /** A checkpoint our random generator wrote says so in its safetensors metadata; an import keeps the mark. */
-async function isRandomCheckpoint(dir: string, files: string[]): Promise<boolean> {
+export async function isRandomCheckpoint(dir: string, files: string[]): Promise<boolean> {
   for (const f of files.filter((x) => x.endsWith('.safetensors'))) {
     const fd = await fs.open(path.join(dir, f), 'r');
     try {

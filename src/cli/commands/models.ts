@@ -8,13 +8,23 @@ import { listManifestNames, SOURCE_NAMES, type SourceName } from '../../models/m
 import { pullModel, type PullEvent } from '../../models/pull.js';
 import { installRandomClip, importClip } from '../../models/install-local.js';
 import { ARCHITECTURE_NAMES } from '../../clip/architectures.js';
+import { CAPTION_ARCHITECTURE_NAMES, isCaptionArchitecture } from '../../caption/architectures.js';
+import { importCaptioner, installRandomCaptioner, isCaptionerFolder } from '../../caption/install.js';
 import type { ClipLayout } from '../../clip/weights.js';
 import { packageRoot } from '../../util/package-root.js';
 import path from 'node:path';
+import { existsSync } from 'node:fs';
 
 /** The CLIP tokenizer that ships beside the repository (../shared), used for random checkpoints. */
 function defaultClipTokenizerDir(): string {
   return path.resolve(packageRoot(), '..', 'shared', 'assets', 'tokenizers', 'clip', 'hf-openai-clip-vit-large-patch14');
+}
+
+/** bert-base-uncased's WordPiece tokenizer for random captioners: the installed MiniLM's, else the one beside the repository. */
+function defaultBertTokenizerDir(): string {
+  const minilm = modelDir('minilm');
+  if (existsSync(path.join(minilm, 'tokenizer.json'))) return minilm;
+  return path.resolve(packageRoot(), '..', 'shared', 'assets', 'tokenizers', 'minilm');
 }
 
 function formatBytes(n: number): string {
@@ -212,33 +222,35 @@ was built is rebuilt from the verified weights, and reported.`,
 
   models
     .command('random')
-    .description('Install a CLIP checkpoint with RANDOM weights of a real architecture (same FLOPs and bytes), for tests and benchmarks only')
-    .addOption(new Option('--arch <arch>', 'architecture').choices([...ARCHITECTURE_NAMES]).default('ViT-B-32'))
+    .description('Install a CLIP or captioner checkpoint with RANDOM weights of a real architecture (same FLOPs and bytes), for tests and benchmarks only')
+    .addOption(new Option('--arch <arch>', 'architecture (CLIP, or a BLIP/GIT captioner)').choices([...ARCHITECTURE_NAMES, ...CAPTION_ARCHITECTURE_NAMES]).default('ViT-B-32'))
     .option('--seed <n>', 'random seed (the same seed gives the same weights)', '0')
     .requiredOption('--name <name>', 'name to install it under in the model cache')
-    .addOption(new Option('--layout <layout>', 'tensor names and files to write').choices(['open_clip', 'hf']).default('open_clip'))
-    .option('--tokenizer <dir>', 'folder with the CLIP tokenizer files to install beside the weights', defaultClipTokenizerDir())
+    .addOption(new Option('--layout <layout>', 'CLIP: tensor names and files to write').choices(['open_clip', 'hf']).default('open_clip'))
+    .option('--tokenizer <dir>', 'folder with the tokenizer files to install beside the weights (default: CLIP\'s beside the repository; captioners: the minilm model\'s bert-base-uncased vocabulary)')
     .option('--force', 'replace a model already installed under --name')
     .addHelpText('after', `
 Its outputs mean nothing: \`models list\` marks it RANDOM, and predictions made with it are flagged.
 The names of pullable models (\`models list\`) are reserved for their real weights.`)
-    .action(async (opts: { arch: string; seed: string; name: string; layout: ClipLayout; tokenizer: string; force?: boolean }) => {
+    .action(async (opts: { arch: string; seed: string; name: string; layout: ClipLayout; tokenizer?: string; force?: boolean }) => {
       const seed = Number(opts.seed);
       if (!Number.isSafeInteger(seed) || seed < 0) throw new Img2PromptError(undefined, `--seed must be a non-negative integer, got ${opts.seed}`);
       process.stderr.write(`writing random ${opts.arch} weights (seed ${seed}) and building its ONNX graphs...\n`);
-      const dir = await installRandomClip({ arch: opts.arch, seed, name: opts.name, layout: opts.layout, tokenizerDir: opts.tokenizer, force: opts.force });
+      const dir = isCaptionArchitecture(opts.arch)
+        ? await installRandomCaptioner({ arch: opts.arch, seed, name: opts.name, tokenizerDir: opts.tokenizer ?? defaultBertTokenizerDir(), force: opts.force })
+        : await installRandomClip({ arch: opts.arch, seed, name: opts.name, layout: opts.layout, tokenizerDir: opts.tokenizer ?? defaultClipTokenizerDir(), force: opts.force });
       process.stdout.write(`installed random ${opts.arch} as ${opts.name} in ${dir}\n`);
     });
 
   models
     .command('import')
-    .description('Install a local CLIP checkpoint folder (open_clip or Hugging Face weights as safetensors or PyTorch .bin/.pt files, or vision_model.onnx + text_model.onnx)')
-    .argument('<dir>', 'folder holding the checkpoint, its config and tokenizer files, or the weights file itself (its folder gives the rest)')
+    .description('Install a local model folder: CLIP (open_clip or Hugging Face weights as safetensors or PyTorch .bin/.pt files, or vision_model.onnx + text_model.onnx) or a Hugging Face BLIP/GIT captioner (safetensors)')
+    .argument('<dir>', 'folder holding the checkpoint, its config and tokenizer files, or a CLIP weights file itself (its folder gives the rest)')
     .requiredOption('--name <name>', 'name to install it under in the model cache')
     .option('--force', 'replace a model already installed under --name')
     .addHelpText('after', '\nA pullable model\'s name (`models list`) is taken only by files that match the sha256 its manifest pins.')
     .action(async (dir: string, opts: { name: string; force?: boolean }) => {
-      const installed = await importClip(dir, opts.name, { force: opts.force });
+      const installed = (await isCaptionerFolder(dir)) ? await importCaptioner(dir, opts.name, { force: opts.force }) : await importClip(dir, opts.name, { force: opts.force });
       process.stdout.write(`imported ${dir} as ${opts.name} in ${installed}\n`);
     });
 }

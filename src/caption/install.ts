@@ -1,0 +1,105 @@
+import { promises as fs, existsSync } from 'node:fs';
+import path from 'node:path';
+import { Img2PromptError, errorMessage } from '../util/errors.js';
+import { readJsonObject } from '../util/json-file.js';
+import { installWith, isRandomCheckpoint, type LocalInstallOptions } from '../models/install-local.js';
+import { captionArchitectureConfig } from './architectures.js';
+import { writeRandomCaptionCheckpoint } from './random-checkpoint.js';
+import { CAPTION_CONFIG_FILE, CAPTION_PREPROCESSOR_FILE, loadCaptionConfig } from './config.js';
+import { CAPTION_WEIGHTS_FILE } from './weights.js';
+import { ensureCaptionOnnx } from './onnx-cache.js';
+import { CaptionTokenizer } from './tokenizer.js';
+
+/**
+ * Installing captioners into the model cache: seeded random checkpoints of a known architecture (tests
+ * and benchmarks) and local Hugging Face folders. Both are checked by opening what a captioner needs
+ * (config, tokenizer against the config, weights into graphs) before the folder is swapped in.
+ */
+
+/** Files a captioner folder may carry; anything else in an imported folder is left out. */
+const CAPTIONER_FILES = [
+  CAPTION_CONFIG_FILE, CAPTION_PREPROCESSOR_FILE, CAPTION_WEIGHTS_FILE, 'generation_config.json',
+  'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.txt',
+];
+
+/** Whether `dir` holds a captioner (a config.json whose model_type is one the engine captions with). */
+export async function isCaptionerFolder(dir: string): Promise<boolean> {
+  const file = path.join(dir, CAPTION_CONFIG_FILE);
+  if (!existsSync(file)) return false;
+  const json = await readJsonObject(file).catch(() => undefined);
+  return json?.model_type === 'blip' || json?.model_type === 'git';
+}
+
+async function checkedBuild(dir: string): Promise<void> {
+  const files = await ensureCaptionOnnx(dir);
+  await CaptionTokenizer.load(dir, files.config);
+}
+
+export interface RandomCaptionerOptions {
+  arch: string;
+  seed: number;
+  name: string;
+  /** A bert-base-uncased WordPiece tokenizer folder (tokenizer.json, vocab.txt): the MiniLM model's. */
+  tokenizerDir: string;
+  /** Replace a model already installed under the name. */
+  force?: boolean;
+}
+
+/** A captioner with random weights of a known architecture, marked random: for tests and benchmarks only. */
+export async function installRandomCaptioner(options: RandomCaptionerOptions): Promise<string> {
+  const config = captionArchitectureConfig(options.arch);
+  if (!existsSync(path.join(options.tokenizerDir, 'tokenizer.json'))) {
+    throw new Img2PromptError(options.tokenizerDir, 'no tokenizer.json here (a bert-base-uncased WordPiece tokenizer, e.g. the minilm model folder)');
+  }
+  return installWith(
+    options.name,
+    { force: options.force },
+    async (staging) => ({
+      files: await writeRandomCaptionCheckpoint(staging, config, options.seed, options.tokenizerDir),
+      source: 'random',
+      origin: `random ${options.arch} captioner weights, seed ${options.seed}`,
+      random: true,
+      modelId: `random/${options.arch}`,
+    }),
+    checkedBuild,
+  );
+}
+
+/**
+ * Install a local Hugging Face captioner folder (BlipForConditionalGeneration or GitForCausalLM). The
+ * copy is checked (weights against config.json, tokenizer against both, graphs built) before it
+ * replaces anything; a problem is reported against the source folder's file.
+ */
+export async function importCaptioner(srcDir: string, name: string, options: LocalInstallOptions = {}): Promise<string> {
+  // Refuse a folder we cannot caption with before anything is copied.
+  const config = await loadCaptionConfig(srcDir);
+  for (const f of [CAPTION_WEIGHTS_FILE, 'tokenizer.json']) {
+    if (!existsSync(path.join(srcDir, f))) throw new Img2PromptError(path.join(srcDir, f), `missing: a ${config.arch.toUpperCase()} captioner folder needs it`);
+  }
+  const present = CAPTIONER_FILES.filter((f) => existsSync(path.join(srcDir, f)));
+  return installWith(
+    name,
+    options,
+    async (staging) => {
+      for (const f of present) {
+        try {
+          await fs.copyFile(path.join(srcDir, f), path.join(staging, f));
+        } catch (err) {
+          throw new Img2PromptError(path.join(srcDir, f), `cannot copy: ${errorMessage(err)}`, { cause: err });
+        }
+      }
+      return { files: present, source: 'import', origin: path.resolve(srcDir), random: await isRandomCheckpoint(staging, present) };
+    },
+    async (staging) => {
+      try {
+        await checkedBuild(staging);
+      } catch (err) {
+        // The copy's problem is the source file's: name that one.
+        if (err instanceof Img2PromptError && err.file?.startsWith(staging + path.sep)) {
+          throw new Img2PromptError(path.join(srcDir, path.relative(staging, err.file)), err.reason, { cause: err });
+        }
+        throw err;
+      }
+    },
+  );
+}

@@ -1,0 +1,107 @@
+import path from 'node:path';
+import { promises as fs } from 'node:fs';
+import { Option, type Command } from 'commander';
+import { Img2PromptError } from '../../util/errors.js';
+import { createProgress } from '../../util/progress.js';
+import { parsePositiveInt } from '../../submission/cli-helpers.js';
+import { Captioner, DEFAULT_CAPTION_MODEL } from '../../caption/captioner.js';
+import { DEFAULT_GENERATION, resolveGenerationOptions } from '../../caption/generate.js';
+import type { EarlyStopping } from '../../caption/beam-search.js';
+import { writeCaptionsCsv } from '../../caption/captions-csv.js';
+import { ALLOW_SVG_OPTION, commandImages, reportImageFailure, type ImageInputCliOptions } from '../input-images.js';
+
+interface CaptionCliOptions extends ImageInputCliOptions {
+  output: string;
+  model: string;
+  numBeams: string;
+  maxLength: string;
+  minLength: string;
+  /** --no-repeat-ngram-size: commander files a `--no-` option under the name without the prefix. */
+  repeatNgramSize: string;
+  repetitionPenalty: string;
+  lengthPenalty: string;
+  earlyStopping: 'true' | 'false' | 'never';
+  prefix: string;
+  batchSize: string;
+}
+
+function nonNegativeInt(option: string, text: string): number {
+  if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(Number(text))) throw new Img2PromptError(undefined, `${option} must be a non-negative integer, got "${text}"`);
+  return Number(text);
+}
+
+function finiteNumber(option: string, text: string): number {
+  const v = Number(text);
+  if (text.trim() === '' || !Number.isFinite(v)) throw new Img2PromptError(undefined, `${option} must be a number, got "${text}"`);
+  return v;
+}
+
+export function register(program: Command): void {
+  program
+    .command('caption')
+    .description('Caption images with a BLIP or GIT model (beam search, as transformers generate()) → CSV (imgId,caption)')
+    .argument('<inputs...>', 'image files and/or folders')
+    .requiredOption('-o, --output <file>', 'captions CSV to write (imgId,caption)')
+    .option('--model <name|dir>', 'captioner: an installed model (models pull/import/random) or a folder', DEFAULT_CAPTION_MODEL)
+    .option('--num-beams <n>', 'beams (1: greedy search)', String(DEFAULT_GENERATION.numBeams))
+    .option('--max-length <n>', 'longest sequence in tokens, the start token and the prefix included', String(DEFAULT_GENERATION.maxLength))
+    .option('--min-length <n>', 'the caption cannot end before this many tokens (counted the same way)', String(DEFAULT_GENERATION.minLength))
+    .option('--no-repeat-ngram-size <n>', 'no n-gram of this size occurs twice (0: off)', String(DEFAULT_GENERATION.noRepeatNgramSize))
+    .option('--repetition-penalty <x>', 'scores of tokens already in the caption divided by x (1: off)', String(DEFAULT_GENERATION.repetitionPenalty))
+    .option('--length-penalty <x>', 'beam search: finished captions scored by log-probability / length^x', String(DEFAULT_GENERATION.lengthPenalty))
+    .addOption(new Option('--early-stopping <rule>', 'beam search stopping rule (transformers\' early_stopping)').choices(['true', 'false', 'never']).default('false'))
+    .option('--prefix <text>', 'text the caption continues, left out of the result (BLIP\'s original captions used "a picture of")', '')
+    .option('--batch-size <n>', 'images encoded and decoded together', '8')
+    .option(...ALLOW_SVG_OPTION)
+    .addHelpText(
+      'after',
+      `
+Lengths count tokens as transformers does: the decoder's start token and the prefix's tokens included.
+Defaults follow the CLIP Interrogator of the reference notebook: 8 beams, at most 32 tokens, at least 5.
+An image that cannot be read is listed on stderr, gets no row, and makes the exit code 1.`,
+    )
+    .action(async (inputs: string[], opts: CaptionCliOptions) => {
+      const { files, skipped } = await commandImages(inputs, opts);
+      const generation = {
+        numBeams: parsePositiveInt('--num-beams', opts.numBeams),
+        maxLength: parsePositiveInt('--max-length', opts.maxLength),
+        minLength: nonNegativeInt('--min-length', opts.minLength),
+        noRepeatNgramSize: nonNegativeInt('--no-repeat-ngram-size', opts.repeatNgramSize),
+        repetitionPenalty: finiteNumber('--repetition-penalty', opts.repetitionPenalty),
+        lengthPenalty: finiteNumber('--length-penalty', opts.lengthPenalty),
+        earlyStopping: (opts.earlyStopping === 'never' ? 'never' : opts.earlyStopping === 'true') as EarlyStopping,
+        prefix: opts.prefix,
+      };
+      const batchSize = parsePositiveInt('--batch-size', opts.batchSize) ?? 8;
+      // Checked before the model is opened; errors name the flags.
+      resolveGenerationOptions(generation, (option) => `--${option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
+      const captioner = await Captioner.open(opts.model);
+      if (captioner.random) process.stderr.write(`warning: ${path.basename(captioner.dir)} has RANDOM weights: its captions mean nothing (for tests only)\n`);
+      skipped.forEach(reportImageFailure);
+      const bar = createProgress('caption', files.length, 'images');
+      const t0 = performance.now();
+      const rows: { imgId: string; caption: string }[] = [];
+      let failures = 0;
+      try {
+        for await (const r of captioner.caption(files, { ...generation, batchSize, allowSvg: opts.allowSvg, onProgress: (n) => bar.update(n) })) {
+          if (r.failure !== undefined) {
+            failures++;
+            reportImageFailure({ file: r.file, reason: r.failure });
+          } else {
+            rows.push({ imgId: r.id, caption: r.caption });
+          }
+        }
+      } finally {
+        bar.stop();
+        captioner.close();
+      }
+      await fs.mkdir(path.dirname(path.resolve(opts.output)), { recursive: true });
+      await writeCaptionsCsv(opts.output, rows);
+      const secs = (performance.now() - t0) / 1000;
+      process.stderr.write(`${rows.length} captions → ${opts.output} in ${secs.toFixed(1)} s (${(rows.length / secs).toFixed(2)} images/s)\n`);
+      if (failures + skipped.length > 0) {
+        process.stderr.write(`img2prompt: ${failures + skipped.length} of ${files.length + skipped.length} images could not be read (listed above)\n`);
+        process.exitCode = 1;
+      }
+    });
+}
