@@ -84,7 +84,7 @@ class ScriptedModel implements DecoderStepper<{ rows: number[] }> {
 
 describe('searches driving a model', () => {
   // BOS = 0. Image 0: 0 → 1 → 3 (ends); image 1: 0 → 2 → 4 → 2 → 4 ...; image 2: 0 → 4 → 3.
-  const script = [{ 0: 1, 1: 3 }, { 0: 2, 2: 4, 4: 2 }, { 0: 4, 4: 3 }];
+  const script: Record<number, number>[] = [{ 0: 1, 1: 3 }, { 0: 2, 2: 4, 4: 2 }, { 0: 4, 4: 3 }];
   const options = { ...DEFAULT_GENERATION, numBeams: 1, maxLength: 6, minLength: 0 };
 
   it('greedy: each image stops at its end token and leaves the batch; the rest go on alone', async () => {
