@@ -41,3 +41,7 @@ export { LinearMap } from './predict/linear-map.js';
 export { cudaReadiness, installCudaProvider } from './gpu/index.js';
 export type { CudaReadiness, LibraryCheck, GpuInstallOptions, GpuInstallResult } from './gpu/index.js';
 export type { Precision } from './runtime/precision.js';
+export { Captioner, DEFAULT_CAPTION_MODEL } from './caption/captioner.js';
+export type { CaptionerOpenOptions, CaptionOptions, CaptionFilesOptions, CaptionResult, Caption } from './caption/captioner.js';
+export type { GenerationOptions } from './caption/generate.js';
+export { installRandomCaptioner, importCaptioner } from './caption/install.js';
