@@ -488,3 +488,40 @@ describe('argument checks', () => {
     expect(() => raw(gone, 4, 3, 2, MEAN, STD, out, 0)).toThrow(/holds 0 bytes/);
   });
 });
+
+describe('crop rules (transformers\' center_crop, BLIP\'s whole-image resize)', () => {
+  /** A 640x427 gradient with noise: resized to 335x224, the 224 window's margin is 111 (55.5 a side). */
+  const wide = { width: 640, height: 427, data: Uint8Array.from({ length: 640 * 427 * 3 }, (_, i) => (i * 37 + ((i / 3) % 640) * 7) & 255) };
+
+  async function preprocess(img: typeof wide, size: number, crop: 'half-to-even' | 'floor' | 'none') {
+    const out = new Float32Array(3 * size * size);
+    await clipPreprocess(img.data, img.width, img.height, size, MEAN, STD, out, 0, { crop });
+    return out;
+  }
+
+  it('floor takes the window one column left of torchvision\'s when the margin is odd', async () => {
+    const half = await preprocess(wide, 224, 'half-to-even');
+    const floor = await preprocess(wide, 224, 'floor');
+    expect(clipGeometry(640, 427, 224).left).toBe(56);
+    let shifted = 0;
+    for (let c = 0; c < 3; c++) {
+      for (let y = 0; y < 224; y++) {
+        for (let x = 0; x < 223; x++) if (floor[c * 224 * 224 + y * 224 + x + 1] === half[c * 224 * 224 + y * 224 + x]) shifted++;
+      }
+    }
+    expect(shifted).toBe(3 * 224 * 223);
+    expect(floor).not.toEqual(half);
+  });
+
+  it('none equals the cropped transform on a square image, and differs on a wide one', async () => {
+    const square = { width: 300, height: 300, data: wide.data.subarray(0, 300 * 300 * 3) };
+    expect(await preprocess(square, 224, 'none')).toEqual(await preprocess(square, 224, 'half-to-even'));
+    expect(await preprocess(wide, 224, 'none')).not.toEqual(await preprocess(wide, 224, 'half-to-even'));
+  });
+
+  it('refuses an unknown rule in TypeScript and in the addon', async () => {
+    expect(() => clipPreprocess(wide.data, 640, 427, 224, MEAN, STD, new Float32Array(3 * 224 * 224), 0, { crop: 'centre' as never })).toThrow(TypeError);
+    const addon = native() as unknown as { clipPreprocess: (...a: unknown[]) => Promise<void> };
+    expect(() => addon.clipPreprocess(wide.data, 640, 427, 224, MEAN, STD, new Float32Array(3 * 224 * 224), 0, 'pillow13', 'centre')).toThrow(/crop must be/);
+  });
+});
