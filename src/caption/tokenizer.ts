@@ -36,14 +36,14 @@ export class CaptionTokenizer {
     if (size > config.text.vocabSize) {
       throw new Img2PromptError(file, `the tokenizer has ${size} tokens but the model's vocabulary (config.json vocab_size, the LM head) has ${config.text.vocabSize}: not this model's tokenizer`);
     }
-    const expect = (what: string, id: number, tokens: string[]) => {
-      const found = tokens.map((t) => tokenizer.token_to_id(t)).find((x) => x !== undefined);
-      if (found !== id) {
-        throw new Img2PromptError(file, `the model's ${what} token is id ${id}, but this tokenizer has ${tokens.join(' / ')} at ${found ?? 'no id'}: not this model's tokenizer`);
+    // The ids generation is driven by must be special tokens of this tokenizer (BLIP's [DEC], GIT's [CLS], [SEP]).
+    const specials = tokenizer.get_added_tokens_decoder();
+    for (const [what, id] of [['start', config.tokens.bos], ['end', config.tokens.eos]] as const) {
+      const token = specials.get(id);
+      if (!token?.special) {
+        throw new Img2PromptError(file, `the model's ${what} token is id ${id}, which this tokenizer has ${token ? `as the ordinary token ${JSON.stringify(token.content)}` : 'as no special token'}: not this model's tokenizer`);
       }
-    };
-    expect('start', config.tokens.bos, config.arch === 'blip' ? ['[DEC]'] : ['[CLS]']);
-    expect('end', config.tokens.eos, ['[SEP]']);
+    }
     return new CaptionTokenizer(tokenizer, config.tokens.bos, file);
   }
 
