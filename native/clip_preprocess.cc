@@ -33,6 +33,8 @@ int64_t HalfToEven(int64_t d) {
 }  // namespace
 
 ClipGeometry ComputeClipGeometry(int64_t width, int64_t height, int64_t size, CropRounding crop) {
+  // BlipImageProcessor: the whole image resized to size x size, nothing cut off.
+  if (crop == CropRounding::kNone) return ClipGeometry{size, size, 0, 0};
   ClipGeometry g{width, height, 0, 0};
   const int64_t short_side = std::min(width, height);
   const int64_t long_side = std::max(width, height);
@@ -307,7 +309,7 @@ Napi::Value ClipPreprocessJs(const Napi::CallbackInfo& info) {
   ClipRules rules;
   rules.resampler = static_cast<Resampler>(Choice(env, given, "resampler", {"pillow-bicubic", "pillow-nearest", "torch-bicubic"}, 0));
   rules.order = static_cast<PassOrder>(Choice(env, given, "passOrder", {"pillow13", "pillow12.2", "pillow12.1"}, 0));
-  rules.crop = static_cast<CropRounding>(Choice(env, given, "crop", {"half-to-even", "floor"}, 0));
+  rules.crop = static_cast<CropRounding>(Choice(env, given, "crop", {"half-to-even", "floor", "none"}, 0));
   rules.alpha = static_cast<AlphaRule>(Choice(env, given, "alpha", {"drop", "onto-white", "premultiplied"}, 0));
   const auto normalisation = static_cast<Normalisation>(Choice(env, given, "normalisation", {"to-tensor", "fused"}, 0));
 
@@ -347,7 +349,7 @@ Napi::Value ClipPreprocessJs(const Napi::CallbackInfo& info) {
   return promise;
 }
 
-// clipGeometry(width, height, size, crop?: 'half-to-even' | 'floor') → {resizedWidth, resizedHeight, left, top}
+// clipGeometry(width, height, size, crop?: 'half-to-even' | 'floor' | 'none') → {resizedWidth, resizedHeight, left, top}
 Napi::Value ClipGeometryJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int64_t width = IntegerArg(info, 0, "width", 1, kMaxSide);
@@ -355,7 +357,7 @@ Napi::Value ClipGeometryJs(const Napi::CallbackInfo& info) {
   const int64_t size = IntegerArg(info, 2, "size", 1, kMaxSize);
   Napi::Object given = Napi::Object::New(env);
   if (info.Length() > 3 && !info[3].IsUndefined()) given.Set("crop", info[3]);
-  const auto crop = static_cast<CropRounding>(Choice(env, given, "crop", {"half-to-even", "floor"}, 0));
+  const auto crop = static_cast<CropRounding>(Choice(env, given, "crop", {"half-to-even", "floor", "none"}, 0));
   const ClipGeometry g = ComputeClipGeometry(width, height, size, crop);
   Napi::Object o = Napi::Object::New(env);
   o.Set("resizedWidth", Napi::Number::New(env, static_cast<double>(g.resized_width)));

@@ -9,8 +9,9 @@
 namespace img2prompt {
 
 // Whose centre crop: torchvision's CenterCrop rounds the offset half to even (open_clip), transformers'
-// center_crop truncates it (one column further left when (len - N) / 2 ends in .5 on an odd integer part).
-enum class CropRounding { kHalfToEven, kFloor };
+// center_crop truncates it (one column further left when (len - N) / 2 ends in .5 on an odd integer part);
+// none: no crop, the whole image is resized to N×N (BlipImageProcessor).
+enum class CropRounding { kHalfToEven, kFloor, kNone };
 
 struct ClipGeometry {
   int64_t resized_width;   // size after "shortest side to N"

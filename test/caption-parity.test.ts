@@ -90,7 +90,7 @@ describe.each(models)('captioner parity with transformers: %s', (name) => {
     captioner = await Captioner.open(dir, { sessionOptions: { providers: ['cpu'] } });
     const files = fixture.images.map((f) => path.join(KAGGLE_SAMPLE, 'images', f));
     const image = captioner.config.image;
-    for await (const batch of loadBatches(files, { batchSize: files.length, size: image.size, mean: image.mean, std: image.std, crop: image.crop })) {
+    for await (const batch of loadBatches(files, { batchSize: files.length, size: image.size, mean: image.mean, std: image.std, processor: image.processor })) {
       expect(batch.failures).toEqual([]);
       pixels = batch.pixels.slice();
     }
@@ -106,7 +106,7 @@ describe.each(models)('captioner parity with transformers: %s', (name) => {
     const per = captioner.floatsPerImage;
     fixture.images.forEach((f, i) => expect(pixelHash(pixels.subarray(i * per, (i + 1) * per), image.mean, image.std), f).toBe(fixture.pixels[f]));
     const files = NON_SQUARE.map((f) => asset('images', f));
-    for await (const batch of loadBatches(files, { batchSize: files.length, size: image.size, mean: image.mean, std: image.std, crop: image.crop })) {
+    for await (const batch of loadBatches(files, { batchSize: files.length, size: image.size, mean: image.mean, std: image.std, processor: image.processor })) {
       batch.files.forEach((file, i) => expect(pixelHash(batch.pixels.subarray(i * per, (i + 1) * per), image.mean, image.std), file).toBe(fixture.pixels[path.basename(file)]));
     }
   });

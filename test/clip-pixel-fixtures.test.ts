@@ -36,7 +36,7 @@ interface Fixture {
 }
 
 const FIXTURE = JSON.parse(fs.readFileSync(path.join('test', 'fixtures', 'clip-pixels.json'), 'utf8')) as Fixture;
-const PROCESSORS: readonly ClipImageProcessor[] = ['open_clip', 'hf'];
+const PROCESSORS = ['open_clip', 'hf'] as const satisfies readonly ClipImageProcessor[];
 const SIZE = FIXTURE.size;
 const DIRS = [asset('images'), path.join(KAGGLE_SAMPLE, 'images')];
 const fileOf = (name: string) => DIRS.map((d) => path.join(d, name)).find((f) => fs.existsSync(f))!;
@@ -52,7 +52,7 @@ const floatBytes = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a
  * - pillow-pil_sample_cmyk.jpg: PIL converts CMYK with the naive 255 - (C + K) formula (open_clip even
  *   resizes in CMYK first), the engine through a CMYK profile, closer to the RGB original (checked below).
  */
-const NOT_COPIED_MAX_LEVELS: Record<string, Record<ClipImageProcessor, number>> = {
+const NOT_COPIED_MAX_LEVELS: Record<string, Record<'open_clip' | 'hf', number>> = {
   'pillow-i_trns.png': { open_clip: 255, hf: 253 },
   'pillow-pil_sample_cmyk.jpg': { open_clip: 55, hf: 27 },
 };

@@ -435,7 +435,7 @@ describe('argument checks', () => {
     expect(call(rgb, 3, 3, 2, MEAN, STD, out, 0)).toThrow(/Expected 27 bytes \(3x3x3\) for pixels/);
     expect(call(rgb, 4, 3, 2, MEAN, STD, out, 0, { channels: 4 })).toThrow(/Expected 48 bytes \(4x3x4\) for pixels/);
     expect(call(rgb, 4, 3, 2, MEAN, STD, out, 0, { channels: 2 })).toThrow(/Expected 3 or 4 for channels/);
-    expect(call(rgb, 4, 3, 2, MEAN, STD, out, 0, { processor: 'timm' })).toThrow(/processor must be "open_clip" or "hf"/);
+    expect(call(rgb, 4, 3, 2, MEAN, STD, out, 0, { processor: 'timm' })).toThrow(/processor must be "open_clip", "hf", "hf-pil" or "hf-pil-resize"/);
     expect(call(rgb, 4, 3, 2, MEAN, STD, out, 0, { pilMode: 'CMYK' })).toThrow(/for pilMode/);
     expect(call(rgb, 4, 3, 0, MEAN, STD, out, 0)).toThrow(/for size/);
     expect(call(rgb, 4, 3, 2, [0.5, 0.5, 0.5], STD, out, 0)).toThrow(/for mean/);
@@ -489,20 +489,21 @@ describe('argument checks', () => {
   });
 });
 
-describe('crop rules (transformers\' center_crop, BLIP\'s whole-image resize)', () => {
+describe('transformers\' PIL-backend processors (hf-pil: center_crop; hf-pil-resize: BLIP\'s whole-image resize)', () => {
   /** A 640x427 gradient with noise: resized to 335x224, the 224 window's margin is 111 (55.5 a side). */
   const wide = { width: 640, height: 427, data: Uint8Array.from({ length: 640 * 427 * 3 }, (_, i) => (i * 37 + ((i / 3) % 640) * 7) & 255) };
 
-  async function preprocess(img: typeof wide, size: number, crop: 'half-to-even' | 'floor' | 'none') {
+  async function preprocess(img: typeof wide, size: number, processor: 'open_clip' | 'hf-pil' | 'hf-pil-resize') {
     const out = new Float32Array(3 * size * size);
-    await clipPreprocess(img.data, img.width, img.height, size, MEAN, STD, out, 0, { crop });
+    await clipPreprocess(img.data, img.width, img.height, size, MEAN, STD, out, 0, { processor });
     return out;
   }
 
-  it('floor takes the window one column left of torchvision\'s when the margin is odd', async () => {
-    const half = await preprocess(wide, 224, 'half-to-even');
-    const floor = await preprocess(wide, 224, 'floor');
-    expect(clipGeometry(640, 427, 224).left).toBe(56);
+  it('hf-pil is open_clip\'s Pillow resize with the window one column left when the margin is odd', async () => {
+    const half = await preprocess(wide, 224, 'open_clip');
+    const floor = await preprocess(wide, 224, 'hf-pil');
+    expect(clipGeometry(640, 427, 224, 'open_clip').left).toBe(56);
+    expect(clipGeometry(640, 427, 224, 'hf-pil').left).toBe(55);
     let shifted = 0;
     for (let c = 0; c < 3; c++) {
       for (let y = 0; y < 224; y++) {
@@ -513,15 +514,16 @@ describe('crop rules (transformers\' center_crop, BLIP\'s whole-image resize)', 
     expect(floor).not.toEqual(half);
   });
 
-  it('none equals the cropped transform on a square image, and differs on a wide one', async () => {
+  it('hf-pil-resize resizes the whole image: equal to the cropped transform on a square image, not on a wide one', async () => {
+    expect(clipGeometry(640, 427, 224, 'hf-pil-resize')).toEqual({ resizedWidth: 224, resizedHeight: 224, left: 0, top: 0 });
     const square = { width: 300, height: 300, data: wide.data.subarray(0, 300 * 300 * 3) };
-    expect(await preprocess(square, 224, 'none')).toEqual(await preprocess(square, 224, 'half-to-even'));
-    expect(await preprocess(wide, 224, 'none')).not.toEqual(await preprocess(wide, 224, 'half-to-even'));
+    expect(await preprocess(square, 224, 'hf-pil-resize')).toEqual(await preprocess(square, 224, 'open_clip'));
+    expect(await preprocess(wide, 224, 'hf-pil-resize')).not.toEqual(await preprocess(wide, 224, 'open_clip'));
   });
 
-  it('refuses an unknown rule in TypeScript and in the addon', async () => {
-    expect(() => clipPreprocess(wide.data, 640, 427, 224, MEAN, STD, new Float32Array(3 * 224 * 224), 0, { crop: 'centre' as never })).toThrow(TypeError);
+  it('the addon refuses an unknown crop rule', () => {
     const addon = native() as unknown as { clipPreprocess: (...a: unknown[]) => Promise<void> };
-    expect(() => addon.clipPreprocess(wide.data, 640, 427, 224, MEAN, STD, new Float32Array(3 * 224 * 224), 0, 'pillow13', 'centre')).toThrow(/crop must be/);
+    const rules = { channels: 3, resampler: 'pillow-bicubic', passOrder: 'pillow13', crop: 'centre', alpha: 'drop', normalisation: 'to-tensor' };
+    expect(() => addon.clipPreprocess(wide.data, 640, 427, 224, MEAN, STD, new Float32Array(3 * 224 * 224), 0, rules)).toThrow(/crop/);
   });
 });

@@ -25,7 +25,7 @@ function blip(vision: VitConfig, text: TextDecoderConfig): CaptionConfig {
     vision,
     text,
     tokens: { bos: BERT_VOCAB, eos: 102, pad: 0 },
-    image: { size: vision.imageSize, crop: 'none', mean: [...OPENAI_CLIP_MEAN], std: [...OPENAI_CLIP_STD] },
+    image: { size: vision.imageSize, processor: 'hf-pil-resize', mean: [...OPENAI_CLIP_MEAN], std: [...OPENAI_CLIP_STD] },
   };
 }
 
@@ -36,7 +36,7 @@ function git(vision: VitConfig, text: TextDecoderConfig): CaptionConfig {
     text,
     projectionLnEps: vision.lnEps,
     tokens: { bos: 101, eos: 102, pad: 0 },
-    image: { size: vision.imageSize, crop: 'floor', mean: [...OPENAI_CLIP_MEAN], std: [...OPENAI_CLIP_STD] },
+    image: { size: vision.imageSize, processor: 'hf-pil', mean: [...OPENAI_CLIP_MEAN], std: [...OPENAI_CLIP_STD] },
   };
 }
 

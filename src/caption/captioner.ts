@@ -143,7 +143,7 @@ export class Captioner {
       size: image.size,
       mean: image.mean,
       std: image.std,
-      crop: image.crop,
+      processor: image.processor,
       maxPixels: options.maxPixels,
       allowSvg: options.allowSvg,
     });

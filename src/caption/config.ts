@@ -4,7 +4,7 @@ import { Img2PromptError } from '../util/errors.js';
 import { readJsonObject } from '../util/json-file.js';
 import { Fields, isObject } from '../util/json-fields.js';
 import { OPENAI_CLIP_MEAN, OPENAI_CLIP_STD } from '../clip/config.js';
-import type { CropRule } from '../image/clip-transform.js';
+import type { ClipImageProcessor } from '../image/image-processor.js';
 
 /**
  * One normalised description of an image captioner, read from a Hugging Face model folder's
@@ -58,11 +58,12 @@ export interface CaptionTokenIds {
 export interface CaptionImageConfig {
   size: number;
   /**
-   * How the processor makes the size×size input: 'none' resizes the whole image to it
-   * (BlipImageProcessor); 'floor' resizes the short side to size and centre-crops with transformers'
-   * offset rule (CLIPImageProcessor, GIT's processor).
+   * How the processor makes the size×size input, with Pillow as transformers' PIL backend (and
+   * transformers 4) does: 'hf-pil-resize' resizes the whole image to it (BlipImageProcessor);
+   * 'hf-pil' resizes the short side and centre-crops with transformers' offset rule (CLIPImageProcessor,
+   * GIT's processor).
    */
-  crop: Extract<CropRule, 'none' | 'floor'>;
+  processor: Extract<ClipImageProcessor, 'hf-pil' | 'hf-pil-resize'>;
   mean: [number, number, number];
   std: [number, number, number];
 }
@@ -156,7 +157,7 @@ function parseBlip(top: Fields, file: string): BlipCaptionConfig {
     eos: tokenId(txtFields, 'sep_token_id', 102, file),
     pad: tokenId(txtFields, 'pad_token_id', 0, file),
   };
-  return { arch: 'blip', vision: vis, text, tokens, image: { size: vis.imageSize, crop: 'none', mean: [...OPENAI_CLIP_MEAN], std: [...OPENAI_CLIP_STD] } };
+  return { arch: 'blip', vision: vis, text, tokens, image: { size: vis.imageSize, processor: 'hf-pil-resize', mean: [...OPENAI_CLIP_MEAN], std: [...OPENAI_CLIP_STD] } };
 }
 
 function parseGit(top: Fields, file: string): GitCaptionConfig {
@@ -174,7 +175,7 @@ function parseGit(top: Fields, file: string): GitCaptionConfig {
     text,
     projectionLnEps: vis.lnEps,
     tokens,
-    image: { size: vis.imageSize, crop: 'floor', mean: [...OPENAI_CLIP_MEAN], std: [...OPENAI_CLIP_STD] },
+    image: { size: vis.imageSize, processor: 'hf-pil', mean: [...OPENAI_CLIP_MEAN], std: [...OPENAI_CLIP_STD] },
   };
 }
 
@@ -297,7 +298,7 @@ export function toHfCaptionPreprocessorJson(c: CaptionConfig): Json {
     resample: 3,
     rescale_factor: 1 / 255,
   };
-  if (c.image.crop === 'none') {
+  if (c.image.processor === 'hf-pil-resize') {
     return { ...common, image_processor_type: 'BlipImageProcessor', processor_class: 'BlipProcessor', size: { height: c.image.size, width: c.image.size } };
   }
   return {

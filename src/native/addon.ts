@@ -86,7 +86,7 @@ export interface NativeClipRules {
   channels: 3 | 4;
   resampler: 'pillow-bicubic' | 'pillow-nearest' | 'torch-bicubic';
   passOrder: PillowPassOrder;
-  crop: 'half-to-even' | 'floor';
+  crop: 'half-to-even' | 'floor' | 'none';
   alpha: 'drop' | 'onto-white' | 'premultiplied';
   normalisation: 'to-tensor' | 'fused';
 }
