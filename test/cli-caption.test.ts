@@ -151,3 +151,20 @@ describe('models import of a captioner folder', () => {
     });
   }, 300_000);
 });
+
+describe('names that models pull owns', () => {
+  const home = tempDir('img2prompt-caption-reserved-');
+  afterAll(() => fs.rmSync(home, { recursive: true, force: true }));
+
+  it('a random captioner cannot take blip-large; an import takes it only with the pinned weights', async () => {
+    let r = runCli(['models', 'random', '--arch', 'blip-tiny', '--name', 'blip-large', '--tokenizer', BERT], home);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('"blip-large" is the name of a model `img2prompt models pull` installs');
+    const src = path.join(home, 'src');
+    await writeRandomCaptionCheckpoint(src, captionArchitectureConfig('blip-tiny'), 2, BERT);
+    r = runCli(['models', 'import', src, '--name', 'blip-large'], home);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('(model.safetensors: sha256 differs)');
+    expect(fs.existsSync(path.join(home, 'models', 'blip-large'))).toBe(false);
+  }, 300_000);
+});

@@ -2,7 +2,7 @@ import { promises as fs, existsSync } from 'node:fs';
 import path from 'node:path';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
 import { readJsonObject } from '../util/json-file.js';
-import { installWith, isRandomCheckpoint, type LocalInstallOptions } from '../models/install-local.js';
+import { assertRealWeights, installWith, isPullable, isRandomCheckpoint, reservedName, type LocalInstallOptions } from '../models/install-local.js';
 import { captionArchitectureConfig } from './architectures.js';
 import { writeRandomCaptionCheckpoint } from './random-checkpoint.js';
 import { CAPTION_CONFIG_FILE, CAPTION_PREPROCESSOR_FILE, loadCaptionConfig } from './config.js';
@@ -51,6 +51,8 @@ export async function installRandomCaptioner(options: RandomCaptionerOptions): P
   if (!existsSync(path.join(options.tokenizerDir, 'tokenizer.json'))) {
     throw new Img2PromptError(options.tokenizerDir, 'no tokenizer.json here (a bert-base-uncased WordPiece tokenizer, e.g. the minilm model folder)');
   }
+  // blip-large and the like belong to the real weights `models pull` installs.
+  if (await isPullable(options.name)) throw new Img2PromptError(undefined, `${reservedName(options.name)}; choose another --name`);
   return installWith(
     options.name,
     { force: options.force },
@@ -77,6 +79,7 @@ export async function importCaptioner(srcDir: string, name: string, options: Loc
     if (!existsSync(path.join(srcDir, f))) throw new Img2PromptError(path.join(srcDir, f), `missing: a ${config.arch.toUpperCase()} captioner folder needs it`);
   }
   const present = CAPTIONER_FILES.filter((f) => existsSync(path.join(srcDir, f)));
+  const pullable = await isPullable(name);
   return installWith(
     name,
     options,
@@ -88,6 +91,7 @@ export async function importCaptioner(srcDir: string, name: string, options: Loc
           throw new Img2PromptError(path.join(srcDir, f), `cannot copy: ${errorMessage(err)}`, { cause: err });
         }
       }
+      if (pullable) await assertRealWeights(name, staging, srcDir);
       return { files: present, source: 'import', origin: path.resolve(srcDir), random: await isRandomCheckpoint(staging, present) };
     },
     async (staging) => {
