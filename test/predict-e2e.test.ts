@@ -384,7 +384,7 @@ describe('img2prompt predict', () => {
       expect(resumed.map((r) => r.id)).toEqual(ref.map((r) => r.id));
       resumed.forEach((r, i) => {
         expect(bitsEqual(r.vector, ref[i]!.vector)).toBe(true);
-        for (const name of ['knn', 'map', 'interrogator']) expect(bitsEqual(r.members[name]!, ref[i]!.members[name]!)).toBe(true);
+        for (const name of ['knn', 'map', 'interrogator'] as const) expect(bitsEqual(r.members[name]!, ref[i]!.members[name]!)).toBe(true);
         expect(r.prompt).toBe(ref[i]!.prompt);
         expect(r.nearestPrompt).toEqual(ref[i]!.nearestPrompt);
       });

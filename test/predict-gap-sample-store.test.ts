@@ -8,6 +8,7 @@ import { tempDir } from './helpers/paths.js';
 
 const CLIP_DIM = 48;
 const files = ['imgs/a.png', 'imgs/b.png', 'imgs/c.png', 'imgs/d.png'];
+const ids = ['a', 'b', 'c', 'd'];
 const run: RunDescription = { inputs: files, options: { batchSize: 2, gapImages: 4 }, models: { clip: 'tiny@1', minilm: 'minilm@2' } };
 
 let dir: string;
@@ -22,34 +23,34 @@ describe('GapSampleStore', () => {
   it('gives back stored batches bit-exactly, failures included, and only whole batches', async () => {
     const embeds = randomUnitRows(3, CLIP_DIM, 9);
     const store = await GapSampleStore.open(file, run, { resume: false, clipDim: CLIP_DIM });
-    await store.add(files.slice(0, 2), { loaded: files.slice(0, 2), failures: [], embeds: embeds.slice(0, 2 * CLIP_DIM) });
+    await store.add(ids.slice(0, 2), { rows: [0, 1], reasons: [undefined, undefined], embeds: embeds.slice(0, 2 * CLIP_DIM) });
     // Not closed: as after a kill, what add() returned from is on disk.
     const notices: string[] = [];
     const back = await GapSampleStore.open(file, run, { resume: true, clipDim: CLIP_DIM, onNotice: (m) => notices.push(m) });
     expect(notices).toEqual([]);
     expect(back.size).toBe(2);
-    const b0 = back.batch(files.slice(0, 2))!;
-    expect(b0.loaded).toEqual(files.slice(0, 2));
-    expect(b0.failures).toEqual([]);
+    const b0 = back.batch(ids.slice(0, 2))!;
+    expect(b0.rows).toEqual([0, 1]);
+    expect(b0.reasons).toEqual([undefined, undefined]);
     expect(Buffer.from(b0.embeds.buffer).equals(Buffer.from(embeds.buffer, 0, 2 * CLIP_DIM * 4))).toBe(true);
-    expect(back.batch(files.slice(2, 4))).toBeUndefined();
+    expect(back.batch(ids.slice(2, 4))).toBeUndefined();
 
     // A batch with an unreadable image keeps its reason; a batch missing one file is not given back.
-    await back.add(files.slice(2, 4), { loaded: [files[3]!], failures: [{ file: files[2]!, reason: 'unsupported image format' }], embeds: embeds.slice(2 * CLIP_DIM) });
+    await back.add(ids.slice(2, 4), { rows: [-1, 0], reasons: ['unsupported image format', undefined], embeds: embeds.slice(2 * CLIP_DIM) });
     await back.close();
     await store.close();
     const again = await GapSampleStore.open(file, run, { resume: true, clipDim: CLIP_DIM });
-    const b1 = again.batch(files.slice(2, 4))!;
-    expect(b1.loaded).toEqual([files[3]]);
-    expect(b1.failures).toEqual([{ file: files[2], reason: 'unsupported image format' }]);
+    const b1 = again.batch(ids.slice(2, 4))!;
+    expect(b1.rows).toEqual([-1, 0]);
+    expect(b1.reasons).toEqual(['unsupported image format', undefined]);
     expect(Buffer.from(b1.embeds.buffer).equals(Buffer.from(embeds.buffer, 2 * CLIP_DIM * 4))).toBe(true);
-    expect(again.batch([files[1]!, 'imgs/e.png'])).toBeUndefined();
+    expect(again.batch([ids[1]!, 'e'])).toBeUndefined();
     await again.close();
   });
 
   it('replaces a store of another run with a notice, and starts over when not resuming', async () => {
     const store = await GapSampleStore.open(file, run, { resume: false, clipDim: CLIP_DIM });
-    await store.add(files.slice(0, 2), { loaded: files.slice(0, 2), failures: [], embeds: randomUnitRows(2, CLIP_DIM, 1) });
+    await store.add(ids.slice(0, 2), { rows: [0, 1], reasons: [undefined, undefined], embeds: randomUnitRows(2, CLIP_DIM, 1) });
     await store.close();
 
     const notices: string[] = [];
@@ -61,7 +62,7 @@ describe('GapSampleStore', () => {
 
     const fresh = await GapSampleStore.open(file, run, { resume: false, clipDim: CLIP_DIM });
     expect(fresh.size).toBe(0);
-    expect(fresh.batch(files.slice(0, 2))).toBeUndefined();
+    expect(fresh.batch(ids.slice(0, 2))).toBeUndefined();
     await fresh.close();
   });
 });

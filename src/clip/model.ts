@@ -4,7 +4,8 @@ import { Session, defaultProviders, tensor, type ExecutionProvider, type Session
 import { precisionFor, requestedPrecision, type Precision } from '../runtime/precision.js';
 import { Img2PromptError } from '../util/errors.js';
 import { modelDir, readInstallRecord } from '../models/cache.js';
-import { loadBatches, type ImageFailure } from '../image/batch-loader.js';
+import { loadBatches, type BatchFailure, type ImageFailure } from '../image/batch-loader.js';
+import type { ImageInput } from '../image/image-input.js';
 import type { FormatOptions } from '../image/image-formats.js';
 import { checkImageProcessor, type ClipImageProcessor } from '../image/image-processor.js';
 import type { ClipTransformOptions } from '../image/clip-transform.js';
@@ -45,16 +46,41 @@ export interface ClipOpenOptions {
 /** The CLIP model every command opens unless told otherwise (predict, fit-map, interrogate()). */
 export const DEFAULT_CLIP_MODEL = 'clip-vit-b-32';
 
-export interface EncodeImagesOptions extends FormatOptions {
+/** Images per vision-tower call unless told otherwise, in every command and engine. */
+export const DEFAULT_IMAGE_BATCH = 16;
+
+export interface EncodeBatchesOptions extends FormatOptions {
+  /** Images per vision-tower call; default DEFAULT_IMAGE_BATCH. */
   batchSize?: number;
   concurrency?: number;
-  onProgress?: (done: number, total: number) => void;
-  /** Called for each image that cannot be read; the rest go on. */
-  onFailure?: (failure: ImageFailure) => void;
   /** Images with more pixels (width × height) than this fail without being decoded (default 100 MP, see decodeImage). */
   maxPixels?: number;
   /** EXIF orientation: 'apply' (default) or 'ignore', as the Python pipelines do (see decodeImage). */
   exif?: ExifMode;
+}
+
+/** One batch of encodeBatches: images [start, start + count) of the list. */
+export interface EncodedBatch {
+  start: number;
+  count: number;
+  /** Positions in the list of the images that loaded, ascending; embedding row i is image loaded[i]. */
+  loaded: number[];
+  /** Ids of the loaded images, row order. */
+  ids: string[];
+  /** Paths (`<id>` for bytes) of the loaded images, row order. */
+  files: string[];
+  /** [loaded.length, dim] unit rows (a fresh array the caller owns). */
+  embeds: Float32Array;
+  /** Images of the batch that could not be read (index: position in the list). */
+  failures: BatchFailure[];
+  /** Seconds this batch spent in the vision tower. */
+  inferenceSeconds: number;
+}
+
+export interface EncodeImagesOptions extends EncodeBatchesOptions {
+  onProgress?: (done: number, total: number) => void;
+  /** Called for each image that cannot be read; the rest go on. */
+  onFailure?: (failure: ImageFailure) => void;
 }
 
 export interface EncodedImages {
@@ -201,37 +227,53 @@ export class ClipModel implements ClipTextSide {
     return normaliseRows(out[this.visionOutput()]!.data as Float32Array, this.dim);
   }
 
-  /** Decode, preprocess and encode image files; decoding of batch k+1 overlaps inference of batch k. */
-  async encodeImages(files: readonly string[], options: EncodeImagesOptions = {}): Promise<EncodedImages> {
+  /**
+   * The one CLIP batch loop (encodeImages, the predict and interrogate engines): decodes, preprocesses
+   * and encodes `images` in batches of `batchSize`, in order, decoding batch k+1 while batch k is in
+   * the vision tower. Batch k is always images [k·B, (k+1)·B), so a caller that restarts from batch k
+   * (a resumed run) sees the same batches. Unreadable images are reported, not thrown.
+   */
+  async *encodeBatches(images: readonly ImageInput[], options: EncodeBatchesOptions = {}): AsyncGenerator<EncodedBatch, void, undefined> {
     this.need(this.vision, 'vision');
+    const batchSize = options.batchSize ?? DEFAULT_IMAGE_BATCH;
+    let start = 0;
+    for await (const batch of loadBatches(images, {
+      ...this.imageTransform,
+      batchSize,
+      concurrency: options.concurrency,
+      maxPixels: options.maxPixels,
+      allowSvg: options.allowSvg,
+      exif: options.exif,
+    })) {
+      const rows = batch.ids.length;
+      const count = rows + batch.failures.length;
+      const t0 = performance.now();
+      const embeds = rows > 0 ? await this.encodePixels(batch.pixels, rows) : new Float32Array(0);
+      const inferenceSeconds = rows > 0 ? (performance.now() - t0) / 1000 : 0;
+      yield { start, count, loaded: batch.loaded, ids: batch.ids, files: batch.files, embeds, failures: batch.failures, inferenceSeconds };
+      start += count;
+    }
+  }
+
+  /** Decode, preprocess and encode images into one matrix (see encodeBatches); decoding of batch k+1 overlaps inference of batch k. */
+  async encodeImages(files: readonly ImageInput[], options: EncodeImagesOptions = {}): Promise<EncodedImages> {
     const ids: string[] = [];
     const okFiles: string[] = [];
     const failures: ImageFailure[] = [];
     const chunks: Float32Array[] = [];
     let inferenceSeconds = 0;
-    let done = 0;
-    const batches = loadBatches(files, {
-      ...this.imageTransform,
-      batchSize: options.batchSize ?? 16,
-      concurrency: options.concurrency,
-      maxPixels: options.maxPixels,
-      allowSvg: options.allowSvg,
-      exif: options.exif,
-    });
-    for await (const batch of batches) {
+    for await (const batch of this.encodeBatches(files, options)) {
       for (const f of batch.failures) {
         failures.push(f);
         options.onFailure?.(f);
       }
       if (batch.ids.length > 0) {
-        const t0 = performance.now();
-        chunks.push(await this.encodePixels(batch.pixels, batch.ids.length));
-        inferenceSeconds += (performance.now() - t0) / 1000;
+        chunks.push(batch.embeds);
+        inferenceSeconds += batch.inferenceSeconds;
         ids.push(...batch.ids);
         okFiles.push(...batch.files);
       }
-      done += batch.ids.length + batch.failures.length;
-      options.onProgress?.(done, files.length);
+      options.onProgress?.(batch.start + batch.count, files.length);
     }
     return { ids, files: okFiles, embeds: concat(chunks, ids.length * this.dim), failures, inferenceSeconds };
   }

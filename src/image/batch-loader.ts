@@ -3,6 +3,7 @@ import { Img2PromptError } from '../util/errors.js';
 import { decodeImage, EXIF_MODES, type DecodeOptions, type ExifMode } from './decode.js';
 import type { FormatOptions } from './image-formats.js';
 import { imageIdOf } from './image-id.js';
+import { bytesLabel, type ImageInput } from './image-input.js';
 import { ClipTransform, type ClipImageProcessor, type PillowPassOrder } from './clip-transform.js';
 
 export interface BatchLoaderOptions extends FormatOptions {
@@ -27,8 +28,14 @@ export interface BatchLoaderOptions extends FormatOptions {
 }
 
 export interface ImageFailure {
+  /** The path, or `<id>` for bytes. */
   file: string;
   reason: string;
+}
+
+/** A failure of loadBatches, with the image's position in the list it was given. */
+export interface BatchFailure extends ImageFailure {
+  index: number;
 }
 
 export interface ImageBatch {
@@ -38,11 +45,14 @@ export interface ImageBatch {
    * model on it) inside the loop body, or copy it.
    */
   pixels: Float32Array;
-  /** Image ids: file names without directory and extension. */
+  /** Image ids: file names without directory and extension, or the ids given with bytes. */
   ids: string[];
+  /** Paths (`<id>` for bytes) of the images that loaded. */
   files: string[];
+  /** Positions, in the list given to loadBatches, of the images that loaded (row i is image loaded[i]). */
+  loaded: number[];
   /** Images of this batch that could not be loaded; the batch goes on without them. */
-  failures: ImageFailure[];
+  failures: BatchFailure[];
 }
 
 /**
@@ -51,7 +61,7 @@ export interface ImageBatch {
  * exist at once (plus the `concurrency` decoded images in flight). Unreadable images are reported in
  * `failures`, not thrown.
  */
-export async function* loadBatches(files: readonly string[], options: BatchLoaderOptions): AsyncGenerator<ImageBatch, void, undefined> {
+export async function* loadBatches(files: readonly ImageInput[], options: BatchLoaderOptions): AsyncGenerator<ImageBatch, void, undefined> {
   const { batchSize } = options;
   if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new TypeError(`Expected a positive integer for batchSize but received ${String(batchSize)}`);
   const concurrency = options.concurrency ?? Math.max(1, Math.min(4, os.availableParallelism()));
@@ -77,7 +87,7 @@ export async function* loadBatches(files: readonly string[], options: BatchLoade
   if (batches > 1) buffers.push(new Float32Array(slotsPerBuffer * transform.floatsPerImage));
 
   const fill = (k: number) => {
-    const batch = fillBatch(files.slice(k * batchSize, (k + 1) * batchSize), buffers[k % buffers.length], transform, concurrency, decode);
+    const batch = fillBatch(files.slice(k * batchSize, (k + 1) * batchSize), k * batchSize, buffers[k % buffers.length], transform, concurrency, decode);
     // It may fail while the caller is still busy with the previous batch: mark it handled now (so Node
     // does not abort on an unhandled rejection); awaiting it below still throws.
     batch.catch(() => {});
@@ -95,9 +105,10 @@ export async function* loadBatches(files: readonly string[], options: BatchLoade
 }
 
 async function fillBatch(
-  files: string[], buffer: Float32Array, transform: ClipTransform, concurrency: number, decode: DecodeOptions,
+  inputs: ImageInput[], offset: number, buffer: Float32Array, transform: ClipTransform, concurrency: number, decode: DecodeOptions,
 ): Promise<ImageBatch> {
   const per = transform.floatsPerImage;
+  const files = inputs.map((x) => (typeof x === 'string' ? x : bytesLabel(x.id)));
   const reasons: (string | undefined)[] = new Array(files.length);
   let next = 0;
   const worker = async () => {
@@ -105,7 +116,8 @@ async function fillBatch(
       const i = next++;
       try {
         // Alpha kept: the transform decides what transparency means for its processor.
-        const image = await decodeImage(files[i], decode);
+        const input = inputs[i]!;
+        const image = await decodeImage(typeof input === 'string' ? input : input.data, decode);
         await transform.into(image, buffer, i);
       } catch (err) {
         // A bad image is the caller's data problem; anything else (no addon, a bug) stops the run.
@@ -119,17 +131,20 @@ async function fillBatch(
 
   // Close the gaps failures left, so the loaded images sit in slots 0..b-1 in input order.
   const ids: string[] = [];
-  const loaded: string[] = [];
-  const failures: ImageFailure[] = [];
+  const loadedFiles: string[] = [];
+  const loaded: number[] = [];
+  const failures: BatchFailure[] = [];
   files.forEach((file, i) => {
     const reason = reasons[i];
     if (reason !== undefined) {
-      failures.push({ file, reason });
+      failures.push({ file, reason, index: offset + i });
       return;
     }
     if (loaded.length !== i) buffer.copyWithin(loaded.length * per, i * per, (i + 1) * per);
-    loaded.push(file);
-    ids.push(imageIdOf(file));
+    loadedFiles.push(file);
+    loaded.push(offset + i);
+    const input = inputs[i]!;
+    ids.push(typeof input === 'string' ? imageIdOf(input) : input.id);
   });
-  return { pixels: buffer.subarray(0, loaded.length * per), ids, files: loaded, failures };
+  return { pixels: buffer.subarray(0, loaded.length * per), ids, files: loadedFiles, loaded, failures };
 }

@@ -230,6 +230,11 @@ export interface BankCacheOptions {
    * its progress from. The library itself never draws.
    */
   onProgress?(bank: string, rowsDone: number, count: number): void;
+  /**
+   * Stops a build between chunks (a build takes minutes): the finished chunks stay on disk, so the
+   * next build resumes from them. The promise rejects with the signal's reason.
+   */
+  signal?: AbortSignal;
 }
 
 interface PartialRecord extends BankKey {
@@ -322,6 +327,7 @@ export async function buildBankFile(text: ClipTextSide, def: LabelBankDef, optio
     await fh.truncate(headerBytes + done * rowBytes);
     progress(done);
     while (done < key.count) {
+      options.signal?.throwIfAborted();
       const start = done;
       const end = Math.min(start + chunkSize, key.count);
       const raw = await text.encodeTexts(def.labels.slice(start, end), { onProgress: (n) => progress(start + n) });
@@ -342,7 +348,7 @@ export async function buildBankFile(text: ClipTextSide, def: LabelBankDef, optio
     const expected = headerBytes + key.count * rowBytes;
     if (size !== expected) throw new Error(`the file holds ${size} bytes, expected ${expected}`);
   } catch (err) {
-    if (err instanceof Img2PromptError) throw err;
+    if (err instanceof Img2PromptError || (options.signal?.aborted && err === options.signal.reason)) throw err;
     throw new Img2PromptError(partial, `cannot build label bank "${def.name}": ${osReason(err)}`, { cause: err });
   } finally {
     await fh.close();

@@ -64,6 +64,7 @@ export class Interrogator {
     const extras: EmbeddedBank[] = [];
     // One bank at a time: building is bound by the one text encoder anyway.
     for (const def of defs) {
+      options.signal?.throwIfAborted();
       const bank: CachedBank = await loadOrBuildBank(text, def, options);
       if (options.rankProviders?.includes('cuda')) {
         // CPU stays listed so a GPU that cannot take the graph falls back rather than fails.

@@ -4,6 +4,7 @@ import { writeFileAtomic, writeFully } from '../util/atomic-write.js';
 import { Img2PromptError, osReason } from '../util/errors.js';
 import { outputFs, type OutputHandle } from '../util/output-fs.js';
 import { inputChange, type InputFingerprint } from './input-fingerprint.js';
+import { parseRecordMeta, type RecordMeta } from './records.js';
 
 /**
  * The resume file of a `predict` run: one JSON line per finished image with each member's vector
@@ -50,8 +51,8 @@ export interface CheckpointRecord {
   id: string;
   /** Member name → vector of length `dim`; members that failed for this image are left out. */
   members: Record<string, Float32Array>;
-  /** Small JSON extras (e.g. the nearest prompt text). */
-  meta?: Record<string, unknown>;
+  /** The record's typed extras (prompt, nearest prompt, failure). */
+  meta?: RecordMeta;
 }
 
 /** JSON with object keys sorted at every level, so equal values always hash alike. */
@@ -171,7 +172,11 @@ function decodeRecord(line: string, dim: number): CheckpointRecord | null {
     members[name] = v;
   }
   const record: CheckpointRecord = { id, members };
-  if (x !== undefined) record.meta = x as Record<string, unknown>;
+  if (x !== undefined) {
+    const meta = parseRecordMeta(x);
+    if (meta === null) return null;
+    record.meta = meta;
+  }
   return record;
 }
 

@@ -1,7 +1,6 @@
-import type { ImageFailure } from '../image/batch-loader.js';
-import { imageIdOf } from '../image/image-id.js';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
 import { PredictCheckpoint, type RunDescription } from './checkpoint.js';
+import type { BatchOutcome } from './records.js';
 
 /**
  * The CLIP image embeddings of the modality-gap sample of a checkpointed predict run, kept beside the
@@ -24,14 +23,6 @@ const MEMBER = 'clip';
 
 export function sampleStoreFor(checkpoint: string): string {
   return `${checkpoint}.sample`;
-}
-
-/** The batch of `files` as stored: the files that loaded, their embeddings and the failures. */
-export interface StoredBatch {
-  loaded: string[];
-  failures: ImageFailure[];
-  /** [loaded.length, clipDim] unit rows. */
-  embeds: Float32Array;
 }
 
 export class GapSampleStore {
@@ -69,35 +60,35 @@ export class GapSampleStore {
     return new GapSampleStore(cp, options.clipDim);
   }
 
-  /** The stored batch of `files`, or undefined unless every one of them is stored. */
-  batch(files: readonly string[]): StoredBatch | undefined {
-    const records = files.map((f) => this.cp.done.get(imageIdOf(f)));
+  /** The stored batch of the images `ids` (a batch, in order), or undefined unless every one of them is stored. */
+  batch(ids: readonly string[]): BatchOutcome | undefined {
+    const records = ids.map((id) => this.cp.done.get(id));
     if (records.some((r) => r === undefined)) return undefined;
-    const loaded: string[] = [];
-    const failures: ImageFailure[] = [];
-    const rows: Float32Array[] = [];
-    records.forEach((r, i) => {
+    const rows: number[] = [];
+    const reasons: (string | undefined)[] = [];
+    const vectors: Float32Array[] = [];
+    for (const r of records) {
       const v = r!.members[MEMBER];
       if (v) {
-        loaded.push(files[i]!);
-        rows.push(v);
+        rows.push(vectors.length);
+        reasons.push(undefined);
+        vectors.push(v);
       } else {
-        failures.push({ file: files[i]!, reason: typeof r!.meta?.failure === 'string' ? r!.meta.failure : 'could not be read' });
+        rows.push(-1);
+        reasons.push(r!.meta?.failure ?? 'could not be read');
       }
-    });
-    const embeds = new Float32Array(rows.length * this.dim);
-    rows.forEach((v, i) => embeds.set(v, i * this.dim));
-    return { loaded, failures, embeds };
+    }
+    const embeds = new Float32Array(vectors.length * this.dim);
+    vectors.forEach((v, i) => embeds.set(v, i * this.dim));
+    return { rows, reasons, embeds };
   }
 
-  /** Stores one encoded batch (`files` in order) and makes it durable before returning. */
-  async add(files: readonly string[], batch: StoredBatch): Promise<void> {
-    const rowOf = new Map(batch.loaded.map((f, i) => [f, i]));
-    const failureOf = new Map(batch.failures.map((f) => [f.file, f.reason]));
-    for (const file of files) {
-      const r = rowOf.get(file);
-      const id = imageIdOf(file);
-      if (r === undefined) await this.cp.add({ id, members: {}, meta: { failure: failureOf.get(file) ?? 'could not be read' } });
+  /** Stores one encoded batch (the images `ids`, in order) and makes it durable before returning. */
+  async add(ids: readonly string[], batch: BatchOutcome): Promise<void> {
+    for (let i = 0; i < ids.length; i++) {
+      const r = batch.rows[i]!;
+      const id = ids[i]!;
+      if (r < 0) await this.cp.add({ id, members: {}, meta: { failure: batch.reasons[i] ?? 'could not be read' } });
       else await this.cp.add({ id, members: { [MEMBER]: batch.embeds.slice(r * this.dim, (r + 1) * this.dim) } });
     }
     await this.cp.flush();

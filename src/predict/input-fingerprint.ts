@@ -38,17 +38,27 @@ async function fingerprintOne(file: string): Promise<InputFingerprint> {
   }
 }
 
-/** Fingerprints of `files`, in order, a few read at a time. */
-export async function fingerprintInputs(files: readonly string[]): Promise<InputFingerprint[]> {
-  const out = new Array<InputFingerprint>(files.length);
+/** The fingerprint of bytes held in memory, by the same rule (mtime 0: bytes have none). */
+function fingerprintBytes(data: Uint8Array): InputFingerprint {
+  const hash = createHash('sha256').update(`${data.length}\n`);
+  hash.update(data.subarray(0, Math.min(data.length, EDGE)));
+  if (data.length > EDGE) hash.update(data.subarray(Math.max(EDGE, data.length - EDGE)));
+  return [data.length, 0, hash.digest('hex').slice(0, 16)];
+}
+
+/** Fingerprints of `inputs` (paths, or `{ data }` of bytes), in order, a few files read at a time. */
+export async function fingerprintInputs(inputs: readonly (string | { file?: string; data?: Uint8Array })[]): Promise<InputFingerprint[]> {
+  const out = new Array<InputFingerprint>(inputs.length);
   let next = 0;
   const worker = async () => {
-    while (next < files.length) {
+    while (next < inputs.length) {
       const i = next++;
-      out[i] = await fingerprintOne(files[i]!);
+      const input = inputs[i]!;
+      if (typeof input === 'string') out[i] = await fingerprintOne(input);
+      else out[i] = input.data ? fingerprintBytes(input.data) : await fingerprintOne(input.file!);
     }
   };
-  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, files.length) }, worker));
+  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, inputs.length) }, worker));
   return out;
 }
 

@@ -4,6 +4,7 @@ import type { InterrogateMode } from '../interrogate/types.js';
 import type { TextEmbedder } from '../text/embedder.js';
 import type { LinearMap } from './linear-map.js';
 import type { NearestPrompt, PromptBank, PromptBankOptions } from './prompt-bank.js';
+import type { EnsembleWeights } from './ensemble.js';
 
 /**
  * The ensemble's members as functions of a batch of CLIP image embeddings: each returns one MiniLM
@@ -82,4 +83,31 @@ export function interrogatorMember(interrogator: Interrogator, minilm: TextEmbed
     }
     return { vectors, prompts };
   };
+}
+
+/** Members to compute: the asked-for ones (default: the weighted ones, else the defaults) that exist and carry weight. */
+export function chooseMembers(
+  asked: readonly MemberName[] | undefined,
+  weights: EnsembleWeights | undefined,
+  weightsName: string,
+  notice: (message: string) => void,
+): MemberName[] {
+  const weighted = weights ? Object.keys(weights.members).filter((n) => weights.members[n]! > 0) : undefined;
+  const wanted = asked ?? (weighted as MemberName[] | undefined) ?? [...DEFAULT_MEMBERS];
+  const out: MemberName[] = [];
+  for (const name of wanted) {
+    if (UNAVAILABLE_MEMBERS.has(name)) {
+      notice(`member ${name} is not available in this build; it is absent from the ensemble`);
+    } else if (!(DEFAULT_MEMBERS as readonly string[]).includes(name)) {
+      notice(`warning: ${weightsName} names member "${name}", which this version does not know; it is absent`);
+    } else if (weighted && !weighted.includes(name)) {
+      notice(`member ${name} has no weight in ${weightsName}; it is not computed`);
+    } else {
+      out.push(name);
+    }
+  }
+  if (out.length === 0) {
+    throw new Img2PromptError(weights ? weightsName : undefined, `none of the members ${wanted.join(', ')} can be computed (available: ${DEFAULT_MEMBERS.join(', ')})`);
+  }
+  return out;
 }

@@ -67,6 +67,8 @@ export interface PromptBankCacheOptions {
   onBank?(bank: CachedBank, side: 'clip' | 'minilm'): void;
   /** Told as a side is built, with the prompts embedded so far; `bank` names the side, e.g. "prompts-… (clip)". */
   onProgress?(bank: string, rowsDone: number, count: number): void;
+  /** Stops a build between chunks (see BankCacheOptions.signal). */
+  signal?: AbortSignal;
 }
 
 export interface LoadedPromptBank {
@@ -81,9 +83,9 @@ export async function loadPromptBank(clip: ClipTextSide, minilm: ClipTextSide, o
   const corpus = await readPromptCorpus(files);
   const def = promptBankDef(corpus);
   const progressOf = (side: 'clip' | 'minilm') => (bank: string, rowsDone: number, count: number) => options.onProgress?.(`${bank} (${side})`, rowsDone, count);
-  const clipSide = await loadOrBuildBank(clip, def, { home: options.home, dtype: options.clipDtype ?? DEFAULT_BANK_DTYPE, onProgress: progressOf('clip') });
+  const clipSide = await loadOrBuildBank(clip, def, { home: options.home, dtype: options.clipDtype ?? DEFAULT_BANK_DTYPE, onProgress: progressOf('clip'), signal: options.signal });
   options.onBank?.(clipSide, 'clip');
-  const textSide = await loadOrBuildBank(minilm, def, { home: options.home, dtype: 'fp32', onProgress: progressOf('minilm') });
+  const textSide = await loadOrBuildBank(minilm, def, { home: options.home, dtype: 'fp32', onProgress: progressOf('minilm'), signal: options.signal });
   options.onBank?.(textSide, 'minilm');
   const bank = new PromptBank({
     texts: def.labels,

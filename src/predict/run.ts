@@ -1,0 +1,202 @@
+/**
+ * One predict run over a list of images: the batch loop. Images are decoded, preprocessed and
+ * CLIP-encoded in fixed batches (batch k is always inputs [k·B, (k+1)·B), so a resumed run sees exactly
+ * the batches an uninterrupted one would and computes the same bits); every member runs on each batch;
+ * the members' vectors per image go to the checkpoint before the image is handed out, combined with
+ * the ensemble weights. Records fresh and resumed take the same path to a result (finish), so both
+ * give the same bits.
+ */
+import path from 'node:path';
+import { EXIF_MODES, type ExifMode } from '../image/decode.js';
+import { resolveInputs, type ImageInput, type ResolvedInput } from '../image/image-input.js';
+import { EMBEDDING_DIM } from '../submission/submission-csv.js';
+import { Img2PromptError } from '../util/errors.js';
+import { PredictCheckpoint, type CheckpointRecord, type RunDescription } from './checkpoint.js';
+import { combineMembers } from './ensemble.js';
+import type { PredictEngine } from './engine.js';
+import { sampleModalityGap, type RunBatch } from './gap-sampling.js';
+import { fingerprintInputs } from './input-fingerprint.js';
+import type { GapSampleStore } from './gap-sample-store.js';
+import type { Member, MemberName, MemberOutput } from './members.js';
+import { outcomeOf, type RecordMeta } from './records.js';
+import { settleEarlierRun } from './resume-files.js';
+import { DEFAULT_BATCH_SIZE, DEFAULT_GAP_IMAGES, type PredictRunOptions, type PredictedImage } from './types.js';
+
+function checkPositiveInt(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value < 1) throw new Img2PromptError(undefined, `${name} must be a positive integer, got ${value}`);
+  return value;
+}
+
+function hasDirection(data: Float32Array, r: number, dim: number): boolean {
+  for (let i = r * dim; i < (r + 1) * dim; i++) if (data[i] !== 0) return true;
+  return false;
+}
+
+/** What the checkpoint fingerprint names an input by: the absolute path, or `bytes:<id>`. */
+function describedInput(input: ResolvedInput): string {
+  return input.file !== undefined ? path.resolve(input.file) : `bytes:${input.id}`;
+}
+
+/** See PredictEngine.run. */
+export async function* runPredict(
+  engine: PredictEngine, images: Iterable<ImageInput>, options: PredictRunOptions,
+): AsyncGenerator<PredictedImage, void, undefined> {
+  const batchSize = checkPositiveInt('batch size', options.batchSize ?? DEFAULT_BATCH_SIZE);
+  const gapImages = checkPositiveInt('gap images', options.gapImages ?? DEFAULT_GAP_IMAGES);
+  const allowSvg = options.allowSvg ?? false;
+  const exif: ExifMode = options.exif ?? 'apply';
+  if (!EXIF_MODES.includes(exif)) throw new Img2PromptError(undefined, `exif must be "apply" or "ignore", got ${JSON.stringify(exif)}`);
+  // The checkpoint keys images by id, so ids must be unique; the characters they may hold are the
+  // submission writer's business, not the engine's.
+  const inputs = resolveInputs(images, 'PredictEngine.run()');
+  const ids = inputs.map((x) => x.id);
+  const total = inputs.length;
+  if (total === 0) return;
+  const batches = Math.ceil(total / batchSize);
+  const batchInputs = (k: number) => inputs.slice(k * batchSize, (k + 1) * batchSize);
+  const batchIds = (k: number) => ids.slice(k * batchSize, (k + 1) * batchSize);
+
+  const run: RunDescription = {
+    inputs: inputs.map(describedInput),
+    // Only a checkpointed run needs them: they let a resume refuse images changed in the meantime.
+    contents: options.checkpoint ? await fingerprintInputs(inputs) : undefined,
+    // allowSvg decides whether an SVG input is an image or a failure, so it changes the results.
+    options: { ...engine.fingerprintOptions(batchSize, gapImages, exif), ...(allowSvg ? { allowSvg } : {}) },
+    models: { clip: engine.clip.modelId, minilm: engine.minilm.identity },
+  };
+  if (options.checkpoint) await settleEarlierRun(options.checkpoint, options);
+  const cp = options.checkpoint
+    ? await PredictCheckpoint.open(options.checkpoint, run, { resume: options.resume ?? false, dim: EMBEDDING_DIM, chunkSize: batchSize })
+    : undefined;
+  if (cp && options.resume) {
+    if (cp.startedFresh) engine.notice(`no checkpoint to resume at ${cp.file}; starting from the beginning`);
+    else engine.notice(`resuming from ${cp.file}: ${cp.done.size} of ${total} images already done`);
+  }
+  const finished = new Set<number>();
+  for (let k = 0; k < batches; k++) if (cp && batchIds(k).every((id) => cp.has(id))) finished.add(k);
+
+  /** Decodes, preprocesses and CLIP-encodes batches `ks`, decoding the next batch while the caller works on this one. */
+  async function* encode(ks: readonly number[]): AsyncGenerator<RunBatch> {
+    // Only the very last batch of the list can be short, and it comes last here too, so chunking
+    // the concatenation by batchSize gives back exactly batches ks.
+    const chosen: ImageInput[] = ks.flatMap((k) => batchInputs(k).map((x) => x.file ?? { id: x.id, data: x.data! }));
+    let j = 0;
+    for await (const batch of engine.clip.encodeBatches(chosen, { batchSize, exif, allowSvg })) {
+      engine.ensureOpen();
+      const k = ks[j++]!;
+      engine.addSeconds('clip vision tower', batch.inferenceSeconds);
+      engine.counts.imagesEncoded += batch.loaded.length;
+      yield { k, ...outcomeOf(batch, batch.start, batch.count) };
+    }
+  }
+
+  const ready = new Map<number, RunBatch>();
+  let encoder: AsyncGenerator<RunBatch> | undefined;
+  let store: GapSampleStore | undefined;
+  try {
+    let gap: Float32Array | null = null;
+    if (engine.map) {
+      ({ gap, store } = await sampleModalityGap({
+        engine, cp, run, total, batchSize, gapImages, batchIds, finished, ready, encode,
+        resume: options.resume ?? false,
+        onProgress: options.onProgress,
+      }));
+    }
+    const members = engine.memberFunctions(gap);
+
+    const todo = [...Array(batches).keys()].filter((k) => !finished.has(k) && !ready.has(k));
+    encoder = encode(todo);
+    let done = 0;
+    for (let k = 0; k < batches; k++) {
+      const start = k * batchSize;
+      let records: CheckpointRecord[];
+      const resumed = finished.has(k);
+      if (resumed) {
+        records = batchIds(k).map((id) => cp!.done.get(id)!);
+      } else {
+        let batch = ready.get(k);
+        ready.delete(k);
+        if (!batch) {
+          const t0 = performance.now();
+          const next = await encoder.next();
+          engine.addTime('waiting for CLIP batches', t0);
+          if (next.done || next.value.k !== k) throw new Error(`internal: CLIP batches out of step at batch ${k}`);
+          batch = next.value;
+        }
+        engine.ensureOpen();
+        records = await predictBatch(engine, batch, batchIds(k), members);
+        if (cp) {
+          const t0 = performance.now();
+          for (const r of records) await cp.add(r);
+          await cp.flush();
+          engine.addTime('checkpoint writes', t0);
+        }
+      }
+      const labels = batchInputs(k);
+      for (let i = 0; i < records.length; i++) {
+        yield finish(engine, records[i]!, labels[i]!.label, start + i, resumed);
+        options.onProgress?.(++done, total, 'members');
+      }
+    }
+  } finally {
+    await encoder?.return(undefined);
+    await store?.close();
+    await cp?.close();
+  }
+}
+
+/** Every member on one batch → one checkpoint record per input of the batch, in input order. */
+async function predictBatch(
+  engine: PredictEngine, batch: RunBatch, ids: readonly string[], members: Partial<Record<MemberName, Member>>,
+): Promise<CheckpointRecord[]> {
+  const rows = batch.embeds.length / engine.clip.dim;
+  const outputs: Partial<Record<MemberName, MemberOutput>> = {};
+  if (rows > 0) {
+    for (const name of engine.members) {
+      const member = members[name];
+      const t0 = performance.now();
+      if (member) outputs[name] = await member(batch.embeds, rows);
+      engine.addTime(`member ${name}`, t0);
+    }
+  }
+  // The nearest bank prompt is kNN's top neighbour, searched here when kNN is off; the readable prompt
+  // is the interrogator's, else that nearest prompt.
+  let nearest = outputs.knn?.nearest;
+  if (!nearest && rows > 0) {
+    const t0 = performance.now();
+    nearest = (await engine.bank.predict(batch.embeds, { k: 1 })).nearest;
+    engine.addTime('nearest bank prompt', t0);
+  }
+  const prompts = outputs.interrogator?.prompts ?? nearest?.map((n) => n?.text ?? null);
+
+  return ids.map((id, i) => {
+    const r = batch.rows[i]!;
+    if (r < 0) return { id, members: {}, meta: { failure: batch.reasons[i] ?? 'could not be read' } };
+    const vectors: Record<string, Float32Array> = {};
+    for (const [name, out] of Object.entries(outputs)) {
+      if (hasDirection(out.vectors, r, EMBEDDING_DIM)) vectors[name] = out.vectors.slice(r * EMBEDDING_DIM, (r + 1) * EMBEDDING_DIM);
+    }
+    const meta: RecordMeta = {};
+    const prompt = prompts?.[r];
+    if (prompt) meta.prompt = prompt;
+    const n = nearest?.[r];
+    if (n) {
+      meta.nearest = n.text;
+      meta.nearestSimilarity = n.score;
+    }
+    return { id, members: vectors, meta };
+  });
+}
+
+/** A record (fresh or from the checkpoint: the same code path, so both give the same bits) → the image's result. */
+function finish(engine: PredictEngine, record: CheckpointRecord, file: string, index: number, resumed: boolean): PredictedImage {
+  const { failure, prompt, nearest, nearestSimilarity } = record.meta ?? {};
+  const fallback = engine.bank.meanTextVector();
+  const nearestPrompt = !failure && nearest !== undefined && nearestSimilarity !== undefined ? { text: nearest, similarity: nearestSimilarity } : null;
+  const base = { index, id: record.id, file, prompt: failure ? null : (prompt ?? null), nearestPrompt, members: record.members, resumed };
+  if (failure !== undefined) return { ...base, vector: Float32Array.from(fallback), failure, fallback: true };
+  const predictions: Record<string, Float32Array> = {};
+  for (const name of engine.members) predictions[name] = record.members[name] ?? new Float32Array(EMBEDDING_DIM);
+  const combined = combineMembers(predictions, engine.weights, { rows: 1, dim: EMBEDDING_DIM, fallback, label: file });
+  return { ...base, vector: combined.vectors, fallback: combined.fallbackRows.length > 0 };
+}
