@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ClipModel } from '../src/clip/model.js';
-import { interrogate, openInterrogatorSetup, type InterrogatedImage } from '../src/interrogate/interrogate.js';
+import { interrogate, InterrogateEngine, type InterrogatedImage } from '../src/interrogate/interrogate.js';
 import { describeMachine } from './machine.js';
 
 const args = process.argv.slice(2);
@@ -73,7 +73,7 @@ async function modeBench(): Promise<void> {
     fs.writeFileSync(path.join(labelsDir, 'flavors.txt'), flavors.slice(0, 6000).join('\n') + '\n');
     const imageDir = path.join(ASSETS, 'eval', 'kaggle-sample', 'images');
     const files = fs.readdirSync(imageDir).sort().slice(0, IMAGES).map((f) => path.join(imageDir, f));
-    const setup = await openInterrogatorSetup({ model: MODEL, labelsDir, onNotice: () => {} });
+    const engine = await InterrogateEngine.open({ model: MODEL, labelsDir, onNotice: () => {} });
     try {
       console.log(`\nwhole modes, ${files.length} image(s), shortlist ${SHORTLIST}, chains of up to 32 labels:`);
       console.log('| mode | cache off s/image | cache on s/image | speed-up | same labels |');
@@ -82,7 +82,7 @@ async function modeBench(): Promise<void> {
         const timed = async (chainCache: boolean) => {
           const t0 = performance.now();
           const out: InterrogatedImage[] = [];
-          for await (const r of interrogate(files, { setup, mode, chainCache, shortlist: SHORTLIST })) out.push(r);
+          for await (const r of interrogate(files, { engine, mode, chainCache, shortlist: SHORTLIST })) out.push(r);
           return { out, s: (performance.now() - t0) / 1000 / files.length };
         };
         const on = await timed(true);
@@ -91,7 +91,7 @@ async function modeBench(): Promise<void> {
         console.log(`| ${mode} | ${off.s.toFixed(1)} | ${on.s.toFixed(1)} | ${(off.s / on.s).toFixed(2)}x | ${same ? 'yes' : 'NO'} |`);
       }
     } finally {
-      setup.close();
+      engine.close();
     }
   } finally {
     fs.rmSync(labelsDir, { recursive: true, force: true });

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { interrogate, openInterrogatorSetup, Img2PromptError, type InterrogatedImage } from '../src/index.js';
+import { interrogate, InterrogateEngine, Img2PromptError, type InterrogatedImage } from '../src/index.js';
 import { DEFAULT_INTERROGATE_MODEL } from '../src/interrogate/interrogate.js';
 import { DEFAULT_CLIP_MODEL } from '../src/predict/predict.js';
 import { asset, tempDir } from './helpers/paths.js';
@@ -59,11 +59,11 @@ describe('interrogate()', () => {
     expect(progress).toContain(`encoding images ${files.length}/${files.length}`);
 
     // The same prompts and similarities as encoding the readable images and asking the Interrogator directly.
-    const setup = await openInterrogatorSetup({ model: 'tiny', labelsDir });
+    const engine = await InterrogateEngine.open({ model: 'tiny', labelsDir });
     try {
       const readable = files.filter((_, i) => i !== 3);
-      const encoded = await setup.model.encodeImages(readable);
-      const direct = await setup.interrogator.interrogate(encoded.embeds, readable.length, { mode: 'fast' });
+      const encoded = await engine.clip.encodeImages(readable);
+      const direct = await engine.interrogator.interrogate(encoded.embeds, readable.length, { mode: 'fast' });
       const ok = results.filter((r) => r.failure === undefined);
       expect(ok.map((r) => r.prompt)).toEqual(direct.map((r) => r.prompt));
       ok.forEach((r, i) => {
@@ -71,58 +71,58 @@ describe('interrogate()', () => {
         expect(r.prompt).toBe(r.labels.map((l) => l.label).join(', '));
       });
       // A similarity is the cosine of the prompt's text embedding with the image's.
-      const texts = await setup.model.encodeTexts(ok.map((r) => r.prompt!));
+      const texts = await engine.clip.encodeTexts(ok.map((r) => r.prompt!));
       ok.forEach((r, i) => {
         let cos = 0;
-        for (let d = 0; d < setup.model.dim; d++) cos += texts[i * setup.model.dim + d]! * encoded.embeds[i * setup.model.dim + d]!;
+        for (let d = 0; d < engine.clip.dim; d++) cos += texts[i * engine.clip.dim + d]! * encoded.embeds[i * engine.clip.dim + d]!;
         expect(r.similarity).toBeCloseTo(cos, 4);
       });
     } finally {
-      setup.close();
+      engine.close();
     }
   });
 
-  it('reuses an opened setup (leaving it open), runs every mode, and skips scoring when asked', async () => {
-    const setup = await openInterrogatorSetup({ model: 'tiny', labelsDir });
+  it('reuses an opened engine (leaving it open), runs every mode, and skips scoring when asked', async () => {
+    const engine = await InterrogateEngine.open({ model: 'tiny', labelsDir });
     try {
       const two = [files[0]!, files[4]!];
-      const encoded = await setup.model.encodeImages(two);
+      const encoded = await engine.clip.encodeImages(two);
       for (const mode of ['fast', 'classic', 'best', 'negative'] as const) {
-        const results = await collect(interrogate(two, { setup, mode, shortlist: 50 }));
-        const direct = await setup.interrogator.interrogate(encoded.embeds, 2, { mode, shortlist: 50 });
+        const results = await collect(interrogate(two, { engine, mode, shortlist: 50 }));
+        const direct = await engine.interrogator.interrogate(encoded.embeds, 2, { mode, shortlist: 50 });
         expect(results.map((r) => r.prompt), mode).toEqual(direct.map((r) => r.prompt));
         expect(results.every((r) => r.mode === mode)).toBe(true);
         if (mode === 'best') for (const r of results) expect(['classic', 'fast', 'chain']).toContain(r.picked);
       }
-      const unscored = await collect(interrogate(two, { setup, mode: 'classic', score: false }));
+      const unscored = await collect(interrogate(two, { engine, mode: 'classic', score: false }));
       expect(unscored.every((r) => Number.isNaN(r.similarity))).toBe(true);
-      const scored = await collect(interrogate(two, { setup, mode: 'classic' }));
+      const scored = await collect(interrogate(two, { engine, mode: 'classic' }));
       expect(unscored.map((r) => r.prompt)).toEqual(scored.map((r) => r.prompt));
       // Still open: the model encodes after all those runs.
-      expect((await setup.model.encodeTexts(['still open'])).length).toBe(setup.model.dim);
+      expect((await engine.clip.encodeTexts(['still open'])).length).toBe(engine.clip.dim);
     } finally {
-      setup.close();
+      engine.close();
     }
   });
 
-  it('reads images with the EXIF choice and the setup\'s image processor', async () => {
+  it('reads images with the EXIF choice and the engine\'s image processor', async () => {
     const rotated = [asset('images', 'pillow-hopper_orientation_6.jpg')];
-    const setup = await openInterrogatorSetup({ model: 'tiny', labelsDir, imageProcessor: 'hf' });
+    const engine = await InterrogateEngine.open({ model: 'tiny', labelsDir, imageProcessor: 'hf' });
     try {
-      expect(setup.model.imageProcessor).toBe('hf');
+      expect(engine.clip.imageProcessor).toBe('hf');
       for (const exif of ['apply', 'ignore'] as const) {
-        const [r] = await collect(interrogate(rotated, { setup, mode: 'fast', exif }));
-        const encoded = await setup.model.encodeImages(rotated, { exif });
-        const [direct] = await setup.interrogator.interrogate(encoded.embeds, 1, { mode: 'fast' });
+        const [r] = await collect(interrogate(rotated, { engine, mode: 'fast', exif }));
+        const encoded = await engine.clip.encodeImages(rotated, { exif });
+        const [direct] = await engine.interrogator.interrogate(encoded.embeds, 1, { mode: 'fast' });
         expect(r!.prompt, exif).toBe(direct!.prompt);
-        const text = await setup.model.encodeTexts([r!.prompt!]);
+        const text = await engine.clip.encodeTexts([r!.prompt!]);
         const cos = text.reduce((sum, v, d) => sum + v * encoded.embeds[d]!, 0);
         expect(r!.similarity).toBeCloseTo(cos, 5);
       }
-      const [apply, ignore] = await Promise.all((['apply', 'ignore'] as const).map((exif) => setup.model.encodeImages(rotated, { exif })));
+      const [apply, ignore] = await Promise.all((['apply', 'ignore'] as const).map((exif) => engine.clip.encodeImages(rotated, { exif })));
       expect(apply.embeds.some((v, i) => v !== ignore.embeds[i])).toBe(true);
     } finally {
-      setup.close();
+      engine.close();
     }
   });
 

@@ -138,6 +138,10 @@ export async function* runPredict(
         options.onProgress?.(++done, total, 'members');
       }
     }
+  } catch (err) {
+    // Closed during the run: say so, rather than what a closed session said.
+    if (engine.closed) engine.ensureOpen();
+    throw err;
   } finally {
     await encoder?.return(undefined);
     await store?.close();

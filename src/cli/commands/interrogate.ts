@@ -49,7 +49,7 @@ export function register(program: Command): void {
     const shortlist = parsePositiveInt('--shortlist', opts.shortlist);
     const batchSize = parsePositiveInt('--batch-size', opts.batchSize) ?? 16;
     await withClaimedOutputs([opts.output, ...(opts.details ? [opts.details] : [])], { createFolders: true }, async () => {
-      const setup = await openInterrogator(opts);
+      const engine = await openInterrogator(opts);
       skipped.forEach(reportImageFailure);
       const bar = createProgress(`interrogate ${opts.mode}`, files.length, 'images');
       const t0 = performance.now();
@@ -57,7 +57,7 @@ export function register(program: Command): void {
       let failures = 0;
       try {
         for await (const r of interrogate(files, {
-          setup,
+          engine,
           mode: opts.mode,
           batchSize,
           maxFlavors,
@@ -81,12 +81,12 @@ export function register(program: Command): void {
         }
       } finally {
         bar.stop();
-        setup.close();
+        engine.close();
       }
       await writePromptsCsv(opts.output, done.map((r) => ({ imgId: r.id, prompt: r.prompt! })));
       if (opts.details) {
         const details = done.map(({ id, file, mode, prompt, similarity, labels, picked }) => ({ imgId: id, file, mode, prompt, similarity, labels, ...(picked ? { picked } : {}) }));
-        await writeFileAtomic(opts.details, JSON.stringify({ model: setup.model.modelId, random: setup.model.random, mode: opts.mode, images: details }, null, 2) + '\n');
+        await writeFileAtomic(opts.details, JSON.stringify({ model: engine.clip.modelId, random: engine.clip.random, mode: opts.mode, images: details }, null, 2) + '\n');
       }
       const secs = (performance.now() - t0) / 1000;
       process.stderr.write(`${done.length} prompts → ${opts.output} in ${secs.toFixed(1)} s (${(done.length / secs).toFixed(2)} images/s)\n`);

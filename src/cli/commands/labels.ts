@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { bankBuildProgress } from '../../util/progress.js';
-import { openInterrogatorSetup, type InterrogatorSetup } from '../../interrogate/interrogate.js';
+import { InterrogateEngine } from '../../interrogate/engine.js';
 import { defaultLabelsDir } from '../../interrogate/label-banks.js';
 import { DEFAULT_BANK_DTYPE, type BankDtype } from '../../interrogate/types.js';
 import type { CachedBank } from '../../interrogate/bank-cache.js';
@@ -26,9 +26,9 @@ export function addLabelOptions(cmd: Command): Command {
 }
 
 /** Opens the model and every bank through the cache, with a progress bar per bank that needs building. */
-export async function openInterrogator(opts: LabelOptions & { imageProcessor?: ClipImageProcessor }): Promise<InterrogatorSetup> {
+export async function openInterrogator(opts: LabelOptions & { imageProcessor?: ClipImageProcessor }): Promise<InterrogateEngine> {
   const progress = bankBuildProgress();
-  return openInterrogatorSetup({
+  return InterrogateEngine.open({
     model: opts.model,
     imageProcessor: opts.imageProcessor,
     labelsDir: opts.labelsDir,

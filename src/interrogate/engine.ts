@@ -1,0 +1,170 @@
+/**
+ * The CLIP Interrogator engine: a CLIP model and its label banks, opened once (building the bank
+ * caches when needed: minutes on a first run), for any number of runs. A run encodes its images one
+ * CLIP batch at a time and hands out each batch's prompts before encoding the next, so memory stays
+ * O(batch) however long the list.
+ */
+import { ClipModel, DEFAULT_CLIP_MODEL, DEFAULT_IMAGE_BATCH } from '../clip/model.js';
+import { EXIF_MODES } from '../image/decode.js';
+import { resolveInputs, type ImageInput } from '../image/image-input.js';
+import { Engine } from '../engine/engine.js';
+import { Img2PromptError } from '../util/errors.js';
+import { Interrogator } from './interrogator.js';
+import { DEFAULT_BANK_DTYPE, type InterrogateMode } from './types.js';
+import type { InterrogateEngineOptions, InterrogateRunOptions, InterrogatedImage } from './run-types.js';
+
+export const INTERROGATE_MODES: readonly InterrogateMode[] = ['fast', 'classic', 'best', 'negative'];
+
+function checkCount(name: string, value: number | undefined): void {
+  if (value !== undefined && !(Number.isSafeInteger(value) && value >= 1)) {
+    throw new Img2PromptError(undefined, `${name} must be a positive integer, got ${value}`);
+  }
+}
+
+/** Checks run options before anything is encoded (the wrapper checks them before opening an engine, too). */
+export function checkInterrogateRunOptions(options: InterrogateRunOptions): void {
+  const mode = options.mode ?? 'fast';
+  if (!INTERROGATE_MODES.includes(mode)) throw new Img2PromptError(undefined, `unknown interrogation mode "${String(mode)}" (use ${INTERROGATE_MODES.join(', ')})`);
+  checkCount('batchSize', options.batchSize);
+  checkCount('maxFlavors', options.maxFlavors);
+  checkCount('shortlist', options.shortlist);
+  if (options.exif !== undefined && !EXIF_MODES.includes(options.exif)) {
+    throw new Img2PromptError(undefined, `exif must be "apply" or "ignore", got ${JSON.stringify(options.exif)}`);
+  }
+  if (options.minFlavors !== undefined && !(Number.isSafeInteger(options.minFlavors) && options.minFlavors >= 0)) {
+    throw new Img2PromptError(undefined, `minFlavors must be a non-negative integer, got ${options.minFlavors}`);
+  }
+  if (options.chainCache !== undefined && typeof options.chainCache !== 'boolean') {
+    throw new TypeError(`Expected a boolean for chainCache but received ${String(options.chainCache)} of type ${typeof options.chainCache}`);
+  }
+}
+
+/** An opened CLIP model with its label banks; run() interrogates images, close() frees both. */
+export class InterrogateEngine extends Engine {
+  protected readonly engineName = 'InterrogateEngine';
+
+  private constructor(
+    /** The CLIP model (towers, tokenizer, preprocessing). */
+    readonly clip: ClipModel,
+    /** The label banks and modes. */
+    readonly interrogator: Interrogator,
+  ) {
+    super();
+  }
+
+  /**
+   * Opens the CLIP model and every label bank through the cache; banks rank on the GPU when the model
+   * runs on CUDA.
+   *
+   * @example
+   * ```ts
+   * import { readFile } from 'node:fs/promises';
+   * import { InterrogateEngine } from 'img2prompt';
+   *
+   * await using engine = await InterrogateEngine.open({ model: 'clip-vit-b-32' });
+   * for await (const r of engine.run(['a.png', { id: 'upload-1', data: await readFile('b.jpg') }], { mode: 'best' })) {
+   *   console.log(r.id, r.prompt ?? r.failure);
+   * }
+   * ```
+   * @throws {Img2PromptError} naming the file and the fix when the model is not installed or a label
+   *   list is unreadable; the signal's reason when `options.signal` aborts the open.
+   */
+  static async open(options: InterrogateEngineOptions = {}): Promise<InterrogateEngine> {
+    options.signal?.throwIfAborted();
+    const clip = await ClipModel.open(options.model ?? DEFAULT_CLIP_MODEL, { imageProcessor: options.imageProcessor });
+    try {
+      if (clip.random) options.onNotice?.(`warning: ${clip.name} has RANDOM weights: its labels and prompts mean nothing`);
+      const interrogator = await Interrogator.open(clip, {
+        labelsDir: options.labelsDir,
+        extraLabels: options.labels,
+        dtype: options.dtype ?? DEFAULT_BANK_DTYPE,
+        rankProviders: [clip.provider],
+        signal: options.signal,
+        onChunk: options.onChunk,
+        onProgress: options.onBankProgress,
+        onBank: options.onBank,
+      });
+      return new InterrogateEngine(clip, interrogator);
+    } catch (err) {
+      clip.close();
+      throw err;
+    }
+  }
+
+  /**
+   * Interrogates `inputs` — file paths and `{ id, data }` items of encoded image bytes — and streams one
+   * result per input, in input order; an input that cannot be read comes out with its `failure` and a
+   * null prompt, and the run goes on.
+   *
+   * @throws {Img2PromptError} before the first result for an unknown mode, a bad count or ids that are
+   *   not unique; when the engine is closed.
+   */
+  run(inputs: Iterable<ImageInput>, options: InterrogateRunOptions = {}): AsyncGenerator<InterrogatedImage, void, undefined> {
+    this.checkOpen();
+    return this.runChecked(inputs, options);
+  }
+
+  private async *runChecked(inputs: Iterable<ImageInput>, options: InterrogateRunOptions): AsyncGenerator<InterrogatedImage, void, undefined> {
+    try {
+      yield* this.interrogateAll(inputs, options);
+    } catch (err) {
+      // Closed during the run: say so, rather than what a closed session said.
+      if (this.closed) this.checkOpen();
+      throw err;
+    }
+  }
+
+  private async *interrogateAll(inputs: Iterable<ImageInput>, options: InterrogateRunOptions): AsyncGenerator<InterrogatedImage, void, undefined> {
+    checkInterrogateRunOptions(options);
+    const images = resolveInputs(inputs, 'InterrogateEngine.run()');
+    const mode = options.mode ?? 'fast';
+    const modeOptions = {
+      mode,
+      score: options.score ?? true,
+      ...(options.maxFlavors !== undefined ? { maxFlavors: options.maxFlavors } : {}),
+      ...(options.shortlist !== undefined ? { shortlist: options.shortlist } : {}),
+      ...(options.minFlavors !== undefined ? { minFlavors: options.minFlavors } : {}),
+      ...(options.chainCache !== undefined ? { chainCache: options.chainCache } : {}),
+    };
+    // fast and classic rank a whole batch of images per pass over each bank; the chains of best and
+    // negative run one image at a time, so each result is handed out as soon as its chain ends.
+    const perCall = mode === 'fast' || mode === 'classic' ? Infinity : 1;
+    const total = images.length;
+    const dim = this.clip.dim;
+    let done = 0;
+    let encoded = 0;
+    const loaderInputs = images.map((x) => x.file ?? { id: x.id, data: x.data! });
+    for await (const batch of this.clip.encodeBatches(loaderInputs, { batchSize: options.batchSize ?? DEFAULT_IMAGE_BATCH, allowSvg: options.allowSvg, exif: options.exif })) {
+      this.checkOpen();
+      encoded += batch.count;
+      options.onProgress?.(encoded, total, 'encoding images');
+      const failureOf = new Map(batch.failures.map((f) => [f.index, f.reason]));
+      const rowOf = new Map(batch.loaded.map((position, row) => [position, row]));
+      let pending: Awaited<ReturnType<Interrogator['interrogate']>> = [];
+      let pendingFrom = 0;
+      for (let index = batch.start; index < batch.start + batch.count; index++) {
+        const input = images[index]!;
+        const base = { index, id: input.id, file: input.label, mode };
+        const failure = failureOf.get(index);
+        if (failure !== undefined) {
+          yield { ...base, prompt: null, similarity: NaN, labels: [], failure };
+        } else {
+          const row = rowOf.get(index)!;
+          if (row - pendingFrom >= pending.length) {
+            const rows = Math.min(perCall, batch.loaded.length - row);
+            pending = await this.interrogator.interrogate(batch.embeds.subarray(row * dim, (row + rows) * dim), rows, modeOptions);
+            pendingFrom = row;
+          }
+          const r = pending[row - pendingFrom]!;
+          yield { ...base, prompt: r.prompt, similarity: r.similarity, labels: r.labels, ...(r.picked ? { picked: r.picked } : {}) };
+        }
+        options.onProgress?.(++done, total, 'interrogating');
+      }
+    }
+  }
+
+  protected release(): void {
+    this.interrogator.close();
+    this.clip.close();
+  }
+}
