@@ -43,10 +43,10 @@ async function checkpoint(arch: string): Promise<string> {
 
 async function ours(captioner: Captioner, batch: number, beams: number): Promise<{ seconds: number; tokens: number[][] }> {
   const options = { numBeams: beams, maxLength: MAX_LENGTH, minLength: MIN_LENGTH, batchSize: batch };
-  for await (const _ of captioner.caption(files.slice(0, batch), options)) void _; // warm-up
+  for await (const _ of captioner.run(files.slice(0, batch), options)) void _; // warm-up
   const tokens: number[][] = [];
   const t0 = performance.now();
-  for await (const r of captioner.caption(files, options)) tokens.push(r.tokens!);
+  for await (const r of captioner.run(files, options)) tokens.push(r.tokens!);
   return { seconds: (performance.now() - t0) / 1000, tokens };
 }
 

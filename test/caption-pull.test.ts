@@ -66,7 +66,7 @@ describe('models pull of the captioners (local hub)', () => {
     expect(result.status).toBe('installed');
     const captioner = await Captioner.open(name, { sessionOptions: { providers: ['cpu'] } });
     const out = [];
-    for await (const r of captioner.caption([path.join(KAGGLE_SAMPLE, 'images', '20057f34d.png')], { numBeams: 2, maxLength: 8 })) out.push(r);
+    for await (const r of captioner.run([path.join(KAGGLE_SAMPLE, 'images', '20057f34d.png')], { numBeams: 2, maxLength: 8 })) out.push(r);
     captioner.close();
     expect(out).toHaveLength(1);
     expect(out[0]!.failure).toBeUndefined();

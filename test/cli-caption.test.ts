@@ -49,7 +49,7 @@ describe('img2prompt caption', () => {
     const captioner = await Captioner.open('blip-t', { sessionOptions: { providers: ['cpu'] } });
     const files = fs.readdirSync(images).filter((f) => f !== 'broken.png').sort().map((f) => path.join(images, f));
     const expected: string[] = [];
-    for await (const c of captioner.caption(files, { numBeams: 3, maxLength: 16, prefix: 'a picture of', noRepeatNgramSize: 3 })) expected.push(`${c.id},${csvField(c.caption!)}`);
+    for await (const c of captioner.run(files, { numBeams: 3, maxLength: 16, prefix: 'a picture of', noRepeatNgramSize: 3 })) expected.push(`${c.id},${csvField(c.caption!)}`);
     captioner.close();
     expect(lines.slice(1)).toEqual(expected);
     expect(expected).toHaveLength(3);
@@ -82,7 +82,7 @@ describe('img2prompt caption', () => {
     const captioner = await Captioner.open('blip-t', { sessionOptions: { providers: ['cpu'] } });
     const files = [path.join(images, 'broken.png'), ...fs.readdirSync(images).filter((f) => f !== 'broken.png').sort().map((f) => path.join(images, f))];
     const seen: string[] = [];
-    for await (const r of captioner.caption(files, { numBeams: 1, maxLength: 8, batchSize: 2 })) seen.push(r.failure !== undefined ? `${r.id}:failed` : r.id);
+    for await (const r of captioner.run(files, { numBeams: 1, maxLength: 8, batchSize: 2 })) seen.push(r.failure !== undefined ? `${r.id}:failed` : r.id);
     captioner.close();
     expect(seen).toEqual(files.map((f) => (f.endsWith('broken.png') ? 'broken:failed' : path.basename(f, '.png'))));
   }, 120_000);

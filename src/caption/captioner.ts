@@ -4,7 +4,8 @@ import { readInstallRecord } from '../models/cache.js';
 import { resolveModelDir } from '../clip/model.js';
 import { loadBatches } from '../image/batch-loader.js';
 import type { FormatOptions } from '../image/image-formats.js';
-import { imageIdOf } from '../image/image-id.js';
+import { resolveInputs, type ImageInput } from '../image/image-input.js';
+import { Engine } from '../engine/engine.js';
 import { imageTokenCount, type CaptionConfig } from './config.js';
 import { ensureCaptionOnnx, type CaptionOnnxFiles } from './onnx-cache.js';
 import { CaptionTokenizer } from './tokenizer.js';
@@ -14,10 +15,11 @@ import { generateCaptions, resolveGenerationOptions, type GenerationOptions } fr
 /**
  * An image captioner (BLIP or GIT, from a Hugging Face folder) on the native runtime:
  *
- *   const captioner = await Captioner.open('blip-large');
- *   for await (const r of captioner.caption(files, { numBeams: 8, prefix: 'a picture of' })) console.log(r.id, r.caption);
- *   captioner.close();
+ *   await using captioner = await Captioner.open({ model: 'blip-large' });
+ *   for await (const r of captioner.run(files, { numBeams: 8, prefix: 'a picture of' })) console.log(r.id, r.caption);
  *
+ * It has the shape of every engine (engine/engine.ts): open once, run over paths or `{ id, data }`
+ * bytes streaming one result per input in order, close.
  * Each batch of images is encoded once (the image graph), then decoded step by step with a key/value
  * cache: a step feeds only the new token of each beam. Images are preprocessed as the model's
  * processor does (BLIP: the whole image resized to 384×384; GIT: short side resized, centre crop).
@@ -27,7 +29,11 @@ import { generateCaptions, resolveGenerationOptions, type GenerationOptions } fr
 export const DEFAULT_CAPTION_MODEL = 'blip-large';
 
 export interface CaptionerOpenOptions {
+  /** Captioner in the cache (models pull/import/random) or a model folder; default DEFAULT_CAPTION_MODEL. */
+  model?: string;
   sessionOptions?: SessionOptions;
+  /** Cancels the open (building the graphs of a large model takes a while). */
+  signal?: AbortSignal;
 }
 
 export interface CaptionOptions extends GenerationOptions {
@@ -50,9 +56,18 @@ export interface Caption {
 }
 
 /** One image's outcome: a caption, or why the image could not be read. */
-export type CaptionResult = { id: string; file: string } & ({ caption: string; tokens: number[]; failure?: undefined } | { failure: string; caption?: undefined; tokens?: undefined });
+export type CaptionResult = {
+  /** Position in the input list. */
+  index: number;
+  /** The file name without its extension, or the id given with bytes. */
+  id: string;
+  /** The path, or `<id>` for bytes. */
+  file: string;
+} & ({ caption: string; tokens: number[]; failure?: undefined } | { failure: string; caption?: undefined; tokens?: undefined });
 
-export class Captioner {
+export class Captioner extends Engine {
+  protected readonly engineName = 'Captioner';
+
   private constructor(
     readonly dir: string,
     readonly files: CaptionOnnxFiles,
@@ -61,11 +76,23 @@ export class Captioner {
     readonly random: boolean,
     private readonly image: Session,
     private readonly decoder: Session,
-  ) {}
+  ) {
+    super();
+  }
 
-  static async open(nameOrDir: string, options: CaptionerOpenOptions = {}): Promise<Captioner> {
-    const dir = resolveModelDir(nameOrDir);
+  /**
+   * Opens a captioner: `Captioner.open({ model: 'blip-large' })`, or `Captioner.open('blip-large')`
+   * for short. Builds the ONNX graphs from the checkpoint on first use (cached beside it).
+   *
+   * @throws {Img2PromptError} naming the folder and the fix when the model is not installed or its
+   *   weights or tokenizer are unusable; the signal's reason when `options.signal` aborts the open.
+   */
+  static async open(modelOrOptions: string | CaptionerOpenOptions = {}, more: CaptionerOpenOptions = {}): Promise<Captioner> {
+    const options = typeof modelOrOptions === 'string' ? { ...more, model: modelOrOptions } : modelOrOptions;
+    options.signal?.throwIfAborted();
+    const dir = resolveModelDir(options.model ?? DEFAULT_CAPTION_MODEL);
     const files = await ensureCaptionOnnx(dir);
+    options.signal?.throwIfAborted();
     const tokenizer = await CaptionTokenizer.load(dir, files.config);
     const record = await readInstallRecord(dir).catch(() => undefined);
     const image = await Session.open(files.image, options.sessionOptions);
@@ -130,15 +157,23 @@ export class Captioner {
   }
 
   /**
-   * Decodes, preprocesses and captions image files, yielding one result per file in input order as
-   * soon as its batch is done. An image that cannot be read yields a failure and the rest go on.
+   * Decodes, preprocesses and captions `inputs` (file paths or `{ id, data }` bytes), yielding one
+   * result per input in input order as soon as its batch is done. An image that cannot be read yields
+   * a failure and the rest go on.
    */
-  async *caption(files: readonly string[], options: CaptionFilesOptions = {}): AsyncGenerator<CaptionResult, void, undefined> {
+  run(inputs: Iterable<ImageInput>, options: CaptionFilesOptions = {}): AsyncGenerator<CaptionResult, void, undefined> {
+    this.checkOpen();
     this.settings(options);
     const batchSize = options.batchSize ?? 8;
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new Img2PromptError(undefined, `batchSize must be a positive integer, got ${JSON.stringify(batchSize)}`);
+    return this.captionAll(resolveInputs(inputs, 'Captioner.run()'), batchSize, options);
+  }
+
+  private async *captionAll(
+    images: ReturnType<typeof resolveInputs>, batchSize: number, options: CaptionFilesOptions,
+  ): AsyncGenerator<CaptionResult, void, undefined> {
     const image = this.config.image;
-    const batches = loadBatches(files, {
+    const batches = loadBatches(images.map((x) => x.file ?? { id: x.id, data: x.data! }), {
       batchSize,
       size: image.size,
       mean: image.mean,
@@ -148,24 +183,31 @@ export class Captioner {
       allowSvg: options.allowSvg,
     });
     let start = 0;
-    for await (const batch of batches) {
-      // A batch is the next slice of `files`: its loaded images in order, its failures listed apart.
-      const slice = files.slice(start, start + batch.ids.length + batch.failures.length);
-      start += slice.length;
-      const failed = new Map(batch.failures.map((f) => [f.file, f.reason]));
-      const captions = batch.ids.length > 0 ? await this.captionPixels(batch.pixels, batch.ids.length, options) : [];
-      const byFile = new Map(batch.files.map((f, i) => [f, captions[i]!]));
-      for (const file of slice) {
-        const id = imageIdOf(file);
-        const failure = failed.get(file);
-        const c = byFile.get(file);
-        yield failure !== undefined || !c ? { id, file, failure: failure ?? 'not captioned' } : { id, file, caption: c.caption, tokens: c.tokens };
+    try {
+      for await (const batch of batches) {
+        this.checkOpen();
+        const count = batch.ids.length + batch.failures.length;
+        const failed = new Map(batch.failures.map((f) => [f.index, f.reason]));
+        const captions = batch.ids.length > 0 ? await this.captionPixels(batch.pixels, batch.ids.length, options) : [];
+        const rowOf = new Map(batch.loaded.map((position, row) => [position, row]));
+        for (let index = start; index < start + count; index++) {
+          const { id, label: file } = images[index]!;
+          const failure = failed.get(index);
+          const row = rowOf.get(index);
+          const c = row === undefined ? undefined : captions[row];
+          yield failure !== undefined || !c ? { index, id, file, failure: failure ?? 'not captioned' } : { index, id, file, caption: c.caption, tokens: c.tokens };
+        }
+        start += count;
+        options.onProgress?.(start, images.length);
       }
-      options.onProgress?.(start, files.length);
+    } catch (err) {
+      // Closed during the run: say so, rather than what a closed session said.
+      if (this.closed) this.checkOpen();
+      throw err;
     }
   }
 
-  close(): void {
+  protected release(): void {
     this.image.close();
     this.decoder.close();
   }

@@ -83,7 +83,7 @@ An image that cannot be read is listed on stderr, gets no row, and makes the exi
       const rows: { imgId: string; caption: string }[] = [];
       let failures = 0;
       try {
-        for await (const r of captioner.caption(files, { ...generation, batchSize, allowSvg: opts.allowSvg, onProgress: (n) => bar.update(n) })) {
+        for await (const r of captioner.run(files, { ...generation, batchSize, allowSvg: opts.allowSvg, onProgress: (n) => bar.update(n) })) {
           if (r.failure !== undefined) {
             failures++;
             reportImageFailure({ file: r.file, reason: r.failure });
