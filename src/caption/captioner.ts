@@ -1,9 +1,11 @@
+import path from 'node:path';
 import { Session, tensor, type ExecutionProvider, type SessionOptions } from '../runtime/session.js';
 import { Img2PromptError } from '../util/errors.js';
 import { readInstallRecord } from '../models/cache.js';
 import { resolveModelDir } from '../clip/model.js';
 import { loadBatches } from '../image/batch-loader.js';
 import type { FormatOptions } from '../image/image-formats.js';
+import type { ExifMode } from '../image/decode.js';
 import { resolveInputs, type ImageInput } from '../image/image-input.js';
 import { Engine } from '../engine/engine.js';
 import { imageTokenCount, type CaptionConfig } from './config.js';
@@ -36,6 +38,7 @@ export interface CaptionerOpenOptions {
   signal?: AbortSignal;
 }
 
+
 export interface CaptionOptions extends GenerationOptions {
   /** Text the caption continues (BLIP's original captioner used "a picture of "); not part of the result. */
   prefix?: string;
@@ -46,6 +49,8 @@ export interface CaptionFilesOptions extends CaptionOptions, FormatOptions {
   batchSize?: number;
   /** Images over this many pixels fail without being decoded (see decodeImage). */
   maxPixels?: number;
+  /** EXIF orientation: 'apply' (default) or 'ignore', as the Python pipelines do (see decodeImage). */
+  exif?: ExifMode;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -107,6 +112,11 @@ export class Captioner extends Engine {
 
   get config(): CaptionConfig {
     return this.files.config;
+  }
+
+  /** Stable identity for caches and checkpoints: the folder name plus the weights' hash (like ClipModel.modelId). */
+  get modelId(): string {
+    return `${path.basename(this.dir)}@${this.files.weightHash.slice(0, 16)}`;
   }
 
   get provider(): ExecutionProvider {
@@ -181,6 +191,7 @@ export class Captioner extends Engine {
       processor: image.processor,
       maxPixels: options.maxPixels,
       allowSvg: options.allowSvg,
+      exif: options.exif,
     });
     let start = 0;
     try {

@@ -10,6 +10,8 @@ import { resolveInputs, type ImageInput } from '../image/image-input.js';
 import { Engine } from '../engine/engine.js';
 import { Img2PromptError } from '../util/errors.js';
 import { Interrogator } from './interrogator.js';
+import { Captioner } from '../caption/captioner.js';
+import { captionBatch } from '../caption/caption-batch.js';
 import { DEFAULT_BANK_DTYPE, type InterrogateMode } from './types.js';
 import type { InterrogateEngineOptions, InterrogateRunOptions, InterrogatedImage } from './run-types.js';
 
@@ -48,6 +50,8 @@ export class InterrogateEngine extends Engine {
     readonly clip: ClipModel,
     /** The label banks and modes. */
     readonly interrogator: Interrogator,
+    /** The captioner whose caption heads each prompt, when one was asked for. */
+    readonly captioner: Captioner | undefined,
   ) {
     super();
   }
@@ -72,8 +76,13 @@ export class InterrogateEngine extends Engine {
   static async open(options: InterrogateEngineOptions = {}): Promise<InterrogateEngine> {
     options.signal?.throwIfAborted();
     const clip = await ClipModel.open(options.model ?? DEFAULT_CLIP_MODEL, { imageProcessor: options.imageProcessor });
+    let captioner: Captioner | undefined;
     try {
       if (clip.random) options.onNotice?.(`warning: ${clip.name} has RANDOM weights: its labels and prompts mean nothing`);
+      if (options.captionModel !== undefined) {
+        captioner = await Captioner.open({ model: options.captionModel, signal: options.signal });
+        if (captioner.random) options.onNotice?.(`warning: captioner ${captioner.modelId} has RANDOM weights: its captions mean nothing`);
+      }
       const interrogator = await Interrogator.open(clip, {
         labelsDir: options.labelsDir,
         extraLabels: options.labels,
@@ -84,8 +93,9 @@ export class InterrogateEngine extends Engine {
         onProgress: options.onBankProgress,
         onBank: options.onBank,
       });
-      return new InterrogateEngine(clip, interrogator);
+      return new InterrogateEngine(clip, interrogator, captioner);
     } catch (err) {
+      captioner?.close();
       clip.close();
       throw err;
     }
@@ -116,6 +126,9 @@ export class InterrogateEngine extends Engine {
 
   private async *interrogateAll(inputs: Iterable<ImageInput>, options: InterrogateRunOptions): AsyncGenerator<InterrogatedImage, void, undefined> {
     checkInterrogateRunOptions(options);
+    if (options.caption !== undefined && !this.captioner) {
+      throw new Img2PromptError(undefined, 'caption options were given, but the engine has no captioner (open it with captionModel)');
+    }
     const images = resolveInputs(inputs, 'InterrogateEngine.run()');
     const mode = options.mode ?? 'fast';
     const modeOptions = {
@@ -140,6 +153,9 @@ export class InterrogateEngine extends Engine {
       options.onProgress?.(encoded, total, 'encoding images');
       const failureOf = new Map(batch.failures.map((f) => [f.index, f.reason]));
       const rowOf = new Map(batch.loaded.map((position, row) => [position, row]));
+      const captions = this.captioner
+        ? await captionBatch(this.captioner, batch.loaded.map((position) => loaderInputs[position]!), { caption: options.caption, allowSvg: options.allowSvg, exif: options.exif })
+        : undefined;
       let pending: Awaited<ReturnType<Interrogator['interrogate']>> = [];
       let pendingFrom = 0;
       for (let index = batch.start; index < batch.start + batch.count; index++) {
@@ -152,11 +168,13 @@ export class InterrogateEngine extends Engine {
           const row = rowOf.get(index)!;
           if (row - pendingFrom >= pending.length) {
             const rows = Math.min(perCall, batch.loaded.length - row);
-            pending = await this.interrogator.interrogate(batch.embeds.subarray(row * dim, (row + rows) * dim), rows, modeOptions);
+            const caption = captions?.slice(row, row + rows);
+            pending = await this.interrogator.interrogate(batch.embeds.subarray(row * dim, (row + rows) * dim), rows, { ...modeOptions, ...(caption ? { caption } : {}) });
             pendingFrom = row;
           }
           const r = pending[row - pendingFrom]!;
-          yield { ...base, prompt: r.prompt, similarity: r.similarity, labels: r.labels, ...(r.picked ? { picked: r.picked } : {}) };
+          const caption = captions?.[row];
+          yield { ...base, ...(caption !== undefined ? { caption } : {}), prompt: r.prompt, similarity: r.similarity, labels: r.labels, ...(r.picked ? { picked: r.picked } : {}) };
         }
         options.onProgress?.(++done, total, 'interrogating');
       }
@@ -164,6 +182,7 @@ export class InterrogateEngine extends Engine {
   }
 
   protected release(): void {
+    this.captioner?.close();
     this.interrogator.close();
     this.clip.close();
   }

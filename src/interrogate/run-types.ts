@@ -5,6 +5,7 @@
 import type { ExifMode } from '../image/decode.js';
 import type { ClipImageProcessor } from '../image/image-processor.js';
 import type { CachedBank } from './bank-cache.js';
+import type { CaptionOptions } from '../caption/captioner.js';
 import type { BankDtype, ChosenLabel, InterrogateMode, InterrogationResult } from './types.js';
 
 export interface InterrogateEngineOptions {
@@ -28,6 +29,11 @@ export interface InterrogateEngineOptions {
   onNotice?(message: string): void;
   /** Cancels the open (bank builds take minutes); finished bank chunks stay cached. */
   signal?: AbortSignal;
+  /**
+   * A captioner (BLIP or GIT, installed or a folder) whose caption heads every prompt, as in the CLIP
+   * Interrogator. Default none: prompts are label-bank phrases only.
+   */
+  captionModel?: string;
 }
 
 export type InterrogatePhase = 'encoding images' | 'interrogating';
@@ -54,6 +60,11 @@ export interface InterrogateRunOptions {
   allowSvg?: boolean;
   /** EXIF orientation: 'apply' (default) or 'ignore', as the CLIP Interrogator does (see decodeImage). */
   exif?: ExifMode;
+  /**
+   * Caption generation (with a captionModel): default the CLIP Interrogator's, 8 beams, at most 32
+   * tokens, at least 5, no prefix.
+   */
+  caption?: CaptionOptions;
   /** Called as images are encoded, then as results are handed out (total: all images). */
   onProgress?(done: number, total: number, phase: InterrogatePhase): void;
 }
@@ -66,6 +77,8 @@ export interface InterrogatedImage {
   /** The path, or `<id>` for bytes. */
   file: string;
   mode: InterrogateMode;
+  /** The caption that heads the prompt (with a captionModel); absent otherwise. */
+  caption?: string;
   /** The composed prompt; null for an image that could not be read. */
   prompt: string | null;
   /** Cosine similarity of the prompt's text embedding to the image; NaN when not scored or failed. */

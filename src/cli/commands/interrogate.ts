@@ -9,6 +9,7 @@ import { interrogate, type InterrogatedImage } from '../../interrogate/interroga
 import { addLabelOptions, openInterrogator, type LabelOptions } from './labels.js';
 import { ALLOW_SVG_OPTION, commandImages, reportImageFailure, type ImageInputCliOptions } from '../input-images.js';
 import { addImageOptions, type ImageCliOptions } from '../image-options.js';
+import { addCaptionModelOption, captionModelFrom } from '../caption-option.js';
 
 interface InterrogateCliOptions extends LabelOptions, ImageInputCliOptions, ImageCliOptions {
   mode: InterrogateMode;
@@ -18,10 +19,11 @@ interface InterrogateCliOptions extends LabelOptions, ImageInputCliOptions, Imag
   maxFlavors?: string;
   shortlist?: string;
   chainCache: 'on' | 'off';
+  captionModel: string;
 }
 
 export function register(program: Command): void {
-  addLabelOptions(addImageOptions(
+  addCaptionModelOption(addLabelOptions(addImageOptions(
     program
       .command('interrogate')
       .description('CLIP Interrogator: compose a prompt per image from the label banks → prompts CSV (imgId,prompt), ready for `img2prompt embed`')
@@ -42,14 +44,14 @@ export function register(program: Command): void {
           .default('on'),
       )
       .option(...ALLOW_SVG_OPTION),
-  )).action(async (inputs: string[], opts: InterrogateCliOptions) => {
+  ))).action(async (inputs: string[], opts: InterrogateCliOptions) => {
     // Names and ids are checked here, before the banks are opened and the images encoded.
     const { files, skipped } = await commandImages(inputs, opts);
     const maxFlavors = parsePositiveInt('--max-flavors', opts.maxFlavors);
     const shortlist = parsePositiveInt('--shortlist', opts.shortlist);
     const batchSize = parsePositiveInt('--batch-size', opts.batchSize) ?? 16;
     await withClaimedOutputs([opts.output, ...(opts.details ? [opts.details] : [])], { createFolders: true }, async () => {
-      const engine = await openInterrogator(opts);
+      const engine = await openInterrogator({ ...opts, captionModel: captionModelFrom(opts) });
       skipped.forEach(reportImageFailure);
       const bar = createProgress(`interrogate ${opts.mode}`, files.length, 'images');
       const t0 = performance.now();
@@ -85,7 +87,9 @@ export function register(program: Command): void {
       }
       await writePromptsCsv(opts.output, done.map((r) => ({ imgId: r.id, prompt: r.prompt! })));
       if (opts.details) {
-        const details = done.map(({ id, file, mode, prompt, similarity, labels, picked }) => ({ imgId: id, file, mode, prompt, similarity, labels, ...(picked ? { picked } : {}) }));
+        const details = done.map(({ id, file, mode, caption, prompt, similarity, labels, picked }) => ({
+          imgId: id, file, mode, ...(caption !== undefined ? { caption } : {}), prompt, similarity, labels, ...(picked ? { picked } : {}),
+        }));
         await writeFileAtomic(opts.details, JSON.stringify({ model: engine.clip.modelId, random: engine.clip.random, mode: opts.mode, images: details }, null, 2) + '\n');
       }
       const secs = (performance.now() - t0) / 1000;

@@ -26,10 +26,11 @@ export function addLabelOptions(cmd: Command): Command {
 }
 
 /** Opens the model and every bank through the cache, with a progress bar per bank that needs building. */
-export async function openInterrogator(opts: LabelOptions & { imageProcessor?: ClipImageProcessor }): Promise<InterrogateEngine> {
+export async function openInterrogator(opts: LabelOptions & { imageProcessor?: ClipImageProcessor; captionModel?: string }): Promise<InterrogateEngine> {
   const progress = bankBuildProgress();
   return InterrogateEngine.open({
     model: opts.model,
+    captionModel: opts.captionModel,
     imageProcessor: opts.imageProcessor,
     labelsDir: opts.labelsDir,
     labels: opts.labels,
