@@ -214,11 +214,11 @@ describe('img2prompt predict', () => {
     }
   });
 
-  it('leaves the captioner out with a notice, whether asked for by --members or by the weights', async () => {
+  it('leaves the captioner out with a notice without a caption model, whether asked for by --members or by the weights', async () => {
     const out = path.join(work, 'captioner', 'submission.csv');
     const r = cli(['predict', images, '-o', out, '--members', 'knn,captioner', ...COMMON]);
     expect(r.code).toBe(0);
-    expect(r.stderr).toContain('member captioner is not available in this build; it is absent from the ensemble');
+    expect(r.stderr).toContain('member captioner needs a caption model (--caption-model, or captionModel); it is absent from the ensemble');
     expect(r.stderr).toContain('members: knn\n');
     expect(cli(['validate', out, '--images', images]).code).toBe(0);
 
@@ -228,7 +228,7 @@ describe('img2prompt predict', () => {
     const notices: string[] = [];
     const files = SAMPLE_IDS.map((id) => path.join(images, `${id}.png`));
     const results = await collect(predict(files, { model: 'tiny', promptsBank: [bankFile], weights, onNotice: (m) => notices.push(m) }));
-    expect(notices).toContain('member captioner is not available in this build; it is absent from the ensemble');
+    expect(notices).toContain('member captioner needs a caption model (--caption-model, or captionModel); it is absent from the ensemble');
     const sub = await readSubmission(out);
     results.forEach((res, i) => {
       expect(Object.keys(res.members)).toEqual(['knn']);

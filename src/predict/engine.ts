@@ -19,7 +19,9 @@ import { DEFAULT_BANK_K, DEFAULT_BANK_TEMPERATURE, type PromptBank } from './pro
 import type { LinearMap } from './linear-map.js';
 import { defaultMapPath, obtainMap } from './map-store.js';
 import { equalWeights, loadEnsembleWeights, type EnsembleWeights, type ModelIds } from './ensemble.js';
-import { chooseMembers, interrogatorMember, knnMember, mapMember, type Member, type MemberName } from './members.js';
+import { captionerMember, chooseMembers, interrogatorMember, knnMember, mapMember, type Member, type MemberName } from './members.js';
+import { Captioner, type CaptionOptions } from '../caption/captioner.js';
+import { resolveGenerationOptions } from '../caption/generate.js';
 import { UnitMean } from './modality-gap.js';
 import { runPredict } from './run.js';
 import type { PredictEngineOptions, PredictRunOptions, PredictedImage } from './types.js';
@@ -35,7 +37,8 @@ export interface PredictEngineParts {
   weights: EnsembleWeights;
   map: LinearMap | undefined;
   interrogator: Interrogator | undefined;
-  settings: { k: number; temperature: number; mode: InterrogateMode; dtype: BankDtype };
+  captioner: Captioner | undefined;
+  settings: { k: number; temperature: number; mode: InterrogateMode; dtype: BankDtype; caption: CaptionOptions };
   notice: (message: string) => void;
 }
 
@@ -56,6 +59,8 @@ export class PredictEngine extends Engine {
   readonly weights: EnsembleWeights;
   readonly map: LinearMap | undefined;
   readonly interrogator: Interrogator | undefined;
+  /** The captioner, with a captionModel. */
+  readonly captioner: Captioner | undefined;
   /** @internal */
   readonly settings: PredictEngineParts['settings'];
   /** @internal */
@@ -83,6 +88,7 @@ export class PredictEngine extends Engine {
     this.weights = parts.weights;
     this.map = parts.map;
     this.interrogator = parts.interrogator;
+    this.captioner = parts.captioner;
     this.settings = parts.settings;
     this.notice = parts.notice;
   }
@@ -120,6 +126,7 @@ export class PredictEngine extends Engine {
     let minilm: MiniLMTextSide | undefined;
     let bank: PromptBank | undefined;
     let interrogator: Interrogator | undefined;
+    let captioner: Captioner | undefined;
     try {
       if (clip.random) notice(`warning: CLIP model ${clip.name} has RANDOM weights: its predictions mean nothing (for tests and benchmarks only)`);
       minilm = await MiniLMTextSide.open();
@@ -135,7 +142,15 @@ export class PredictEngine extends Engine {
       } else if (options.weights) {
         weights = options.weights;
       }
-      const members = chooseMembers(options.members, weights, weightsName, notice);
+      const members = chooseMembers(options.members, weights, weightsName, notice, options.captionModel !== undefined);
+      if (options.caption !== undefined && options.captionModel === undefined) {
+        throw new Img2PromptError(undefined, 'caption options were given without a captionModel');
+      }
+      // The caption feeds the captioner member and heads the interrogator member's prompts.
+      if (options.captionModel !== undefined && (members.includes('captioner') || members.includes('interrogator'))) {
+        captioner = await Captioner.open({ model: options.captionModel, signal });
+        if (captioner.random) notice(`warning: captioner ${captioner.modelId} has RANDOM weights: its captions mean nothing (for tests and benchmarks only)`);
+      }
       weights ??= equalWeights(members);
 
       const loadedBank = await loadPromptBank(clip, minilm, {
@@ -177,9 +192,11 @@ export class PredictEngine extends Engine {
       }
       signal?.throwIfAborted();
       return new PredictEngine({
-        clip, minilm, bank, bankName: def.name, members, weights, map, interrogator, settings: { k, temperature, mode, dtype }, notice,
+        clip, minilm, bank, bankName: def.name, members, weights, map, interrogator, captioner,
+        settings: { k, temperature, mode, dtype, caption: options.caption ?? {} }, notice,
       });
     } catch (err) {
+      captioner?.close();
       interrogator?.close();
       bank?.close();
       clip.close();
@@ -249,6 +266,9 @@ export class PredictEngine extends Engine {
       const w = this.map.weights;
       options.map = { dataHash: this.map.info.dataHash, lambda: this.map.info.lambda, weights: sha256Bytes(new Uint8Array(w.buffer, w.byteOffset, w.byteLength)) };
     }
+    if (this.captioner) {
+      options.captioner = { model: this.captioner.modelId, generation: resolveGenerationOptions(this.settings.caption), prefix: this.settings.caption.prefix ?? '' };
+    }
     if (this.interrogator) {
       const all = this.interrogator.bankList();
       options.mode = this.settings.mode;
@@ -265,12 +285,13 @@ export class PredictEngine extends Engine {
       else if (name === 'map' && this.map && gap) out.map = mapMember(this.map, gap);
       else if (name === 'interrogator' && this.interrogator) {
         out.interrogator = interrogatorMember(this.interrogator, this.minilm.embedder, { mode: this.settings.mode });
-      }
+      } else if (name === 'captioner' && this.captioner) out.captioner = captionerMember(this.minilm.embedder);
     }
     return out;
   }
 
   protected release(): void {
+    this.captioner?.close();
     this.interrogator?.close();
     this.bank.close();
     this.clip.close();

@@ -14,15 +14,15 @@ import type { EnsembleWeights } from './ensemble.js';
  * - knn:          the prompt-bank member (softmax-weighted MiniLM vectors of the nearest prompts).
  * - map:          the ridge CLIP→MiniLM map, applied after moving the images by the modality gap.
  * - interrogator: the CLIP Interrogator's prompt, embedded by MiniLM.
- * - captioner:    a captioning model's caption, embedded by MiniLM. No captioner ships yet, so it is
- *                 always absent; weights that name it have their weight spread over the others.
+ * - captioner:    a captioning model's caption (BLIP, GIT), embedded by MiniLM. Only with a caption
+ *                 model (captionModel / --caption-model); without one it is absent and weights that
+ *                 name it have their weight spread over the others.
  */
 
 export const MEMBER_NAMES = ['knn', 'map', 'interrogator', 'captioner'] as const;
 export type MemberName = (typeof MEMBER_NAMES)[number];
+/** The members computed by default without a caption model; with one, the captioner joins them. */
 export const DEFAULT_MEMBERS: readonly MemberName[] = ['knn', 'map', 'interrogator'];
-/** Members that have no implementation in this build. */
-export const UNAVAILABLE_MEMBERS: ReadonlySet<MemberName> = new Set(['captioner']);
 
 export interface MemberOutput {
   /** [B, textDim]. */
@@ -33,8 +33,14 @@ export interface MemberOutput {
   nearest?: (NearestPrompt | null)[];
 }
 
+/** What a member may use of a batch besides the CLIP embeddings. */
+export interface MemberBatch {
+  /** The caption of each row (undefined where the captioner could not read the image), with a caption model. */
+  captions?: readonly (string | undefined)[];
+}
+
 /** A member: image embeddings [rows, clipDim] (unit rows) → its predictions. */
-export type Member = (imageEmbeds: Float32Array, rows: number) => Promise<MemberOutput>;
+export type Member = (imageEmbeds: Float32Array, rows: number, batch: MemberBatch) => Promise<MemberOutput>;
 
 /** Parses a comma-separated member list ("knn,map"), refusing unknown names and repeats. */
 export function parseMemberList(text: string, what = '--members'): MemberName[] {
@@ -73,9 +79,14 @@ export interface InterrogatorMemberOptions {
 /** The interrogator member: interrogate (default mode fast), then embed each prompt with MiniLM. */
 export function interrogatorMember(interrogator: Interrogator, minilm: TextEmbedder, options: InterrogatorMemberOptions = {}): Member {
   const mode = options.mode ?? 'fast';
-  return async (embeds, rows) => {
+  return async (embeds, rows, batch) => {
     // Only the prompt text is used, so fast and classic skip scoring it with the text tower.
-    const results = await interrogator.interrogate(embeds, rows, { mode, score: false, ...(options.maxFlavors ? { maxFlavors: options.maxFlavors } : {}) });
+    const results = await interrogator.interrogate(embeds, rows, {
+      mode,
+      score: false,
+      ...(options.maxFlavors ? { maxFlavors: options.maxFlavors } : {}),
+      ...(batch.captions ? { caption: batch.captions } : {}),
+    });
     const prompts = results.map((r) => r.prompt);
     const vectors = await minilm.embed(prompts);
     if (vectors.length !== rows * minilm.dim) {
@@ -85,20 +96,37 @@ export function interrogatorMember(interrogator: Interrogator, minilm: TextEmbed
   };
 }
 
+/** The captioner member: each image's caption embedded by MiniLM (a zero row where there is none). */
+export function captionerMember(minilm: TextEmbedder): Member {
+  return async (_embeds, rows, batch) => {
+    const captions = batch.captions;
+    if (!captions || captions.length !== rows) throw new Error(`internal: the captioner member got ${captions?.length ?? 'no'} captions for ${rows} images`);
+    const present = captions.flatMap((c, r) => (c !== undefined && c.trim() !== '' ? [r] : []));
+    const vectors = new Float32Array(rows * minilm.dim);
+    if (present.length > 0) {
+      const embedded = await minilm.embed(present.map((r) => captions[r]!));
+      present.forEach((r, i) => vectors.set(embedded.subarray(i * minilm.dim, (i + 1) * minilm.dim), r * minilm.dim));
+    }
+    return { vectors, prompts: captions.map((c) => c ?? null) };
+  };
+}
+
 /** Members to compute: the asked-for ones (default: the weighted ones, else the defaults) that exist and carry weight. */
 export function chooseMembers(
   asked: readonly MemberName[] | undefined,
   weights: EnsembleWeights | undefined,
   weightsName: string,
   notice: (message: string) => void,
+  hasCaptioner = false,
 ): MemberName[] {
+  const available: readonly MemberName[] = hasCaptioner ? [...DEFAULT_MEMBERS, 'captioner'] : DEFAULT_MEMBERS;
   const weighted = weights ? Object.keys(weights.members).filter((n) => weights.members[n]! > 0) : undefined;
-  const wanted = asked ?? (weighted as MemberName[] | undefined) ?? [...DEFAULT_MEMBERS];
+  const wanted = asked ?? (weighted as MemberName[] | undefined) ?? [...available];
   const out: MemberName[] = [];
   for (const name of wanted) {
-    if (UNAVAILABLE_MEMBERS.has(name)) {
-      notice(`member ${name} is not available in this build; it is absent from the ensemble`);
-    } else if (!(DEFAULT_MEMBERS as readonly string[]).includes(name)) {
+    if (name === 'captioner' && !hasCaptioner) {
+      notice('member captioner needs a caption model (--caption-model, or captionModel); it is absent from the ensemble');
+    } else if (!(available as readonly string[]).includes(name)) {
       notice(`warning: ${weightsName} names member "${name}", which this version does not know; it is absent`);
     } else if (weighted && !weighted.includes(name)) {
       notice(`member ${name} has no weight in ${weightsName}; it is not computed`);
@@ -107,7 +135,7 @@ export function chooseMembers(
     }
   }
   if (out.length === 0) {
-    throw new Img2PromptError(weights ? weightsName : undefined, `none of the members ${wanted.join(', ')} can be computed (available: ${DEFAULT_MEMBERS.join(', ')})`);
+    throw new Img2PromptError(weights ? weightsName : undefined, `none of the members ${wanted.join(', ')} can be computed (available: ${available.join(', ')})`);
   }
   return out;
 }

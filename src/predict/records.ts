@@ -8,8 +8,10 @@ import type { EncodedBatch } from '../clip/model.js';
 
 /** The extras of a checkpoint record. Key order is the order written (it is part of the record's hash). */
 export interface RecordMeta {
-  /** The readable prompt (the interrogator's, else the nearest bank prompt). */
+  /** The readable prompt (the interrogator's, else the caption, else the nearest bank prompt). */
   prompt?: string;
+  /** The caption, with a caption model. */
+  caption?: string;
   /** The bank prompt nearest in CLIP space and its cosine similarity. */
   nearest?: string;
   nearestSimilarity?: number;
@@ -22,7 +24,7 @@ export function parseRecordMeta(x: unknown): RecordMeta | null {
   if (x === null || typeof x !== 'object' || Array.isArray(x)) return null;
   const out: RecordMeta = {};
   for (const [key, value] of Object.entries(x)) {
-    if (key === 'prompt' || key === 'nearest' || key === 'failure') {
+    if (key === 'prompt' || key === 'caption' || key === 'nearest' || key === 'failure') {
       if (typeof value !== 'string') return null;
       out[key] = value;
     } else if (key === 'nearestSimilarity') {

@@ -16,6 +16,7 @@ import { combineMembers } from './ensemble.js';
 import type { PredictEngine } from './engine.js';
 import { sampleModalityGap, type RunBatch } from './gap-sampling.js';
 import { fingerprintInputs } from './input-fingerprint.js';
+import { captionBatch } from '../caption/caption-batch.js';
 import type { GapSampleStore } from './gap-sample-store.js';
 import type { Member, MemberName, MemberOutput } from './members.js';
 import { outcomeOf, type RecordMeta } from './records.js';
@@ -124,7 +125,7 @@ export async function* runPredict(
           batch = next.value;
         }
         engine.ensureOpen();
-        records = await predictBatch(engine, batch, batchIds(k), members);
+        records = await predictBatch(engine, batch, batchInputs(k), members, { allowSvg, exif });
         if (cp) {
           const t0 = performance.now();
           for (const r of records) await cp.add(r);
@@ -151,15 +152,28 @@ export async function* runPredict(
 
 /** Every member on one batch → one checkpoint record per input of the batch, in input order. */
 async function predictBatch(
-  engine: PredictEngine, batch: RunBatch, ids: readonly string[], members: Partial<Record<MemberName, Member>>,
+  engine: PredictEngine, batch: RunBatch, inputs: readonly ResolvedInput[], members: Partial<Record<MemberName, Member>>,
+  image: { allowSvg: boolean; exif: ExifMode },
 ): Promise<CheckpointRecord[]> {
   const rows = batch.embeds.length / engine.clip.dim;
   const outputs: Partial<Record<MemberName, MemberOutput>> = {};
+  let captions: (string | undefined)[] | undefined;
+  if (rows > 0 && engine.captioner) {
+    // The loaded inputs in row order: batch.rows maps each input to its row.
+    const loaded: ImageInput[] = new Array(rows);
+    inputs.forEach((x, i) => {
+      const r = batch.rows[i]!;
+      if (r >= 0) loaded[r] = x.file ?? { id: x.id, data: x.data! };
+    });
+    const t0 = performance.now();
+    captions = await captionBatch(engine.captioner, loaded, { caption: engine.settings.caption, ...image });
+    engine.addTime('captioner', t0);
+  }
   if (rows > 0) {
     for (const name of engine.members) {
       const member = members[name];
       const t0 = performance.now();
-      if (member) outputs[name] = await member(batch.embeds, rows);
+      if (member) outputs[name] = await member(batch.embeds, rows, captions ? { captions } : {});
       engine.addTime(`member ${name}`, t0);
     }
   }
@@ -171,9 +185,9 @@ async function predictBatch(
     nearest = (await engine.bank.predict(batch.embeds, { k: 1 })).nearest;
     engine.addTime('nearest bank prompt', t0);
   }
-  const prompts = outputs.interrogator?.prompts ?? nearest?.map((n) => n?.text ?? null);
+  const prompts = outputs.interrogator?.prompts ?? captions?.map((c) => c ?? null) ?? nearest?.map((n) => n?.text ?? null);
 
-  return ids.map((id, i) => {
+  return inputs.map(({ id }, i) => {
     const r = batch.rows[i]!;
     if (r < 0) return { id, members: {}, meta: { failure: batch.reasons[i] ?? 'could not be read' } };
     const vectors: Record<string, Float32Array> = {};
@@ -183,6 +197,8 @@ async function predictBatch(
     const meta: RecordMeta = {};
     const prompt = prompts?.[r];
     if (prompt) meta.prompt = prompt;
+    const caption = captions?.[r];
+    if (caption !== undefined) meta.caption = caption;
     const n = nearest?.[r];
     if (n) {
       meta.nearest = n.text;
@@ -194,10 +210,12 @@ async function predictBatch(
 
 /** A record (fresh or from the checkpoint: the same code path, so both give the same bits) → the image's result. */
 function finish(engine: PredictEngine, record: CheckpointRecord, file: string, index: number, resumed: boolean): PredictedImage {
-  const { failure, prompt, nearest, nearestSimilarity } = record.meta ?? {};
+  const { failure, prompt, caption, nearest, nearestSimilarity } = record.meta ?? {};
   const fallback = engine.bank.meanTextVector();
   const nearestPrompt = !failure && nearest !== undefined && nearestSimilarity !== undefined ? { text: nearest, similarity: nearestSimilarity } : null;
-  const base = { index, id: record.id, file, prompt: failure ? null : (prompt ?? null), nearestPrompt, members: record.members, resumed };
+  const base = {
+    index, id: record.id, file, prompt: failure ? null : (prompt ?? null), caption: failure ? null : (caption ?? null), nearestPrompt, members: record.members, resumed,
+  };
   if (failure !== undefined) return { ...base, vector: Float32Array.from(fallback), failure, fallback: true };
   const predictions: Record<string, Float32Array> = {};
   for (const name of engine.members) predictions[name] = record.members[name] ?? new Float32Array(EMBEDDING_DIM);

@@ -8,6 +8,7 @@ import type { ExifMode } from '../image/decode.js';
 import type { ClipImageProcessor } from '../image/image-processor.js';
 import type { BankDtype, InterrogateMode } from '../interrogate/types.js';
 import type { EnsembleWeights } from './ensemble.js';
+import type { CaptionOptions } from '../caption/captioner.js';
 import type { MemberName } from './members.js';
 
 /** Images per CLIP batch (and per checkpoint append). */
@@ -48,6 +49,13 @@ export interface PredictEngineOptions {
   onBankProgress?(bank: string, rowsDone: number, count: number): void;
   /** Cancels the open (bank builds and map fits take minutes); finished bank chunks stay cached. */
   signal?: AbortSignal;
+  /**
+   * A captioner (BLIP or GIT, installed or a folder): its caption heads the interrogator member's
+   * prompts and is embedded as the captioner member. Default none.
+   */
+  captionModel?: string;
+  /** Caption generation with a captionModel; default the CLIP Interrogator's (8 beams, at most 32 tokens, at least 5). */
+  caption?: CaptionOptions;
 }
 
 /**
@@ -91,8 +99,10 @@ export interface PredictedImage {
   file: string;
   /** [384] unit vector: the ensemble of the members, or the fallback vector. */
   vector: Float32Array;
-  /** Interrogator prompt when that member is on, else the nearest bank prompt; null for a failed image. */
+  /** Interrogator prompt when that member is on, else the caption when there is one, else the nearest bank prompt; null for a failed image. */
   prompt: string | null;
+  /** The image's caption, with a caption model (else, and for a failed image, null). */
+  caption: string | null;
   /** The bank prompt nearest to the image in CLIP space and its cosine similarity, whatever the members; null for a failed image. */
   nearestPrompt: { text: string; similarity: number } | null;
   /** Each member's vector for this image (members that had nothing for it are left out). */

@@ -24,6 +24,8 @@ import { addImageOptions, type ImageCliOptions } from '../image-options.js';
 import { resumeFilesFor, settleEarlierRun } from '../../predict/resume-files.js';
 import { withClaimedOutputs } from '../../util/output-claim.js';
 import { commandLine, setInterruptHint } from '../interrupt.js';
+import { captionModelFrom } from '../caption-option.js';
+import { writeCaptionsCsv } from '../../caption/captions-csv.js';
 
 /** Options shared by `predict` and `fit-weights` (everything that opens the engine). */
 export interface EngineCliOptions extends ImageInputCliOptions, ImageCliOptions {
@@ -42,6 +44,7 @@ export interface EngineCliOptions extends ImageInputCliOptions, ImageCliOptions 
   temperature?: string;
   batchSize: string;
   gapImages?: string;
+  captionModel: string;
 }
 
 /** A non-negative finite number option, or a one-line error naming it. */
@@ -55,7 +58,7 @@ export function parseNonNegative(option: string, text: string | undefined): numb
 export function addEngineOptions(cmd: Command): Command {
   return addImageOptions(cmd)
     .option('--model <name>', 'CLIP model in the cache (models pull/import/random) or a model folder', DEFAULT_CLIP_MODEL)
-    .option('--members <list>', 'comma-separated members: knn, map, interrogator (captioner: not available yet) [default: the weighted ones, else knn,map,interrogator]')
+    .option('--members <list>', 'comma-separated members: knn, map, interrogator, captioner (needs --caption-model) [default: the weighted ones, else knn,map,interrogator (+captioner with a caption model)]')
     .option('--prompts-bank <file>', 'prompt corpus file, one prompt per line; repeat for more [default: every .txt in ../shared/assets/eval/prompts]', collectRepeated)
     .option('--map <file>', 'linear map from fit-map [default: <home>/maps/<model>/<bank>.json, fitted and saved when missing]')
     .option('--lambda <x>', 'ridge strength when the map is fitted on the fly [default: chosen on held-out prompts]')
@@ -67,7 +70,8 @@ export function addEngineOptions(cmd: Command): Command {
     .addOption(new Option('--dtype <dtype>', 'storage of the cached CLIP-side banks').choices(['fp32', 'fp16']).default(DEFAULT_BANK_DTYPE))
     .option('--batch-size <n>', 'images per CLIP batch (and per checkpoint append)', String(DEFAULT_BATCH_SIZE))
     .option('--gap-images <n>', `images sampled for the modality gap of the map member (default ${DEFAULT_GAP_IMAGES})`)
-    .option(...ALLOW_SVG_OPTION);
+    .option(...ALLOW_SVG_OPTION)
+    .option('--caption-model <name|none>', 'captioner (models pull blip-large, or a folder): its caption heads the interrogator prompts and is the captioner member; none: no caption', 'none');
 }
 
 /**
@@ -109,6 +113,7 @@ export function engineOptionsFrom(opts: EngineCliOptions, extra: Partial<Predict
     k: parsePositiveInt('--k', opts.k),
     temperature: parseNonNegative('--temperature', opts.temperature),
     imageProcessor: opts.imageProcessor,
+    captionModel: captionModelFrom(opts),
     onNotice: (message) => process.stderr.write(`${message}\n`),
     onBankProgress: bankBuildProgress().onProgress,
     ...extra,
@@ -118,6 +123,7 @@ export function engineOptionsFrom(opts: EngineCliOptions, extra: Partial<Predict
 interface PredictCliOptions extends EngineCliOptions {
   output: string;
   promptsOut?: string;
+  captionsOut?: string;
   nearestOut?: string;
   resume?: boolean;
   restart?: boolean;
@@ -143,6 +149,7 @@ export function register(program: Command): void {
       .argument('<inputs...>', 'image files and/or folders (folders: their image files, sorted by name)')
       .requiredOption('-o, --output <file>', 'submission CSV to write (imgId_eId,val; 384 rows per image)')
       .option('--prompts-out <file>', 'also write the readable prompt per image (imgId,prompt)')
+      .option('--captions-out <file>', 'also write the caption per image (imgId,caption; needs --caption-model)')
       .option('--nearest-out <file>', 'also write the nearest bank prompt per image and its CLIP similarity (imgId,prompt,similarity)')
       .option('--weights <file>', 'ensemble weights from fit-weights [default: equal weights]')
       .option('--allow-model-mismatch', 'use weights fitted for other models (warns instead of refusing)')
@@ -157,7 +164,8 @@ export function register(program: Command): void {
     const output = opts.output;
     const checkpoint = `${output}.ckpt`;
     const errorsFile = opts.errors ?? `${output}.errors.txt`;
-    const targets = [output, ...(opts.promptsOut ? [opts.promptsOut] : []), ...(opts.nearestOut ? [opts.nearestOut] : []), errorsFile];
+    if (opts.captionsOut && captionModelFrom(opts) === undefined) throw new Img2PromptError(undefined, '--captions-out needs a --caption-model');
+    const targets = [output, ...[opts.promptsOut, opts.captionsOut, opts.nearestOut].filter((f): f is string => f !== undefined), errorsFile];
     // Every output is checked and locked, and an earlier run's progress settled, before any model is opened.
     await withClaimedOutputs(targets, { createFolders: true }, async () => {
       await settleEarlierRun(checkpoint, opts);
@@ -170,6 +178,7 @@ export function register(program: Command): void {
       const vectors = new Float32Array(files.length * EMBEDDING_DIM);
       const prompts: PromptRow[] = [];
       const nearest: NearestRow[] = [];
+      const captions: { imgId: string; caption: string }[] = [];
       const failures: { file: string; reason: string }[] = [];
       let resumed = 0;
       const progress = runProgress('predict');
@@ -180,6 +189,7 @@ export function register(program: Command): void {
           if (r.resumed) resumed++;
           if (r.failure !== undefined) failures.push({ file: r.file, reason: r.failure });
           else if (r.prompt) prompts.push({ imgId: r.id, prompt: r.prompt });
+          if (r.caption !== null) captions.push({ imgId: r.id, caption: r.caption });
           if (r.nearestPrompt) nearest.push({ imgId: r.id, prompt: r.nearestPrompt.text, similarity: r.nearestPrompt.similarity });
         }
       } finally {
@@ -190,6 +200,7 @@ export function register(program: Command): void {
       // Checked against the ids of the inputs, not the ones the run handed back: a lost image is refused.
       await writeValidatedSubmission(output, ids, vectors, expectedIds);
       if (opts.promptsOut) await writeRows(opts.promptsOut, prompts, writePromptsCsv);
+      if (opts.captionsOut) await writeRows(opts.captionsOut, captions, writeCaptionsCsv);
       if (opts.nearestOut) await writeRows(opts.nearestOut, nearest, writeNearestCsv);
       const unread = [...skipped, ...failures];
       if (unread.length > 0) await writeFileAtomic(errorsFile, unread.map((f) => `${f.file}\t${f.reason.replace(/[\t\r\n]+/g, ' ')}\n`).join(''));

@@ -1,13 +1,15 @@
-// The caption head of the CLIP Interrogator: with a captioner, every prompt starts with the image's
-// caption and the modes compose after it, as the Interrogator does when handed those captions; the CLI
-// takes --caption-model. A random tiny CLIP and a random tiny BLIP (their words mean nothing; the test
-// checks the plumbing, not the captions' quality).
+// The captioner inside the product: the caption head of the CLIP Interrogator (every prompt starts with
+// the image's caption and the modes compose after it, as the Interrogator does when handed those
+// captions) and predict's captioner member (the caption embedded by MiniLM), with --caption-model on
+// the CLI and fit-weights learning its weight. A random tiny CLIP and a random tiny BLIP: their words
+// mean nothing; the tests check the plumbing against the parts run by hand, not caption quality.
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Captioner, InterrogateEngine, Img2PromptError, installRandomCaptioner } from '../src/index.js';
+import { Captioner, InterrogateEngine, Img2PromptError, PredictEngine, installRandomCaptioner } from '../src/index.js';
+import { MiniLMTextSide } from '../src/predict/minilm-text-side.js';
 import { runCli } from './helpers/cli.js';
-import { asset, tempDir } from './helpers/paths.js';
+import { asset, KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
 import { copyKaggleImages, restoreHome, useTinyClipHome, writeSmallBankAndLabels } from './helpers/tiny-clip-home.js';
 
 const home = tempDir('img2prompt-interrogate-caption-home-');
@@ -15,6 +17,7 @@ const work = tempDir('img2prompt-interrogate-caption-work-');
 const images = path.join(work, 'images');
 let saved: string | undefined;
 let labelsDir: string;
+let bankFile: string;
 let files: string[];
 const CAPTION = { numBeams: 2, maxLength: 12, minLength: 3 };
 
@@ -22,7 +25,7 @@ beforeAll(async () => {
   saved = await useTinyClipHome(home, 7);
   await installRandomCaptioner({ arch: 'blip-tiny', seed: 4, name: 'blip-t', tokenizerDir: asset('tokenizers', 'minilm') });
   copyKaggleImages(images);
-  ({ labelsDir } = writeSmallBankAndLabels(work));
+  ({ labelsDir, bankFile } = writeSmallBankAndLabels(work));
   files = fs.readdirSync(images).sort().map((f) => path.join(images, f)).slice(0, 4);
 }, 600_000);
 
@@ -82,5 +85,60 @@ describe('interrogate with a captioner', () => {
     const none = runCli(['interrogate', ...files, '--model', 'tiny', '--labels-dir', labelsDir, '--caption-model', 'none', '-o', out, '--details', details], home);
     expect(none.code).toBe(0);
     expect((JSON.parse(fs.readFileSync(details, 'utf8')) as { images: object[] }).images[0]).not.toHaveProperty('caption');
+  });
+});
+
+describe('predict with a captioner', () => {
+  it('adds the captioner member (the caption embedded by MiniLM) and heads the interrogator prompts with the caption', async () => {
+    const captioner = await Captioner.open({ model: 'blip-t' });
+    const captions: string[] = [];
+    for await (const c of captioner.run(files, CAPTION)) captions.push(c.caption!);
+    captioner.close();
+    const minilm = await MiniLMTextSide.open();
+    const embedded = await minilm.embedder.embed(captions);
+    minilm.close();
+
+    const notices: string[] = [];
+    const engine = await PredictEngine.open({
+      model: 'tiny', promptsBank: [bankFile], labelsDir, captionModel: 'blip-t', caption: CAPTION, onNotice: (m) => notices.push(m),
+    });
+    try {
+      expect(engine.members).toEqual(['knn', 'map', 'interrogator', 'captioner']);
+      expect(notices.some((m) => m.includes('captioner blip-t@') && m.includes('RANDOM'))).toBe(true);
+      const results = [];
+      for await (const r of engine.run(files, { batchSize: 3 })) results.push(r);
+      expect(results.map((r) => r.caption)).toEqual(captions);
+      results.forEach((r, i) => {
+        const v = r.members.captioner!;
+        let dot = 0;
+        for (let d = 0; d < 384; d++) dot += v[d]! * embedded[i * 384 + d]!;
+        expect(dot).toBeGreaterThan(0.99999);
+        expect(r.prompt!.startsWith(captions[i]!)).toBe(true);
+      });
+    } finally {
+      engine.close();
+    }
+    await expect(PredictEngine.open({ model: 'tiny', promptsBank: [bankFile], members: ['knn'], caption: CAPTION })).rejects.toThrow(
+      'caption options were given without a captionModel',
+    );
+  });
+
+  it('img2prompt predict --caption-model writes --captions-out, and fit-weights learns the captioner weight', () => {
+    const out = path.join(work, 'sub.csv');
+    const captionsOut = path.join(work, 'captions.csv');
+    const r = runCli(['predict', ...files, '--model', 'tiny', '--prompts-bank', bankFile, '--members', 'knn,captioner', '--caption-model', 'blip-t', '-o', out, '--captions-out', captionsOut], home);
+    expect(r.stderr).toContain('members: knn, captioner');
+    expect(r.code).toBe(0);
+    const rows = fs.readFileSync(captionsOut, 'utf8').trimEnd().split('\n');
+    expect(rows[0]).toBe('imgId,caption');
+    expect(rows.slice(1).map((l) => l.split(',')[0])).toEqual(files.map((f) => path.basename(f, '.png')));
+    expect(runCli(['predict', ...files, '--model', 'tiny', '-o', out, '--captions-out', captionsOut], home).stderr).toContain('--captions-out needs a --caption-model');
+
+    const weights = path.join(work, 'weights.json');
+    const fit = runCli(['fit-weights', '--images', images, '--truth', path.join(KAGGLE_SAMPLE, 'prompts.csv'), '--folds', '3', '--model', 'tiny', '--prompts-bank', bankFile,
+      '--members', 'knn,captioner', '--caption-model', 'blip-t', '-o', weights], home);
+    expect(fit.code).toBe(0);
+    expect(fit.stdout).toMatch(/^fold\s+images\s+knn\s+captioner\s+ensemble$/m);
+    expect(Object.keys(JSON.parse(fs.readFileSync(weights, 'utf8')).members)).toEqual(['knn', 'captioner']);
   });
 });
