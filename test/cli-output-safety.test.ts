@@ -112,7 +112,7 @@ describe('a full disk (item 1)', () => {
   it('demo: the same, and no truncated file left behind (simulated)', async () => {
     const dir = outDir();
     const out = path.join(dir, 'sub.csv');
-    const r = await cliWithFault(['demo', '-o', out], full);
+    const r = await cliWithFault(['demo', '--metric-only', '-o', out], full);
     expect(r.code).toBe(1);
     expect(errorLines(r)).toEqual([`img2prompt: ${out}: cannot write: no space left on device`]);
     expect(ls(dir)).toEqual([]);
@@ -133,7 +133,7 @@ describe('a full disk (item 1)', () => {
     if (typeof disk === 'string') ctx.skip(disk);
     const { dir, unmount } = disk as Exclude<typeof disk, string>;
     try {
-      for (const args of [['embed', '--prompts', PROMPTS], ['demo'], ['predict', images, ...bank.options]]) {
+      for (const args of [['embed', '--prompts', PROMPTS], ['demo', '--metric-only'], ['predict', images, ...bank.options]]) {
         const out = path.join(dir, 'sub.csv');
         const r = await cli([...args, '-o', out]);
         expect(r.code, r.stderr).toBe(1);

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { existsSync } from 'node:fs';
 
 /** The CLIP tokenizer that ships beside the repository (../shared), used for random checkpoints. */
-function defaultClipTokenizerDir(): string {
+export function defaultClipTokenizerDir(): string {
   return path.resolve(packageRoot(), '..', 'shared', 'assets', 'tokenizers', 'clip', 'hf-openai-clip-vit-large-patch14');
 }
 
