@@ -49,7 +49,7 @@ export interface RandomCaptionerOptions {
 export async function installRandomCaptioner(options: RandomCaptionerOptions): Promise<string> {
   const config = captionArchitectureConfig(options.arch);
   if (!existsSync(path.join(options.tokenizerDir, 'tokenizer.json'))) {
-    throw new Img2PromptError(options.tokenizerDir, 'no tokenizer.json here (a bert-base-uncased WordPiece tokenizer, e.g. the minilm model folder)');
+    throw new Img2PromptError(options.tokenizerDir, 'no tokenizer.json here (a bert-base-uncased WordPiece tokenizer, e.g. the minilm model folder)', { code: 'MODEL_MISSING' });
   }
   // blip-large and the like belong to the real weights `models pull` installs.
   if (await isPullable(options.name)) throw new Img2PromptError(undefined, `${reservedName(options.name)}; choose another --name`);
@@ -76,7 +76,7 @@ export async function importCaptioner(srcDir: string, name: string, options: Loc
   // Refuse a folder we cannot caption with before anything is copied.
   const config = await loadCaptionConfig(srcDir);
   for (const f of [CAPTION_WEIGHTS_FILE, 'tokenizer.json']) {
-    if (!existsSync(path.join(srcDir, f))) throw new Img2PromptError(path.join(srcDir, f), `missing: a ${config.arch.toUpperCase()} captioner folder needs it`);
+    if (!existsSync(path.join(srcDir, f))) throw new Img2PromptError(path.join(srcDir, f), `missing: a ${config.arch.toUpperCase()} captioner folder needs it`, { code: 'MODEL_MISSING' });
   }
   const present = CAPTIONER_FILES.filter((f) => existsSync(path.join(srcDir, f)));
   const pullable = await isPullable(name);
@@ -88,7 +88,7 @@ export async function importCaptioner(srcDir: string, name: string, options: Loc
         try {
           await fs.copyFile(path.join(srcDir, f), path.join(staging, f));
         } catch (err) {
-          throw new Img2PromptError(path.join(srcDir, f), `cannot copy: ${errorMessage(err)}`, { cause: err });
+          throw new Img2PromptError(path.join(srcDir, f), `cannot copy: ${errorMessage(err)}`, { code: 'OUTPUT_FAILED', cause: err });
         }
       }
       if (pullable) await assertRealWeights(name, staging, srcDir);
@@ -100,7 +100,7 @@ export async function importCaptioner(srcDir: string, name: string, options: Loc
       } catch (err) {
         // The copy's problem is the source file's: name that one.
         if (err instanceof Img2PromptError && err.file?.startsWith(staging + path.sep)) {
-          throw new Img2PromptError(path.join(srcDir, path.relative(staging, err.file)), err.reason, { cause: err });
+          throw new Img2PromptError(path.join(srcDir, path.relative(staging, err.file)), err.reason, { code: err.code, cause: err });
         }
         throw err;
       }

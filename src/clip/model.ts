@@ -77,14 +77,14 @@ export interface EncodeTextsOptions {
 /** Resolves a model name in the cache, or a directory path, to a directory. */
 export function resolveModelDir(nameOrDir: string): string {
   if (nameOrDir.includes(path.sep) || nameOrDir.startsWith('.')) {
-    if (!existsSync(nameOrDir)) throw new Img2PromptError(nameOrDir, 'model directory not found');
+    if (!existsSync(nameOrDir)) throw new Img2PromptError(nameOrDir, 'model directory not found', { code: 'MODEL_MISSING' });
     return path.resolve(nameOrDir);
   }
   const dir = modelDir(nameOrDir);
   if (!existsSync(dir)) {
     throw new Img2PromptError(
       dir,
-      `model "${nameOrDir}" is not installed: run \`img2prompt models pull ${nameOrDir}\`, \`img2prompt models import DIR --name ${nameOrDir}\` or \`img2prompt models random --name ${nameOrDir}\``,
+      `model "${nameOrDir}" is not installed: run \`img2prompt models pull ${nameOrDir}\`, \`img2prompt models import DIR --name ${nameOrDir}\` or \`img2prompt models random --name ${nameOrDir}\``, { code: 'MODEL_MISSING' },
     );
   }
   return dir;
@@ -94,7 +94,7 @@ async function loadTokenizer(dir: string, kind: ClipTokenizerKind, contextLength
   for (const f of ['tokenizer.json', 'vocab.json', 'bpe_simple_vocab_16e6.txt.gz']) {
     if (existsSync(path.join(dir, f))) return ClipTokenizer.load(f === 'tokenizer.json' || f === 'vocab.json' ? dir : path.join(dir, f), { kind, contextLength });
   }
-  throw new Img2PromptError(dir, 'no CLIP tokenizer here (tokenizer.json, vocab.json + merges.txt or bpe_simple_vocab_16e6.txt.gz)');
+  throw new Img2PromptError(dir, 'no CLIP tokenizer here (tokenizer.json, vocab.json + merges.txt or bpe_simple_vocab_16e6.txt.gz)', { code: 'MODEL_MISSING' });
 }
 
 /**

@@ -73,7 +73,7 @@ export async function decodeImage(input: string | Uint8Array, options: DecodeOpt
   if (!EXIF_MODES.includes(exif)) throw new TypeError(`Expected 'apply' or 'ignore' for exif but received ${String(exif)}`);
   const bytes = typeof input === 'string' ? await readInputFile(input) : input;
   const refused = formatProblem(bytes, options);
-  if (refused !== undefined) throw new Img2PromptError(name, refused);
+  if (refused !== undefined) throw new Img2PromptError(name, refused, { code: 'IMAGE_UNREADABLE' });
   // failOn 'error': truncated or corrupt data fails, as in PIL; libjpeg/libpng warnings don't.
   const image = sharp(bytes, { limitInputPixels: maxPixels, failOn: 'error', ignoreIcc: options.applyIccProfile !== true });
   let meta: Metadata;
@@ -88,12 +88,12 @@ export async function decodeImage(input: string | Uint8Array, options: DecodeOpt
   } catch (err) {
     const reason = await describeFailure(bytes, err, maxPixels, options);
     // sharp read the bytes, not the file: its "Input buffer …" means the user's file.
-    throw new Img2PromptError(name, typeof input === 'string' ? reason.replace(/\bInput buffer\b/g, 'Input file') : reason, { cause: err });
+    throw new Img2PromptError(name, typeof input === 'string' ? reason.replace(/\bInput buffer\b/g, 'Input file') : reason, { code: 'IMAGE_UNREADABLE', cause: err });
   }
   const { data, info } = result;
   const channels = keepAlpha ? 4 : 3;
   if (info.channels !== channels || data.length !== info.width * info.height * channels) {
-    throw new Img2PromptError(name, `decoded to ${info.channels} channels of ${info.width}x${info.height}, expected ${keepAlpha ? 'RGBA' : 'RGB'}`);
+    throw new Img2PromptError(name, `decoded to ${info.channels} channels of ${info.width}x${info.height}, expected ${keepAlpha ? 'RGBA' : 'RGB'}`, { code: 'IMAGE_UNREADABLE' });
   }
   return { data, width: info.width, height: info.height, channels, pilMode: await pilModeFamily(bytes, meta) };
 }

@@ -35,7 +35,7 @@ export async function listImageFiles(inputs: readonly string[], options: FormatO
       skipped.push(...inFolder.skipped);
       continue;
     }
-    if (!stats && !(await fs.lstat(input).catch(() => undefined))) throw new Img2PromptError(input, 'not found');
+    if (!stats && !(await fs.lstat(input).catch(() => undefined))) throw new Img2PromptError(input, 'not found', { code: 'FILE_UNREADABLE' });
     const kind = await classifyInput(input);
     if (kind.file) files.push(input);
     else skipped.push({ file: input, reason: kind.reason });
@@ -50,7 +50,7 @@ export async function imageFilesInFolder(dir: string, options: FormatOptions = {
     entries = await fs.readdir(dir, { withFileTypes: true });
   } catch (err) {
     const reason = (err as NodeJS.ErrnoException).code === 'ENOTDIR' ? 'not a directory' : await fileErrorReason(dir, err);
-    throw new Img2PromptError(dir, `cannot list images: ${reason}`, { cause: err });
+    throw new Img2PromptError(dir, `cannot list images: ${reason}`, { code: 'FILE_UNREADABLE', cause: err });
   }
   const files: string[] = [];
   const skipped: ImageFailure[] = [];

@@ -155,7 +155,7 @@ export async function installRandomClip(options: RandomModelOptions): Promise<st
   const config = architectureConfig(options.arch);
   const layout = options.layout ?? 'open_clip';
   const tokFiles = TOKENIZER_FILES.filter((f) => existsSync(path.join(options.tokenizerDir, f)));
-  if (tokFiles.length === 0) throw new Img2PromptError(options.tokenizerDir, 'no CLIP tokenizer files here (tokenizer.json or vocab.json + merges.txt)');
+  if (tokFiles.length === 0) throw new Img2PromptError(options.tokenizerDir, 'no CLIP tokenizer files here (tokenizer.json or vocab.json + merges.txt)', { code: 'MODEL_MISSING' });
   assertModelName(options.name);
   if (await isPullable(options.name)) throw new Img2PromptError(undefined, `${reservedName(options.name)}; choose another --name`);
   return installWith(options.name, options, async (staging) => {
@@ -183,7 +183,7 @@ async function exportFiles(dir: string): Promise<string[]> {
       if (rel.startsWith('..') || path.isAbsolute(rel)) {
         throw new Img2PromptError(t.file, `external data ${abs} lies outside the folder being imported`);
       }
-      if (!existsSync(abs)) throw new Img2PromptError(t.file, `external data file ${rel} is missing`);
+      if (!existsSync(abs)) throw new Img2PromptError(t.file, `external data file ${rel} is missing`, { code: 'MODEL_MISSING' });
       if (!files.includes(rel)) files.push(rel);
     }
   }
@@ -207,7 +207,7 @@ function explicitWeightsFile(file: string): string {
  */
 export async function importClip(source: string, name: string, options: LocalInstallOptions = {}): Promise<string> {
   const stat = await fs.stat(source).catch(() => undefined);
-  if (!stat) throw new Img2PromptError(source, 'not found');
+  if (!stat) throw new Img2PromptError(source, 'not found', { code: 'FILE_UNREADABLE' });
   const srcDir = stat.isFile() ? path.dirname(source) : source;
   const weights = stat.isFile() ? explicitWeightsFile(source) : await findClipWeightsFile(srcDir);
   const present = CLIP_FILES.filter((f) => existsSync(path.join(srcDir, f)));
@@ -216,7 +216,7 @@ export async function importClip(source: string, name: string, options: LocalIns
   const exported = weights ? [] : await exportFiles(srcDir);
   for (const f of exported) if (!present.includes(f)) present.push(f);
   if (!weights && exported.length === 0) {
-    throw new Img2PromptError(srcDir, `no CLIP weights found (${CLIP_WEIGHTS_FILE_NAMES.join(', ')}, one .safetensors, .pt or .pth file, or vision_model.onnx + text_model.onnx)`);
+    throw new Img2PromptError(srcDir, `no CLIP weights found (${CLIP_WEIGHTS_FILE_NAMES.join(', ')}, one .safetensors, .pt or .pth file, or vision_model.onnx + text_model.onnx)`, { code: 'MODEL_MISSING' });
   }
   const pullable = await isPullable(name);
   return installWith(name, options, async (staging) => {
@@ -224,7 +224,7 @@ export async function importClip(source: string, name: string, options: LocalIns
       try {
         await copyInto(srcDir, staging, f);
       } catch (err) {
-        throw new Img2PromptError(path.join(srcDir, f), `cannot copy: ${errorMessage(err)}`, { cause: err });
+        throw new Img2PromptError(path.join(srcDir, f), `cannot copy: ${errorMessage(err)}`, { code: 'OUTPUT_FAILED', cause: err });
       }
     }
     if (pullable) await assertRealWeights(name, staging, srcDir);

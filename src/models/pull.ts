@@ -69,7 +69,7 @@ function recordMatches(record: InstallRecord, expected: ManifestFile[]): boolean
 export async function pullModel(name: string, opts: PullOptions = {}): Promise<PullResult> {
   const manifest = opts.manifest ? validateManifest(opts.manifest, `manifest of ${name}`) : await loadManifest(name, opts.manifestsDir);
   if (manifest.name !== name) {
-    throw new Img2PromptError(undefined, `manifest is for model "${manifest.name}", not "${name}"`);
+    throw new Img2PromptError(undefined, `manifest is for model "${manifest.name}", not "${name}"`, { code: 'FILE_INVALID' });
   }
   const available = (Object.keys(manifest.sources) as SourceName[]).filter((s) => manifest.sources[s]);
   const source: SourceName = opts.source ?? (manifest.sources.pypi ? 'pypi' : 'hf');

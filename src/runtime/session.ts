@@ -107,7 +107,7 @@ function usableProviders(providers: ExecutionProvider[], fromVariable: boolean):
   if (cuda.usable) return { providers, note: '' };
   const asked = fromVariable ? ` (${PROVIDERS_VARIABLE}=${process.env[PROVIDERS_VARIABLE]})` : '';
   if (!providers.includes('cpu')) {
-    throw new Img2PromptError(undefined, `CUDA was asked for${asked} but cannot be used here: ${cuda.reason}; list cpu too to fall back to it (e.g. ${PROVIDERS_VARIABLE}=cuda,cpu)`);
+    throw new Img2PromptError(undefined, `CUDA was asked for${asked} but cannot be used here: ${cuda.reason}; list cpu too to fall back to it (e.g. ${PROVIDERS_VARIABLE}=cuda,cpu)`, { code: 'RUNTIME_FAILED' });
   }
   return { providers: providers.filter((p) => p !== 'cuda'), note: `CUDA was asked for${asked} but cannot be used here: ${cuda.reason}; running on the CPU` };
 }
@@ -148,7 +148,7 @@ export class Session {
     let modelPath: string | undefined;
     if (typeof model === 'string') {
       modelPath = path.resolve(model);
-      if (!fs.existsSync(modelPath)) throw new Img2PromptError(modelPath, 'model file not found');
+      if (!fs.existsSync(modelPath)) throw new Img2PromptError(modelPath, 'model file not found', { code: 'FILE_UNREADABLE' });
     } else if (!(model instanceof Uint8Array)) {
       throw new TypeError('model must be a file path or a Uint8Array');
     }
@@ -160,7 +160,7 @@ export class Session {
       return session;
     } catch (err) {
       // The native message is ORT's reason alone; the model is named here, in the one-line `<file>: <reason>` form.
-      throw new Img2PromptError(modelPath ?? '<model buffer>', `cannot load model: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      throw new Img2PromptError(modelPath ?? '<model buffer>', `cannot load model: ${err instanceof Error ? err.message : String(err)}`, { code: 'RUNTIME_FAILED', cause: err });
     }
   }
 
@@ -220,7 +220,7 @@ export class Session {
 
   /** The native message is ORT's reason alone; the model is named here, in the one-line `<file>: <reason>` form. */
   #error(err: unknown): Img2PromptError {
-    return new Img2PromptError(this.modelPath ?? '<model buffer>', err instanceof Error ? err.message : String(err), { cause: err });
+    return new Img2PromptError(this.modelPath ?? '<model buffer>', err instanceof Error ? err.message : String(err), { code: 'RUNTIME_FAILED', cause: err });
   }
 
   /** Frees the model; runs already in flight finish first. */

@@ -78,7 +78,7 @@ export class MiniLMEmbedder implements TextEmbedder {
     const dim = out?.dims[1];
     if (typeof dim !== 'number') {
       session.close();
-      throw new Img2PromptError(onnxPath, 'model has no sentence_embedding output of fixed width');
+      throw new Img2PromptError(onnxPath, 'model has no sentence_embedding output of fixed width', { code: 'FILE_INVALID' });
     }
     return new MiniLMEmbedder(session, tokenizer, dim, precision);
   }

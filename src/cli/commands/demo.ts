@@ -32,7 +32,7 @@ export function register(program: Command): void {
       const golden = path.join(opts.sample, 'sample_submission.csv');
       for (const f of [prompts, golden]) {
         await fs.access(f).catch(() => {
-          throw new Img2PromptError(f, 'not found (pass --sample DIR with prompts.csv and sample_submission.csv)');
+          throw new Img2PromptError(f, 'not found (pass --sample DIR with prompts.csv and sample_submission.csv)', { code: 'FILE_UNREADABLE' });
         });
       }
       const rows = await readPromptsCsv(prompts);
