@@ -9,7 +9,8 @@ import { imageTokenCount, type CaptionConfig } from './config.js';
 import { ensureCaptionOnnx, type CaptionOnnxFiles } from './onnx-cache.js';
 import { CaptionTokenizer } from './tokenizer.js';
 import { OnnxDecoderStepper, type ImageKeysValues } from './onnx-stepper.js';
-import { generateCaptions, resolveGenerationOptions, type GenerationOptions } from './generate.js';
+import { generateCaptions, readGenerationOptions, resolveGenerationOptions, type GenerationOptions } from './generate.js';
+import { readOptions } from '../util/options.js';
 
 /**
  * An image captioner (BLIP or GIT, from a Hugging Face folder) on the native runtime:
@@ -64,6 +65,9 @@ export class Captioner {
   ) {}
 
   static async open(nameOrDir: string, options: CaptionerOpenOptions = {}): Promise<Captioner> {
+    const o = readOptions(options, 'Captioner.open()');
+    options = { sessionOptions: o.object<SessionOptions>('sessionOptions') };
+    o.done();
     const dir = resolveModelDir(nameOrDir);
     const files = await ensureCaptionOnnx(dir);
     const tokenizer = await CaptionTokenizer.load(dir, files.config);
@@ -114,6 +118,9 @@ export class Captioner {
 
   /** Captions preprocessed pixels [count, 3, size, size], in order. */
   async captionPixels(pixels: Float32Array, count: number, options: CaptionOptions = {}): Promise<Caption[]> {
+    const o = readOptions(options, 'Captioner.captionPixels()');
+    options = { ...readGenerationOptions(o), prefix: o.string('prefix') };
+    o.done();
     const settings = this.settings(options);
     const prompt = this.tokenizer.prompt(options.prefix ?? '');
     const encoded = await this.encodePixels(pixels, count);
@@ -134,9 +141,15 @@ export class Captioner {
    * soon as its batch is done. An image that cannot be read yields a failure and the rest go on.
    */
   async *caption(files: readonly string[], options: CaptionFilesOptions = {}): AsyncGenerator<CaptionResult, void, undefined> {
-    this.settings(options);
-    const batchSize = options.batchSize ?? 8;
-    if (!Number.isInteger(batchSize) || batchSize < 1) throw new Img2PromptError(undefined, `batchSize must be a positive integer, got ${JSON.stringify(batchSize)}`);
+    const o = readOptions(options, 'Captioner.caption()');
+    // What captionPixels takes: the generation settings and the prefix.
+    const captionOptions: CaptionOptions = { ...readGenerationOptions(o), prefix: o.string('prefix') };
+    const batchSize = o.int('batchSize', { min: 1 }) ?? 8;
+    const maxPixels = o.int('maxPixels', { min: 1 });
+    const allowSvg = o.bool('allowSvg');
+    const onProgress = o.func<NonNullable<CaptionFilesOptions['onProgress']>>('onProgress');
+    o.done();
+    this.settings(captionOptions);
     const image = this.config.image;
     const batches = loadBatches(files, {
       batchSize,
@@ -144,8 +157,8 @@ export class Captioner {
       mean: image.mean,
       std: image.std,
       processor: image.processor,
-      maxPixels: options.maxPixels,
-      allowSvg: options.allowSvg,
+      maxPixels,
+      allowSvg,
     });
     let start = 0;
     for await (const batch of batches) {
@@ -153,7 +166,7 @@ export class Captioner {
       const slice = files.slice(start, start + batch.ids.length + batch.failures.length);
       start += slice.length;
       const failed = new Map(batch.failures.map((f) => [f.file, f.reason]));
-      const captions = batch.ids.length > 0 ? await this.captionPixels(batch.pixels, batch.ids.length, options) : [];
+      const captions = batch.ids.length > 0 ? await this.captionPixels(batch.pixels, batch.ids.length, captionOptions) : [];
       const byFile = new Map(batch.files.map((f, i) => [f, captions[i]!]));
       for (const file of slice) {
         const id = imageIdOf(file);
@@ -161,7 +174,7 @@ export class Captioner {
         const c = byFile.get(file);
         yield failure !== undefined || !c ? { id, file, failure: failure ?? 'not captioned' } : { id, file, caption: c.caption, tokens: c.tokens };
       }
-      options.onProgress?.(start, files.length);
+      onProgress?.(start, files.length);
     }
   }
 

@@ -6,9 +6,11 @@ import { Img2PromptError } from '../util/errors.js';
 import { modelDir, readInstallRecord } from '../models/cache.js';
 import { loadBatches, type ImageFailure } from '../image/batch-loader.js';
 import type { FormatOptions } from '../image/image-formats.js';
-import { checkImageProcessor, type ClipImageProcessor } from '../image/image-processor.js';
+import { CLIP_IMAGE_PROCESSORS, type ClipImageProcessor } from '../image/image-processor.js';
 import type { ClipTransformOptions } from '../image/clip-transform.js';
-import type { ExifMode } from '../image/decode.js';
+import { EXIF_MODES, type ExifMode } from '../image/decode.js';
+import { PRECISIONS } from '../runtime/precision.js';
+import { readOptions } from '../util/options.js';
 import { ClipTokenizer, padClipBatch, padIdFor } from './tokenizer.js';
 import type { ClipTokenizerKind } from './pre-tokenize.js';
 import { ensureClipOnnx, ensureClipTextPrefixOnnx, type ClipOnnxFiles } from './onnx-cache.js';
@@ -121,6 +123,7 @@ export class ClipModel implements ClipTextSide {
   private prefixEncoder: Promise<ClipPrefixEncoder | null> | undefined;
 
   static async open(nameOrDir: string, options: ClipOpenOptions = {}): Promise<ClipModel> {
+    options = checkOpenOptions(options);
     const dir = resolveModelDir(nameOrDir);
     const requested = requestedPrecision(options.precision);
     const model = await ClipModel.openAs(dir, options, requested ?? precisionFor(options.sessionOptions?.providers ?? defaultProviders()));
@@ -132,7 +135,6 @@ export class ClipModel implements ClipTextSide {
 
   private static async openAs(dir: string, options: ClipOpenOptions, precision: Precision): Promise<ClipModel> {
     const towers = options.towers ?? ['vision', 'text'];
-    if (options.imageProcessor !== undefined) checkImageProcessor(options.imageProcessor);
     const files = await ensureClipOnnx(dir, { precision, ...(options.quickGelu === undefined ? {} : { quickGelu: options.quickGelu }) });
     const record = await readInstallRecord(dir).catch(() => undefined);
     const vision = towers.includes('vision') ? await Session.open(files.vision, options.sessionOptions) : undefined;
@@ -203,6 +205,7 @@ export class ClipModel implements ClipTextSide {
 
   /** Decode, preprocess and encode image files; decoding of batch k+1 overlaps inference of batch k. */
   async encodeImages(files: readonly string[], options: EncodeImagesOptions = {}): Promise<EncodedImages> {
+    options = checkEncodeImagesOptions(options);
     this.need(this.vision, 'vision');
     const ids: string[] = [];
     const okFiles: string[] = [];
@@ -248,9 +251,11 @@ export class ClipModel implements ClipTextSide {
   async encodeTexts(texts: string[], options: EncodeTextsOptions = {}): Promise<Float32Array> {
     const session = this.need(this.text, 'text');
     const tokenizer = this.need(this.tokenizer, 'text');
-    const batchSize = options.batchSize ?? 64;
-    if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a positive integer, got ${batchSize}`);
-    const dynamic = (options.padding ?? 'dynamic') === 'dynamic';
+    const o = readOptions(options, 'ClipModel.encodeTexts()');
+    const batchSize = o.int('batchSize', { min: 1 }) ?? 64;
+    const dynamic = (o.oneOf('padding', ['dynamic', 'fixed']) ?? 'dynamic') === 'dynamic';
+    const onProgress = o.func<NonNullable<EncodeTextsOptions['onProgress']>>('onProgress');
+    o.done();
     const seqs = texts.map((t) => tokenizer.encode(t));
     const order = seqs.map((_, i) => i);
     if (dynamic) order.sort((a, b) => seqs[a]!.length - seqs[b]!.length || a - b);
@@ -269,7 +274,7 @@ export class ClipModel implements ClipTextSide {
       const res = await session.run(feeds, { outputNames: [outputName] });
       const emb = normaliseRows(res[outputName]!.data as Float32Array, this.dim);
       rows.forEach((r, i) => out.set(emb.subarray(i * this.dim, (i + 1) * this.dim), r * this.dim));
-      options.onProgress?.(Math.min(start + batchSize, texts.length), texts.length);
+      onProgress?.(Math.min(start + batchSize, texts.length), texts.length);
     }
     return out;
   }
@@ -317,6 +322,36 @@ export class ClipModel implements ClipTextSide {
     if (value === undefined) throw new Img2PromptError(this.dir, `the ${tower} tower was not loaded (see ClipOpenOptions.towers)`);
     return value;
   }
+}
+
+/** ClipModel.open's options, checked (unknown keys refused) before anything is loaded. */
+function checkOpenOptions(options: ClipOpenOptions): ClipOpenOptions {
+  const o = readOptions(options, 'ClipModel.open()');
+  const checked: ClipOpenOptions = {
+    sessionOptions: o.object<SessionOptions>('sessionOptions'),
+    towers: o.subsetOf('towers', ['vision', 'text']),
+    quickGelu: o.bool('quickGelu'),
+    tokenizerKind: o.oneOf('tokenizerKind', ['open_clip', 'hf']),
+    imageProcessor: o.oneOf('imageProcessor', CLIP_IMAGE_PROCESSORS),
+    precision: o.oneOf('precision', PRECISIONS),
+  };
+  o.done();
+  return checked;
+}
+
+function checkEncodeImagesOptions(options: EncodeImagesOptions): EncodeImagesOptions {
+  const o = readOptions(options, 'ClipModel.encodeImages()');
+  const checked: EncodeImagesOptions = {
+    batchSize: o.int('batchSize', { min: 1 }),
+    concurrency: o.int('concurrency', { min: 1 }),
+    onProgress: o.func('onProgress'),
+    onFailure: o.func('onFailure'),
+    maxPixels: o.int('maxPixels', { min: 1 }),
+    exif: o.oneOf('exif', EXIF_MODES),
+    allowSvg: o.bool('allowSvg'),
+  };
+  o.done();
+  return checked;
 }
 
 function ioNames(session: Session): { inputs: string[]; outputs: string[] } {

@@ -1,5 +1,6 @@
 import { promises as fs } from 'node:fs';
 import { Img2PromptError } from '../util/errors.js';
+import { readOptions } from '../util/options.js';
 import type { TextEmbedder } from '../text/embedder.js';
 import { readPromptsCsv } from './prompts-csv.js';
 import { EMBEDDING_DIM, SUBMISSION_HEADER, readSubmission } from './submission-csv.js';
@@ -79,6 +80,10 @@ export async function score(
   embedder?: EmbedderSource,
   options: EmbedPromptsOptions = {},
 ): Promise<ScoreResult> {
+  // Checked up front: embedPrompts sees them only once a prompts CSV needs embedding.
+  const o = readOptions(options, 'score()');
+  options = { batchSize: o.int('batchSize', { min: 1 }), onProgress: o.func('onProgress') };
+  o.done();
   const predKind = await detectCsvKind(predFile);
   const truthKind = await detectCsvKind(truthFile);
   let opened: TextEmbedder | undefined;
