@@ -13,6 +13,7 @@ import { extractWheelMember, listWheelMembers, readWheelText } from './wheel-zip
 import type { ZipEntry } from '../models/zip-archive.js';
 import type { AtomicFile } from '../util/atomic-write.js';
 import { CUDA_PROVIDER_LIB, PROVIDER_LIBS, SHARED_PROVIDER_LIB, cudaReadiness, type CudaReadiness } from './readiness.js';
+import { readOptions } from '../util/options.js';
 
 /** Where the wheel keeps the provider libraries. */
 const WHEEL_LIB_DIR = 'onnxruntime/capi/';
@@ -98,6 +99,18 @@ function recordedMember(wheelFile: string, members: Map<string, ZipEntry>, recor
  * library they need resolves (see cudaReadiness).
  */
 export async function installCudaProvider(options: GpuInstallOptions = {}): Promise<GpuInstallResult> {
+  const o = readOptions(options, 'installCudaProvider()');
+  options = {
+    ortDir: o.string('ortDir', { nonEmpty: true }),
+    version: o.string('version', { nonEmpty: true }),
+    downloadDir: o.string('downloadDir', { nonEmpty: true }),
+    keepWheel: o.bool('keepWheel'),
+    pypiBase: o.string('pypiBase', { nonEmpty: true }),
+    onProgress: o.func('onProgress'),
+    retries: o.int('retries', { min: 0 }),
+    retryDelayMs: o.number('retryDelayMs', { min: 0 }),
+  };
+  o.done();
   const ortDir = options.ortDir ?? ortLibraryDir();
   if (!existsSync(path.join(ortDir, 'libonnxruntime.so.1'))) {
     throw new Img2PromptError(ortDir, 'no libonnxruntime.so.1 here: the provider must go beside the ONNX Runtime library it is loaded by', { code: 'RUNTIME_FAILED' });

@@ -54,8 +54,7 @@ export interface ImageBatch {
  */
 export async function* loadBatches(files: readonly string[], options: BatchLoaderOptions): AsyncGenerator<ImageBatch, void, undefined> {
   const o = readOptions(options, 'loadBatches()');
-  const batchSize = o.int('batchSize', { min: 1 });
-  if (batchSize === undefined) throw o.typeError('batchSize', 'a positive integer', batchSize);
+  const batchSize = o.required('batchSize', o.int('batchSize', { min: 1 }), 'a positive integer');
   const concurrency = o.int('concurrency', { min: 1 }) ?? Math.max(1, Math.min(4, os.availableParallelism()));
   // Checked here, not per image: a bad limit is the caller's bug, not one more unreadable image.
   const maxPixels = o.int('maxPixels', { min: 1 });

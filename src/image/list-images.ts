@@ -11,6 +11,7 @@ import { Img2PromptError } from '../util/errors.js';
 import type { ImageFailure } from './batch-loader.js';
 import { hasImageExtension, type FormatOptions } from './image-formats.js';
 import { classifyInput, fileErrorReason } from './input-file.js';
+import { readOptions } from '../util/options.js';
 
 export interface ImageInputs {
   /** The image files, in input order; a folder's in name order (by code unit, whatever the locale). */
@@ -25,6 +26,9 @@ export interface ImageInputs {
  * exist at all is an error.
  */
 export async function listImageFiles(inputs: readonly string[], options: FormatOptions = {}): Promise<ImageInputs> {
+  const o = readOptions(options, 'listImageFiles()');
+  options = { allowSvg: o.bool('allowSvg') };
+  o.done();
   const files: string[] = [];
   const skipped: ImageFailure[] = [];
   for (const input of inputs) {

@@ -163,10 +163,8 @@ function isCaption(v: unknown): v is string | readonly (string | undefined)[] {
 
 function checkInterrogateOptions(options: InterrogateOptions): InterrogateOptions {
   const o = readOptions(options, 'Interrogator.interrogate()');
-  const mode = o.oneOf('mode', INTERROGATE_MODES);
-  if (mode === undefined) throw o.typeError('mode', `one of ${INTERROGATE_MODES.map((m) => `"${m}"`).join(', ')}`, mode);
   const checked: InterrogateOptions = {
-    mode,
+    mode: o.required('mode', o.oneOf('mode', INTERROGATE_MODES), `one of ${INTERROGATE_MODES.map((m) => `"${m}"`).join(', ')}`),
     caption: o.check('caption', isCaption, 'a string, or an array of strings (undefined for none) per image'),
     maxFlavors: o.int('maxFlavors', { min: 0 }),
     minFlavors: o.int('minFlavors', { min: 0 }),

@@ -1,6 +1,7 @@
 import { promises as fs, existsSync } from 'node:fs';
 import path from 'node:path';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
+import { readOptions } from '../util/options.js';
 import { hashFile } from './sha256.js';
 import { createStagingDir, installStagingDir, lockModel, modelDir, readInstallRecord, writeInstallRecord, assertModelName, type InstalledFile } from './cache.js';
 import { defaultManifestsDir, listManifestNames, loadManifest } from './manifest.js';
@@ -38,6 +39,14 @@ async function copyInto(srcDir: string, dstDir: string, rel: string): Promise<vo
 export interface LocalInstallOptions {
   /** Replace a model already installed under the name (never one of a pullable model's reserved names). */
   force?: boolean;
+}
+
+/** LocalInstallOptions checked for `call` ('importClip()'), unknown keys refused. */
+export function readLocalInstallOptions(options: LocalInstallOptions, call: string): LocalInstallOptions {
+  const o = readOptions(options, call);
+  const checked = { force: o.bool('force') };
+  o.done();
+  return checked;
 }
 
 /** The start of the refusal for a name `models pull` owns: the manifest it comes from. */
@@ -152,6 +161,16 @@ export interface RandomModelOptions extends LocalInstallOptions {
  * model), marked random in its install record: for tests and benchmarks, never for predictions.
  */
 export async function installRandomClip(options: RandomModelOptions): Promise<string> {
+  const o = readOptions(options, 'installRandomClip()');
+  options = {
+    arch: o.required('arch', o.string('arch', { nonEmpty: true }), 'a non-empty string'),
+    seed: o.required('seed', o.int('seed'), 'an integer'),
+    name: o.required('name', o.string('name', { nonEmpty: true }), 'a non-empty string'),
+    layout: o.oneOf('layout', ['open_clip', 'hf']),
+    tokenizerDir: o.required('tokenizerDir', o.string('tokenizerDir', { nonEmpty: true }), 'a non-empty string'),
+    force: o.bool('force'),
+  };
+  o.done();
   const config = architectureConfig(options.arch);
   const layout = options.layout ?? 'open_clip';
   const tokFiles = TOKENIZER_FILES.filter((f) => existsSync(path.join(options.tokenizerDir, f)));
@@ -206,6 +225,7 @@ function explicitWeightsFile(file: string): string {
  * or a split ONNX export), or one weights file, whose config and tokenizer files are taken from its folder.
  */
 export async function importClip(source: string, name: string, options: LocalInstallOptions = {}): Promise<string> {
+  options = readLocalInstallOptions(options, 'importClip()');
   const stat = await fs.stat(source).catch(() => undefined);
   if (!stat) throw new Img2PromptError(source, 'not found', { code: 'FILE_UNREADABLE' });
   const srcDir = stat.isFile() ? path.dirname(source) : source;

@@ -6,6 +6,7 @@ import { notice } from '../util/notices.js';
 import { cudaStatus } from './cuda-status.js';
 import { CUDA_PROVIDER_LIB } from '../gpu/readiness.js';
 import { prepareOrtEnvironment } from './ort-environment.js';
+import { readOptions } from '../util/options.js';
 
 export type TensorType = 'float32' | 'float16' | 'float64' | 'int64' | 'int32' | 'int8' | 'uint8' | 'bool';
 export type TensorData = Float32Array | Float64Array | Uint16Array | BigInt64Array | Int32Array | Int8Array | Uint8Array;
@@ -136,15 +137,13 @@ export class Session {
   }
 
   static async open(model: string | Uint8Array, options: SessionOptions = {}): Promise<Session> {
-    const asked = options.providers ?? defaultProviders();
-    for (const p of asked) if (p !== 'cuda' && p !== 'cpu') throw new TypeError(`unknown execution provider '${p}' (use 'cuda' or 'cpu')`);
-    const { providers, note } = usableProviders(asked, options.providers === undefined);
-    const threads = options.intraOpThreads ?? 0;
-    if (!Number.isInteger(threads) || threads < 0) throw new RangeError(`intraOpThreads must be a non-negative integer, got ${threads}`);
-    const optimization = options.optimization ?? 'all';
-    if (!['disabled', 'basic', 'extended', 'all'].includes(optimization)) throw new TypeError(`unknown optimization level '${optimization}'`);
-    const spinWait = options.spinWait ?? true;
-    if (typeof spinWait !== 'boolean') throw new TypeError(`spinWait must be true or false, got ${String(spinWait)}`);
+    const o = readOptions(options, 'Session.open()');
+    const given = o.subsetOf('providers', ['cuda', 'cpu'], { allowRepeats: true });
+    const threads = o.int('intraOpThreads', { min: 0 }) ?? 0;
+    const optimization = o.oneOf('optimization', ['disabled', 'basic', 'extended', 'all']) ?? 'all';
+    const spinWait = o.bool('spinWait') ?? true;
+    o.done();
+    const { providers, note } = usableProviders(given ?? defaultProviders(), given === undefined);
     let modelPath: string | undefined;
     if (typeof model === 'string') {
       modelPath = path.resolve(model);

@@ -2,6 +2,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import { AtomicFile, writeAtomically } from './atomic-write.js';
 import { Img2PromptError, errorMessage } from './errors.js';
+import { readOptions } from './options.js';
 
 /**
  * NumPy .npy files of little-endian float32 ('<f4', C order), the format embeddings are exchanged in
@@ -151,6 +152,9 @@ export function decodeNpy(bytes: Uint8Array, file = 'npy'): NpyArray {
  * number of dimensions (2 for an embedding matrix [N, D]).
  */
 export async function readNpy(file: string, options: { expectDims?: number } = {}): Promise<NpyArray> {
+  const o = readOptions(options, 'readNpy()');
+  options = { expectDims: o.int('expectDims', { min: 0 }) };
+  o.done();
   let fh: fs.FileHandle;
   try {
     fh = await fs.open(file, 'r');

@@ -55,6 +55,12 @@ export class OptionsReader {
     return this.values[key] as T | undefined;
   }
 
+  /** `value` (read by one of the methods here), or the TypeError of a required key that is absent. */
+  required<T>(key: string, value: T | undefined, expected: string): T {
+    if (value === undefined) throw this.typeError(key, expected, value);
+    return value;
+  }
+
   /** Marks keys as known without reading them: they are handed on, whole, to a callee that checks them. */
   known(keys: readonly string[]): void {
     for (const k of keys) this.read.add(k);
@@ -112,13 +118,14 @@ export class OptionsReader {
     throw choices.some((c) => typeof c === typeof v) ? this.rangeError(key, expected, v) : this.typeError(key, expected, v);
   }
 
-  /** An array whose every element is one of `choices` (each at most once). */
-  subsetOf<const T extends string>(key: string, choices: readonly T[]): T[] | undefined {
+  /** An array whose every element is one of `choices`, each at most once unless `allowRepeats`. */
+  subsetOf<const T extends string>(key: string, choices: readonly T[], options: { allowRepeats?: boolean } = {}): T[] | undefined {
     const v = this.any(key);
     if (v === undefined) return undefined;
     const expected = `an array of ${choices.map((c) => shown(c)).join(', ')}`;
     if (!Array.isArray(v)) throw this.typeError(key, expected, v);
-    if (!v.every((c) => choices.includes(c as T)) || new Set(v).size !== v.length) throw this.rangeError(key, `${expected}, each at most once`, v);
+    if (!v.every((c) => choices.includes(c as T))) throw this.rangeError(key, options.allowRepeats ? expected : `${expected}, each at most once`, v);
+    if (!options.allowRepeats && new Set(v).size !== v.length) throw this.rangeError(key, `${expected}, each at most once`, v);
     return v as T[];
   }
 
