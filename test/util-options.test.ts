@@ -12,6 +12,16 @@ import { embedPrompts } from '../src/submission/embed-prompts.js';
 import { score } from '../src/submission/score.js';
 import { scoresAll, topk } from '../src/rank/topk.js';
 import type { TextEmbedder } from '../src/text/embedder.js';
+import { Session } from '../src/runtime/session.js';
+import { pullModel } from '../src/models/pull.js';
+import { importClip, installRandomClip } from '../src/models/install-local.js';
+import { importCaptioner, installRandomCaptioner } from '../src/caption/install.js';
+import { fitWeights } from '../src/predict/fit-weights.js';
+import { validateSubmission } from '../src/submission/validate.js';
+import { listImageFiles } from '../src/image/list-images.js';
+import { readNpy } from '../src/util/npy.js';
+import { cudaReadiness, installCudaProvider } from '../src/gpu/index.js';
+import { Interrogator } from '../src/interrogate/interrogator.js';
 
 /** What `run` throws, as "<class>: <message>", so one assertion pins both. */
 function thrown(run: () => unknown): string {
@@ -158,6 +168,32 @@ describe('public entry points refuse unknown options', () => {
     expect(await rejected(() => topk(matrix, matrix, 1, { thread: 2 } as never))).toBe('TypeError: topk(): unknown option "thread" (did you mean "threads"?)');
     expect(await rejected(() => scoresAll(matrix, matrix, { blockRow: 2 } as never))).toBe(
       'TypeError: scoresAll(): unknown option "blockRow" (did you mean "blockRows"?)',
+    );
+  });
+
+  it('the other option-taking exports refuse unknown keys the same way, before touching any file', async () => {
+    const random = { arch: 'tiny', seed: 1, name: 'x', tokenizerDir: 'tok' };
+    const cases: [() => unknown, string][] = [
+      [() => Session.open('model.onnx', { threads: 2 } as never), 'Session.open(): unknown option "threads"'],
+      [() => pullModel('minilm', { revison: 'main' } as never), 'pullModel(): unknown option "revison" (did you mean "revision"?)'],
+      [() => installRandomClip({ ...random, layot: 'hf' } as never), 'installRandomClip(): unknown option "layot" (did you mean "layout"?)'],
+      [() => installRandomCaptioner({ ...random, forse: true } as never), 'installRandomCaptioner(): unknown option "forse" (did you mean "force"?)'],
+      [() => importClip('dir', 'x', { forced: true } as never), 'importClip(): unknown option "forced" (did you mean "force"?)'],
+      [() => importCaptioner('dir', 'x', { forced: true } as never), 'importCaptioner(): unknown option "forced" (did you mean "force"?)'],
+      [() => fitWeights({}, new Float32Array(0), 2, { fold: 3 } as never), 'fitWeights(): unknown option "fold" (did you mean "folds"?)'],
+      [() => validateSubmission('s.csv', { imageId: [] } as never), 'validateSubmission(): unknown option "imageId" (did you mean "imageIds"?)'],
+      [() => listImageFiles([], { allowSVG: true } as never), 'listImageFiles(): unknown option "allowSVG" (did you mean "allowSvg"?)'],
+      [() => readNpy('a.npy', { dims: 2 } as never), 'readNpy(): unknown option "dims"'],
+      [() => cudaReadiness({ devdir: '/dev' } as never), 'cudaReadiness(): unknown option "devdir" (did you mean "devDir"?)'],
+      [() => installCudaProvider({ keepWheels: true } as never), 'installCudaProvider(): unknown option "keepWheels" (did you mean "keepWheel"?)'],
+      [() => Interrogator.open({} as never, { labelDir: 'l' } as never), 'Interrogator.open(): unknown option "labelDir" (did you mean "labelsDir"?)'],
+    ];
+    for (const [run, message] of cases) expect(await rejected(async () => run())).toBe(`TypeError: ${message}`);
+    expect(await rejected(() => installRandomClip({ arch: 'tiny', name: 'x', tokenizerDir: 'tok' } as never))).toBe(
+      'TypeError: installRandomClip(): Expected an integer for seed but received undefined',
+    );
+    expect(await rejected(() => Session.open('model.onnx', { providers: ['gpu'] } as never))).toBe(
+      'RangeError: Session.open(): Expected an array of "cuda", "cpu" for providers but received ["gpu"]',
     );
   });
 
