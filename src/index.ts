@@ -1,6 +1,7 @@
 // Public Node API of img2prompt (the package's `.` export; sessions and top-k are `img2prompt/runtime`).
 // Data flows one way: decode → preprocess → encode → rank → compose → embed → write.
 export { Img2PromptError } from './util/errors.js';
+export type { Img2PromptErrorCode, Img2PromptErrorOptions } from './util/errors.js';
 export { modelHome, modelDir, listModels, verifyModel } from './models/cache.js';
 export { pullModel } from './models/pull.js';
 export type { TextEmbedder } from './text/embedder.js';

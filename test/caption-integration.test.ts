@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Captioner, InterrogateEngine, Img2PromptError, PredictEngine, installRandomCaptioner } from '../src/index.js';
+import { Captioner, InterrogateEngine, PredictEngine, installRandomCaptioner } from '../src/index.js';
 import { MiniLMTextSide } from '../src/predict/minilm-text-side.js';
 import { runCli } from './helpers/cli.js';
 import { asset, KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
@@ -64,8 +64,8 @@ describe('interrogate with a captioner', () => {
   it('refuses caption options without a captioner, and a captioner that is not installed names the fix', async () => {
     const engine = await InterrogateEngine.open({ model: 'tiny', labelsDir });
     try {
-      await expect(engine.run(files, { caption: { numBeams: 2 } }).next()).rejects.toThrow(
-        new Img2PromptError(undefined, 'caption options were given, but the engine has no captioner (open it with captionModel)'),
+      expect(() => engine.run(files, { caption: { numBeams: 2 } })).toThrow(
+        new TypeError('InterrogateEngine.run(): option "caption" cannot be given to an engine without a captioner (open it with captionModel)'),
       );
     } finally {
       engine.close();
@@ -119,7 +119,7 @@ describe('predict with a captioner', () => {
       engine.close();
     }
     await expect(PredictEngine.open({ model: 'tiny', promptsBank: [bankFile], members: ['knn'], caption: CAPTION })).rejects.toThrow(
-      'caption options were given without a captionModel',
+      new TypeError('PredictEngine.open(): option "caption" cannot be given without a captionModel'),
     );
   });
 

@@ -98,7 +98,7 @@ describe('the decode pixel limit (--max-pixels, encodeImages maxPixels)', () => 
     expect(failed).toEqual([big]);
     // Without the limit all three load.
     expect((await model.encodeImages([small[0]!, big, small[1]!])).ids).toEqual(['20057f34d', 'big', 'c98f79f71']);
-    await expect(model.encodeImages(small, { maxPixels: 0 })).rejects.toThrow('Expected a positive integer for maxPixels but received 0');
+    await expect(model.encodeImages(small, { maxPixels: 0 })).rejects.toThrow(new RangeError('ClipModel.encodeImages(): Expected an integer >= 1 for maxPixels but received 0'));
     model.close();
   });
 

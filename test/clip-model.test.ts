@@ -117,7 +117,7 @@ describe('image preprocessing follows the checkpoint layout (overridable), EXIF 
     } finally {
       for (const m of [oc, hf, ocAsHf]) m.close();
     }
-    await expect(ClipModel.open('tiny-oc', { imageProcessor: 'timm' as never })).rejects.toThrow(/imageProcessor must be "open_clip", "hf", "hf-pil" or "hf-pil-resize", got "timm"/);
+    await expect(ClipModel.open('tiny-oc', { imageProcessor: 'timm' as never })).rejects.toThrow(new RangeError('ClipModel.open(): Expected one of "open_clip", "hf", "hf-pil", "hf-pil-resize" for imageProcessor but received "timm"'));
   });
 
   it("encodeImages exif: 'ignore' embeds the stored pixels of a rotated photo, 'apply' (default) the upright ones", async () => {

@@ -71,13 +71,26 @@ describe('PredictEngine', () => {
     const engine = await PredictEngine.open({ model: 'tiny', promptsBank: [bankFile], members: ['knn'] });
     try {
       const id = path.basename(files[0]!, '.png');
-      await expect(collect(engine.run([files[0]!, { id, data: fs.readFileSync(files[1]!) }]))).rejects.toThrow(
+      // Refused by run() itself, before a generator exists: nothing is read or written.
+      expect(() => engine.run([files[0]!, { id, data: fs.readFileSync(files[1]!) }])).toThrow(
         new Img2PromptError(undefined, `image ids must be unique (an id is the file name without its extension): ${JSON.stringify(files[0])} and bytes <${id}> share the id ${JSON.stringify(id)}`),
       );
-      await expect(collect(engine.run([{ id: 'a', data: 'not bytes' } as never]))).rejects.toThrow(
+      expect(() => engine.run([{ id: 'a', data: 'not bytes' } as never])).toThrow(
         new TypeError('PredictEngine.run(): Expected an image path or { id: string, data: Uint8Array } for input 0 but received an object with keys id, data'),
       );
-      await expect(collect(engine.run('a.png' as never))).rejects.toThrow(/^PredictEngine\.run\(\): Expected an array of image paths or \{ id, data \} items but received "a\.png" of type string$/);
+      expect(() => engine.run('a.png' as never)).toThrow(/^PredictEngine\.run\(\): Expected an array of image paths or \{ id, data \} items but received "a\.png" of type string$/);
+      expect(() => engine.run(files, { batchsize: 2 } as never)).toThrow(new TypeError('PredictEngine.run(): unknown option "batchsize" (did you mean "batchSize"?)'));
+      // predict() names itself, and refuses engine options next to an opened engine.
+      await expect(collect(predict(files, { engine, model: 'tiny' }))).rejects.toThrow(
+        new TypeError('predict(): option "model" cannot be given with an opened engine (pass it to PredictEngine.open())'),
+      );
+      await expect(collect(predict(files, { engine, k: 0 }))).rejects.toThrow(
+        new TypeError('predict(): option "k" cannot be given with an opened engine (pass it to PredictEngine.open())'),
+      );
+      await expect(collect(predict(files, { engine, batchSize: 0 }))).rejects.toThrow(new RangeError('predict(): Expected an integer >= 1 for batchSize but received 0'));
+      await expect(PredictEngine.open({ model: 'tiny', temperature: -1 })).rejects.toThrow(
+        new RangeError('PredictEngine.open(): Expected a finite number >= 0 for temperature but received -1'),
+      );
     } finally {
       engine.close();
     }
@@ -147,13 +160,16 @@ describe('InterrogateEngine', () => {
     expect(() => engine.run(files)).toThrow('cannot run: this InterrogateEngine is closed (open a new one with InterrogateEngine.open())');
   });
 
-  it('interrogate() leaves an engine passed to it open, and takes bytes', async () => {
+  it('interrogate() leaves an engine passed to it open, takes bytes, and refuses engine options next to it', async () => {
     const engine = await InterrogateEngine.open({ model: 'tiny', labelsDir });
     try {
       const [r] = await collect(interrogate([{ id: 'x', data: fs.readFileSync(files[0]!) }], { engine, mode: 'classic' }));
       expect(r).toMatchObject({ id: 'x', file: '<x>', index: 0, mode: 'classic' });
       expect(r!.prompt).toBeTruthy();
       expect(engine.closed).toBe(false);
+      await expect(collect(interrogate(files, { engine, labelsDir }))).rejects.toThrow(
+        new TypeError('interrogate(): option "labelsDir" cannot be given with an opened engine (pass it to InterrogateEngine.open())'),
+      );
       const [p] = await collect(predict([{ id: 'y', data: fs.readFileSync(files[0]!) }], { model: 'tiny', promptsBank: [bankFile], members: ['knn'] }));
       expect(p).toMatchObject({ id: 'y', file: '<y>', fallback: false });
     } finally {

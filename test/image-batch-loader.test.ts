@@ -154,7 +154,9 @@ describe('loadBatches', () => {
         }
       }
     }
-    await expect(collect(loadBatches(files, { batchSize: 1, size: 224, exif: 'upright' as never }))).rejects.toThrow(TypeError);
+    await expect(collect(loadBatches(files, { batchSize: 1, size: 224, exif: 'upright' as never }))).rejects.toThrow(
+      new RangeError('loadBatches(): Expected one of "apply", "ignore" for exif but received "upright"'),
+    );
   });
 
 });

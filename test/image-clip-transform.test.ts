@@ -443,7 +443,13 @@ describe('argument checks', () => {
     expect(call(rgb, 4, 3, 2, MEAN, STD, new Float32Array(11), 0)).toThrow(/for out/);
     expect(call(rgb, 4, 3, 2, MEAN, STD, out, 2)).toThrow(/between 0 and 1 for slot/);
     expect(call(rgb, 4, 3, 2, MEAN, STD, out, 0, { passOrder: 'pillow9' })).toThrow(/for passOrder/);
-    expect(() => new ClipTransform({ size: 224, std: [1, 1] })).toThrow(/for std/);
+    expect(() => new ClipTransform({ size: 224, std: [1, 1] })).toThrow(
+      new RangeError('new ClipTransform(): Expected three positive numbers (R, G, B) for std but received [1,1]'),
+    );
+    expect(() => new ClipTransform({ size: 224, processor: 'timm' as never })).toThrow(
+      new RangeError('new ClipTransform(): Expected one of "open_clip", "hf", "hf-pil", "hf-pil-resize" for processor but received "timm"'),
+    );
+    expect(() => new ClipTransform({ size: 224, sise: 336 } as never)).toThrow(new TypeError('new ClipTransform(): unknown option "sise" (did you mean "size"?)'));
   });
 
   it('native code rejects every bad call itself, without crashing', async () => {

@@ -128,10 +128,18 @@ describe('interrogate()', () => {
 
   it('refuses bad options (before opening anything) and a missing model', async () => {
     const first = (options: Parameters<typeof interrogate>[1]) => interrogate(files, options).next();
-    await expect(first({ model: 'tiny', labelsDir, mode: 'fastest' as never })).rejects.toThrow('unknown interrogation mode "fastest"');
-    await expect(first({ model: 'tiny', labelsDir, batchSize: 0 })).rejects.toThrow('batchSize must be a positive integer, got 0');
-    await expect(first({ model: 'tiny', labelsDir, minFlavors: -1 })).rejects.toThrow('minFlavors must be a non-negative integer');
-    await expect(first({ model: 'tiny', labelsDir, exif: 'rotate' as never })).rejects.toThrow('exif must be "apply" or "ignore", got "rotate"');
+    await expect(first({ model: 'tiny', labelsDir, mode: 'fastest' as never })).rejects.toThrow(
+      new RangeError('interrogate(): Expected one of "fast", "classic", "best", "negative" for mode but received "fastest"'),
+    );
+    await expect(first({ model: 'tiny', labelsDir, batchSize: 0 })).rejects.toThrow(new RangeError('interrogate(): Expected an integer >= 1 for batchSize but received 0'));
+    await expect(first({ model: 'tiny', labelsDir, minFlavors: -1 })).rejects.toThrow(new RangeError('interrogate(): Expected an integer >= 0 for minFlavors but received -1'));
+    await expect(first({ model: 'tiny', labelsDir, exif: 'rotate' as never })).rejects.toThrow(
+      new RangeError('interrogate(): Expected one of "apply", "ignore" for exif but received "rotate"'),
+    );
+    await expect(first({ model: 'tiny', labelsDir, modle: 'x' } as never)).rejects.toThrow(new TypeError('interrogate(): unknown option "modle" (did you mean "mode"?)'));
+    await expect(first({ model: 'tiny', labelsDir, chainCache: 'yes' as never })).rejects.toThrow(
+      new TypeError('interrogate(): Expected true or false for chainCache but received "yes" of type string'),
+    );
     await expect(first({ model: 'no-such-model', labelsDir })).rejects.toBeInstanceOf(Img2PromptError);
   });
 

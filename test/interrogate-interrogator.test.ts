@@ -90,7 +90,9 @@ describe('Interrogator', () => {
 
     await expect(interrogator.interrogate(image, 2, { mode: 'fast' })).rejects.toThrow('expected 2 x 256');
     await expect(interrogator.interrogate(new Float32Array(256), 1, { mode: 'fast' })).rejects.toThrow('image embedding 0 is zero');
-    await expect(interrogator.interrogate(image, 1, { mode: 'wild' as never })).rejects.toThrow('unknown interrogation mode "wild"');
+    await expect(interrogator.interrogate(image, 1, { mode: 'wild' as never })).rejects.toThrow(
+      new RangeError('Interrogator.interrogate(): Expected one of "fast", "classic", "best", "negative" for mode but received "wild"'),
+    );
   });
 
   it('opens over the real label lists and recovers planted real labels', async () => {

@@ -48,7 +48,7 @@ describe('refusals', () => {
   it('refuses a GLOBAL that is not allowed when it is read, naming it, before the REDUCE that would call it', () => {
     // PROTO 2, GLOBAL os.system, then an argument tuple and REDUCE that must never be reached.
     const evil = bytes([0x80, 2], 'cos\nsystem\n', 'X', [2, 0, 0, 0], 'ls', [0x85], 'R.');
-    expect(() => read(evil)).toThrow(new Img2PromptError('x.pkl', 'refusing to unpickle os.system: only tensors, their storages and plain containers are allowed (nothing in the file was run)'));
+    expect(() => read(evil)).toThrow(new Img2PromptError('x.pkl', 'refusing to unpickle os.system: only tensors, their storages and plain containers are allowed (nothing in the file was run)', { code: 'FILE_INVALID' }));
   });
 
   it('refuses STACK_GLOBAL, INST and a REDUCE on something that is not an allowed callable', () => {

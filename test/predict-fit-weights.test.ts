@@ -85,7 +85,7 @@ describe('fitWeights', () => {
     expect(() => fitWeights({ a: truth }, truth, DIM, { label: 'val.csv' })).toThrow(
       'val.csv: 4 images with known prompts are too few for 5-fold cross-validation: need at least 5',
     );
-    expect(() => fitWeights({ a: truth }, truth, DIM, { folds: 1 })).toThrow(/folds must be an integer >= 2/);
+    expect(() => fitWeights({ a: truth }, truth, DIM, { folds: 1 })).toThrow(new RangeError('fitWeights(): Expected an integer >= 2 for folds but received 1'));
     expect(() => fitWeights({}, truth, DIM, { folds: 2 })).toThrow(/no member predictions/);
     expect(() => fitWeights({ a: truth.subarray(DIM) }, truth, DIM, { folds: 2 })).toThrow(/member 'a': expected 4 rows/);
     const nan = new Float32Array(truth);

@@ -354,6 +354,16 @@ describe('similarity top-k: input checks', () => {
   const queries = unitRows(4, 8, 91);
   const bank = unitRows(10, 8, 92);
 
+  /** An options problem: a TypeError or RangeError from the options reader, as "<class>: <message>". */
+  async function optionRejection(p: () => Promise<unknown>): Promise<string> {
+    const err = await p().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(Error);
+    return `${(err as Error).name}: ${(err as Error).message}`;
+  }
+
   async function rejection(p: () => Promise<unknown>): Promise<string> {
     const err = await p().then(
       () => undefined,
@@ -394,12 +404,12 @@ describe('similarity top-k: input checks', () => {
     expect(await rejection(() => topk(queries, bank, -1))).toBe('topk: k must be a non-negative integer, got -1');
     expect(await rejection(() => topk(queries, bank, 2.5))).toBe('topk: k must be a non-negative integer, got 2.5');
     expect(await rejection(() => topk(queries, bank, NaN))).toBe('topk: k must be a non-negative integer, got NaN');
-    expect(await rejection(() => topk(queries, bank, 3, { threads: -2 }))).toMatch(/threads must be an integer/);
-    expect(await rejection(() => topk(queries, bank, 3, { forceThreads: 0 }))).toBe('topk: forceThreads must be an integer from 1 to 1024, got 0');
-    expect(await rejection(() => topk(queries, bank, 3, { forceThreads: 1.5 }))).toBe('topk: forceThreads must be an integer from 1 to 1024, got 1.5');
-    expect(await rejection(() => scoresAll(queries, bank, { blockRows: 0 }))).toBe('topk: blockRows must be an integer from 1 to 16777216, got 0');
-    expect(await rejection(() => topk(queries, bank, 3, { threads: 2, forceThreads: 2 }))).toBe('topk: give threads or forceThreads, not both');
-    expect(await rejection(() => topk(queries, bank, 3, { simd: 'no' as unknown as boolean }))).toBe('topk: simd must be true or false, got no');
+    expect(await optionRejection(() => topk(queries, bank, 3, { threads: -2 }))).toBe('RangeError: topk(): Expected an integer between 0 and 1024 for threads but received -2');
+    expect(await optionRejection(() => topk(queries, bank, 3, { forceThreads: 0 }))).toBe('RangeError: topk(): Expected an integer between 1 and 1024 for forceThreads but received 0');
+    expect(await optionRejection(() => topk(queries, bank, 3, { forceThreads: 1.5 }))).toBe('RangeError: topk(): Expected an integer between 1 and 1024 for forceThreads but received 1.5');
+    expect(await optionRejection(() => scoresAll(queries, bank, { blockRows: 0 }))).toBe('RangeError: scoresAll(): Expected an integer between 1 and 16777216 for blockRows but received 0');
+    expect(await optionRejection(() => topk(queries, bank, 3, { threads: 2, forceThreads: 2 }))).toBe('TypeError: topk(): option "forceThreads" cannot be given with threads');
+    expect(await optionRejection(() => topk(queries, bank, 3, { simd: 'no' as unknown as boolean }))).toBe('TypeError: topk(): Expected true or false for simd but received "no" of type string');
     expect(await rejection(() => topk({ data: new Uint16Array(32), dims: [4, 8] }, bank, 3))).toBe(
       'topk: queries must be float32 (a Float32Array)',
     );

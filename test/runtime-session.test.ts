@@ -167,7 +167,7 @@ describe('Session.open', () => {
   });
 
   it('refuses wrong-typed options in TypeScript, and natively too instead of dropping them', async () => {
-    await expect(Session.open(DISTILBERT, { spinWait: 'no' as never })).rejects.toThrow(new TypeError('spinWait must be true or false, got no'));
+    await expect(Session.open(DISTILBERT, { spinWait: 'no' as never })).rejects.toThrow(new TypeError('Session.open(): Expected true or false for spinWait but received "no" of type string'));
     const good = { providers: ['cpu'], intraOpThreads: 1, optimization: 'all', spinWait: true } as const;
     const open = (options: object) => () => native().openSession(DISTILBERT, { ...good, ...options } as never);
     const invalid = (what: string) => new TypeError(`openSession: invalid ${what}`);

@@ -49,7 +49,7 @@ describe('embedPrompts', () => {
 
   it('rejects a bad batch size and broken embedder output', async () => {
     const rows = [{ imgId: 'a', prompt: 'cat' }];
-    await expect(embedPrompts(rows, words384(), { batchSize: 0 })).rejects.toThrow('batch size must be a positive integer, got 0');
+    await expect(embedPrompts(rows, words384(), { batchSize: 0 })).rejects.toThrow(new RangeError('embedPrompts(): Expected an integer >= 1 for batchSize but received 0'));
     const short: TextEmbedder = { dim: 384, embed: async () => new Float32Array(10) };
     await expect(embedPrompts(rows, short)).rejects.toThrow('embedder returned 10 values for 1 prompts of dimension 384');
     const nan: TextEmbedder = { dim: 2, embed: async () => new Float32Array([NaN, 0]) };

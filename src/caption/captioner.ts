@@ -5,14 +5,15 @@ import { readInstallRecord } from '../models/cache.js';
 import { resolveModelDir } from '../clip/model.js';
 import { loadBatches } from '../image/batch-loader.js';
 import type { FormatOptions } from '../image/image-formats.js';
-import type { ExifMode } from '../image/decode.js';
+import { EXIF_MODES, type ExifMode } from '../image/decode.js';
 import { resolveInputs, type ImageInput } from '../image/image-input.js';
 import { Engine } from '../engine/engine.js';
 import { imageTokenCount, type CaptionConfig } from './config.js';
 import { ensureCaptionOnnx, type CaptionOnnxFiles } from './onnx-cache.js';
 import { CaptionTokenizer } from './tokenizer.js';
 import { OnnxDecoderStepper, type ImageKeysValues } from './onnx-stepper.js';
-import { generateCaptions, resolveGenerationOptions, type GenerationOptions } from './generate.js';
+import { generateCaptions, readGenerationOptions, resolveGenerationOptions, type GenerationOptions } from './generate.js';
+import { readOptions } from '../util/options.js';
 
 /**
  * An image captioner (BLIP or GIT, from a Hugging Face folder) on the native runtime:
@@ -93,7 +94,14 @@ export class Captioner extends Engine {
    *   weights or tokenizer are unusable; the signal's reason when `options.signal` aborts the open.
    */
   static async open(modelOrOptions: string | CaptionerOpenOptions = {}, more: CaptionerOpenOptions = {}): Promise<Captioner> {
-    const options = typeof modelOrOptions === 'string' ? { ...more, model: modelOrOptions } : modelOrOptions;
+    const given = typeof modelOrOptions === 'string' ? { ...more, model: modelOrOptions } : modelOrOptions;
+    const o = readOptions(given, 'Captioner.open()');
+    const options: CaptionerOpenOptions = {
+      model: o.string('model'),
+      sessionOptions: o.object<SessionOptions>('sessionOptions'),
+      signal: o.object<AbortSignal>('signal'),
+    };
+    o.done();
     options.signal?.throwIfAborted();
     const dir = resolveModelDir(options.model ?? DEFAULT_CAPTION_MODEL);
     const files = await ensureCaptionOnnx(dir);
@@ -151,6 +159,9 @@ export class Captioner extends Engine {
 
   /** Captions preprocessed pixels [count, 3, size, size], in order. */
   async captionPixels(pixels: Float32Array, count: number, options: CaptionOptions = {}): Promise<Caption[]> {
+    const o = readOptions(options, 'Captioner.captionPixels()');
+    options = { ...readGenerationOptions(o), prefix: o.string('prefix') };
+    o.done();
     const settings = this.settings(options);
     const prompt = this.tokenizer.prompt(options.prefix ?? '');
     const encoded = await this.encodePixels(pixels, count);
@@ -173,14 +184,24 @@ export class Captioner extends Engine {
    */
   run(inputs: Iterable<ImageInput>, options: CaptionFilesOptions = {}): AsyncGenerator<CaptionResult, void, undefined> {
     this.checkOpen();
-    this.settings(options);
-    const batchSize = options.batchSize ?? 8;
-    if (!Number.isInteger(batchSize) || batchSize < 1) throw new Img2PromptError(undefined, `batchSize must be a positive integer, got ${JSON.stringify(batchSize)}`);
-    return this.captionAll(resolveInputs(inputs, 'Captioner.run()'), batchSize, options);
+    const o = readOptions(options, 'Captioner.run()');
+    // What captionPixels takes: the generation settings and the prefix.
+    const captionOptions: CaptionOptions = { ...readGenerationOptions(o), prefix: o.string('prefix') };
+    const batchSize = o.int('batchSize', { min: 1 }) ?? 8;
+    const checked: CaptionFilesOptions = {
+      ...captionOptions,
+      maxPixels: o.int('maxPixels', { min: 1 }),
+      allowSvg: o.bool('allowSvg'),
+      exif: o.oneOf('exif', EXIF_MODES),
+      onProgress: o.func<NonNullable<CaptionFilesOptions['onProgress']>>('onProgress'),
+    };
+    o.done();
+    this.settings(captionOptions);
+    return this.captionAll(resolveInputs(inputs, 'Captioner.run()'), batchSize, captionOptions, checked);
   }
 
   private async *captionAll(
-    images: ReturnType<typeof resolveInputs>, batchSize: number, options: CaptionFilesOptions,
+    images: ReturnType<typeof resolveInputs>, batchSize: number, captionOptions: CaptionOptions, options: CaptionFilesOptions,
   ): AsyncGenerator<CaptionResult, void, undefined> {
     const image = this.config.image;
     const batches = loadBatches(images.map((x) => x.file ?? { id: x.id, data: x.data! }), {
@@ -199,7 +220,7 @@ export class Captioner extends Engine {
         this.checkOpen();
         const count = batch.ids.length + batch.failures.length;
         const failed = new Map(batch.failures.map((f) => [f.index, f.reason]));
-        const captions = batch.ids.length > 0 ? await this.captionPixels(batch.pixels, batch.ids.length, options) : [];
+        const captions = batch.ids.length > 0 ? await this.captionPixels(batch.pixels, batch.ids.length, captionOptions) : [];
         const rowOf = new Map(batch.loaded.map((position, row) => [position, row]));
         for (let index = start; index < start + count; index++) {
           const { id, label: file } = images[index]!;

@@ -100,7 +100,7 @@ type Json = Record<string, unknown>;
 function vitActivation(f: Fields, file: string, fallback: VitActivation): VitActivation {
   const v = f.raw('hidden_act') ?? fallback;
   if (v === 'gelu' || v === 'quick_gelu') return v;
-  throw new Img2PromptError(file, `unsupported vision hidden_act ${JSON.stringify(v)} (only "gelu" and "quick_gelu")`);
+  throw new Img2PromptError(file, `unsupported vision hidden_act ${JSON.stringify(v)} (only "gelu" and "quick_gelu")`, { code: 'FILE_INVALID' });
 }
 
 function vitConfig(f: Fields, file: string, defaults: VitConfig): VitConfig {
@@ -120,7 +120,7 @@ function vitConfig(f: Fields, file: string, defaults: VitConfig): VitConfig {
 /** The decoder's own fields; the graphs implement exactly BERT's, so other variants are refused. */
 function textDecoderConfig(f: Fields, file: string, defaults: TextDecoderConfig): TextDecoderConfig {
   const act = f.raw('hidden_act');
-  if (act !== undefined && act !== 'gelu') throw new Img2PromptError(file, `unsupported text hidden_act ${JSON.stringify(act)} (only "gelu")`);
+  if (act !== undefined && act !== 'gelu') throw new Img2PromptError(file, `unsupported text hidden_act ${JSON.stringify(act)} (only "gelu")`, { code: 'FILE_INVALID' });
   f.requireDefault('position_embedding_type', ['absolute'], 'position embedding');
   return {
     vocabSize: f.int('vocab_size', defaults.vocabSize),
@@ -135,7 +135,7 @@ function textDecoderConfig(f: Fields, file: string, defaults: TextDecoderConfig)
 
 function tokenId(f: Fields, key: string, fallback: number, file: string): number {
   const v = f.raw(key) ?? fallback;
-  if (!Number.isInteger(v) || (v as number) < 0) throw new Img2PromptError(file, `"${key}" must be a non-negative integer token id, got ${JSON.stringify(v)}`);
+  if (!Number.isInteger(v) || (v as number) < 0) throw new Img2PromptError(file, `"${key}" must be a non-negative integer token id, got ${JSON.stringify(v)}`, { code: 'FILE_INVALID' });
   return v as number;
 }
 
@@ -182,7 +182,7 @@ function parseGit(top: Fields, file: string): GitCaptionConfig {
 /** Structural checks; a config that passes builds consistent graphs. */
 export function validateCaptionConfig(c: CaptionConfig, file?: string): CaptionConfig {
   const fail = (reason: string): never => {
-    throw new Img2PromptError(file, reason);
+    throw new Img2PromptError(file, reason, { code: 'FILE_INVALID' });
   };
   const v = c.vision;
   const t = c.text;
@@ -201,13 +201,13 @@ export function validateCaptionConfig(c: CaptionConfig, file?: string): CaptionC
  * normalisation). The architecture comes from `model_type` ("blip" or "git").
  */
 export function parseCaptionConfig(json: unknown, file = '<config.json>', preprocessor?: { json: Json; file: string }): CaptionConfig {
-  if (!isObject(json)) throw new Img2PromptError(file, 'captioner config is not a JSON object');
+  if (!isObject(json)) throw new Img2PromptError(file, 'captioner config is not a JSON object', { code: 'FILE_INVALID' });
   const top = new Fields(json, file, '');
   const type = json.model_type;
   let config: CaptionConfig;
   if (type === 'blip') config = parseBlip(top, file);
   else if (type === 'git') config = parseGit(top, file);
-  else throw new Img2PromptError(file, `unsupported captioner model_type ${JSON.stringify(type)} (known: "blip", "git")`);
+  else throw new Img2PromptError(file, `unsupported captioner model_type ${JSON.stringify(type)} (known: "blip", "git")`, { code: 'FILE_INVALID' });
   if (preprocessor) {
     const pre = new Fields(preprocessor.json, preprocessor.file, '');
     config.image.mean = pre.rgb('image_mean') ?? config.image.mean;
@@ -222,7 +222,7 @@ export const CAPTION_PREPROCESSOR_FILE = 'preprocessor_config.json';
 /** The config of the captioner folder `dir` (config.json + preprocessor_config.json when present). */
 export async function loadCaptionConfig(dir: string): Promise<CaptionConfig> {
   const file = path.join(dir, CAPTION_CONFIG_FILE);
-  if (!existsSync(file)) throw new Img2PromptError(file, 'missing: a captioner folder needs its config.json');
+  if (!existsSync(file)) throw new Img2PromptError(file, 'missing: a captioner folder needs its config.json', { code: 'MODEL_MISSING' });
   const pre = path.join(dir, CAPTION_PREPROCESSOR_FILE);
   return parseCaptionConfig(await readJsonObject(file), file, existsSync(pre) ? { json: await readJsonObject(pre), file: pre } : undefined);
 }

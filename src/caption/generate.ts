@@ -1,4 +1,5 @@
 import { Img2PromptError } from '../util/errors.js';
+import type { OptionsReader } from '../util/options.js';
 import type { DecoderStepper, GeneratedCaption } from './decoder-stepper.js';
 import { beamSearch, type EarlyStopping } from './beam-search.js';
 import { greedySearch } from './greedy-search.js';
@@ -39,6 +40,22 @@ export const DEFAULT_GENERATION: ResolvedGenerationOptions = {
 /** Longest sequence a caption may ask for; the models' position tables are 512 (BLIP) and 1024 (GIT). */
 export const MAX_CAPTION_LENGTH = 512;
 export const MAX_BEAMS = 64;
+
+/**
+ * The generation settings among an API call's options, each checked for type and range in the options
+ * reader's wording; resolveGenerationOptions then adds the defaults and the checks between settings.
+ */
+export function readGenerationOptions(o: OptionsReader): GenerationOptions {
+  return {
+    numBeams: o.int('numBeams', { min: 1, max: MAX_BEAMS }),
+    maxLength: o.int('maxLength', { min: 2, max: MAX_CAPTION_LENGTH }),
+    minLength: o.int('minLength', { min: 0, max: MAX_CAPTION_LENGTH }),
+    lengthPenalty: o.number('lengthPenalty'),
+    earlyStopping: o.oneOf('earlyStopping', [true, false, 'never']),
+    noRepeatNgramSize: o.int('noRepeatNgramSize', { min: 0, max: MAX_CAPTION_LENGTH }),
+    repetitionPenalty: o.number('repetitionPenalty', { min: 0, minExclusive: true }),
+  };
+}
 
 /**
  * Defaults filled in and every value checked; an option out of range is named in the error, by

@@ -2,7 +2,10 @@ import { promises as fs, existsSync } from 'node:fs';
 import path from 'node:path';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
 import { readJsonObject } from '../util/json-file.js';
-import { assertRealWeights, installWith, isPullable, isRandomCheckpoint, reservedName, type LocalInstallOptions } from '../models/install-local.js';
+import {
+  assertRealWeights, installWith, isPullable, isRandomCheckpoint, readLocalInstallOptions, reservedName, type LocalInstallOptions,
+} from '../models/install-local.js';
+import { readOptions } from '../util/options.js';
 import { captionArchitectureConfig } from './architectures.js';
 import { writeRandomCaptionCheckpoint } from './random-checkpoint.js';
 import { CAPTION_CONFIG_FILE, CAPTION_PREPROCESSOR_FILE, loadCaptionConfig } from './config.js';
@@ -47,9 +50,18 @@ export interface RandomCaptionerOptions {
 
 /** A captioner with random weights of a known architecture, marked random: for tests and benchmarks only. */
 export async function installRandomCaptioner(options: RandomCaptionerOptions): Promise<string> {
+  const o = readOptions(options, 'installRandomCaptioner()');
+  options = {
+    arch: o.required('arch', o.string('arch', { nonEmpty: true }), 'a non-empty string'),
+    seed: o.required('seed', o.int('seed'), 'an integer'),
+    name: o.required('name', o.string('name', { nonEmpty: true }), 'a non-empty string'),
+    tokenizerDir: o.required('tokenizerDir', o.string('tokenizerDir', { nonEmpty: true }), 'a non-empty string'),
+    force: o.bool('force'),
+  };
+  o.done();
   const config = captionArchitectureConfig(options.arch);
   if (!existsSync(path.join(options.tokenizerDir, 'tokenizer.json'))) {
-    throw new Img2PromptError(options.tokenizerDir, 'no tokenizer.json here (a bert-base-uncased WordPiece tokenizer, e.g. the minilm model folder)');
+    throw new Img2PromptError(options.tokenizerDir, 'no tokenizer.json here (a bert-base-uncased WordPiece tokenizer, e.g. the minilm model folder)', { code: 'MODEL_MISSING' });
   }
   // blip-large and the like belong to the real weights `models pull` installs.
   if (await isPullable(options.name)) throw new Img2PromptError(undefined, `${reservedName(options.name)}; choose another --name`);
@@ -73,10 +85,11 @@ export async function installRandomCaptioner(options: RandomCaptionerOptions): P
  * replaces anything; a problem is reported against the source folder's file.
  */
 export async function importCaptioner(srcDir: string, name: string, options: LocalInstallOptions = {}): Promise<string> {
+  options = readLocalInstallOptions(options, 'importCaptioner()');
   // Refuse a folder we cannot caption with before anything is copied.
   const config = await loadCaptionConfig(srcDir);
   for (const f of [CAPTION_WEIGHTS_FILE, 'tokenizer.json']) {
-    if (!existsSync(path.join(srcDir, f))) throw new Img2PromptError(path.join(srcDir, f), `missing: a ${config.arch.toUpperCase()} captioner folder needs it`);
+    if (!existsSync(path.join(srcDir, f))) throw new Img2PromptError(path.join(srcDir, f), `missing: a ${config.arch.toUpperCase()} captioner folder needs it`, { code: 'MODEL_MISSING' });
   }
   const present = CAPTIONER_FILES.filter((f) => existsSync(path.join(srcDir, f)));
   const pullable = await isPullable(name);
@@ -88,7 +101,7 @@ export async function importCaptioner(srcDir: string, name: string, options: Loc
         try {
           await fs.copyFile(path.join(srcDir, f), path.join(staging, f));
         } catch (err) {
-          throw new Img2PromptError(path.join(srcDir, f), `cannot copy: ${errorMessage(err)}`, { cause: err });
+          throw new Img2PromptError(path.join(srcDir, f), `cannot copy: ${errorMessage(err)}`, { code: 'OUTPUT_FAILED', cause: err });
         }
       }
       if (pullable) await assertRealWeights(name, staging, srcDir);
@@ -100,7 +113,7 @@ export async function importCaptioner(srcDir: string, name: string, options: Loc
       } catch (err) {
         // The copy's problem is the source file's: name that one.
         if (err instanceof Img2PromptError && err.file?.startsWith(staging + path.sep)) {
-          throw new Img2PromptError(path.join(srcDir, path.relative(staging, err.file)), err.reason, { cause: err });
+          throw new Img2PromptError(path.join(srcDir, path.relative(staging, err.file)), err.reason, { code: err.code, cause: err });
         }
         throw err;
       }

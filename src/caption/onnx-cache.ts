@@ -65,7 +65,7 @@ export async function ensureCaptionOnnx(dir: string): Promise<CaptionOnnxFiles> 
   try {
     stamp = fileStamp(await fs.stat(weightsFile));
   } catch (err) {
-    throw new Img2PromptError(weightsFile, `cannot read the captioner's weights: ${errorMessage(err)}`, { cause: err });
+    throw new Img2PromptError(weightsFile, `cannot read the captioner's weights: ${errorMessage(err)}`, { code: 'MODEL_MISSING', cause: err });
   }
   const image = path.join(dir, CAPTION_IMAGE_ONNX);
   const decoder = path.join(dir, CAPTION_DECODER_ONNX);
@@ -92,7 +92,7 @@ export async function ensureCaptionOnnx(dir: string): Promise<CaptionOnnxFiles> 
     await builders.decoder().writeModel(decoder);
   } catch (err) {
     if (err instanceof Img2PromptError) throw err;
-    throw new Img2PromptError(dir, `cannot build the captioner's ONNX graphs: ${errorMessage(err)}`, { cause: err });
+    throw new Img2PromptError(dir, `cannot build the captioner's ONNX graphs: ${errorMessage(err)}`, { code: 'OUTPUT_FAILED', cause: err });
   }
   const record: Sidecar = { graphVersion: captionGraphVersion(config.arch), weights: { sha256, stamp }, config: ckpt.config };
   await writeFileAtomic(sidecarFile, JSON.stringify(record, null, 2) + '\n');

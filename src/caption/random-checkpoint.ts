@@ -66,7 +66,7 @@ export async function writeRandomCaptionCheckpoint(dir: string, config: CaptionC
   try {
     await fs.mkdir(dir, { recursive: true });
   } catch (err) {
-    throw new Img2PromptError(dir, `cannot create directory: ${errorMessage(err)}`, { cause: err });
+    throw new Img2PromptError(dir, `cannot create directory: ${errorMessage(err)}`, { code: 'OUTPUT_FAILED', cause: err });
   }
   const metadata = { format: 'pt', generator: `${RANDOM_GENERATOR_TAG} (captioner ${config.arch})`, seed: String(seed) };
   await writeSafetensors(path.join(dir, CAPTION_WEIGHTS_FILE), randomCaptionTensors(config, seed), metadata);

@@ -22,12 +22,12 @@ export async function writeCaptionTokenizerFiles(dir: string, config: CaptionCon
   const source = path.join(bertTokenizerDir, 'tokenizer.json');
   const json = await readJsonObject(source);
   const model = json.model as { type?: string; vocab?: Record<string, number> } | undefined;
-  if (model?.type !== 'WordPiece' || typeof model.vocab !== 'object') throw new Img2PromptError(source, 'not a WordPiece (BERT) tokenizer.json');
+  if (model?.type !== 'WordPiece' || typeof model.vocab !== 'object') throw new Img2PromptError(source, 'not a WordPiece (BERT) tokenizer.json', { code: 'FILE_INVALID' });
   const vocabSize = Object.keys(model.vocab).length;
   const added = [...((json.added_tokens as Record<string, unknown>[] | undefined) ?? [])];
   const specials: Record<string, unknown> = { ...BERT_SPECIALS };
   if (config.arch === 'blip') {
-    if (config.tokens.bos !== vocabSize) throw new Img2PromptError(source, `BLIP's [DEC] is id ${config.tokens.bos}, but this vocabulary has ${vocabSize} tokens`);
+    if (config.tokens.bos !== vocabSize) throw new Img2PromptError(source, `BLIP's [DEC] is id ${config.tokens.bos}, but this vocabulary has ${vocabSize} tokens`, { code: 'MODEL_MISMATCH' });
     added.push(addedToken(vocabSize, '[DEC]'), addedToken(vocabSize + 1, '[ENC]'));
     specials.bos_token = '[DEC]';
     specials.additional_special_tokens = ['[ENC]'];
@@ -56,6 +56,6 @@ export async function writeCaptionTokenizerFiles(dir: string, config: CaptionCon
     if (hasVocab) await writeFileAtomic(path.join(dir, 'vocab.txt'), await fs.readFile(vocab));
     return [...files.map(([name]) => name), ...(hasVocab ? ['vocab.txt'] : [])];
   } catch (err) {
-    throw new Img2PromptError(dir, `cannot write the tokenizer files: ${errorMessage(err)}`, { cause: err });
+    throw new Img2PromptError(dir, `cannot write the tokenizer files: ${errorMessage(err)}`, { code: 'OUTPUT_FAILED', cause: err });
   }
 }

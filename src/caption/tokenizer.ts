@@ -34,14 +34,14 @@ export class CaptionTokenizer {
     const tokenizer = loadHfTokenizer(json, tokenizerConfig, file);
     const size = tokenizer.get_vocab(true).size;
     if (size > config.text.vocabSize) {
-      throw new Img2PromptError(file, `the tokenizer has ${size} tokens but the model's vocabulary (config.json vocab_size, the LM head) has ${config.text.vocabSize}: not this model's tokenizer`);
+      throw new Img2PromptError(file, `the tokenizer has ${size} tokens but the model's vocabulary (config.json vocab_size, the LM head) has ${config.text.vocabSize}: not this model's tokenizer`, { code: 'MODEL_MISMATCH' });
     }
     // The ids generation is driven by must be special tokens of this tokenizer (BLIP's [DEC], GIT's [CLS], [SEP]).
     const specials = tokenizer.get_added_tokens_decoder();
     for (const [what, id] of [['start', config.tokens.bos], ['end', config.tokens.eos]] as const) {
       const token = specials.get(id);
       if (!token?.special) {
-        throw new Img2PromptError(file, `the model's ${what} token is id ${id}, which this tokenizer has ${token ? `as the ordinary token ${JSON.stringify(token.content)}` : 'as no special token'}: not this model's tokenizer`);
+        throw new Img2PromptError(file, `the model's ${what} token is id ${id}, which this tokenizer has ${token ? `as the ordinary token ${JSON.stringify(token.content)}` : 'as no special token'}: not this model's tokenizer`, { code: 'MODEL_MISMATCH' });
       }
     }
     return new CaptionTokenizer(tokenizer, config.tokens.bos, file);

@@ -238,15 +238,18 @@ export function captionWeightsFromSafetensors(c: CaptionConfig, st: SafetensorsF
   const w = emptyCaptionWeights(c);
   for (const entry of plan(c)) {
     const t = st.tensors.get(entry.name);
-    if (!t) throw new Img2PromptError(st.path, `missing tensor "${entry.name}" (not a ${c.arch.toUpperCase()} checkpoint for this config.json, or an incomplete file)`);
+    if (!t) throw new Img2PromptError(st.path, `missing tensor "${entry.name}" (not a ${c.arch.toUpperCase()} checkpoint for this config.json, or an incomplete file)`, { code: 'MODEL_MISMATCH' });
     if (t.shape.length !== entry.shape.length || t.shape.some((d, i) => d !== entry.shape[i])) {
-      throw new Img2PromptError(st.path, `tensor "${entry.name}" has shape [${t.shape.join(',')}], config.json needs [${entry.shape.join(',')}]`);
+      throw new Img2PromptError(st.path, `tensor "${entry.name}" has shape [${t.shape.join(',')}], config.json needs [${entry.shape.join(',')}]`, { code: 'MODEL_MISMATCH' });
     }
     let values: Float32Array;
     try {
       values = tensorToFloat32(t);
     } catch (err) {
-      throw new Img2PromptError(st.path, err instanceof Img2PromptError ? err.reason : String(err), { cause: err });
+      throw new Img2PromptError(st.path, err instanceof Img2PromptError ? err.reason : String(err), {
+        code: err instanceof Img2PromptError ? err.code : 'FILE_INVALID',
+        cause: err,
+      });
     }
     entry.put(w, values);
   }
@@ -258,7 +261,7 @@ export function captionWeightsToTensors(c: CaptionConfig, w: CaptionWeights): Sa
   return plan(c).map((entry) => {
     const data = entry.get(w);
     const count = entry.shape.reduce((a, d) => a * d, 1);
-    if (data.length !== count) throw new Img2PromptError(undefined, `weights for "${entry.name}" have ${data.length} values, [${entry.shape.join(',')}] needs ${count}`);
+    if (data.length !== count) throw new Img2PromptError(undefined, `weights for "${entry.name}" have ${data.length} values, [${entry.shape.join(',')}] needs ${count}`, { code: 'FILE_INVALID' });
     return { name: entry.name, dtype: 'F32' as const, shape: entry.shape, data };
   });
 }
@@ -276,7 +279,7 @@ export interface CaptionCheckpoint {
 export async function loadCaptionCheckpoint(dir: string): Promise<CaptionCheckpoint> {
   const config = await loadCaptionConfig(dir);
   const weightsFile = path.join(dir, CAPTION_WEIGHTS_FILE);
-  if (!existsSync(weightsFile)) throw new Img2PromptError(weightsFile, 'missing: a captioner folder needs its model.safetensors');
+  if (!existsSync(weightsFile)) throw new Img2PromptError(weightsFile, 'missing: a captioner folder needs its model.safetensors', { code: 'MODEL_MISSING' });
   const st = await readSafetensors(weightsFile);
   return { dir, config, weights: captionWeightsFromSafetensors(config, st), weightsFile };
 }

@@ -44,7 +44,7 @@ export async function findClipWeightsFile(dir: string): Promise<string | undefin
   try {
     entries = await fs.readdir(dir);
   } catch (err) {
-    throw new Img2PromptError(dir, `cannot read CLIP checkpoint directory: ${errorMessage(err)}`, { cause: err });
+    throw new Img2PromptError(dir, `cannot read CLIP checkpoint directory: ${errorMessage(err)}`, { code: 'FILE_UNREADABLE', cause: err });
   }
   for (const extensions of OTHER_WEIGHTS_EXTENSIONS) {
     const candidates = entries.filter((e) => extensions.some((x) => e.endsWith(x))).sort();

@@ -102,7 +102,7 @@ type Json = Record<string, unknown>;
 /** Structural checks shared by both parsers; a config that passes builds a consistent graph. */
 export function validateClipConfig(c: ClipConfig, file: string | undefined = undefined): ClipConfig {
   const fail = (reason: string): never => {
-    throw new Img2PromptError(file, reason);
+    throw new Img2PromptError(file, reason, { code: 'FILE_INVALID' });
   };
   const v = c.vision;
   const t = c.text;
@@ -134,7 +134,7 @@ export interface OpenClipParseOptions {
  * text_cfg, quick_gelu?}) or a hub `open_clip_config.json` ({model_cfg, preprocess_cfg}).
  */
 export function parseOpenClipConfig(json: unknown, file = '<open_clip config>', options: OpenClipParseOptions = {}): ClipConfig {
-  if (!isObject(json)) throw new Img2PromptError(file, 'open_clip config is not a JSON object');
+  if (!isObject(json)) throw new Img2PromptError(file, 'open_clip config is not a JSON object', { code: 'FILE_INVALID' });
   let model = json;
   let preprocess: Fields | undefined;
   if (isObject(json.model_cfg)) {
@@ -143,10 +143,10 @@ export function parseOpenClipConfig(json: unknown, file = '<open_clip config>', 
   }
   const where = model === json ? '' : 'model_cfg';
   const top = new Fields(model, file, where);
-  if (!top.has('vision_cfg') || !top.has('text_cfg')) throw new Img2PromptError(file, 'not an open_clip model config: needs "vision_cfg" and "text_cfg"');
+  if (!top.has('vision_cfg') || !top.has('text_cfg')) throw new Img2PromptError(file, 'not an open_clip model config: needs "vision_cfg" and "text_cfg"', { code: 'FILE_INVALID' });
   if (top.has('custom_text') && top.raw('custom_text') !== false) {
     // custom_text only changes the module layout (text.* prefixes); weights.ts handles the common layout.
-    throw new Img2PromptError(file, 'unsupported open_clip config: "custom_text" towers');
+    throw new Img2PromptError(file, 'unsupported open_clip config: "custom_text" towers', { code: 'FILE_INVALID' });
   }
   const act: ClipActivation = (options.quickGelu ?? top.bool('quick_gelu', false)) ? 'quick_gelu' : 'gelu';
 
@@ -161,7 +161,7 @@ export function parseOpenClipConfig(json: unknown, file = '<open_clip config>', 
   vis.requireDefault('pos_embed_type', ['learnable'], 'vision positional embedding');
   const vWidth = vis.int('width', 768);
   const headWidth = vis.int('head_width', 64);
-  if (vWidth % headWidth !== 0) throw new Img2PromptError(file, `vision width ${vWidth} is not a multiple of head_width ${headWidth}`);
+  if (vWidth % headWidth !== 0) throw new Img2PromptError(file, `vision width ${vWidth} is not a multiple of head_width ${headWidth}`, { code: 'FILE_INVALID' });
 
   const txt = top.child('text_cfg');
   for (const key of ['hf_model_name', 'hf_tokenizer_name']) txt.requireDefault(key, [], 'text tower');
@@ -222,7 +222,7 @@ function hfActivation(f: Fields, file: string): ClipActivation {
   if (v === 'quick_gelu') return 'quick_gelu';
   // HF's "gelu" is the exact erf GELU, as is open_clip's nn.GELU.
   if (v === 'gelu') return 'gelu';
-  throw new Img2PromptError(file, `unsupported hidden_act ${JSON.stringify(v)} (only "quick_gelu" and "gelu")`);
+  throw new Img2PromptError(file, `unsupported hidden_act ${JSON.stringify(v)} (only "quick_gelu" and "gelu")`, { code: 'FILE_INVALID' });
 }
 
 /**
@@ -234,19 +234,19 @@ export function parseHfClipConfig(
   file = '<config.json>',
   preprocessor?: { json: Json; file: string },
 ): ClipConfig {
-  if (!isObject(json)) throw new Img2PromptError(file, 'CLIP config is not a JSON object');
+  if (!isObject(json)) throw new Img2PromptError(file, 'CLIP config is not a JSON object', { code: 'FILE_INVALID' });
   const top = new Fields(json, file, '');
   if (!top.has('vision_config') || !top.has('text_config')) {
-    throw new Img2PromptError(file, 'not a CLIPModel config: needs "vision_config" and "text_config"');
+    throw new Img2PromptError(file, 'not a CLIPModel config: needs "vision_config" and "text_config"', { code: 'FILE_INVALID' });
   }
   if (json.model_type !== undefined && json.model_type !== 'clip') {
-    throw new Img2PromptError(file, `unsupported model_type ${JSON.stringify(json.model_type)} (only "clip")`);
+    throw new Img2PromptError(file, `unsupported model_type ${JSON.stringify(json.model_type)} (only "clip")`, { code: 'FILE_INVALID' });
   }
   const vis = top.child('vision_config');
   const txt = top.child('text_config');
   vis.requireDefault('num_channels', [3], 'vision input');
   const eotTokenId = txt.has('eos_token_id') ? txt.raw('eos_token_id') : CLIP_EOT_ID;
-  if (!Number.isInteger(eotTokenId)) throw new Img2PromptError(file, `"text_config.eos_token_id" must be an integer, got ${JSON.stringify(eotTokenId)}`);
+  if (!Number.isInteger(eotTokenId)) throw new Img2PromptError(file, `"text_config.eos_token_id" must be an integer, got ${JSON.stringify(eotTokenId)}`, { code: 'FILE_INVALID' });
   // transformers keeps argmax pooling for configs saved with the old, wrong eos_token_id of 2.
   const legacy = eotTokenId === 2;
   const pre = preprocessor ? new Fields(preprocessor.json, preprocessor.file, '') : undefined;
@@ -286,8 +286,8 @@ export function parseHfClipConfig(
 export function toOpenClipConfigJson(c: ClipConfig): Json {
   const v = c.vision;
   const t = c.text;
-  if (v.act !== t.act) throw new Img2PromptError(undefined, 'open_clip configs use one activation for both towers');
-  if (t.eotPooling !== 'argmax') throw new Img2PromptError(undefined, 'open_clip text towers pool by argmax');
+  if (v.act !== t.act) throw new Img2PromptError(undefined, 'open_clip configs use one activation for both towers', { code: 'FILE_INVALID' });
+  if (t.eotPooling !== 'argmax') throw new Img2PromptError(undefined, 'open_clip text towers pool by argmax', { code: 'FILE_INVALID' });
   const normKwargs = (eps: number) => (eps === 1e-5 ? {} : { norm_kwargs: { eps } });
   return {
     embed_dim: c.embedDim,

@@ -7,9 +7,11 @@ import { modelDir, readInstallRecord } from '../models/cache.js';
 import { loadBatches, type BatchFailure, type ImageFailure } from '../image/batch-loader.js';
 import type { ImageInput } from '../image/image-input.js';
 import type { FormatOptions } from '../image/image-formats.js';
-import { checkImageProcessor, type ClipImageProcessor } from '../image/image-processor.js';
+import { CLIP_IMAGE_PROCESSORS, type ClipImageProcessor } from '../image/image-processor.js';
 import type { ClipTransformOptions } from '../image/clip-transform.js';
-import type { ExifMode } from '../image/decode.js';
+import { EXIF_MODES, type ExifMode } from '../image/decode.js';
+import { PRECISIONS } from '../runtime/precision.js';
+import { readOptions } from '../util/options.js';
 import { ClipTokenizer, padClipBatch, padIdFor } from './tokenizer.js';
 import type { ClipTokenizerKind } from './pre-tokenize.js';
 import { ensureClipOnnx, ensureClipTextPrefixOnnx, type ClipOnnxFiles } from './onnx-cache.js';
@@ -103,14 +105,14 @@ export interface EncodeTextsOptions {
 /** Resolves a model name in the cache, or a directory path, to a directory. */
 export function resolveModelDir(nameOrDir: string): string {
   if (nameOrDir.includes(path.sep) || nameOrDir.startsWith('.')) {
-    if (!existsSync(nameOrDir)) throw new Img2PromptError(nameOrDir, 'model directory not found');
+    if (!existsSync(nameOrDir)) throw new Img2PromptError(nameOrDir, 'model directory not found', { code: 'MODEL_MISSING' });
     return path.resolve(nameOrDir);
   }
   const dir = modelDir(nameOrDir);
   if (!existsSync(dir)) {
     throw new Img2PromptError(
       dir,
-      `model "${nameOrDir}" is not installed: run \`img2prompt models pull ${nameOrDir}\`, \`img2prompt models import DIR --name ${nameOrDir}\` or \`img2prompt models random --name ${nameOrDir}\``,
+      `model "${nameOrDir}" is not installed: run \`img2prompt models pull ${nameOrDir}\`, \`img2prompt models import DIR --name ${nameOrDir}\` or \`img2prompt models random --name ${nameOrDir}\``, { code: 'MODEL_MISSING' },
     );
   }
   return dir;
@@ -120,7 +122,7 @@ async function loadTokenizer(dir: string, kind: ClipTokenizerKind, contextLength
   for (const f of ['tokenizer.json', 'vocab.json', 'bpe_simple_vocab_16e6.txt.gz']) {
     if (existsSync(path.join(dir, f))) return ClipTokenizer.load(f === 'tokenizer.json' || f === 'vocab.json' ? dir : path.join(dir, f), { kind, contextLength });
   }
-  throw new Img2PromptError(dir, 'no CLIP tokenizer here (tokenizer.json, vocab.json + merges.txt or bpe_simple_vocab_16e6.txt.gz)');
+  throw new Img2PromptError(dir, 'no CLIP tokenizer here (tokenizer.json, vocab.json + merges.txt or bpe_simple_vocab_16e6.txt.gz)', { code: 'MODEL_MISSING' });
 }
 
 /**
@@ -147,6 +149,7 @@ export class ClipModel implements ClipTextSide {
   private prefixEncoder: Promise<ClipPrefixEncoder | null> | undefined;
 
   static async open(nameOrDir: string, options: ClipOpenOptions = {}): Promise<ClipModel> {
+    options = checkOpenOptions(options);
     const dir = resolveModelDir(nameOrDir);
     const requested = requestedPrecision(options.precision);
     const model = await ClipModel.openAs(dir, options, requested ?? precisionFor(options.sessionOptions?.providers ?? defaultProviders()));
@@ -158,7 +161,6 @@ export class ClipModel implements ClipTextSide {
 
   private static async openAs(dir: string, options: ClipOpenOptions, precision: Precision): Promise<ClipModel> {
     const towers = options.towers ?? ['vision', 'text'];
-    if (options.imageProcessor !== undefined) checkImageProcessor(options.imageProcessor);
     const files = await ensureClipOnnx(dir, { precision, ...(options.quickGelu === undefined ? {} : { quickGelu: options.quickGelu }) });
     const record = await readInstallRecord(dir).catch(() => undefined);
     const vision = towers.includes('vision') ? await Session.open(files.vision, options.sessionOptions) : undefined;
@@ -234,6 +236,7 @@ export class ClipModel implements ClipTextSide {
    * (a resumed run) sees the same batches. Unreadable images are reported, not thrown.
    */
   async *encodeBatches(images: readonly ImageInput[], options: EncodeBatchesOptions = {}): AsyncGenerator<EncodedBatch, void, undefined> {
+    options = checkEncodeImagesOptions(options, 'ClipModel.encodeBatches()', false);
     this.need(this.vision, 'vision');
     const batchSize = options.batchSize ?? DEFAULT_IMAGE_BATCH;
     let start = 0;
@@ -257,15 +260,17 @@ export class ClipModel implements ClipTextSide {
 
   /** Decode, preprocess and encode images into one matrix (see encodeBatches); decoding of batch k+1 overlaps inference of batch k. */
   async encodeImages(files: readonly ImageInput[], options: EncodeImagesOptions = {}): Promise<EncodedImages> {
+    options = checkEncodeImagesOptions(options, 'ClipModel.encodeImages()', true);
+    const { onProgress, onFailure, ...batchOptions } = options;
     const ids: string[] = [];
     const okFiles: string[] = [];
     const failures: ImageFailure[] = [];
     const chunks: Float32Array[] = [];
     let inferenceSeconds = 0;
-    for await (const batch of this.encodeBatches(files, options)) {
+    for await (const batch of this.encodeBatches(files, batchOptions)) {
       for (const f of batch.failures) {
         failures.push(f);
-        options.onFailure?.(f);
+        onFailure?.(f);
       }
       if (batch.ids.length > 0) {
         chunks.push(batch.embeds);
@@ -273,7 +278,7 @@ export class ClipModel implements ClipTextSide {
         ids.push(...batch.ids);
         okFiles.push(...batch.files);
       }
-      options.onProgress?.(batch.start + batch.count, files.length);
+      onProgress?.(batch.start + batch.count, files.length);
     }
     return { ids, files: okFiles, embeds: concat(chunks, ids.length * this.dim), failures, inferenceSeconds };
   }
@@ -290,9 +295,11 @@ export class ClipModel implements ClipTextSide {
   async encodeTexts(texts: string[], options: EncodeTextsOptions = {}): Promise<Float32Array> {
     const session = this.need(this.text, 'text');
     const tokenizer = this.need(this.tokenizer, 'text');
-    const batchSize = options.batchSize ?? 64;
-    if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a positive integer, got ${batchSize}`);
-    const dynamic = (options.padding ?? 'dynamic') === 'dynamic';
+    const o = readOptions(options, 'ClipModel.encodeTexts()');
+    const batchSize = o.int('batchSize', { min: 1 }) ?? 64;
+    const dynamic = (o.oneOf('padding', ['dynamic', 'fixed']) ?? 'dynamic') === 'dynamic';
+    const onProgress = o.func<NonNullable<EncodeTextsOptions['onProgress']>>('onProgress');
+    o.done();
     const seqs = texts.map((t) => tokenizer.encode(t));
     const order = seqs.map((_, i) => i);
     if (dynamic) order.sort((a, b) => seqs[a]!.length - seqs[b]!.length || a - b);
@@ -311,7 +318,7 @@ export class ClipModel implements ClipTextSide {
       const res = await session.run(feeds, { outputNames: [outputName] });
       const emb = normaliseRows(res[outputName]!.data as Float32Array, this.dim);
       rows.forEach((r, i) => out.set(emb.subarray(i * this.dim, (i + 1) * this.dim), r * this.dim));
-      options.onProgress?.(Math.min(start + batchSize, texts.length), texts.length);
+      onProgress?.(Math.min(start + batchSize, texts.length), texts.length);
     }
     return out;
   }
@@ -359,6 +366,36 @@ export class ClipModel implements ClipTextSide {
     if (value === undefined) throw new Img2PromptError(this.dir, `the ${tower} tower was not loaded (see ClipOpenOptions.towers)`);
     return value;
   }
+}
+
+/** ClipModel.open's options, checked (unknown keys refused) before anything is loaded. */
+function checkOpenOptions(options: ClipOpenOptions): ClipOpenOptions {
+  const o = readOptions(options, 'ClipModel.open()');
+  const checked: ClipOpenOptions = {
+    sessionOptions: o.object<SessionOptions>('sessionOptions'),
+    towers: o.subsetOf('towers', ['vision', 'text']),
+    quickGelu: o.bool('quickGelu'),
+    tokenizerKind: o.oneOf('tokenizerKind', ['open_clip', 'hf']),
+    imageProcessor: o.oneOf('imageProcessor', CLIP_IMAGE_PROCESSORS),
+    precision: o.oneOf('precision', PRECISIONS),
+  };
+  o.done();
+  return checked;
+}
+
+/** The options of encodeImages (with its callbacks) or encodeBatches (without), checked. */
+function checkEncodeImagesOptions(options: EncodeImagesOptions, call: string, callbacks: boolean): EncodeImagesOptions {
+  const o = readOptions(options, call);
+  const checked: EncodeImagesOptions = {
+    batchSize: o.int('batchSize', { min: 1 }),
+    concurrency: o.int('concurrency', { min: 1 }),
+    ...(callbacks ? { onProgress: o.func('onProgress'), onFailure: o.func('onFailure') } : {}),
+    maxPixels: o.int('maxPixels', { min: 1 }),
+    exif: o.oneOf('exif', EXIF_MODES),
+    allowSvg: o.bool('allowSvg'),
+  };
+  o.done();
+  return checked;
 }
 
 function ioNames(session: Session): { inputs: string[]; outputs: string[] } {

@@ -80,7 +80,7 @@ async function exportConfig(dir: string): Promise<{ config: ClipConfig; layout: 
   if (existsSync(hf)) return { config: await loadHfClipConfig(hf, existsSync(pre) ? pre : undefined), layout: 'hf' };
   const oc = path.join(dir, CLIP_CHECKPOINT_FILES.open_clip.config);
   if (existsSync(oc)) return { config: await loadOpenClipConfig(oc), layout: 'open_clip' };
-  throw new Img2PromptError(dir, 'ONNX export found but no config.json to read the image size and normalisation from');
+  throw new Img2PromptError(dir, 'ONNX export found but no config.json to read the image size and normalisation from', { code: 'MODEL_MISSING' });
 }
 
 export interface EnsureClipOnnxOptions extends LoadClipCheckpointOptions {
@@ -113,7 +113,7 @@ export async function ensureClipOnnx(dir: string, options: EnsureClipOnnxOptions
     return { kind: 'export', vision: exported.vision.file, text: exported.text.file, config, layout, precision: undefined, weightHash };
   }
   if (!weightsFile) {
-    throw new Img2PromptError(dir, `no CLIP model here: expected ${CLIP_WEIGHTS_FILE_NAMES.join(', ')} (or one .safetensors, .pt or .pth file) or vision_model.onnx + text_model.onnx`);
+    throw new Img2PromptError(dir, `no CLIP model here: expected ${CLIP_WEIGHTS_FILE_NAMES.join(', ')} (or one .safetensors, .pt or .pth file) or vision_model.onnx + text_model.onnx`, { code: 'MODEL_MISSING' });
   }
   const precision = options.precision ?? 'fp32';
   const names = builtGraphNames(precision);
@@ -159,7 +159,7 @@ export async function ensureClipOnnx(dir: string, options: EnsureClipOnnxOptions
     }
   } catch (err) {
     if (err instanceof Img2PromptError) throw err;
-    throw new Img2PromptError(dir, `cannot build the CLIP ONNX graphs: ${errorMessage(err)}`, { cause: err });
+    throw new Img2PromptError(dir, `cannot build the CLIP ONNX graphs: ${errorMessage(err)}`, { code: 'OUTPUT_FAILED', cause: err });
   }
   const sidecar: Sidecar = {
     graphVersion: CLIP_GRAPH_VERSION,
@@ -182,7 +182,7 @@ function assertAsInstalled(dir: string, record: InstallRecord | undefined, file:
   const rel = path.relative(dir, file).split(path.sep).join('/');
   const listed = record?.files.find((f) => f.path === rel);
   if (!record || !listed || listed.sha256 === sha256) return;
-  throw new Img2PromptError(file, `sha256 ${sha256}, not the ${listed.sha256} it was installed with (changed or damaged since); ${reinstallHint(record)}`);
+  throw new Img2PromptError(file, `sha256 ${sha256}, not the ${listed.sha256} it was installed with (changed or damaged since); ${reinstallHint(record)}`, { code: 'FILE_INVALID' });
 }
 
 /**
@@ -251,7 +251,7 @@ export async function ensureClipTextPrefixOnnx(dir: string, files: ClipOnnxFiles
     ({ external } = await clipTextPrefixGraphBuilder(ckpt.config, ckpt.weights).writeModel(file, { externalAbove: options.externalAbove }));
   } catch (err) {
     if (err instanceof Img2PromptError) throw err;
-    throw new Img2PromptError(dir, `cannot build the prefix-cached CLIP text graph: ${errorMessage(err)}`, { cause: err });
+    throw new Img2PromptError(dir, `cannot build the prefix-cached CLIP text graph: ${errorMessage(err)}`, { code: 'OUTPUT_FAILED', cause: err });
   }
   const built = await recordBuiltFiles(dir, external ? [TEXT_PREFIX_ONNX, `${TEXT_PREFIX_ONNX}.data`] : [TEXT_PREFIX_ONNX]);
   const record: PrefixSidecar = { graphVersion: CLIP_TEXT_PREFIX_GRAPH_VERSION, weightsSha256: files.weightHash, quickGelu, built };

@@ -71,7 +71,7 @@ export async function findClipExport(dir: string): Promise<ClipExport | undefine
   if (vision.length === 1 && text.length === 1) return { vision: vision[0]!, text: text[0]! };
   if (found.length > 0 || refused.length > 0) {
     const missing = vision.length === 0 ? 'vision' : 'text';
-    throw new Img2PromptError(dir, `ONNX files but no CLIP ${missing} tower among them${refused.length ? ` (${refused.join('; ')})` : ''}`);
+    throw new Img2PromptError(dir, `ONNX files but no CLIP ${missing} tower among them${refused.length ? ` (${refused.join('; ')})` : ''}`, { code: 'MODEL_MISSING' });
   }
   return undefined;
 }
@@ -90,7 +90,7 @@ export async function exportWeightHash(dir: string, exp: ClipExport, onRehashed?
   for (const t of [exp.vision, exp.text]) {
     for (const file of [t.file, ...t.header.externalFiles]) {
       const rel = path.relative(dir, file);
-      if (!existsSync(file)) throw new Img2PromptError(file, `external data of ${path.basename(t.file)} missing`);
+      if (!existsSync(file)) throw new Img2PromptError(file, `external data of ${path.basename(t.file)} missing`, { code: 'MODEL_MISSING' });
       const now = await stampedHash(file, known[rel]);
       if (!sameStamp(known[rel], now)) onRehashed?.(file, now.sha256);
       next[rel] = now;

@@ -154,7 +154,7 @@ export async function readOnnxHeader(file: string): Promise<OnnxHeader> {
   try {
     fh = await fs.open(file, 'r');
   } catch (err) {
-    throw new Img2PromptError(file, `cannot open: ${errorMessage(err)}`, { cause: err });
+    throw new Img2PromptError(file, `cannot open: ${errorMessage(err)}`, { code: 'FILE_UNREADABLE', cause: err });
   }
   try {
     const r = new Reader(fh, (await fh.stat()).size);
@@ -186,7 +186,7 @@ export async function readOnnxHeader(file: string): Promise<OnnxHeader> {
     return { inputs: inputs.filter((n) => !initializers.has(n)), outputs, externalFiles: external };
   } catch (err) {
     if (err instanceof Img2PromptError) throw err;
-    throw new Img2PromptError(file, `not a readable ONNX model: ${errorMessage(err)}`, { cause: err });
+    throw new Img2PromptError(file, `not a readable ONNX model: ${errorMessage(err)}`, { code: 'FILE_INVALID', cause: err });
   } finally {
     await fh.close();
   }

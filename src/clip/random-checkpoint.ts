@@ -170,7 +170,7 @@ export async function writeRandomCheckpoint(dir: string, config: ClipConfig, see
   try {
     await fs.mkdir(dir, { recursive: true });
   } catch (err) {
-    throw new Img2PromptError(dir, `cannot create directory: ${errorMessage(err)}`, { cause: err });
+    throw new Img2PromptError(dir, `cannot create directory: ${errorMessage(err)}`, { code: 'OUTPUT_FAILED', cause: err });
   }
   const weights = randomClipWeights(config, seed);
   const metadata = { format: 'pt', generator: RANDOM_GENERATOR_TAG, seed: String(seed) };

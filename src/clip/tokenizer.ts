@@ -59,7 +59,7 @@ async function readText(file: string): Promise<string> {
   try {
     return await fs.readFile(file, 'utf-8');
   } catch (err) {
-    throw new Img2PromptError(file, `cannot read: ${errorMessage(err)}`, { cause: err });
+    throw new Img2PromptError(file, `cannot read: ${errorMessage(err)}`, { code: 'FILE_UNREADABLE', cause: err });
   }
 }
 
@@ -69,7 +69,7 @@ function mergeLines(text: string, file: string): string[] {
   const start = lines[0]?.includes('#version') ? 1 : 0;
   const merges = lines.slice(start).filter((l) => l.length > 0);
   for (const m of merges.slice(0, 10)) {
-    if (m.split(' ').length !== 2) throw new Img2PromptError(file, `not a BPE merge list: line "${m}" is not two symbols`);
+    if (m.split(' ').length !== 2) throw new Img2PromptError(file, `not a BPE merge list: line "${m}" is not two symbols`, { code: 'FILE_INVALID' });
   }
   return merges;
 }
@@ -86,7 +86,7 @@ function addedTokensOf(json: Record<string, unknown> | undefined, startNormalize
   const listed = Array.isArray(json?.added_tokens) ? (json.added_tokens as Record<string, unknown>[]) : undefined;
   if (listed) {
     return listed.map((t) => {
-      if (typeof t.content !== 'string' || !Number.isInteger(t.id)) throw new Img2PromptError(source, 'added_tokens entries need a string "content" and an integer "id"');
+      if (typeof t.content !== 'string' || !Number.isInteger(t.id)) throw new Img2PromptError(source, 'added_tokens entries need a string "content" and an integer "id"', { code: 'FILE_INVALID' });
       return { content: t.content, id: t.id as number, normalized: t.normalized === true };
     });
   }
@@ -99,11 +99,11 @@ function addedTokensOf(json: Record<string, unknown> | undefined, startNormalize
 /** tokenizer.json's BPE merges: "a b" strings, or [a, b] pairs in newer files. */
 function tokenizerJsonMerges(model: Record<string, unknown>, source: string): string[] {
   const merges = model.merges;
-  if (!Array.isArray(merges)) throw new Img2PromptError(source, 'tokenizer.json has no BPE merge list');
+  if (!Array.isArray(merges)) throw new Img2PromptError(source, 'tokenizer.json has no BPE merge list', { code: 'FILE_INVALID' });
   return merges.map((m) => {
     if (typeof m === 'string') return m;
     if (Array.isArray(m) && m.length === 2 && m.every((x) => typeof x === 'string')) return `${m[0]} ${m[1]}`;
-    throw new Img2PromptError(source, `tokenizer.json merge ${JSON.stringify(m)} is neither "a b" nor ["a", "b"]`);
+    throw new Img2PromptError(source, `tokenizer.json merge ${JSON.stringify(m)} is neither "a b" nor ["a", "b"]`, { code: 'FILE_INVALID' });
   });
 }
 
@@ -140,7 +140,7 @@ export class ClipTokenizer {
     }
     const gz = isDir ? path.join(dir, 'bpe_simple_vocab_16e6.txt.gz') : location.endsWith('.gz') ? location : undefined;
     if (gz && existsSync(gz)) return ClipTokenizer.fromOpenClipBpe(gz, options);
-    throw new Img2PromptError(location, 'no CLIP tokenizer here: expected tokenizer.json, vocab.json + merges.txt, or bpe_simple_vocab_16e6.txt.gz');
+    throw new Img2PromptError(location, 'no CLIP tokenizer here: expected tokenizer.json, vocab.json + merges.txt, or bpe_simple_vocab_16e6.txt.gz', { code: 'MODEL_MISSING' });
   }
 
   /** open_clip's gzipped merge list; the vocabulary is derived from it exactly as open_clip does. */
@@ -149,10 +149,10 @@ export class ClipTokenizer {
     try {
       text = gunzipSync(await fs.readFile(file)).toString('utf-8');
     } catch (err) {
-      throw new Img2PromptError(file, `cannot read gzipped BPE merges: ${errorMessage(err)}`, { cause: err });
+      throw new Img2PromptError(file, `cannot read gzipped BPE merges: ${errorMessage(err)}`, { code: 'FILE_UNREADABLE', cause: err });
     }
     const merges = mergeLines(text, file).slice(0, CLIP_MERGE_COUNT);
-    if (merges.length !== CLIP_MERGE_COUNT) throw new Img2PromptError(file, `has ${merges.length} merges, CLIP needs ${CLIP_MERGE_COUNT}`);
+    if (merges.length !== CLIP_MERGE_COUNT) throw new Img2PromptError(file, `has ${merges.length} merges, CLIP needs ${CLIP_MERGE_COUNT}`, { code: 'FILE_INVALID' });
     return ClipTokenizer.fromVocabAndMerges(clipVocabFromMerges(merges), merges, file, options);
   }
 
@@ -174,7 +174,7 @@ export class ClipTokenizer {
   static fromTokenizerJson(json: Record<string, unknown>, source: string, options: ClipTokenizerOptions): ClipTokenizer {
     const model = json.model as Record<string, unknown> | undefined;
     if (!model || model.type !== 'BPE' || typeof model.vocab !== 'object' || model.vocab === null) {
-      throw new Img2PromptError(source, 'not a CLIP tokenizer.json: expected a BPE model with a vocabulary');
+      throw new Img2PromptError(source, 'not a CLIP tokenizer.json: expected a BPE model with a vocabulary', { code: 'FILE_INVALID' });
     }
     const bpe = new ClipBpe(model.vocab as Record<string, number>, tokenizerJsonMerges(model, source));
     return ClipTokenizer.create(bpe, json, false, source, options);
@@ -186,10 +186,10 @@ export class ClipTokenizer {
     if (options.kind !== 'open_clip' && options.kind !== 'hf') throw new Img2PromptError(source, `unknown CLIP tokenizer kind "${String(options.kind)}" (open_clip or hf)`);
     const sot = bpe.tokenId(CLIP_SOT_TOKEN);
     const eot = bpe.tokenId(CLIP_EOT_TOKEN);
-    if (sot === undefined || eot === undefined) throw new Img2PromptError(source, `vocabulary has no ${sot === undefined ? CLIP_SOT_TOKEN : CLIP_EOT_TOKEN} token`);
+    if (sot === undefined || eot === undefined) throw new Img2PromptError(source, `vocabulary has no ${sot === undefined ? CLIP_SOT_TOKEN : CLIP_EOT_TOKEN} token`, { code: 'FILE_INVALID' });
     if (sot !== CLIP_SOT_ID || eot !== CLIP_EOT_ID) {
       // The text graph pools at the largest id; a vocabulary with other special ids would break that.
-      throw new Img2PromptError(source, `not the CLIP vocabulary: ${CLIP_SOT_TOKEN}=${sot}, ${CLIP_EOT_TOKEN}=${eot} (expected ${CLIP_SOT_ID}, ${CLIP_EOT_ID})`);
+      throw new Img2PromptError(source, `not the CLIP vocabulary: ${CLIP_SOT_TOKEN}=${sot}, ${CLIP_EOT_TOKEN}=${eot} (expected ${CLIP_SOT_ID}, ${CLIP_EOT_ID})`, { code: 'FILE_INVALID' });
     }
     const added = options.kind === 'hf' ? addedTokensOf(json, startNormalized, bpe, source) : [];
     return new ClipTokenizer(bpe, options.kind, added, source, contextLength, sot, eot);

@@ -38,21 +38,21 @@ export function classifyTower(file: string, io: IoNames, expected?: TowerKind): 
   const isVision = io.inputs.includes('pixel_values');
   const isText = io.inputs.includes('input_ids');
   if (isVision && isText) {
-    throw new Img2PromptError(file, `a combined CLIP graph, not one tower ${has}: use the split export (vision_model.onnx + text_model.onnx)`);
+    throw new Img2PromptError(file, `a combined CLIP graph, not one tower ${has}: use the split export (vision_model.onnx + text_model.onnx)`, { code: 'FILE_INVALID' });
   }
   if (!isVision && !isText) {
-    throw new Img2PromptError(file, `not a CLIP tower: no pixel_values or input_ids input ${has}`);
+    throw new Img2PromptError(file, `not a CLIP tower: no pixel_values or input_ids input ${has}`, { code: 'FILE_INVALID' });
   }
   const tower: TowerKind = isVision ? 'vision' : 'text';
-  if (expected && tower !== expected) throw new Img2PromptError(file, `is a CLIP ${tower} tower, expected the ${expected} tower ${has}`);
+  if (expected && tower !== expected) throw new Img2PromptError(file, `is a CLIP ${tower} tower, expected the ${expected} tower ${has}`, { code: 'MODEL_MISMATCH' });
   const want = TOWER_NAMES[tower];
   const allowed = new Set<string>([...want.inputs, ...want.optional]);
   const unknown = io.inputs.filter((n) => !allowed.has(n));
   if (unknown.length > 0) {
-    throw new Img2PromptError(file, `CLIP ${tower} tower with inputs we cannot feed: ${unknown.join(', ')} ${has}`);
+    throw new Img2PromptError(file, `CLIP ${tower} tower with inputs we cannot feed: ${unknown.join(', ')} ${has}`, { code: 'FILE_INVALID' });
   }
   if (!io.outputs.includes(want.output)) {
-    throw new Img2PromptError(file, `CLIP ${tower} tower has no ${want.output} output ${has}`);
+    throw new Img2PromptError(file, `CLIP ${tower} tower has no ${want.output} output ${has}`, { code: 'FILE_INVALID' });
   }
   return { tower, output: want.output, attentionMask: tower === 'text' && io.inputs.includes('attention_mask') };
 }

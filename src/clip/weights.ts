@@ -306,12 +306,12 @@ export function clipWeightsFromTensors(
   const w = emptyClipWeights(config);
   for (const entry of tensorPlan(config, layout)) {
     const t = lookup(entry.name);
-    if (!t) throw new Img2PromptError(file, `missing tensor "${entry.name}" (${layout} layout)`);
+    if (!t) throw new Img2PromptError(file, `missing tensor "${entry.name}" (${layout} layout)`, { code: 'MODEL_MISMATCH' });
     // A stored scalar may come as [] or [1].
     const shapeOk =
       entry.shape.length === 0 ? t.shape.reduce((a, d) => a * d, 1) === 1 : t.shape.length === entry.shape.length && t.shape.every((d, i) => d === entry.shape[i]);
     if (!shapeOk) {
-      throw new Img2PromptError(file, `tensor "${entry.name}" has shape [${t.shape.join(',')}], the config needs [${entry.shape.join(',')}]`);
+      throw new Img2PromptError(file, `tensor "${entry.name}" has shape [${t.shape.join(',')}], the config needs [${entry.shape.join(',')}]`, { code: 'MODEL_MISMATCH' });
     }
     entry.put(w, t.values());
   }
@@ -325,7 +325,7 @@ export function clipWeightsToTensors(config: ClipConfig, weights: ClipWeights, l
     const data = entry.get(weights);
     const count = entry.shape.reduce((a, d) => a * d, 1);
     if (data.length !== count) {
-      throw new Img2PromptError(undefined, `weights for "${entry.name}" have ${data.length} values, [${entry.shape.join(',')}] needs ${count}`);
+      throw new Img2PromptError(undefined, `weights for "${entry.name}" have ${data.length} values, [${entry.shape.join(',')}] needs ${count}`, { code: 'FILE_INVALID' });
     }
     out.push({ name: entry.name, dtype: 'F32', shape: entry.shape, data });
   }
@@ -335,7 +335,7 @@ export function clipWeightsToTensors(config: ClipConfig, weights: ClipWeights, l
 /** Canonical weights from an already-read safetensors file. */
 export function clipWeightsFromSafetensors(config: ClipConfig, st: SafetensorsFile, layout?: ClipLayout): ClipWeights {
   const found = layout ?? detectClipLayout(st.tensors.keys());
-  if (!found) throw new Img2PromptError(st.path, 'not a CLIP checkpoint: neither open_clip (visual.*) nor Hugging Face (vision_model.*) tensor names');
+  if (!found) throw new Img2PromptError(st.path, 'not a CLIP checkpoint: neither open_clip (visual.*) nor Hugging Face (vision_model.*) tensor names', { code: 'FILE_INVALID' });
   return clipWeightsFromTensors(
     config,
     found,
@@ -370,20 +370,20 @@ export interface LoadClipCheckpointOptions extends OpenClipParseOptions {
  */
 export async function loadClipCheckpoint(dir: string, options: LoadClipCheckpointOptions = {}): Promise<ClipCheckpoint> {
   const weightsFile = await findClipWeightsFile(dir);
-  if (!weightsFile) throw new Img2PromptError(dir, `no CLIP weights in this checkpoint directory (${CLIP_WEIGHTS_FILE_NAMES.join(', ')}, or one .safetensors, .pt or .pth file)`);
+  if (!weightsFile) throw new Img2PromptError(dir, `no CLIP weights in this checkpoint directory (${CLIP_WEIGHTS_FILE_NAMES.join(', ')}, or one .safetensors, .pt or .pth file)`, { code: 'MODEL_MISSING' });
   const st = await readWeightsFile(weightsFile);
   const layout = detectClipLayout(st.tensors.keys());
-  if (!layout) throw new Img2PromptError(weightsFile, 'not a CLIP checkpoint: neither open_clip (visual.*) nor Hugging Face (vision_model.*) tensor names');
+  if (!layout) throw new Img2PromptError(weightsFile, 'not a CLIP checkpoint: neither open_clip (visual.*) nor Hugging Face (vision_model.*) tensor names', { code: 'FILE_INVALID' });
   let config = options.config;
   let configFile = '<given config>';
   if (!config) {
     if (layout === 'open_clip') {
       configFile = path.join(dir, CLIP_CHECKPOINT_FILES.open_clip.config);
-      if (!existsSync(configFile)) throw new Img2PromptError(configFile, 'missing: an open_clip checkpoint needs its model config');
+      if (!existsSync(configFile)) throw new Img2PromptError(configFile, 'missing: an open_clip checkpoint needs its model config', { code: 'MODEL_MISSING' });
       config = await loadOpenClipConfig(configFile, options);
     } else {
       configFile = path.join(dir, CLIP_CHECKPOINT_FILES.hf.config);
-      if (!existsSync(configFile)) throw new Img2PromptError(configFile, 'missing: a Hugging Face CLIP checkpoint needs its config.json');
+      if (!existsSync(configFile)) throw new Img2PromptError(configFile, 'missing: a Hugging Face CLIP checkpoint needs its config.json', { code: 'MODEL_MISSING' });
       const pre = path.join(dir, CLIP_CHECKPOINT_FILES.hf.preprocessor);
       config = await loadHfClipConfig(configFile, existsSync(pre) ? pre : undefined);
     }

@@ -42,13 +42,13 @@ class FileReader {
 
   read(offset: number, length: number): Buffer {
     if (offset < 0 || length < 0 || offset + length > this.size) {
-      throw new Img2PromptError(this.file, `not a valid ELF file: reading ${length} bytes at ${offset} runs past its ${this.size} bytes`);
+      throw new Img2PromptError(this.file, `not a valid ELF file: reading ${length} bytes at ${offset} runs past its ${this.size} bytes`, { code: 'FILE_INVALID' });
     }
     const buf = Buffer.alloc(length);
     let got = 0;
     while (got < length) {
       const n = readSync(this.fd, buf, got, length - got, offset + got);
-      if (n === 0) throw new Img2PromptError(this.file, `unexpected end of file at ${offset + got}`);
+      if (n === 0) throw new Img2PromptError(this.file, `unexpected end of file at ${offset + got}`, { code: 'FILE_INVALID' });
       got += n;
     }
     return buf;
@@ -68,7 +68,7 @@ export function readElfDynamic(file: string): ElfDynamicInfo {
   try {
     fd = openSync(file, 'r');
   } catch (err) {
-    throw new Img2PromptError(file, `cannot open: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
+    throw new Img2PromptError(file, `cannot open: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { code: 'FILE_UNREADABLE', cause: err });
   }
   try {
     return parse(new FileReader(fd, file), file);
@@ -78,9 +78,9 @@ export function readElfDynamic(file: string): ElfDynamicInfo {
 }
 
 function parse(r: FileReader, file: string): ElfDynamicInfo {
-  if (r.size < 64 || r.read(0, 4).readUInt32BE(0) !== 0x7f454c46) throw new Img2PromptError(file, 'not an ELF file');
+  if (r.size < 64 || r.read(0, 4).readUInt32BE(0) !== 0x7f454c46) throw new Img2PromptError(file, 'not an ELF file', { code: 'FILE_INVALID' });
   const ident = r.read(0, 64);
-  if (ident[4] !== 2 || ident[5] !== 1) throw new Img2PromptError(file, 'not a 64-bit little-endian ELF file');
+  if (ident[4] !== 2 || ident[5] !== 1) throw new Img2PromptError(file, 'not a 64-bit little-endian ELF file', { code: 'FILE_INVALID' });
   const machine = ident.readUInt16LE(18);
   const phoff = Number(ident.readBigUInt64LE(32));
   const phentsize = ident.readUInt16LE(54);
@@ -104,7 +104,7 @@ function parse(r: FileReader, file: string): ElfDynamicInfo {
   // DT_STRTAB is a virtual address; the PT_LOAD segment holding it says where it lies in the file.
   const toOffset = (vaddr: number): number => {
     const seg = segments.find((s) => s.type === PT_LOAD && vaddr >= s.vaddr && vaddr < s.vaddr + s.filesz);
-    if (!seg) throw new Img2PromptError(file, `not a valid ELF file: address 0x${vaddr.toString(16)} is in no loaded segment`);
+    if (!seg) throw new Img2PromptError(file, `not a valid ELF file: address 0x${vaddr.toString(16)} is in no loaded segment`, { code: 'FILE_INVALID' });
     return seg.offset + (vaddr - seg.vaddr);
   };
 
@@ -120,12 +120,12 @@ function parse(r: FileReader, file: string): ElfDynamicInfo {
     else if (tag === DT_STRSZ) strsz = Number(value);
     else tagged.push([tag, value]);
   }
-  if (strtab < 0) throw new Img2PromptError(file, 'not a valid ELF file: dynamic section without a string table');
+  if (strtab < 0) throw new Img2PromptError(file, 'not a valid ELF file: dynamic section without a string table', { code: 'FILE_INVALID' });
   const strings = r.read(strtab, Math.min(strsz, r.size - strtab));
   const str = (offset: bigint): string => {
     const start = Number(offset);
     const end = strings.indexOf(0, start);
-    if (start >= strings.length || end < 0) throw new Img2PromptError(file, `not a valid ELF file: string offset ${start} outside the string table`);
+    if (start >= strings.length || end < 0) throw new Img2PromptError(file, `not a valid ELF file: string offset ${start} outside the string table`, { code: 'FILE_INVALID' });
     return strings.toString('utf8', start, end);
   };
   const paths = (value: bigint) => str(value).split(':').filter((p) => p !== '');

@@ -13,6 +13,7 @@ import { extractWheelMember, listWheelMembers, readWheelText } from './wheel-zip
 import type { ZipEntry } from '../models/zip-archive.js';
 import type { AtomicFile } from '../util/atomic-write.js';
 import { CUDA_PROVIDER_LIB, PROVIDER_LIBS, SHARED_PROVIDER_LIB, cudaReadiness, type CudaReadiness } from './readiness.js';
+import { readOptions } from '../util/options.js';
 
 /** Where the wheel keeps the provider libraries. */
 const WHEEL_LIB_DIR = 'onnxruntime/capi/';
@@ -84,9 +85,9 @@ async function obtainWheel(wheel: WheelFile, dir: string, options: GpuInstallOpt
 function recordedMember(wheelFile: string, members: Map<string, ZipEntry>, record: Map<string, { sha256: string; size: number }>, lib: string) {
   const name = WHEEL_LIB_DIR + lib;
   const member = members.get(name);
-  if (!member) throw new Img2PromptError(wheelFile, `the wheel has no ${name}`);
+  if (!member) throw new Img2PromptError(wheelFile, `the wheel has no ${name}`, { code: 'DOWNLOAD_FAILED' });
   const expected = record.get(name);
-  if (!expected) throw new Img2PromptError(wheelFile, `the wheel's RECORD lists no hash for ${name}`);
+  if (!expected) throw new Img2PromptError(wheelFile, `the wheel's RECORD lists no hash for ${name}`, { code: 'DOWNLOAD_FAILED' });
   return { member, expected };
 }
 
@@ -98,9 +99,21 @@ function recordedMember(wheelFile: string, members: Map<string, ZipEntry>, recor
  * library they need resolves (see cudaReadiness).
  */
 export async function installCudaProvider(options: GpuInstallOptions = {}): Promise<GpuInstallResult> {
+  const o = readOptions(options, 'installCudaProvider()');
+  options = {
+    ortDir: o.string('ortDir', { nonEmpty: true }),
+    version: o.string('version', { nonEmpty: true }),
+    downloadDir: o.string('downloadDir', { nonEmpty: true }),
+    keepWheel: o.bool('keepWheel'),
+    pypiBase: o.string('pypiBase', { nonEmpty: true }),
+    onProgress: o.func('onProgress'),
+    retries: o.int('retries', { min: 0 }),
+    retryDelayMs: o.number('retryDelayMs', { min: 0 }),
+  };
+  o.done();
   const ortDir = options.ortDir ?? ortLibraryDir();
   if (!existsSync(path.join(ortDir, 'libonnxruntime.so.1'))) {
-    throw new Img2PromptError(ortDir, 'no libonnxruntime.so.1 here: the provider must go beside the ONNX Runtime library it is loaded by');
+    throw new Img2PromptError(ortDir, 'no libonnxruntime.so.1 here: the provider must go beside the ONNX Runtime library it is loaded by', { code: 'RUNTIME_FAILED' });
   }
   const version = options.version ?? ortVersion();
   options.onProgress?.({ kind: 'stage', message: `looking up onnxruntime-gpu ${version} on PyPI` });
@@ -111,7 +124,7 @@ export async function installCudaProvider(options: GpuInstallOptions = {}): Prom
   options.onProgress?.({ kind: 'stage', message: `extracting ${PROVIDER_LIBS.join(', ')} into ${ortDir}` });
   const members = await listWheelMembers(file);
   const recordName = [...members.keys()].find((n) => /^[^/]+\.dist-info\/RECORD$/.test(n));
-  if (!recordName) throw new Img2PromptError(file, 'the wheel has no .dist-info/RECORD to check its files against');
+  if (!recordName) throw new Img2PromptError(file, 'the wheel has no .dist-info/RECORD to check its files against', { code: 'DOWNLOAD_FAILED' });
   const record = parseWheelRecord(await readWheelText(file, members.get(recordName)!));
   const cuda = recordedMember(file, members, record, CUDA_PROVIDER_LIB);
   const shared = recordedMember(file, members, record, SHARED_PROVIDER_LIB);
@@ -120,7 +133,7 @@ export async function installCudaProvider(options: GpuInstallOptions = {}): Prom
   const extract = async (lib: string, entry: typeof cuda, out: AtomicFile) => {
     const got = await extractWheelMember(file, entry.member, (chunk) => out.write(chunk));
     if (got.size !== entry.expected.size || got.sha256 !== entry.expected.sha256) {
-      throw new Img2PromptError(file, `${WHEEL_LIB_DIR}${lib} does not match the wheel's RECORD (sha256 ${got.sha256}, ${got.size} bytes)`);
+      throw new Img2PromptError(file, `${WHEEL_LIB_DIR}${lib} does not match the wheel's RECORD (sha256 ${got.sha256}, ${got.size} bytes)`, { code: 'DOWNLOAD_FAILED' });
     }
     await fs.chmod(out.tempPath, 0o755);
     libraries.push({ path: path.join(ortDir, lib), ...got });

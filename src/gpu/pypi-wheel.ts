@@ -35,7 +35,7 @@ async function getJson(url: string): Promise<{ status: number; body?: unknown }>
     res = await fetch(url, { headers: { accept: 'application/json', 'user-agent': 'img2prompt-gpu-install/1' } });
   } catch (err) {
     const cause = (err as { cause?: unknown }).cause;
-    throw new Img2PromptError(url, `cannot reach PyPI (${cause instanceof Error ? cause.message : errorMessage(err)})`, { cause: err });
+    throw new Img2PromptError(url, `cannot reach PyPI (${cause instanceof Error ? cause.message : errorMessage(err)})`, { code: 'DOWNLOAD_FAILED', cause: err });
   }
   if (res.status !== 200) {
     await res.body?.cancel();
@@ -44,7 +44,7 @@ async function getJson(url: string): Promise<{ status: number; body?: unknown }>
   try {
     return { status: 200, body: await res.json() };
   } catch (err) {
-    throw new Img2PromptError(url, `PyPI answered with something that is not JSON (${errorMessage(err)})`, { cause: err });
+    throw new Img2PromptError(url, `PyPI answered with something that is not JSON (${errorMessage(err)})`, { code: 'DOWNLOAD_FAILED', cause: err });
   }
 }
 
@@ -60,10 +60,10 @@ async function releaseFiles(version: string, base: string): Promise<{ files: Pyp
   const projectPage = `${base}/${ORT_GPU_PACKAGE}/json`;
   const project = await getJson(projectPage);
   if (project.status !== 200) {
-    throw new Img2PromptError(releasePage, `HTTP ${release.status}: PyPI has no ${ORT_GPU_PACKAGE} ${version} (the ONNX Runtime version in use)`);
+    throw new Img2PromptError(releasePage, `HTTP ${release.status}: PyPI has no ${ORT_GPU_PACKAGE} ${version} (the ONNX Runtime version in use)`, { code: 'DOWNLOAD_FAILED' });
   }
   const files = (project.body as { releases?: Record<string, PypiFile[]> })?.releases?.[version];
-  if (!files) throw new Img2PromptError(projectPage, `PyPI has no ${ORT_GPU_PACKAGE} ${version} (the ONNX Runtime version in use)`);
+  if (!files) throw new Img2PromptError(projectPage, `PyPI has no ${ORT_GPU_PACKAGE} ${version} (the ONNX Runtime version in use)`, { code: 'DOWNLOAD_FAILED' });
   return { files, page: projectPage };
 }
 
@@ -76,7 +76,7 @@ export async function findProviderWheel(version: string, options: { base?: strin
   const arch = options.arch ?? process.arch;
   const platform = PLATFORM[arch];
   if (process.platform !== 'linux' || !platform) {
-    throw new Img2PromptError(undefined, `ORT's CUDA provider from ${ORT_GPU_PACKAGE} is installed only on Linux x64 or arm64 (this is ${process.platform} ${arch})`);
+    throw new Img2PromptError(undefined, `ORT's CUDA provider from ${ORT_GPU_PACKAGE} is installed only on Linux x64 or arm64 (this is ${process.platform} ${arch})`, { code: 'RUNTIME_FAILED' });
   }
   const { files, page } = await releaseFiles(version, options.base ?? pypiJsonBase());
   const candidates: (WheelFile & { freeThreaded: boolean })[] = [];
@@ -86,7 +86,7 @@ export async function findProviderWheel(version: string, options: { base?: strin
     const parts = f.filename.slice(0, -4).split('-');
     if (parts.length !== 5 || !parts[4]!.split('.').some((t) => platform.test(t))) continue;
     if (typeof f.url !== 'string' || typeof f.size !== 'number' || !isSha256Hex(f.digests?.sha256)) {
-      throw new Img2PromptError(page, `PyPI lists ${f.filename} without a url, size or sha256`);
+      throw new Img2PromptError(page, `PyPI lists ${f.filename} without a url, size or sha256`, { code: 'DOWNLOAD_FAILED' });
     }
     candidates.push({
       filename: f.filename,
@@ -98,6 +98,6 @@ export async function findProviderWheel(version: string, options: { base?: strin
   }
   candidates.sort((a, b) => Number(a.freeThreaded) - Number(b.freeThreaded) || a.filename.localeCompare(b.filename));
   const pick = candidates[0];
-  if (!pick) throw new Img2PromptError(page, `${ORT_GPU_PACKAGE} ${version} has no Linux ${arch} wheel on PyPI`);
+  if (!pick) throw new Img2PromptError(page, `${ORT_GPU_PACKAGE} ${version} has no Linux ${arch} wheel on PyPI`, { code: 'DOWNLOAD_FAILED' });
   return { filename: pick.filename, url: pick.url, size: pick.size, sha256: pick.sha256 };
 }

@@ -4,6 +4,7 @@ import { ortLibraryDir } from '../native/addon.js';
 import { readElfDynamic, type ElfDynamicInfo } from './elf.js';
 import { findOffLoaderPath, resolveLibrary, systemLoaderPaths, type FoundVia, type LoaderPaths } from './library-search.js';
 import { RUNTIME_LOADED, cudaMajorOf, librarySource, pipRequirement } from './cuda-libraries.js';
+import { readOptions } from '../util/options.js';
 
 /** ORT's CUDA provider: both must sit beside libonnxruntime.so.1, which loads them by that path. */
 export const CUDA_PROVIDER_LIB = 'libonnxruntime_providers_cuda.so';
@@ -76,6 +77,10 @@ function remedyFor(soname: string, status: 'off-path' | 'missing', offPath: stri
  * call it.
  */
 export function cudaReadiness(options: ReadinessOptions = {}): CudaReadiness {
+  const o = readOptions(options, 'cudaReadiness()');
+  // Loader paths are built by library-search.ts (tests pass their own); their shape is not checked here.
+  options = { ortDir: o.string('ortDir', { nonEmpty: true }), paths: o.object<LoaderPaths>('paths'), devDir: o.string('devDir', { nonEmpty: true }) };
+  o.done();
   const ortDir = options.ortDir ?? ortLibraryDir();
   const devices = nvidiaDevices(options.devDir ?? '/dev');
   const absent = PROVIDER_LIBS.filter((f) => !existsSync(path.join(ortDir, f)));

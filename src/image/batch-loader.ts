@@ -4,6 +4,7 @@ import { decodeImage, EXIF_MODES, type DecodeOptions, type ExifMode } from './de
 import type { FormatOptions } from './image-formats.js';
 import { imageIdOf } from './image-id.js';
 import { bytesLabel, type ImageInput } from './image-input.js';
+import { readOptions } from '../util/options.js';
 import { ClipTransform, type ClipImageProcessor, type PillowPassOrder } from './clip-transform.js';
 
 export interface BatchLoaderOptions extends FormatOptions {
@@ -62,23 +63,21 @@ export interface ImageBatch {
  * `failures`, not thrown.
  */
 export async function* loadBatches(files: readonly ImageInput[], options: BatchLoaderOptions): AsyncGenerator<ImageBatch, void, undefined> {
-  const { batchSize } = options;
-  if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new TypeError(`Expected a positive integer for batchSize but received ${String(batchSize)}`);
-  const concurrency = options.concurrency ?? Math.max(1, Math.min(4, os.availableParallelism()));
-  if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
-    throw new TypeError(`Expected a positive integer for concurrency but received ${String(concurrency)}`);
-  }
-  const { maxPixels } = options;
-  if (maxPixels !== undefined && (!Number.isSafeInteger(maxPixels) || maxPixels < 1)) {
-    // Checked here, not per image: a bad limit is the caller's bug, not one more unreadable image.
-    throw new TypeError(`Expected a positive integer for maxPixels but received ${String(maxPixels)}`);
-  }
-  const exif = options.exif ?? 'apply';
-  if (!EXIF_MODES.includes(exif)) throw new TypeError(`Expected 'apply' or 'ignore' for exif but received ${String(exif)}`);
-  const transform = new ClipTransform({
-    size: options.size, mean: options.mean, std: options.std, processor: options.processor, passOrder: options.passOrder,
-  });
-  const decode = { maxPixels, exif, alpha: 'keep', allowSvg: options.allowSvg } as const;
+  const o = readOptions(options, 'loadBatches()');
+  const batchSize = o.required('batchSize', o.int('batchSize', { min: 1 }), 'a positive integer');
+  const concurrency = o.int('concurrency', { min: 1 }) ?? Math.max(1, Math.min(4, os.availableParallelism()));
+  // Checked here, not per image: a bad limit is the caller's bug, not one more unreadable image.
+  const maxPixels = o.int('maxPixels', { min: 1 });
+  const exif = o.oneOf('exif', EXIF_MODES) ?? 'apply';
+  const allowSvg = o.bool('allowSvg');
+  // The transform checks its own settings.
+  const transformOptions = {
+    size: o.any<number>('size')!, mean: o.any<ArrayLike<number>>('mean'), std: o.any<ArrayLike<number>>('std'),
+    processor: o.any<ClipImageProcessor>('processor'), passOrder: o.any<PillowPassOrder>('passOrder'),
+  };
+  o.done();
+  const transform = new ClipTransform(transformOptions);
+  const decode = { maxPixels, exif, alpha: 'keep', allowSvg } as const;
   if (files.length === 0) return;
 
   const batches = Math.ceil(files.length / batchSize);

@@ -2,8 +2,9 @@ import { native, type ClipGeometry } from '../native/addon.js';
 import type { DecodedImage } from './decode.js';
 import { PIL_MODE_FAMILIES } from './pil-mode.js';
 import {
-  checkImageProcessor, clipRules, PILLOW_PASS_ORDERS, type ClipImageProcessor, type ImageKind, type PillowPassOrder,
+  checkImageProcessor, clipRules, CLIP_IMAGE_PROCESSORS, PILLOW_PASS_ORDERS, type ClipImageProcessor, type ImageKind, type PillowPassOrder,
 } from './image-processor.js';
+import { readOptions, type OptionsReader } from '../util/options.js';
 
 export type { ClipImageProcessor, PillowPassOrder } from './image-processor.js';
 
@@ -95,6 +96,16 @@ export function clipGeometry(width: number, height: number, size: number, proces
   return native().clipGeometry(width, height, size, crop);
 }
 
+/** Three per-channel values (R, G, B) as float32: finite, and positive where `positive` (std divides). */
+function readTriple(o: OptionsReader, key: string, positive: boolean): Float32Array | undefined {
+  const expected = `three ${positive ? 'positive' : 'finite'} numbers (R, G, B)`;
+  const v = o.check(key, (x): x is ArrayLike<number> => Array.isArray(x) || (ArrayBuffer.isView(x) && !(x instanceof DataView)), expected);
+  if (v === undefined) return undefined;
+  const values = Float32Array.from(v);
+  if (values.length !== 3 || !values.every((x) => Number.isFinite(x) && (!positive || x > 0))) throw o.rangeError(key, expected, v);
+  return values;
+}
+
 export interface ClipTransformOptions {
   /** Input resolution of the vision tower (224 for ViT-B/32 and ViT-L/14, 336 for ViT-L/14-336). */
   size: number;
@@ -114,12 +125,13 @@ export class ClipTransform {
   readonly processor: ClipImageProcessor;
 
   constructor(options: ClipTransformOptions) {
-    this.size = checkInteger('size', options.size, 1, MAX_SIZE);
-    this.mean = checkTriple('mean', Float32Array.from(options.mean ?? OPENAI_CLIP_MEAN), false);
-    this.std = checkTriple('std', Float32Array.from(options.std ?? OPENAI_CLIP_STD), true);
-    this.passOrder = options.passOrder ?? 'pillow13';
-    if (!PILLOW_PASS_ORDERS.includes(this.passOrder)) throw invalid('passOrder', PILLOW_PASS_ORDERS.join(', '), this.passOrder);
-    this.processor = checkImageProcessor(options.processor ?? 'open_clip', 'processor');
+    const o = readOptions(options, 'new ClipTransform()');
+    this.size = o.required('size', o.int('size', { min: 1, max: MAX_SIZE }), `an integer between 1 and ${MAX_SIZE}`);
+    this.mean = readTriple(o, 'mean', false) ?? Float32Array.from(OPENAI_CLIP_MEAN);
+    this.std = readTriple(o, 'std', true) ?? Float32Array.from(OPENAI_CLIP_STD);
+    this.passOrder = o.oneOf('passOrder', PILLOW_PASS_ORDERS) ?? 'pillow13';
+    this.processor = o.oneOf('processor', CLIP_IMAGE_PROCESSORS) ?? 'open_clip';
+    o.done();
   }
 
   /** Floats one image takes in a batch: 3 × size × size. */

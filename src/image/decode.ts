@@ -1,6 +1,7 @@
 import sharp, { type Metadata, type OutputInfo } from 'sharp';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
 import { formatNames, formatProblem, type FormatOptions } from './image-formats.js';
+import { readOptions } from '../util/options.js';
 import { readInputFile } from './input-file.js';
 import { pilModeFamily, type PilModeFamily } from './pil-mode.js';
 
@@ -64,36 +65,38 @@ export const DEFAULT_MAX_PIXELS = 100_000_000;
  * Img2PromptErrors naming the file, with a one-line reason.
  */
 export async function decodeImage(input: string | Uint8Array, options: DecodeOptions = {}): Promise<DecodedImage> {
-  const name = typeof input === 'string' ? input : (options.name ?? '<buffer>');
-  const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
-  if (!Number.isSafeInteger(maxPixels) || maxPixels < 1) {
-    throw new TypeError(`Expected a positive integer for maxPixels but received ${String(maxPixels)}`);
-  }
-  const exif = options.exif ?? 'apply';
-  if (!EXIF_MODES.includes(exif)) throw new TypeError(`Expected 'apply' or 'ignore' for exif but received ${String(exif)}`);
+  const o = readOptions(options, 'decodeImage()');
+  const maxPixels = o.int('maxPixels', { min: 1 }) ?? DEFAULT_MAX_PIXELS;
+  const exif = o.oneOf('exif', EXIF_MODES) ?? 'apply';
+  const alpha = o.oneOf('alpha', ['drop', 'keep']) ?? 'drop';
+  const applyIccProfile = o.bool('applyIccProfile') ?? false;
+  const allowSvg = o.bool('allowSvg') ?? false;
+  const bufferName = o.string('name');
+  const name = typeof input === 'string' ? input : (bufferName ?? '<buffer>');
+  o.done();
   const bytes = typeof input === 'string' ? await readInputFile(input) : input;
-  const refused = formatProblem(bytes, options);
-  if (refused !== undefined) throw new Img2PromptError(name, refused);
+  const refused = formatProblem(bytes, { allowSvg });
+  if (refused !== undefined) throw new Img2PromptError(name, refused, { code: 'IMAGE_UNREADABLE' });
   // failOn 'error': truncated or corrupt data fails, as in PIL; libjpeg/libpng warnings don't.
-  const image = sharp(bytes, { limitInputPixels: maxPixels, failOn: 'error', ignoreIcc: options.applyIccProfile !== true });
+  const image = sharp(bytes, { limitInputPixels: maxPixels, failOn: 'error', ignoreIcc: !applyIccProfile });
   let meta: Metadata;
   let result: { data: Buffer; info: OutputInfo };
   let keepAlpha: boolean;
   try {
     meta = await image.metadata();
-    keepAlpha = options.alpha === 'keep' && meta.hasAlpha === true;
+    keepAlpha = alpha === 'keep' && meta.hasAlpha === true;
     const upright = exif === 'apply' ? image.rotate() : image;
     const srgb = upright.toColourspace('srgb');
     result = await (keepAlpha ? srgb.ensureAlpha() : srgb.removeAlpha()).raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
   } catch (err) {
-    const reason = await describeFailure(bytes, err, maxPixels, options);
+    const reason = await describeFailure(bytes, err, maxPixels, { allowSvg });
     // sharp read the bytes, not the file: its "Input buffer …" means the user's file.
-    throw new Img2PromptError(name, typeof input === 'string' ? reason.replace(/\bInput buffer\b/g, 'Input file') : reason, { cause: err });
+    throw new Img2PromptError(name, typeof input === 'string' ? reason.replace(/\bInput buffer\b/g, 'Input file') : reason, { code: 'IMAGE_UNREADABLE', cause: err });
   }
   const { data, info } = result;
   const channels = keepAlpha ? 4 : 3;
   if (info.channels !== channels || data.length !== info.width * info.height * channels) {
-    throw new Img2PromptError(name, `decoded to ${info.channels} channels of ${info.width}x${info.height}, expected ${keepAlpha ? 'RGBA' : 'RGB'}`);
+    throw new Img2PromptError(name, `decoded to ${info.channels} channels of ${info.width}x${info.height}, expected ${keepAlpha ? 'RGBA' : 'RGB'}`, { code: 'IMAGE_UNREADABLE' });
   }
   return { data, width: info.width, height: info.height, channels, pilMode: await pilModeFamily(bytes, meta) };
 }

@@ -75,22 +75,22 @@ const OPEN_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTT
  */
 export async function readInputFile(file: string): Promise<Buffer> {
   const kind = await classifyInput(file);
-  if (!kind.file) throw new Img2PromptError(file, kind.reason);
+  if (!kind.file) throw new Img2PromptError(file, kind.reason, { code: 'IMAGE_UNREADABLE' });
   let handle: FileHandle;
   try {
     handle = await fs.open(file, OPEN_FLAGS);
   } catch (err) {
-    throw new Img2PromptError(file, await fileErrorReason(file, err), { cause: err });
+    throw new Img2PromptError(file, await fileErrorReason(file, err), { code: 'IMAGE_UNREADABLE', cause: err });
   }
   try {
     const opened = notRegularReason(await handle.stat());
-    if (opened !== undefined) throw new Img2PromptError(file, opened);
+    if (opened !== undefined) throw new Img2PromptError(file, opened, { code: 'IMAGE_UNREADABLE' });
     const data = await handle.readFile();
-    if (data.length === 0) throw new Img2PromptError(file, 'empty file (0 bytes)');
+    if (data.length === 0) throw new Img2PromptError(file, 'empty file (0 bytes)', { code: 'IMAGE_UNREADABLE' });
     return data;
   } catch (err) {
     if (err instanceof Img2PromptError) throw err;
-    throw new Img2PromptError(file, await fileErrorReason(file, err), { cause: err });
+    throw new Img2PromptError(file, await fileErrorReason(file, err), { code: 'IMAGE_UNREADABLE', cause: err });
   } finally {
     await handle.close();
   }

@@ -11,6 +11,7 @@ import { Img2PromptError } from '../util/errors.js';
 import type { ImageFailure } from './batch-loader.js';
 import { hasImageExtension, type FormatOptions } from './image-formats.js';
 import { classifyInput, fileErrorReason } from './input-file.js';
+import { readOptions } from '../util/options.js';
 
 export interface ImageInputs {
   /** The image files, in input order; a folder's in name order (by code unit, whatever the locale). */
@@ -25,6 +26,9 @@ export interface ImageInputs {
  * exist at all is an error.
  */
 export async function listImageFiles(inputs: readonly string[], options: FormatOptions = {}): Promise<ImageInputs> {
+  const o = readOptions(options, 'listImageFiles()');
+  options = { allowSvg: o.bool('allowSvg') };
+  o.done();
   const files: string[] = [];
   const skipped: ImageFailure[] = [];
   for (const input of inputs) {
@@ -35,7 +39,7 @@ export async function listImageFiles(inputs: readonly string[], options: FormatO
       skipped.push(...inFolder.skipped);
       continue;
     }
-    if (!stats && !(await fs.lstat(input).catch(() => undefined))) throw new Img2PromptError(input, 'not found');
+    if (!stats && !(await fs.lstat(input).catch(() => undefined))) throw new Img2PromptError(input, 'not found', { code: 'FILE_UNREADABLE' });
     const kind = await classifyInput(input);
     if (kind.file) files.push(input);
     else skipped.push({ file: input, reason: kind.reason });
@@ -50,7 +54,7 @@ export async function imageFilesInFolder(dir: string, options: FormatOptions = {
     entries = await fs.readdir(dir, { withFileTypes: true });
   } catch (err) {
     const reason = (err as NodeJS.ErrnoException).code === 'ENOTDIR' ? 'not a directory' : await fileErrorReason(dir, err);
-    throw new Img2PromptError(dir, `cannot list images: ${reason}`, { cause: err });
+    throw new Img2PromptError(dir, `cannot list images: ${reason}`, { code: 'FILE_UNREADABLE', cause: err });
   }
   const files: string[] = [];
   const skipped: ImageFailure[] = [];

@@ -119,26 +119,26 @@ export function encodeHeader(key: BankKey, payloadSha256: string): Buffer {
 export function decodeHeader(buf: Uint8Array, file: string): BankHeader {
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   if (b.length < FIXED_BYTES + CHECKSUM_BYTES || !b.subarray(0, 8).equals(MAGIC)) {
-    throw new Img2PromptError(file, 'not a label bank file (bad magic)');
+    throw new Img2PromptError(file, 'not a label bank file (bad magic)', { code: 'FILE_INVALID' });
   }
   const version = b.readUInt32LE(8);
-  if (version !== BANK_FORMAT_VERSION) throw new Img2PromptError(file, `bank format version ${version}, expected ${BANK_FORMAT_VERSION}`);
+  if (version !== BANK_FORMAT_VERSION) throw new Img2PromptError(file, `bank format version ${version}, expected ${BANK_FORMAT_VERSION}`, { code: 'FILE_INVALID' });
   const headerBytes = b.readUInt32LE(12);
   if (headerBytes % ALIGN !== 0 || headerBytes < FIXED_BYTES + CHECKSUM_BYTES || headerBytes > b.length) {
-    throw new Img2PromptError(file, `bank header size ${headerBytes} is invalid or beyond the file (${b.length} bytes)`);
+    throw new Img2PromptError(file, `bank header size ${headerBytes} is invalid or beyond the file (${b.length} bytes)`, { code: 'FILE_INVALID' });
   }
   const sum = createHash('sha256').update(b.subarray(0, headerBytes - CHECKSUM_BYTES)).digest();
   if (!sum.equals(b.subarray(headerBytes - CHECKSUM_BYTES, headerBytes))) {
-    throw new Img2PromptError(file, 'bank header checksum mismatch (file corrupted)');
+    throw new Img2PromptError(file, 'bank header checksum mismatch (file corrupted)', { code: 'FILE_INVALID' });
   }
   const code = b.readUInt32LE(24);
   const dtype = (Object.keys(DTYPE_CODES) as BankDtype[]).find((d) => DTYPE_CODES[d] === code);
-  if (!dtype) throw new Img2PromptError(file, `unknown bank dtype code ${code}`);
+  if (!dtype) throw new Img2PromptError(file, `unknown bank dtype code ${code}`, { code: 'FILE_INVALID' });
   const strings: string[] = [];
   let at = FIXED_BYTES;
   for (let i = 0; i < 4; i++) {
     const len = b.readUInt16LE(at);
-    if (at + 2 + len > headerBytes - CHECKSUM_BYTES) throw new Img2PromptError(file, 'bank header strings overrun the header');
+    if (at + 2 + len > headerBytes - CHECKSUM_BYTES) throw new Img2PromptError(file, 'bank header strings overrun the header', { code: 'FILE_INVALID' });
     strings.push(b.toString('utf8', at + 2, at + 2 + len));
     at += 2 + len;
   }
@@ -171,17 +171,17 @@ export async function readBankFile(file: string): Promise<BankFile> {
   try {
     buf = await fs.readFile(file);
   } catch (err) {
-    throw new Img2PromptError(file, `cannot read bank: ${errorMessage(err)}`, { cause: err });
+    throw new Img2PromptError(file, `cannot read bank: ${errorMessage(err)}`, { code: 'FILE_UNREADABLE', cause: err });
   }
   const header = decodeHeader(buf, file);
   const values = header.count * header.dim;
   const expected = header.headerBytes + values * bytesPerValue(header.dtype);
   if (buf.length !== expected) {
-    throw new Img2PromptError(file, `bank is ${buf.length} bytes, its header says ${expected} (truncated or corrupted)`);
+    throw new Img2PromptError(file, `bank is ${buf.length} bytes, its header says ${expected} (truncated or corrupted)`, { code: 'FILE_INVALID' });
   }
   const payload = buf.subarray(header.headerBytes);
   if (createHash('sha256').update(payload).digest('hex') !== header.payloadSha256) {
-    throw new Img2PromptError(file, 'bank matrix checksum mismatch (file corrupted)');
+    throw new Img2PromptError(file, 'bank matrix checksum mismatch (file corrupted)', { code: 'FILE_INVALID' });
   }
   // readFile normally hands back a buffer of its own at offset 0; copy only if a view would misalign.
   const aligned = payload.byteOffset % 4 === 0 ? payload : Buffer.from(payload);
@@ -319,7 +319,7 @@ export async function buildBankFile(text: ClipTextSide, def: LabelBankDef, optio
   try {
     fh = await outputFs.open(partial, done > 0 ? 'r+' : 'w+');
   } catch (err) {
-    throw new Img2PromptError(partial, `cannot build label bank "${def.name}": ${osReason(err)}`, { cause: err });
+    throw new Img2PromptError(partial, `cannot build label bank "${def.name}": ${osReason(err)}`, { code: 'OUTPUT_FAILED', cause: err });
   }
   const progress = (rows: number) => options.onProgress?.(def.name, rows, key.count);
   try {
@@ -349,7 +349,7 @@ export async function buildBankFile(text: ClipTextSide, def: LabelBankDef, optio
     if (size !== expected) throw new Error(`the file holds ${size} bytes, expected ${expected}`);
   } catch (err) {
     if (err instanceof Img2PromptError || (options.signal?.aborted && err === options.signal.reason)) throw err;
-    throw new Img2PromptError(partial, `cannot build label bank "${def.name}": ${osReason(err)}`, { cause: err });
+    throw new Img2PromptError(partial, `cannot build label bank "${def.name}": ${osReason(err)}`, { code: 'OUTPUT_FAILED', cause: err });
   } finally {
     await fh.close();
   }

@@ -5,41 +5,15 @@
  * O(batch) however long the list.
  */
 import { ClipModel, DEFAULT_CLIP_MODEL, DEFAULT_IMAGE_BATCH } from '../clip/model.js';
-import { EXIF_MODES } from '../image/decode.js';
-import { resolveInputs, type ImageInput } from '../image/image-input.js';
+import { resolveInputs, type ImageInput, type ResolvedInput } from '../image/image-input.js';
+import { checkInterrogateEngineOptions, checkInterrogateRunOptions } from './options.js';
 import { Engine } from '../engine/engine.js';
 import { Img2PromptError } from '../util/errors.js';
 import { Interrogator } from './interrogator.js';
 import { Captioner } from '../caption/captioner.js';
 import { captionBatch } from '../caption/caption-batch.js';
-import { DEFAULT_BANK_DTYPE, type InterrogateMode } from './types.js';
+import { DEFAULT_BANK_DTYPE } from './types.js';
 import type { InterrogateEngineOptions, InterrogateRunOptions, InterrogatedImage } from './run-types.js';
-
-export const INTERROGATE_MODES: readonly InterrogateMode[] = ['fast', 'classic', 'best', 'negative'];
-
-function checkCount(name: string, value: number | undefined): void {
-  if (value !== undefined && !(Number.isSafeInteger(value) && value >= 1)) {
-    throw new Img2PromptError(undefined, `${name} must be a positive integer, got ${value}`);
-  }
-}
-
-/** Checks run options before anything is encoded (the wrapper checks them before opening an engine, too). */
-export function checkInterrogateRunOptions(options: InterrogateRunOptions): void {
-  const mode = options.mode ?? 'fast';
-  if (!INTERROGATE_MODES.includes(mode)) throw new Img2PromptError(undefined, `unknown interrogation mode "${String(mode)}" (use ${INTERROGATE_MODES.join(', ')})`);
-  checkCount('batchSize', options.batchSize);
-  checkCount('maxFlavors', options.maxFlavors);
-  checkCount('shortlist', options.shortlist);
-  if (options.exif !== undefined && !EXIF_MODES.includes(options.exif)) {
-    throw new Img2PromptError(undefined, `exif must be "apply" or "ignore", got ${JSON.stringify(options.exif)}`);
-  }
-  if (options.minFlavors !== undefined && !(Number.isSafeInteger(options.minFlavors) && options.minFlavors >= 0)) {
-    throw new Img2PromptError(undefined, `minFlavors must be a non-negative integer, got ${options.minFlavors}`);
-  }
-  if (options.chainCache !== undefined && typeof options.chainCache !== 'boolean') {
-    throw new TypeError(`Expected a boolean for chainCache but received ${String(options.chainCache)} of type ${typeof options.chainCache}`);
-  }
-}
 
 /** An opened CLIP model with its label banks; run() interrogates images, close() frees both. */
 export class InterrogateEngine extends Engine {
@@ -74,6 +48,11 @@ export class InterrogateEngine extends Engine {
    *   list is unreadable; the signal's reason when `options.signal` aborts the open.
    */
   static async open(options: InterrogateEngineOptions = {}): Promise<InterrogateEngine> {
+    return InterrogateEngine.openChecked(checkInterrogateEngineOptions(options, 'InterrogateEngine.open()'));
+  }
+
+  /** @internal open() on options already checked (interrogate() checks them under its own name). */
+  static async openChecked(options: InterrogateEngineOptions): Promise<InterrogateEngine> {
     options.signal?.throwIfAborted();
     const clip = await ClipModel.open(options.model ?? DEFAULT_CLIP_MODEL, { imageProcessor: options.imageProcessor });
     let captioner: Captioner | undefined;
@@ -110,13 +89,21 @@ export class InterrogateEngine extends Engine {
    *   not unique; when the engine is closed.
    */
   run(inputs: Iterable<ImageInput>, options: InterrogateRunOptions = {}): AsyncGenerator<InterrogatedImage, void, undefined> {
-    this.checkOpen();
-    return this.runChecked(inputs, options);
+    return this.runChecked(inputs, checkInterrogateRunOptions(options, 'InterrogateEngine.run()'), 'InterrogateEngine.run()');
   }
 
-  private async *runChecked(inputs: Iterable<ImageInput>, options: InterrogateRunOptions): AsyncGenerator<InterrogatedImage, void, undefined> {
+  /** @internal run() on options already checked; `call` names the caller in messages. */
+  runChecked(inputs: Iterable<ImageInput>, options: InterrogateRunOptions, call: string): AsyncGenerator<InterrogatedImage, void, undefined> {
+    this.checkOpen();
+    if (options.caption !== undefined && !this.captioner) {
+      throw new TypeError(`${call}: option "caption" cannot be given to an engine without a captioner (open it with captionModel)`);
+    }
+    return this.runResolved(resolveInputs(inputs, call), options);
+  }
+
+  private async *runResolved(images: ResolvedInput[], options: InterrogateRunOptions): AsyncGenerator<InterrogatedImage, void, undefined> {
     try {
-      yield* this.interrogateAll(inputs, options);
+      yield* this.interrogateAll(images, options);
     } catch (err) {
       // Closed during the run: say so, rather than what a closed session said.
       if (this.closed) this.checkOpen();
@@ -124,12 +111,7 @@ export class InterrogateEngine extends Engine {
     }
   }
 
-  private async *interrogateAll(inputs: Iterable<ImageInput>, options: InterrogateRunOptions): AsyncGenerator<InterrogatedImage, void, undefined> {
-    checkInterrogateRunOptions(options);
-    if (options.caption !== undefined && !this.captioner) {
-      throw new Img2PromptError(undefined, 'caption options were given, but the engine has no captioner (open it with captionModel)');
-    }
-    const images = resolveInputs(inputs, 'InterrogateEngine.run()');
+  private async *interrogateAll(images: ResolvedInput[], options: InterrogateRunOptions): AsyncGenerator<InterrogatedImage, void, undefined> {
     const mode = options.mode ?? 'fast';
     const modeOptions = {
       mode,

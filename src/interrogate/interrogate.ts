@@ -5,7 +5,9 @@
  */
 import { DEFAULT_CLIP_MODEL } from '../clip/model.js';
 import type { ImageInput } from '../image/image-input.js';
-import { checkInterrogateRunOptions, InterrogateEngine } from './engine.js';
+import { InterrogateEngine } from './engine.js';
+import { readOptions } from '../util/options.js';
+import { INTERROGATE_ENGINE_KEYS, readInterrogateEngineOptions, readInterrogateRunOptions } from './options.js';
 import type { InterrogateEngineOptions, InterrogateRunOptions, InterrogatedImage } from './run-types.js';
 
 export { InterrogateEngine } from './engine.js';
@@ -39,11 +41,16 @@ export type InterrogateOptions = InterrogateEngineOptions & InterrogateRunOption
  *   installed or a label list is unreadable; `TypeError`/`Img2PromptError` for an unknown mode or a bad count.
  */
 export async function* interrogate(images: Iterable<ImageInput>, options: InterrogateOptions = {}): AsyncGenerator<InterrogatedImage, void, undefined> {
-  checkInterrogateRunOptions(options);
-  const engine = options.engine ?? (await InterrogateEngine.open(options));
+  const o = readOptions(options, 'interrogate()');
+  const given = o.check('engine', (v): v is InterrogateEngine => v instanceof InterrogateEngine, 'an opened InterrogateEngine');
+  if (given) o.refuse(INTERROGATE_ENGINE_KEYS, 'with an opened engine (pass it to InterrogateEngine.open())');
+  const engineOptions = readInterrogateEngineOptions(o);
+  const runOptions = readInterrogateRunOptions(o);
+  o.done();
+  const engine = given ?? (await InterrogateEngine.openChecked(engineOptions));
   try {
-    yield* engine.run(images, options);
+    yield* engine.runChecked(images, runOptions, 'interrogate()');
   } finally {
-    if (!options.engine) engine.close();
+    if (!given) engine.close();
   }
 }

@@ -4,7 +4,8 @@ import { loadOrBuildBank, type BankCacheOptions, type CachedBank } from './bank-
 import { bestMode, classicMode, fastMode, negativeMode, type ChainOptions, type InterrogatorBanks, type ModeContext, type ModeImages, type ScoreOption } from './modes.js';
 import { openBankRanker } from '../rank/bank-ranker.js';
 import type { ExecutionProvider } from '../runtime/session.js';
-import type { ClipTextSide, EmbeddedBank, InterrogateMode, InterrogationResult } from './types.js';
+import { INTERROGATE_MODES, type ClipTextSide, type EmbeddedBank, type InterrogateMode, type InterrogationResult } from './types.js';
+import { readOptions } from '../util/options.js';
 
 export interface InterrogatorOpenOptions extends LabelBankOptions, BankCacheOptions {
   /** Prompt limit in CLIP tokens; default 77. */
@@ -59,6 +60,7 @@ export class Interrogator {
 
   /** Loads the label lists and every bank through the cache, building (or resuming) what is missing or stale. */
   static async open(text: ClipTextSide, options: InterrogatorOpenOptions = {}): Promise<Interrogator> {
+    options = checkOpenOptions(options);
     const defs = await loadLabelBanks(options);
     const loaded = new Map<string, EmbeddedBank>();
     const extras: EmbeddedBank[] = [];
@@ -92,7 +94,7 @@ export class Interrogator {
   /** An interrogator over banks already in memory (no files, no cache). */
   static fromBanks(text: ClipTextSide, banks: InterrogatorBanks, limits: { maxTokens?: number; encodeBatch?: number } = {}): Interrogator {
     for (const bank of [...Object.values(banks).filter((b): b is EmbeddedBank => !Array.isArray(b)), ...banks.extras]) {
-      if (bank.dim !== text.dim) throw new Img2PromptError(bank.source, `bank "${bank.name}" has dimension ${bank.dim}, the text model ${text.dim}`);
+      if (bank.dim !== text.dim) throw new Img2PromptError(bank.source, `bank "${bank.name}" has dimension ${bank.dim}, the text model ${text.dim}`, { code: 'MODEL_MISMATCH' });
     }
     return new Interrogator(text, banks, limits);
   }
@@ -118,6 +120,7 @@ export class Interrogator {
 
   /** One result per image; `imageEmbeds` is [n, dim] (normalised here, so raw tower outputs are fine). */
   async interrogate(imageEmbeds: Float32Array, n: number, options: InterrogateOptions): Promise<InterrogationResult[]> {
+    options = checkInterrogateOptions(options);
     const dim = this.text.dim;
     const captions =
       options.caption === undefined ? undefined : typeof options.caption === 'string' ? new Array<string>(n).fill(options.caption) : options.caption;
@@ -132,8 +135,44 @@ export class Interrogator {
         return bestMode(ctx, images, options);
       case 'negative':
         return negativeMode(ctx, images, options);
-      default:
-        throw new Img2PromptError(undefined, `unknown interrogation mode "${String(options.mode)}" (use fast, classic, best or negative)`);
     }
   }
+}
+
+function checkOpenOptions(options: InterrogatorOpenOptions): InterrogatorOpenOptions {
+  const o = readOptions(options, 'Interrogator.open()');
+  const checked: InterrogatorOpenOptions = {
+    labelsDir: o.string('labelsDir', { nonEmpty: true }),
+    extraLabels: o.stringList('extraLabels'),
+    home: o.string('home', { nonEmpty: true }),
+    dtype: o.oneOf('dtype', ['fp32', 'fp16']),
+    chunkSize: o.int('chunkSize', { min: 1 }),
+    onChunk: o.func('onChunk'),
+    onProgress: o.func('onProgress'),
+    maxTokens: o.int('maxTokens', { min: 1 }),
+    encodeBatch: o.int('encodeBatch', { min: 1 }),
+    onBank: o.func('onBank'),
+    rankProviders: o.subsetOf('rankProviders', ['cuda', 'cpu']),
+  };
+  o.done();
+  return checked;
+}
+
+function isCaption(v: unknown): v is string | readonly (string | undefined)[] {
+  return typeof v === 'string' || (Array.isArray(v) && v.every((c) => c === undefined || typeof c === 'string'));
+}
+
+function checkInterrogateOptions(options: InterrogateOptions): InterrogateOptions {
+  const o = readOptions(options, 'Interrogator.interrogate()');
+  const checked: InterrogateOptions = {
+    mode: o.required('mode', o.oneOf('mode', INTERROGATE_MODES), `one of ${INTERROGATE_MODES.map((m) => `"${m}"`).join(', ')}`),
+    caption: o.check('caption', isCaption, 'a string, or an array of strings (undefined for none) per image'),
+    maxFlavors: o.int('maxFlavors', { min: 0 }),
+    minFlavors: o.int('minFlavors', { min: 0 }),
+    shortlist: o.int('shortlist', { min: 1 }),
+    chainCache: o.bool('chainCache'),
+    score: o.bool('score'),
+  };
+  o.done();
+  return checked;
 }

@@ -46,7 +46,7 @@ export async function readLabelFile(file: string): Promise<string[]> {
   try {
     text = await fs.readFile(file, 'utf8');
   } catch (err) {
-    throw new Img2PromptError(file, `cannot read label file: ${errorMessage(err)}`, { cause: err });
+    throw new Img2PromptError(file, `cannot read label file: ${errorMessage(err)}`, { code: 'FILE_UNREADABLE', cause: err });
   }
   const labels = parseLabelList(text);
   if (labels.length === 0) throw new Img2PromptError(file, 'label file has no labels (every line is empty)');
@@ -106,7 +106,7 @@ export async function extraBanks(paths: readonly string[]): Promise<LabelBankDef
     try {
       stat = await fs.stat(p);
     } catch (err) {
-      throw new Img2PromptError(p, `cannot read labels: ${errorMessage(err)}`, { cause: err });
+      throw new Img2PromptError(p, `cannot read labels: ${errorMessage(err)}`, { code: 'FILE_UNREADABLE', cause: err });
     }
     if (stat.isDirectory()) {
       const names = (await fs.readdir(p)).filter((n) => n.toLowerCase().endsWith('.txt')).sort();

@@ -63,6 +63,7 @@ export interface EmbeddedBank extends LabelBankDef {
 }
 
 export type InterrogateMode = 'fast' | 'classic' | 'best' | 'negative';
+export const INTERROGATE_MODES: readonly InterrogateMode[] = ['fast', 'classic', 'best', 'negative'];
 
 /** One label a mode put into its prompt. */
 export interface ChosenLabel {

@@ -38,13 +38,13 @@ export async function stampedHash(file: string, known?: Partial<StampedHash>, de
   try {
     stamp = fileStamp(await fs.stat(file));
   } catch (err) {
-    throw new Img2PromptError(file, `cannot read: ${errorMessage(err)}`, { cause: err });
+    throw new Img2PromptError(file, `cannot read: ${errorMessage(err)}`, { code: 'FILE_UNREADABLE', cause: err });
   }
   if (depth === 'stamp' && typeof known?.sha256 === 'string' && sameStamp(known, stamp)) return { ...stamp, sha256: known.sha256 };
   try {
     return { ...stamp, sha256: await sha256File(file) };
   } catch (err) {
-    throw new Img2PromptError(file, `cannot read: ${errorMessage(err)}`, { cause: err });
+    throw new Img2PromptError(file, `cannot read: ${errorMessage(err)}`, { code: 'FILE_UNREADABLE', cause: err });
   }
 }
 

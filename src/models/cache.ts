@@ -63,6 +63,7 @@ export async function ensureModelsRoot(): Promise<string> {
     await fs.mkdir(root, { recursive: true });
   } catch (err) {
     throw new Img2PromptError(home, `cannot create the model cache directory (${errorMessage(err)}); ${hint}`, {
+      code: 'OUTPUT_FAILED',
       cause: err,
     });
   }
@@ -71,6 +72,7 @@ export async function ensureModelsRoot(): Promise<string> {
     await fs.writeFile(probe, '');
   } catch (err) {
     throw new Img2PromptError(root, `model cache directory is not writable (${errorMessage(err)}); ${hint}`, {
+      code: 'OUTPUT_FAILED',
       cause: err,
     });
   }
@@ -140,16 +142,16 @@ export async function readInstallRecord(dir: string, name = path.basename(dir)):
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const reason = code === 'ENOENT' ? 'no install record' : `cannot read install record (${errorMessage(err)})`;
-    throw new Img2PromptError(file, `${reason}; run \`img2prompt models pull ${name} --force\``, { cause: err });
+    throw new Img2PromptError(file, `${reason}; run \`img2prompt models pull ${name} --force\``, { code: 'FILE_UNREADABLE', cause: err });
   }
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch (err) {
-    throw new Img2PromptError(file, `install record is not valid JSON (${errorMessage(err)})`, { cause: err });
+    throw new Img2PromptError(file, `install record is not valid JSON (${errorMessage(err)})`, { code: 'FILE_INVALID', cause: err });
   }
   const problem = recordProblem(parsed, name);
-  if (problem) throw new Img2PromptError(file, `bad install record: ${problem}`);
+  if (problem) throw new Img2PromptError(file, `bad install record: ${problem}`, { code: 'FILE_INVALID' });
   return parsed as InstallRecord;
 }
 
@@ -178,7 +180,7 @@ export async function listModels(): Promise<ModelListing[]> {
     entries = await fs.readdir(root, { withFileTypes: true });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw new Img2PromptError(root, `cannot list the model cache (${errorMessage(err)})`, { cause: err });
+    throw new Img2PromptError(root, `cannot list the model cache (${errorMessage(err)})`, { code: 'FILE_UNREADABLE', cause: err });
   }
   const listings: ModelListing[] = [];
   for (const entry of entries) {
@@ -216,7 +218,7 @@ export async function installStagingDir(stagingDir: string, name: string): Promi
     await fs.rename(target, backup);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-      throw new Img2PromptError(target, `cannot move the previous install aside (${errorMessage(err)})`, { cause: err });
+      throw new Img2PromptError(target, `cannot move the previous install aside (${errorMessage(err)})`, { code: 'OUTPUT_FAILED', cause: err });
     }
     backup = undefined; // nothing installed yet
   }
@@ -224,7 +226,7 @@ export async function installStagingDir(stagingDir: string, name: string): Promi
     await fs.rename(stagingDir, target);
   } catch (err) {
     if (backup) await fs.rename(backup, target).catch(() => undefined);
-    throw new Img2PromptError(target, `cannot install the model directory (${errorMessage(err)})`, { cause: err });
+    throw new Img2PromptError(target, `cannot install the model directory (${errorMessage(err)})`, { code: 'OUTPUT_FAILED', cause: err });
   }
   if (backup) await fs.rm(backup, { recursive: true, force: true });
   return target;
@@ -265,7 +267,7 @@ export async function lockModel(name: string): Promise<() => Promise<void>> {
   const lockFile = path.join(root, `.lock-${name}`);
   return acquireLock(
     lockFile,
-    (holder) => new Img2PromptError(lockFile, `another pull of "${name}" is running (${describeHolder(holder)}); wait for it, or delete this file if that process is gone`),
+    (holder) => new Img2PromptError(lockFile, `another pull of "${name}" is running (${describeHolder(holder)}); wait for it, or delete this file if that process is gone`, { code: 'OUTPUT_FAILED' }),
   );
 }
 
@@ -293,7 +295,7 @@ export async function verifyModel(name: string): Promise<VerifiedModel> {
   const dir = modelDir(name);
   const dirExists = await fs.stat(dir).then((s) => s.isDirectory(), () => false);
   if (!dirExists) {
-    throw new Img2PromptError(dir, `model "${name}" is not installed; run \`img2prompt models pull ${name}\``);
+    throw new Img2PromptError(dir, `model "${name}" is not installed; run \`img2prompt models pull ${name}\``, { code: 'MODEL_MISSING' });
   }
   const record = await readInstallRecord(dir, name);
   const problems: { file: string; reason: string }[] = [];
@@ -317,7 +319,7 @@ export async function verifyModel(name: string): Promise<VerifiedModel> {
     const others = problems.length > 1 ? ` (and ${problems.length - 1} more damaged file${problems.length > 2 ? 's' : ''})` : '';
     throw new Img2PromptError(
       problems[0].file,
-      `${problems[0].reason}${others}; ${reinstallHint(record)}`,
+      `${problems[0].reason}${others}; ${reinstallHint(record)}`, { code: 'FILE_INVALID' },
     );
   }
   return { name, dir, record, files: record.files.length, bytes };

@@ -104,7 +104,7 @@ export async function downloadFile(opts: DownloadOptions): Promise<DownloadResul
       throw new DownloadInterruptedError(
         url,
         `download failed after ${requests} attempts (${lastError}); ${kept} ` +
-          `${expectedSize !== null ? `of ${expectedSize} ` : ''}bytes kept in ${part}, run the pull again to resume`,
+          `${expectedSize !== null ? `of ${expectedSize} ` : ''}bytes kept in ${part}, run the pull again to resume`, { code: 'DOWNLOAD_FAILED' },
       );
     }
     await sleep(Math.min(baseDelay * 2 ** Math.max(0, failuresInARow - 1), MAX_BACKOFF_MS));
@@ -113,11 +113,11 @@ export async function downloadFile(opts: DownloadOptions): Promise<DownloadResul
   const { size, sha256 } = await hashFile(part);
   if (expectedSize !== null && size !== expectedSize) {
     await fs.rm(part, { force: true });
-    throw new Img2PromptError(url, `size mismatch: expected ${expectedSize} bytes, got ${size} (download deleted)`);
+    throw new Img2PromptError(url, `size mismatch: expected ${expectedSize} bytes, got ${size} (download deleted)`, { code: 'DOWNLOAD_FAILED' });
   }
   if (expectedSha256 !== null && sha256 !== expectedSha256) {
     await fs.rm(part, { force: true });
-    throw new Img2PromptError(url, `sha256 mismatch: expected ${expectedSha256}, got ${sha256} (download deleted)`);
+    throw new Img2PromptError(url, `sha256 mismatch: expected ${expectedSha256}, got ${sha256} (download deleted)`, { code: 'DOWNLOAD_FAILED' });
   }
   await fs.rename(part, dest);
   return { size, sha256, requests };
@@ -179,11 +179,11 @@ async function fetchInto(
       await res.body?.cancel();
       const what = `HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ''}`;
       if (res.status >= 500 || res.status === 408 || res.status === 429) throw new TransientError(what);
-      throw new Img2PromptError(url, what);
+      throw new Img2PromptError(url, what, { code: 'DOWNLOAD_FAILED' });
     }
     if (total !== null && expectedSize !== null && total !== expectedSize) {
       await res.body?.cancel();
-      throw new Img2PromptError(url, `server reports ${total} bytes, expected ${expectedSize}: wrong file or changed upstream`);
+      throw new Img2PromptError(url, `server reports ${total} bytes, expected ${expectedSize}: wrong file or changed upstream`, { code: 'DOWNLOAD_FAILED' });
     }
 
     const fh = await fs.open(part, start === 0 ? 'w' : 'a');
@@ -197,7 +197,7 @@ async function fetchInto(
             await writeFully(fh, chunk, received);
           } catch (err) {
             // A full disk is not a network problem: retrying would only fail again.
-            throw new Img2PromptError(part, `cannot write (${osReason(err)})`, { cause: err });
+            throw new Img2PromptError(part, `cannot write (${osReason(err)})`, { code: 'OUTPUT_FAILED', cause: err });
           }
           received += chunk.length;
           onProgress?.(received, total);

@@ -1,6 +1,7 @@
 import { promises as fs, existsSync } from 'node:fs';
 import path from 'node:path';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
+import { readOptions } from '../util/options.js';
 import { hashFile } from './sha256.js';
 import { createStagingDir, installStagingDir, lockModel, modelDir, readInstallRecord, writeInstallRecord, assertModelName, type InstalledFile } from './cache.js';
 import { defaultManifestsDir, listManifestNames, loadManifest } from './manifest.js';
@@ -38,6 +39,14 @@ async function copyInto(srcDir: string, dstDir: string, rel: string): Promise<vo
 export interface LocalInstallOptions {
   /** Replace a model already installed under the name (never one of a pullable model's reserved names). */
   force?: boolean;
+}
+
+/** LocalInstallOptions checked for `call` ('importClip()'), unknown keys refused. */
+export function readLocalInstallOptions(options: LocalInstallOptions, call: string): LocalInstallOptions {
+  const o = readOptions(options, call);
+  const checked = { force: o.bool('force') };
+  o.done();
+  return checked;
 }
 
 /** The start of the refusal for a name `models pull` owns: the manifest it comes from. */
@@ -152,10 +161,20 @@ export interface RandomModelOptions extends LocalInstallOptions {
  * model), marked random in its install record: for tests and benchmarks, never for predictions.
  */
 export async function installRandomClip(options: RandomModelOptions): Promise<string> {
+  const o = readOptions(options, 'installRandomClip()');
+  options = {
+    arch: o.required('arch', o.string('arch', { nonEmpty: true }), 'a non-empty string'),
+    seed: o.required('seed', o.int('seed'), 'an integer'),
+    name: o.required('name', o.string('name', { nonEmpty: true }), 'a non-empty string'),
+    layout: o.oneOf('layout', ['open_clip', 'hf']),
+    tokenizerDir: o.required('tokenizerDir', o.string('tokenizerDir', { nonEmpty: true }), 'a non-empty string'),
+    force: o.bool('force'),
+  };
+  o.done();
   const config = architectureConfig(options.arch);
   const layout = options.layout ?? 'open_clip';
   const tokFiles = TOKENIZER_FILES.filter((f) => existsSync(path.join(options.tokenizerDir, f)));
-  if (tokFiles.length === 0) throw new Img2PromptError(options.tokenizerDir, 'no CLIP tokenizer files here (tokenizer.json or vocab.json + merges.txt)');
+  if (tokFiles.length === 0) throw new Img2PromptError(options.tokenizerDir, 'no CLIP tokenizer files here (tokenizer.json or vocab.json + merges.txt)', { code: 'MODEL_MISSING' });
   assertModelName(options.name);
   if (await isPullable(options.name)) throw new Img2PromptError(undefined, `${reservedName(options.name)}; choose another --name`);
   return installWith(options.name, options, async (staging) => {
@@ -183,7 +202,7 @@ async function exportFiles(dir: string): Promise<string[]> {
       if (rel.startsWith('..') || path.isAbsolute(rel)) {
         throw new Img2PromptError(t.file, `external data ${abs} lies outside the folder being imported`);
       }
-      if (!existsSync(abs)) throw new Img2PromptError(t.file, `external data file ${rel} is missing`);
+      if (!existsSync(abs)) throw new Img2PromptError(t.file, `external data file ${rel} is missing`, { code: 'MODEL_MISSING' });
       if (!files.includes(rel)) files.push(rel);
     }
   }
@@ -206,8 +225,9 @@ function explicitWeightsFile(file: string): string {
  * or a split ONNX export), or one weights file, whose config and tokenizer files are taken from its folder.
  */
 export async function importClip(source: string, name: string, options: LocalInstallOptions = {}): Promise<string> {
+  options = readLocalInstallOptions(options, 'importClip()');
   const stat = await fs.stat(source).catch(() => undefined);
-  if (!stat) throw new Img2PromptError(source, 'not found');
+  if (!stat) throw new Img2PromptError(source, 'not found', { code: 'FILE_UNREADABLE' });
   const srcDir = stat.isFile() ? path.dirname(source) : source;
   const weights = stat.isFile() ? explicitWeightsFile(source) : await findClipWeightsFile(srcDir);
   const present = CLIP_FILES.filter((f) => existsSync(path.join(srcDir, f)));
@@ -216,7 +236,7 @@ export async function importClip(source: string, name: string, options: LocalIns
   const exported = weights ? [] : await exportFiles(srcDir);
   for (const f of exported) if (!present.includes(f)) present.push(f);
   if (!weights && exported.length === 0) {
-    throw new Img2PromptError(srcDir, `no CLIP weights found (${CLIP_WEIGHTS_FILE_NAMES.join(', ')}, one .safetensors, .pt or .pth file, or vision_model.onnx + text_model.onnx)`);
+    throw new Img2PromptError(srcDir, `no CLIP weights found (${CLIP_WEIGHTS_FILE_NAMES.join(', ')}, one .safetensors, .pt or .pth file, or vision_model.onnx + text_model.onnx)`, { code: 'MODEL_MISSING' });
   }
   const pullable = await isPullable(name);
   return installWith(name, options, async (staging) => {
@@ -224,7 +244,7 @@ export async function importClip(source: string, name: string, options: LocalIns
       try {
         await copyInto(srcDir, staging, f);
       } catch (err) {
-        throw new Img2PromptError(path.join(srcDir, f), `cannot copy: ${errorMessage(err)}`, { cause: err });
+        throw new Img2PromptError(path.join(srcDir, f), `cannot copy: ${errorMessage(err)}`, { code: 'OUTPUT_FAILED', cause: err });
       }
     }
     if (pullable) await assertRealWeights(name, staging, srcDir);

@@ -81,24 +81,24 @@ export async function loadManifest(name: string, manifestsDir = defaultManifests
       const known = await listManifestNames(manifestsDir);
       throw new Img2PromptError(
         file,
-        `no manifest for model "${name}" (known models: ${known.length ? known.join(', ') : 'none'})`,
+        `no manifest for model "${name}" (known models: ${known.length ? known.join(', ') : 'none'})`, { code: 'MODEL_MISSING' },
       );
     }
-    throw new Img2PromptError(file, `cannot read manifest (${errorMessage(err)})`, { cause: err });
+    throw new Img2PromptError(file, `cannot read manifest (${errorMessage(err)})`, { code: 'FILE_UNREADABLE', cause: err });
   }
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch (err) {
-    throw new Img2PromptError(file, `manifest is not valid JSON (${errorMessage(err)})`, { cause: err });
+    throw new Img2PromptError(file, `manifest is not valid JSON (${errorMessage(err)})`, { code: 'FILE_INVALID', cause: err });
   }
   const manifest = validateManifest(parsed, file);
-  if (manifest.name !== name) throw new Img2PromptError(file, `manifest names model "${manifest.name}", expected "${name}"`);
+  if (manifest.name !== name) throw new Img2PromptError(file, `manifest names model "${manifest.name}", expected "${name}"`, { code: 'FILE_INVALID' });
   return manifest;
 }
 
 function fail(where: string, reason: string): never {
-  throw new Img2PromptError(where, `bad manifest: ${reason}`);
+  throw new Img2PromptError(where, `bad manifest: ${reason}`, { code: 'FILE_INVALID' });
 }
 
 function str(obj: Record<string, unknown>, key: string, where: string, ctx: string): string {

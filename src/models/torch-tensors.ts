@@ -57,12 +57,12 @@ export class TensorRef {
 
 /** A pickled size, offset or count, checked to be a non-negative integer. */
 export function pickledCount(v: unknown, what: string, file: string): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new Img2PromptError(file, `corrupt checkpoint: ${what} is ${pickledTypeName(v)} ${String(v)}, not a non-negative integer`);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new Img2PromptError(file, `corrupt checkpoint: ${what} is ${pickledTypeName(v)} ${String(v)}, not a non-negative integer`, { code: 'FILE_INVALID' });
   return v;
 }
 
 function counts(v: unknown, what: string, file: string): number[] {
-  if (!Array.isArray(v)) throw new Img2PromptError(file, `corrupt checkpoint: ${what} is ${pickledTypeName(v)}, not a tuple`);
+  if (!Array.isArray(v)) throw new Img2PromptError(file, `corrupt checkpoint: ${what} is ${pickledTypeName(v)}, not a tuple`, { code: 'FILE_INVALID' });
   return v.map((x, i) => pickledCount(x, `${what}[${i}]`, file));
 }
 
@@ -80,7 +80,7 @@ export function storageDtype(v: unknown, file: string): SafetensorsDType {
   const name = tokenName(v, 'torch.');
   if (name === 'UntypedStorage') return 'U8';
   const dtype = name === undefined ? undefined : STORAGE_TYPES[name];
-  if (!dtype) throw new Img2PromptError(file, `corrupt checkpoint: ${pickledTypeName(v)} is not a storage type`);
+  if (!dtype) throw new Img2PromptError(file, `corrupt checkpoint: ${pickledTypeName(v)} is not a storage type`, { code: 'FILE_INVALID' });
   return dtype;
 }
 
@@ -91,27 +91,27 @@ export function storageDtype(v: unknown, file: string): SafetensorsDType {
  */
 function rebuildTensor(args: readonly unknown[], form: 'v1' | 'v2' | 'v3', file: string): TensorRef {
   const [storage, offset, size, stride] = args;
-  if (!(storage instanceof StorageRef)) throw new Img2PromptError(file, `corrupt checkpoint: a tensor over ${pickledTypeName(storage)}, not a storage`);
+  if (!(storage instanceof StorageRef)) throw new Img2PromptError(file, `corrupt checkpoint: a tensor over ${pickledTypeName(storage)}, not a storage`, { code: 'FILE_INVALID' });
   let dtype = storage.dtype;
   let metadata: unknown;
   if (form === 'v3') {
     const name = tokenName(args[6], 'torch.');
     const d = name === undefined ? undefined : DTYPES[name];
-    if (!d) throw new Img2PromptError(file, `unsupported tensor dtype ${pickledTypeName(args[6])}`);
+    if (!d) throw new Img2PromptError(file, `unsupported tensor dtype ${pickledTypeName(args[6])}`, { code: 'FILE_INVALID' });
     dtype = d;
     metadata = args[7];
   } else if (form === 'v2') {
     metadata = args[6];
   }
-  if (!isPickledEmpty(metadata)) throw new Img2PromptError(file, 'unsupported tensor metadata (a conjugate or negative view?); save plain tensors');
+  if (!isPickledEmpty(metadata)) throw new Img2PromptError(file, 'unsupported tensor metadata (a conjugate or negative view?); save plain tensors', { code: 'FILE_INVALID' });
   const shape = counts(size, 'tensor size', file);
   const strides = counts(stride, 'tensor stride', file);
-  if (strides.length !== shape.length) throw new Img2PromptError(file, `corrupt checkpoint: a tensor of ${shape.length} dimensions with ${strides.length} strides`);
+  if (strides.length !== shape.length) throw new Img2PromptError(file, `corrupt checkpoint: a tensor of ${shape.length} dimensions with ${strides.length} strides`, { code: 'FILE_INVALID' });
   return new TensorRef(storage, dtype, pickledCount(offset, 'storage offset', file), shape, strides);
 }
 
 function tensorArg(v: unknown, what: string, file: string): TensorRef {
-  if (!(v instanceof TensorRef)) throw new Img2PromptError(file, `corrupt checkpoint: ${what} of ${pickledTypeName(v)}, not a tensor`);
+  if (!(v instanceof TensorRef)) throw new Img2PromptError(file, `corrupt checkpoint: ${what} of ${pickledTypeName(v)}, not a tensor`, { code: 'FILE_INVALID' });
   return v;
 }
 
@@ -123,7 +123,7 @@ export function torchGlobals(file: string): Map<string, PickleGlobalHandler> {
       if (args.length === 1 && Array.isArray(args[0]) && args[0].every((p) => Array.isArray(p) && p.length === 2)) {
         return new Map(args[0] as [unknown, unknown][]);
       }
-      throw new Img2PromptError(file, 'corrupt checkpoint: OrderedDict with unexpected arguments');
+      throw new Img2PromptError(file, 'corrupt checkpoint: OrderedDict with unexpected arguments', { code: 'FILE_INVALID' });
     }],
     ['torch._utils._rebuild_tensor', (args) => rebuildTensor(args, 'v1', file)],
     ['torch._utils._rebuild_tensor_v2', (args) => rebuildTensor(args, 'v2', file)],
@@ -131,16 +131,16 @@ export function torchGlobals(file: string): Map<string, PickleGlobalHandler> {
     // nn.Parameter (a state dict saved with keep_vars=True): the tensor is all that matters.
     ['torch._utils._rebuild_parameter', (args) => tensorArg(args[0], 'a parameter', file)],
     ['torch._utils._rebuild_parameter_with_state', (args) => {
-      if (!isPickledEmpty(args[3])) throw new Img2PromptError(file, 'unsupported parameter with Python state');
+      if (!isPickledEmpty(args[3])) throw new Img2PromptError(file, 'unsupported parameter with Python state', { code: 'FILE_INVALID' });
       return tensorArg(args[0], 'a parameter', file);
     }],
     // A tensor whose class is given separately: allowed when that class is Tensor or Parameter.
     ['torch._tensor._rebuild_from_type_v2', (args) => {
       const [func, type, inner, state] = args;
-      if (!(func instanceof PickleCallable) || !Array.isArray(inner)) throw new Img2PromptError(file, 'corrupt checkpoint: bad _rebuild_from_type_v2 arguments');
+      if (!(func instanceof PickleCallable) || !Array.isArray(inner)) throw new Img2PromptError(file, 'corrupt checkpoint: bad _rebuild_from_type_v2 arguments', { code: 'FILE_INVALID' });
       const cls = pickledTypeName(type);
-      if (cls !== 'torch.Tensor' && cls !== 'torch.nn.parameter.Parameter') throw new Img2PromptError(file, `refusing to unpickle a tensor of class ${cls}`);
-      if (!isPickledEmpty(state)) throw new Img2PromptError(file, 'unsupported tensor with Python state');
+      if (cls !== 'torch.Tensor' && cls !== 'torch.nn.parameter.Parameter') throw new Img2PromptError(file, `refusing to unpickle a tensor of class ${cls}`, { code: 'FILE_INVALID' });
+      if (!isPickledEmpty(state)) throw new Img2PromptError(file, 'unsupported tensor with Python state', { code: 'FILE_INVALID' });
       return tensorArg(func.call(inner), 'a rebuilt tensor', file);
     }],
     ['torch.Tensor', 'token'],
@@ -149,7 +149,7 @@ export function torchGlobals(file: string): Map<string, PickleGlobalHandler> {
     // Protocol 2 spells bytes as _codecs.encode(text, 'latin1').
     ['_codecs.encode', (args) => {
       const [text, encoding] = args;
-      if (typeof text !== 'string' || (encoding !== 'latin1' && encoding !== 'latin-1')) throw new Img2PromptError(file, 'corrupt checkpoint: unexpected _codecs.encode arguments');
+      if (typeof text !== 'string' || (encoding !== 'latin1' && encoding !== 'latin-1')) throw new Img2PromptError(file, 'corrupt checkpoint: unexpected _codecs.encode arguments', { code: 'FILE_INVALID' });
       return new Uint8Array(Buffer.from(text, 'latin1'));
     }],
   ]);
@@ -166,12 +166,12 @@ export function torchGlobals(file: string): Map<string, PickleGlobalHandler> {
 export function stateDictOf(root: unknown, file: string): Map<string, TensorRef> {
   let dict = root;
   if (dict instanceof Map && dict.get('state_dict') instanceof Map) dict = dict.get('state_dict');
-  if (!(dict instanceof Map)) throw new Img2PromptError(file, `holds a ${pickledTypeName(dict)}, not a state dict (a dict of tensor names to tensors)`);
+  if (!(dict instanceof Map)) throw new Img2PromptError(file, `holds a ${pickledTypeName(dict)}, not a state dict (a dict of tensor names to tensors)`, { code: 'FILE_INVALID' });
   const tensors = new Map<string, TensorRef>();
   for (const [k, v] of dict) if (typeof k === 'string' && v instanceof TensorRef) tensors.set(k, v);
   if (tensors.size === 0) {
     const keys = [...dict.keys()].slice(0, 8).map((k) => JSON.stringify(String(k)));
-    throw new Img2PromptError(file, `no tensors in this checkpoint (its keys: ${keys.join(', ') || 'none'})`);
+    throw new Img2PromptError(file, `no tensors in this checkpoint (its keys: ${keys.join(', ') || 'none'})`, { code: 'FILE_INVALID' });
   }
   const names = [...tensors.keys()];
   if (!names.every((n) => n.startsWith('module.'))) return tensors;
@@ -222,11 +222,11 @@ function materialize(name: string, t: TensorRef, storage: Uint8Array, file: stri
   if (numel === 0) return tensorFromBytes(name, t.dtype, t.shape, new Uint8Array(0));
   // Zero strides let a tiny storage claim any shape: refuse one that could not be held, before copying it out.
   if (!Number.isSafeInteger(numel * elementBytes) || numel * elementBytes > bufferConstants.MAX_LENGTH) {
-    throw new Img2PromptError(file, `tensor "${name}" of shape [${t.shape.join(',')}] is too large to hold`);
+    throw new Img2PromptError(file, `tensor "${name}" of shape [${t.shape.join(',')}] is too large to hold`, { code: 'FILE_INVALID' });
   }
   const last = t.shape.reduce((a, d, i) => a + (d - 1) * t.stride[i]!, t.offset);
   if ((last + 1) * elementBytes > storage.length) {
-    throw new Img2PromptError(file, `corrupt checkpoint: tensor "${name}" reaches byte ${(last + 1) * elementBytes} of a storage of ${storage.length} bytes`);
+    throw new Img2PromptError(file, `corrupt checkpoint: tensor "${name}" reaches byte ${(last + 1) * elementBytes} of a storage of ${storage.length} bytes`, { code: 'FILE_INVALID' });
   }
   const dense = rowMajorStrides(t.shape);
   const contiguous = t.shape.every((d, i) => d === 1 || t.stride[i] === dense[i]);
@@ -248,7 +248,7 @@ export function assemble(file: string, tensors: Map<string, TensorRef>, bytesOf:
     const s = t.storage;
     const root = bytesOf(s.view?.root ?? s.key);
     const bytes = s.view ? root.subarray(s.view.byteOffset, s.view.byteOffset + s.nbytes) : root;
-    if (bytes.length !== s.nbytes) throw new Img2PromptError(file, `corrupt checkpoint: storage "${s.key}" holds ${bytes.length} bytes, its tensors need ${s.nbytes}`);
+    if (bytes.length !== s.nbytes) throw new Img2PromptError(file, `corrupt checkpoint: storage "${s.key}" holds ${bytes.length} bytes, its tensors need ${s.nbytes}`, { code: 'FILE_INVALID' });
     out.set(name, materialize(name, t, bytes, file));
   }
   return { path: file, metadata: {}, tensors: out };

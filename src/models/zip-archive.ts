@@ -36,7 +36,7 @@ export function looksLikeZip(head: Uint8Array): boolean {
 
 function u64(view: DataView, at: number, file: string): number {
   const v = view.getBigUint64(at, true);
-  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new Img2PromptError(file, `corrupt zip: a 64-bit size or offset of ${v}`);
+  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new Img2PromptError(file, `corrupt zip: a 64-bit size or offset of ${v}`, { code: 'FILE_INVALID' });
   return Number(v);
 }
 
@@ -62,18 +62,18 @@ async function findDirectory(fh: fs.FileHandle, fileSize: number, file: string):
       break;
     }
   }
-  if (eocd < 0) throw new Img2PromptError(file, 'corrupt zip: no end-of-central-directory record (truncated download?)');
+  if (eocd < 0) throw new Img2PromptError(file, 'corrupt zip: no end-of-central-directory record (truncated download?)', { code: 'FILE_INVALID' });
   const dir: Directory = { count: tail.getUint16(eocd + 10, true), size: tail.getUint32(eocd + 12, true), offset: tail.getUint32(eocd + 16, true) };
   const zip64 = dir.count === 0xffff || dir.size === 0xffffffff || dir.offset === 0xffffffff;
   if (!zip64) return dir;
   const locatorAt = fileSize - tailLength + eocd - 20;
-  if (locatorAt < 0) throw new Img2PromptError(file, 'corrupt zip: zip64 sizes without a zip64 locator');
+  if (locatorAt < 0) throw new Img2PromptError(file, 'corrupt zip: zip64 sizes without a zip64 locator', { code: 'FILE_INVALID' });
   const locator = await readAt(fh, locatorAt, 20, file);
-  if (locator.getUint32(0, true) !== ZIP64_LOCATOR_SIGNATURE) throw new Img2PromptError(file, 'corrupt zip: zip64 sizes without a zip64 locator');
+  if (locator.getUint32(0, true) !== ZIP64_LOCATOR_SIGNATURE) throw new Img2PromptError(file, 'corrupt zip: zip64 sizes without a zip64 locator', { code: 'FILE_INVALID' });
   const recordAt = u64(locator, 8, file);
-  if (recordAt + 56 > fileSize) throw new Img2PromptError(file, 'corrupt zip: the zip64 end record lies outside the file');
+  if (recordAt + 56 > fileSize) throw new Img2PromptError(file, 'corrupt zip: the zip64 end record lies outside the file', { code: 'FILE_INVALID' });
   const record = await readAt(fh, recordAt, 56, file);
-  if (record.getUint32(0, true) !== ZIP64_EOCD_SIGNATURE) throw new Img2PromptError(file, 'corrupt zip: bad zip64 end record');
+  if (record.getUint32(0, true) !== ZIP64_EOCD_SIGNATURE) throw new Img2PromptError(file, 'corrupt zip: bad zip64 end record', { code: 'FILE_INVALID' });
   return { count: u64(record, 32, file), size: u64(record, 40, file), offset: u64(record, 48, file) };
 }
 
@@ -86,7 +86,7 @@ function zip64Fields(extra: DataView, want: { size: boolean; compressed: boolean
       const body = new DataView(extra.buffer, extra.byteOffset + at + 4, Math.min(len, extra.byteLength - at - 4));
       let p = 0;
       const next = (): number => {
-        if (p + 8 > body.byteLength) throw new Img2PromptError(file, `corrupt zip: short zip64 field for "${name}"`);
+        if (p + 8 > body.byteLength) throw new Img2PromptError(file, `corrupt zip: short zip64 field for "${name}"`, { code: 'FILE_INVALID' });
         const v = u64(body, p, file);
         p += 8;
         return v;
@@ -99,19 +99,19 @@ function zip64Fields(extra: DataView, want: { size: boolean; compressed: boolean
     }
     at += 4 + len;
   }
-  throw new Img2PromptError(file, `corrupt zip: "${name}" needs a zip64 field and has none`);
+  throw new Img2PromptError(file, `corrupt zip: "${name}" needs a zip64 field and has none`, { code: 'FILE_INVALID' });
 }
 
 /** Every entry of the archive by name. Refuses compressed or encrypted entries, which torch never writes. */
 export async function readZipDirectory(fh: fs.FileHandle, fileSize: number, file: string): Promise<Map<string, ZipEntry>> {
   const dir = await findDirectory(fh, fileSize, file);
-  if (dir.offset + dir.size > fileSize) throw new Img2PromptError(file, 'corrupt zip: the central directory lies outside the file (truncated?)');
+  if (dir.offset + dir.size > fileSize) throw new Img2PromptError(file, 'corrupt zip: the central directory lies outside the file (truncated?)', { code: 'FILE_INVALID' });
   const raw = await readAt(fh, dir.offset, dir.size, file);
   const entries = new Map<string, ZipEntry>();
   let at = 0;
   for (let i = 0; i < dir.count; i++) {
     if (at + 46 > raw.byteLength || raw.getUint32(at, true) !== CENTRAL_SIGNATURE) {
-      throw new Img2PromptError(file, `corrupt zip: central directory entry ${i} is damaged`);
+      throw new Img2PromptError(file, `corrupt zip: central directory entry ${i} is damaged`, { code: 'FILE_INVALID' });
     }
     const flags = raw.getUint16(at + 8, true);
     const method = raw.getUint16(at + 10, true);
@@ -121,7 +121,7 @@ export async function readZipDirectory(fh: fs.FileHandle, fileSize: number, file
     const extraLength = raw.getUint16(at + 30, true);
     const commentLength = raw.getUint16(at + 32, true);
     let headerOffset = raw.getUint32(at + 42, true);
-    if (at + 46 + nameLength + extraLength > raw.byteLength) throw new Img2PromptError(file, `corrupt zip: central directory entry ${i} is damaged`);
+    if (at + 46 + nameLength + extraLength > raw.byteLength) throw new Img2PromptError(file, `corrupt zip: central directory entry ${i} is damaged`, { code: 'FILE_INVALID' });
     const name = new TextDecoder().decode(new Uint8Array(raw.buffer, at + 46, nameLength));
     if (size === 0xffffffff || compressed === 0xffffffff || headerOffset === 0xffffffff) {
       const extra = new DataView(raw.buffer, at + 46 + nameLength, extraLength);
@@ -130,9 +130,9 @@ export async function readZipDirectory(fh: fs.FileHandle, fileSize: number, file
       compressed = z.compressed ?? compressed;
       headerOffset = z.offset ?? headerOffset;
     }
-    if (flags & 1) throw new Img2PromptError(file, `zip entry "${name}" is encrypted`);
-    if (method === 0 && compressed !== size) throw new Img2PromptError(file, `corrupt zip: stored entry "${name}" has two sizes`);
-    if (headerOffset + compressed > fileSize) throw new Img2PromptError(file, `truncated: zip entry "${name}" ends past the end of the file`);
+    if (flags & 1) throw new Img2PromptError(file, `zip entry "${name}" is encrypted`, { code: 'FILE_INVALID' });
+    if (method === 0 && compressed !== size) throw new Img2PromptError(file, `corrupt zip: stored entry "${name}" has two sizes`, { code: 'FILE_INVALID' });
+    if (headerOffset + compressed > fileSize) throw new Img2PromptError(file, `truncated: zip entry "${name}" ends past the end of the file`, { code: 'FILE_INVALID' });
     entries.set(name, { name, size, compressedSize: compressed, method, headerOffset });
     at += 46 + nameLength + extraLength + commentLength;
   }
@@ -142,16 +142,16 @@ export async function readZipDirectory(fh: fs.FileHandle, fileSize: number, file
 /** Offset of an entry's data, read from its local header (whose extra field may differ from the directory's). */
 export async function zipEntryDataOffset(fh: fs.FileHandle, entry: ZipEntry, fileSize: number, file: string): Promise<number> {
   const header = await readAt(fh, entry.headerOffset, 30, file);
-  if (header.getUint32(0, true) !== LOCAL_SIGNATURE) throw new Img2PromptError(file, `corrupt zip: bad local header for "${entry.name}"`);
+  if (header.getUint32(0, true) !== LOCAL_SIGNATURE) throw new Img2PromptError(file, `corrupt zip: bad local header for "${entry.name}"`, { code: 'FILE_INVALID' });
   const start = entry.headerOffset + 30 + header.getUint16(26, true) + header.getUint16(28, true);
-  if (start + entry.compressedSize > fileSize) throw new Img2PromptError(file, `truncated: zip entry "${entry.name}" ends past the end of the file`);
+  if (start + entry.compressedSize > fileSize) throw new Img2PromptError(file, `truncated: zip entry "${entry.name}" ends past the end of the file`, { code: 'FILE_INVALID' });
   return start;
 }
 
 /** An entry's bytes, in a fresh buffer of their own (offset 0, so aligned for any typed array). */
 export async function readZipEntry(fh: fs.FileHandle, entry: ZipEntry, fileSize: number, file: string): Promise<Buffer> {
   if (entry.method !== 0) {
-    throw new Img2PromptError(file, `zip entry "${entry.name}" is compressed (method ${entry.method}); torch.save stores entries uncompressed, was the archive repacked?`);
+    throw new Img2PromptError(file, `zip entry "${entry.name}" is compressed (method ${entry.method}); torch.save stores entries uncompressed, was the archive repacked?`, { code: 'FILE_INVALID' });
   }
   const start = await zipEntryDataOffset(fh, entry, fileSize, file);
   const out = Buffer.allocUnsafeSlow(entry.size);

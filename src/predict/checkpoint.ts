@@ -259,7 +259,7 @@ export class PredictCheckpoint {
     } catch (err) {
       await cp.fh?.close();
       if (err instanceof Img2PromptError) throw err;
-      throw new Img2PromptError(file, `cannot open checkpoint: ${osReason(err)}`, { cause: err });
+      throw new Img2PromptError(file, `cannot open checkpoint: ${osReason(err)}`, { code: 'FILE_UNREADABLE', cause: err });
     }
     return cp;
   }
@@ -292,7 +292,7 @@ export class PredictCheckpoint {
           continue;
         }
         if (tornAt !== undefined) {
-          throw new Img2PromptError(this.file, `checkpoint is corrupt at line ${tornAt} (valid records follow it); rerun with --restart to start over`);
+          throw new Img2PromptError(this.file, `checkpoint is corrupt at line ${tornAt} (valid records follow it); rerun with --restart to start over`, { code: 'FILE_INVALID' });
         }
         this.done.set(record.id, record);
         validEnd = line.end;
@@ -308,16 +308,16 @@ export class PredictCheckpoint {
     try {
       header = JSON.parse(text) as typeof header;
     } catch {
-      throw new Img2PromptError(this.file, 'not a predict checkpoint (unreadable first line); delete it or choose another checkpoint path');
+      throw new Img2PromptError(this.file, 'not a predict checkpoint (unreadable first line); delete it or choose another checkpoint path', { code: 'FILE_INVALID' });
     }
-    if (header?.format !== FORMAT) throw new Img2PromptError(this.file, 'not a predict checkpoint; delete it or choose another checkpoint path');
-    if (header.version !== VERSION) throw new Img2PromptError(this.file, `checkpoint version ${String(header.version)} is not supported (expected ${VERSION})`);
+    if (header?.format !== FORMAT) throw new Img2PromptError(this.file, 'not a predict checkpoint; delete it or choose another checkpoint path', { code: 'FILE_INVALID' });
+    if (header.version !== VERSION) throw new Img2PromptError(this.file, `checkpoint version ${String(header.version)} is not supported (expected ${VERSION})`, { code: 'FILE_INVALID' });
     const changed = header.fingerprint === this.fingerprint ? describeChangedInputs(header.run?.contents, summary.contents, inputs) : undefined;
     if (header.fingerprint !== this.fingerprint || changed) {
       const what = changed ?? (header.run ? describeDifferences(header.run, summary, inputs) : 'fingerprint differs');
-      throw new Img2PromptError(this.file, `checkpoint belongs to a different run (${what}); rerun with --restart to start over`);
+      throw new Img2PromptError(this.file, `checkpoint belongs to a different run (${what}); rerun with --restart to start over`, { code: 'RESUME_CONFLICT' });
     }
-    if (header.dim !== this.dim) throw new Img2PromptError(this.file, `checkpoint holds vectors of ${String(header.dim)} values, this run uses ${this.dim}`);
+    if (header.dim !== this.dim) throw new Img2PromptError(this.file, `checkpoint holds vectors of ${String(header.dim)} values, this run uses ${this.dim}`, { code: 'RESUME_CONFLICT' });
   }
 
   /** Records written or loaded so far, pending ones included. */
@@ -349,7 +349,7 @@ export class PredictCheckpoint {
         await fh.sync();
       } catch (err) {
         // A torn append is cut on resume (see load), so the file stays usable whatever got written.
-        throw new Img2PromptError(this.file, `cannot append to checkpoint: ${osReason(err)}`, { cause: err });
+        throw new Img2PromptError(this.file, `cannot append to checkpoint: ${osReason(err)}`, { code: 'OUTPUT_FAILED', cause: err });
       }
     });
     return this.writing;

@@ -24,6 +24,8 @@ import { Captioner, type CaptionOptions } from '../caption/captioner.js';
 import { resolveGenerationOptions } from '../caption/generate.js';
 import { UnitMean } from './modality-gap.js';
 import { runPredict } from './run.js';
+import { checkPredictEngineOptions, checkPredictRunOptions } from './options.js';
+import { resolveInputs } from '../image/image-input.js';
 import type { PredictEngineOptions, PredictRunOptions, PredictedImage } from './types.js';
 
 /** The engine's parts, as open() assembles them. */
@@ -40,11 +42,6 @@ export interface PredictEngineParts {
   captioner: Captioner | undefined;
   settings: { k: number; temperature: number; mode: InterrogateMode; dtype: BankDtype; caption: CaptionOptions };
   notice: (message: string) => void;
-}
-
-function checkPositiveInt(name: string, value: number): number {
-  if (!Number.isSafeInteger(value) || value < 1) throw new Img2PromptError(undefined, `${name} must be a positive integer, got ${value}`);
-  return value;
 }
 
 /** The opened models, banks, map and weights of a predict run; reusable for several runs (fit-weights). */
@@ -112,6 +109,11 @@ export class PredictEngine extends Engine {
    *   the signal's reason when `options.signal` aborts the open.
    */
   static async open(options: PredictEngineOptions = {}): Promise<PredictEngine> {
+    return PredictEngine.openChecked(checkPredictEngineOptions(options, 'PredictEngine.open()'));
+  }
+
+  /** @internal open() on options already checked (predict() checks them under its own name). */
+  static async openChecked(options: PredictEngineOptions): Promise<PredictEngine> {
     const { signal } = options;
     signal?.throwIfAborted();
     const notice = options.onNotice ?? (() => {});
@@ -119,8 +121,6 @@ export class PredictEngine extends Engine {
     const k = options.k ?? DEFAULT_BANK_K;
     const temperature = options.temperature ?? DEFAULT_BANK_TEMPERATURE;
     const mode = options.mode ?? 'fast';
-    checkPositiveInt('k', k);
-    if (!(Number.isFinite(temperature) && temperature >= 0)) throw new Img2PromptError(undefined, `temperature must be a finite number >= 0, got ${temperature}`);
 
     const clip = await ClipModel.open(options.model ?? DEFAULT_CLIP_MODEL, { imageProcessor: options.imageProcessor });
     let minilm: MiniLMTextSide | undefined;
@@ -144,7 +144,7 @@ export class PredictEngine extends Engine {
       }
       const members = chooseMembers(options.members, weights, weightsName, notice, options.captionModel !== undefined);
       if (options.caption !== undefined && options.captionModel === undefined) {
-        throw new Img2PromptError(undefined, 'caption options were given without a captionModel');
+        throw new TypeError('PredictEngine.open(): option "caption" cannot be given without a captionModel');
       }
       // The caption feeds the captioner member and heads the interrogator member's prompts.
       if (options.captionModel !== undefined && (members.includes('captioner') || members.includes('interrogator'))) {
@@ -219,8 +219,13 @@ export class PredictEngine extends Engine {
    *   refuses the run; when the engine is closed.
    */
   run(inputs: Iterable<ImageInput>, options: PredictRunOptions = {}): AsyncGenerator<PredictedImage, void, undefined> {
+    return this.runChecked(inputs, checkPredictRunOptions(options, 'PredictEngine.run()'), 'PredictEngine.run()');
+  }
+
+  /** @internal run() on options already checked; `call` names the caller in messages. */
+  runChecked(inputs: Iterable<ImageInput>, options: PredictRunOptions, call: string): AsyncGenerator<PredictedImage, void, undefined> {
     this.checkOpen();
-    return runPredict(this, inputs, options);
+    return runPredict(this, resolveInputs(inputs, call), options);
   }
 
   private textCentreOfBank: UnitMean | undefined;

@@ -135,19 +135,19 @@ export function combineMembers(predictions: MemberPredictions, weights: Ensemble
 
 function checkWeights(members: unknown, file: string): asserts members is Record<string, number> {
   if (typeof members !== 'object' || members === null || Array.isArray(members)) {
-    throw new Img2PromptError(file, "weights must have a 'members' object of {name: weight}");
+    throw new Img2PromptError(file, "weights must have a 'members' object of {name: weight}", { code: 'FILE_INVALID' });
   }
   const entries = Object.entries(members as Record<string, unknown>);
-  if (entries.length === 0) throw new Img2PromptError(file, 'weights name no members');
+  if (entries.length === 0) throw new Img2PromptError(file, 'weights name no members', { code: 'FILE_INVALID' });
   let sum = 0;
   for (const [name, w] of entries) {
-    if (name.length === 0) throw new Img2PromptError(file, 'a member has an empty name');
+    if (name.length === 0) throw new Img2PromptError(file, 'a member has an empty name', { code: 'FILE_INVALID' });
     if (typeof w !== 'number' || !Number.isFinite(w) || w < 0) {
-      throw new Img2PromptError(file, `weight of member '${name}' must be a finite number >= 0, got ${JSON.stringify(w)}`);
+      throw new Img2PromptError(file, `weight of member '${name}' must be a finite number >= 0, got ${JSON.stringify(w)}`, { code: 'FILE_INVALID' });
     }
     sum += w;
   }
-  if (!(sum > 0)) throw new Img2PromptError(file, 'all member weights are zero');
+  if (!(sum > 0)) throw new Img2PromptError(file, 'all member weights are zero', { code: 'FILE_INVALID' });
 }
 
 export interface LoadWeightsOptions {
@@ -163,15 +163,15 @@ export async function loadEnsembleWeights(file: string, options: LoadWeightsOpti
   try {
     parsed = JSON.parse(await fs.readFile(file, 'utf8'));
   } catch (err) {
-    throw new Img2PromptError(file, `cannot read ensemble weights: ${errorMessage(err)}`, { cause: err });
+    throw new Img2PromptError(file, `cannot read ensemble weights: ${errorMessage(err)}`, { code: 'FILE_UNREADABLE', cause: err });
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Img2PromptError(file, 'ensemble weights must be a JSON object');
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Img2PromptError(file, 'ensemble weights must be a JSON object', { code: 'FILE_INVALID' });
   const weights = parsed as EnsembleWeights;
   checkWeights(weights.members, file);
-  if (weights.cvScore !== undefined && typeof weights.cvScore !== 'number') throw new Img2PromptError(file, 'cvScore must be a number');
+  if (weights.cvScore !== undefined && typeof weights.cvScore !== 'number') throw new Img2PromptError(file, 'cvScore must be a number', { code: 'FILE_INVALID' });
   const warnings: string[] = [];
   const { fittedFor } = weights;
-  if (fittedFor !== undefined && (typeof fittedFor !== 'object' || fittedFor === null)) throw new Img2PromptError(file, 'fittedFor must be an object');
+  if (fittedFor !== undefined && (typeof fittedFor !== 'object' || fittedFor === null)) throw new Img2PromptError(file, 'fittedFor must be an object', { code: 'FILE_INVALID' });
   for (const key of ['clipModel', 'minilmModel'] as const) {
     const want = options.expect?.[key];
     if (want === undefined) continue;
@@ -180,7 +180,7 @@ export async function loadEnsembleWeights(file: string, options: LoadWeightsOpti
       warnings.push(`${file}: weights do not say which ${key} they were fitted for; using them for '${want}'`);
     } else if (have !== want) {
       const msg = `weights were fitted for ${key} '${have}', this run uses '${want}'`;
-      if (!options.allowModelMismatch) throw new Img2PromptError(file, `${msg}; refit them (fit-weights) or allow the mismatch explicitly`);
+      if (!options.allowModelMismatch) throw new Img2PromptError(file, `${msg}; refit them (fit-weights) or allow the mismatch explicitly`, { code: 'MODEL_MISMATCH' });
       warnings.push(`${file}: ${msg}; using them anyway`);
     }
   }

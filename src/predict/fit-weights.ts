@@ -1,4 +1,5 @@
 import { Img2PromptError } from '../util/errors.js';
+import { readOptions } from '../util/options.js';
 import type { EnsembleWeights, ModelIds } from './ensemble.js';
 import { seededPermutation } from './seeded.js';
 import { checkRows, rowNormSquared } from './vectors.js';
@@ -209,10 +210,11 @@ function optimise(stats: Stats, rows: Int32Array): Float64Array {
 
 /** Fit weights for the members' predictions ({name: [M, dim]}) against the truth [M, dim]. */
 export function fitWeights(predictions: Record<string, Float32Array>, truth: Float32Array, dim: number, options: FitWeightsOptions = {}): FitWeightsResult {
-  const label = options.label ?? 'fit-weights';
-  const folds = options.folds ?? 5;
-  const seed = options.seed ?? 0;
-  if (!Number.isInteger(folds) || folds < 2) throw new Img2PromptError(label, `folds must be an integer >= 2, got ${folds}`);
+  const o = readOptions(options, 'fitWeights()');
+  const folds = o.int('folds', { min: 2 }) ?? 5;
+  const seed = o.int('seed') ?? 0;
+  const label = o.string('label') ?? 'fit-weights';
+  o.done();
   const names = Object.keys(predictions);
   if (names.length === 0) throw new Img2PromptError(label, 'no member predictions to fit weights for');
   const images = checkRows(truth, dim, 'truth embeddings', label);

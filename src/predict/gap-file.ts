@@ -42,11 +42,11 @@ export async function readGapFile(file: string, fingerprint: string, dim: number
     parsed = JSON.parse(await fs.readFile(file, 'utf8')) as typeof parsed;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT' || err instanceof SyntaxError) return undefined;
-    throw new Img2PromptError(file, `cannot read the modality gap: ${errorMessage(err)}`, { cause: err });
+    throw new Img2PromptError(file, `cannot read the modality gap: ${errorMessage(err)}`, { code: 'FILE_UNREADABLE', cause: err });
   }
   if (parsed?.format !== FORMAT || parsed.version !== VERSION || parsed.fingerprint !== fingerprint) return undefined;
   const damaged = sealProblem(parsed);
-  if (damaged) throw new Img2PromptError(file, `the modality gap of this run: ${damaged}; rerun without --resume`);
+  if (damaged) throw new Img2PromptError(file, `the modality gap of this run: ${damaged}; rerun without --resume`, { code: 'RESUME_CONFLICT' });
   const images = Number(parsed.images);
   const texts = Number(parsed.texts);
   if (parsed.vector === null) return { vector: null, images, texts };

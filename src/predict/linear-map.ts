@@ -263,7 +263,7 @@ export class LinearMap {
   apply(images: Float32Array, options: { gap?: Float32Array } = {}): Float32Array {
     checkRows(images, this.clipDim, 'image embeddings', 'linear map');
     const gap = options.gap ?? new Float32Array(this.clipDim);
-    if (gap.length !== this.clipDim) throw new Img2PromptError('linear map', `modality gap has dimension ${gap.length}, expected ${this.clipDim}`);
+    if (gap.length !== this.clipDim) throw new Img2PromptError('linear map', `modality gap has dimension ${gap.length}, expected ${this.clipDim}`, { code: 'MODEL_MISMATCH' });
     const corrected = removeModalityGap(images, gap);
     const out = affine(this.weights, this.clipDim, this.textDim, corrected, null);
     const rows = images.length / this.clipDim;
@@ -305,40 +305,40 @@ export class LinearMap {
     try {
       manifest = JSON.parse(await fs.readFile(file, 'utf8')) as LinearMapManifest;
     } catch (err) {
-      throw new Img2PromptError(file, `cannot read linear map: ${errorMessage(err)}`, { cause: err });
+      throw new Img2PromptError(file, `cannot read linear map: ${errorMessage(err)}`, { code: 'FILE_UNREADABLE', cause: err });
     }
     if (manifest?.format !== MANIFEST_FORMAT || (manifest.version !== 1 && manifest.version !== MANIFEST_VERSION)) {
-      throw new Img2PromptError(file, `not a linear map manifest (format ${JSON.stringify(manifest?.format)}, version ${JSON.stringify(manifest?.version)})`);
+      throw new Img2PromptError(file, `not a linear map manifest (format ${JSON.stringify(manifest?.format)}, version ${JSON.stringify(manifest?.version)})`, { code: 'FILE_INVALID' });
     }
     // Version 1 kept no hash of its own fields, only of the weights file.
     const damaged = manifest.version === 1 ? undefined : sealProblem(manifest);
-    if (damaged) throw new Img2PromptError(file, `linear map manifest: ${damaged}; refit it`);
+    if (damaged) throw new Img2PromptError(file, `linear map manifest: ${damaged}; refit it`, { code: 'FILE_INVALID' });
     const { clipDim, textDim, fittedFor } = manifest;
     if (!(Number.isInteger(clipDim) && clipDim > 0 && Number.isInteger(textDim) && textDim > 0)) {
-      throw new Img2PromptError(file, 'linear map manifest has bad dimensions');
+      throw new Img2PromptError(file, 'linear map manifest has bad dimensions', { code: 'FILE_INVALID' });
     }
     for (const key of ['clipModel', 'minilmModel'] as const) {
       const want = expect?.[key];
       if (want !== undefined && fittedFor?.[key] !== want) {
-        throw new Img2PromptError(file, `linear map was fitted for ${key} '${fittedFor?.[key]}', this run uses '${want}'; refit it`);
+        throw new Img2PromptError(file, `linear map was fitted for ${key} '${fittedFor?.[key]}', this run uses '${want}'; refit it`, { code: 'MODEL_MISMATCH' });
       }
     }
     if (expect?.dataHash !== undefined && manifest.dataHash !== expect.dataHash) {
-      throw new Img2PromptError(file, 'linear map was fitted on a different prompt bank (data hash differs); refit it');
+      throw new Img2PromptError(file, 'linear map was fitted on a different prompt bank (data hash differs); refit it', { code: 'MODEL_MISMATCH' });
     }
     const npyFile = path.join(path.dirname(file), manifest.weightsFile);
     let bytes: Buffer;
     try {
       bytes = await fs.readFile(npyFile);
     } catch (err) {
-      throw new Img2PromptError(npyFile, `cannot read linear map weights: ${errorMessage(err)}`, { cause: err });
+      throw new Img2PromptError(npyFile, `cannot read linear map weights: ${errorMessage(err)}`, { code: 'FILE_UNREADABLE', cause: err });
     }
     if (createHash('sha256').update(bytes).digest('hex') !== manifest.weightsSha256) {
-      throw new Img2PromptError(npyFile, `weights do not match ${path.basename(file)} (sha256 differs: changed or damaged since they were saved, or not saved together); refit it`);
+      throw new Img2PromptError(npyFile, `weights do not match ${path.basename(file)} (sha256 differs: changed or damaged since they were saved, or not saved together); refit it`, { code: 'FILE_INVALID' });
     }
     const { data, shape } = await readNpy(npyFile, { expectDims: 2 });
     if (shape[0] !== clipDim + 1 || shape[1] !== textDim) {
-      throw new Img2PromptError(npyFile, `weights have shape [${shape.join(', ')}], the manifest says [${clipDim + 1}, ${textDim}]`);
+      throw new Img2PromptError(npyFile, `weights have shape [${shape.join(', ')}], the manifest says [${clipDim + 1}, ${textDim}]`, { code: 'FILE_INVALID' });
     }
     const { format: _f, version: _v, fittedFor: _m, weightsFile: _w, weightsSha256: _s, date: _d, sha256: _seal, ...info } = manifest;
     return new LinearMap(data, info, fittedFor);

@@ -24,7 +24,7 @@ export class MiniLMTextSide implements ClipTextSide {
   /** Opens the MiniLM model in the cache (default `modelDir('minilm')`). */
   static async open(dir: string = modelDir(MINILM_MODEL)): Promise<MiniLMTextSide> {
     if (!existsSync(dir)) {
-      throw new Img2PromptError(dir, `the MiniLM text model is not installed; run \`img2prompt models pull ${MINILM_MODEL}\``);
+      throw new Img2PromptError(dir, `the MiniLM text model is not installed; run \`img2prompt models pull ${MINILM_MODEL}\``, { code: 'MODEL_MISSING' });
     }
     const weightHash = await minilmWeightHash(dir);
     return new MiniLMTextSide(await MiniLMEmbedder.open(dir), weightHash);
@@ -66,6 +66,6 @@ export async function minilmWeightHash(dir: string): Promise<string> {
   const listed = record?.files.find((f) => f.path === 'model.safetensors')?.sha256;
   if (listed) return listed;
   const file = path.join(dir, 'model.safetensors');
-  if (!existsSync(file)) throw new Img2PromptError(file, 'MiniLM weights not found');
+  if (!existsSync(file)) throw new Img2PromptError(file, 'MiniLM weights not found', { code: 'MODEL_MISSING' });
   return sha256File(file);
 }

@@ -3,9 +3,10 @@
  * PredictEngine for the call (or using an opened one) and closing what it opened. The engine is in
  * engine.ts, its run loop in run.ts, the options and results in types.ts.
  */
-import { Img2PromptError } from '../util/errors.js';
 import type { ImageInput } from '../image/image-input.js';
 import { PredictEngine } from './engine.js';
+import { readOptions } from '../util/options.js';
+import { PREDICT_ENGINE_KEYS, readPredictEngineOptions, readPredictRunOptions } from './options.js';
 import type { PredictEngineOptions, PredictRunOptions, PredictedImage } from './types.js';
 
 export { PredictEngine } from './engine.js';
@@ -38,10 +39,16 @@ export type PredictOptions = PredictRunOptions & PredictEngineOptions & { engine
  *   installed, a weights, map or prompt-bank file is unreadable, or two images share an id.
  */
 export async function* predict(images: Iterable<ImageInput>, options: PredictOptions = {}): AsyncGenerator<PredictedImage, void, undefined> {
-  const engine = options.engine ?? (await PredictEngine.open(options));
+  const o = readOptions(options, 'predict()');
+  const given = o.check('engine', (v): v is PredictEngine => v instanceof PredictEngine, 'an opened PredictEngine');
+  if (given) o.refuse(PREDICT_ENGINE_KEYS, 'with an opened engine (pass it to PredictEngine.open())');
+  const engineOptions = readPredictEngineOptions(o);
+  const runOptions = readPredictRunOptions(o);
+  o.done();
+  const engine = given ?? (await PredictEngine.openChecked(engineOptions));
   try {
-    yield* engine.run(images, options);
+    yield* engine.runChecked(images, runOptions, 'predict()');
   } finally {
-    if (!options.engine) engine.close();
+    if (!given) engine.close();
   }
 }

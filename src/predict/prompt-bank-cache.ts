@@ -25,7 +25,7 @@ export async function defaultPromptCorpus(dir: string = defaultPromptsDir()): Pr
   try {
     names = await fs.readdir(dir);
   } catch (err) {
-    throw new Img2PromptError(dir, `cannot read the default prompt corpus: ${errorMessage(err)}; pass --prompts-bank FILE`, { cause: err });
+    throw new Img2PromptError(dir, `cannot read the default prompt corpus: ${errorMessage(err)}; pass --prompts-bank FILE`, { code: 'FILE_UNREADABLE', cause: err });
   }
   const files = names.filter((n) => n.toLowerCase().endsWith('.txt')).sort().map((n) => path.join(dir, n));
   if (files.length === 0) throw new Img2PromptError(dir, 'no .txt prompt files in the default corpus folder; pass --prompts-bank FILE');

@@ -31,5 +31,5 @@ export async function settleEarlierRun(checkpoint: string, choice: EarlierRunCho
     for (const file of existing) await fs.rm(file, { force: true });
     return;
   }
-  throw new Img2PromptError(existing[0], 'an earlier run of this output was interrupted and its progress is saved here; add --resume to continue it, or --restart to discard it and start over');
+  throw new Img2PromptError(existing[0], 'an earlier run of this output was interrupted and its progress is saved here; add --resume to continue it, or --restart to discard it and start over', { code: 'RESUME_CONFLICT' });
 }

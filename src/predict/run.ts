@@ -7,8 +7,8 @@
  * give the same bits.
  */
 import path from 'node:path';
-import { EXIF_MODES, type ExifMode } from '../image/decode.js';
-import { resolveInputs, type ImageInput, type ResolvedInput } from '../image/image-input.js';
+import type { ExifMode } from '../image/decode.js';
+import type { ImageInput, ResolvedInput } from '../image/image-input.js';
 import { EMBEDDING_DIM } from '../submission/submission-csv.js';
 import { Img2PromptError } from '../util/errors.js';
 import { PredictCheckpoint, type CheckpointRecord, type RunDescription } from './checkpoint.js';
@@ -23,11 +23,6 @@ import { outcomeOf, type RecordMeta } from './records.js';
 import { settleEarlierRun } from './resume-files.js';
 import { DEFAULT_BATCH_SIZE, DEFAULT_GAP_IMAGES, type PredictRunOptions, type PredictedImage } from './types.js';
 
-function checkPositiveInt(name: string, value: number): number {
-  if (!Number.isSafeInteger(value) || value < 1) throw new Img2PromptError(undefined, `${name} must be a positive integer, got ${value}`);
-  return value;
-}
-
 function hasDirection(data: Float32Array, r: number, dim: number): boolean {
   for (let i = r * dim; i < (r + 1) * dim; i++) if (data[i] !== 0) return true;
   return false;
@@ -38,18 +33,14 @@ function describedInput(input: ResolvedInput): string {
   return input.file !== undefined ? path.resolve(input.file) : `bytes:${input.id}`;
 }
 
-/** See PredictEngine.run. */
+/** See PredictEngine.run: `inputs` resolved (unique ids) and `options` checked by the caller. */
 export async function* runPredict(
-  engine: PredictEngine, images: Iterable<ImageInput>, options: PredictRunOptions,
+  engine: PredictEngine, inputs: readonly ResolvedInput[], options: PredictRunOptions,
 ): AsyncGenerator<PredictedImage, void, undefined> {
-  const batchSize = checkPositiveInt('batch size', options.batchSize ?? DEFAULT_BATCH_SIZE);
-  const gapImages = checkPositiveInt('gap images', options.gapImages ?? DEFAULT_GAP_IMAGES);
+  const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
+  const gapImages = options.gapImages ?? DEFAULT_GAP_IMAGES;
   const allowSvg = options.allowSvg ?? false;
   const exif: ExifMode = options.exif ?? 'apply';
-  if (!EXIF_MODES.includes(exif)) throw new Img2PromptError(undefined, `exif must be "apply" or "ignore", got ${JSON.stringify(exif)}`);
-  // The checkpoint keys images by id, so ids must be unique; the characters they may hold are the
-  // submission writer's business, not the engine's.
-  const inputs = resolveInputs(images, 'PredictEngine.run()');
   const ids = inputs.map((x) => x.id);
   const total = inputs.length;
   if (total === 0) return;

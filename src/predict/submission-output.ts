@@ -18,7 +18,7 @@ export async function writeValidatedSubmission(file: string, ids: readonly strin
     if (problems.length > 0) {
       const count = report.problemCount + report.warnings.length;
       const more = count > 3 ? ` (and ${count - 3} more)` : '';
-      throw new Img2PromptError(file, `refusing to write an invalid submission: ${problems.slice(0, 3).join('; ')}${more}`);
+      throw new Img2PromptError(file, `refusing to write an invalid submission: ${problems.slice(0, 3).join('; ')}${more}`, { code: 'OUTPUT_FAILED' });
     }
   });
 }

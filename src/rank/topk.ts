@@ -1,5 +1,6 @@
 import { native, type NativeTopKOptions } from '../native/addon.js';
 import { Img2PromptError } from '../util/errors.js';
+import { readOptions } from '../util/options.js';
 
 /**
  * Similarity top-k over a label bank, on the native kernel: every query is scored against every bank
@@ -97,7 +98,6 @@ function check(queries: Matrix, bank: Matrix, options: TopKOptions): Checked {
   if (q.dim !== b.dim) throw new Img2PromptError(label, `queries have dimension ${q.dim}, the bank has ${b.dim}`);
   if (b.rows > 0x7fffffff) throw new Img2PromptError(label, `bank has ${b.rows} rows, more than an Int32Array can index`);
   checkFinite(queries.data, q.dim, label);
-  checkOptions(options, label);
   return { queries: queries.data, bank: bank.data, rows: q.rows, bankRows: b.rows, dim: q.dim };
 }
 
@@ -123,22 +123,19 @@ export function checkQueries(queries: Matrix, k: number, dim: number, label = 't
   return q.rows;
 }
 
-function checkInteger(value: unknown, name: string, min: number, max: number, label: string): void {
-  if (value !== undefined && !(Number.isInteger(value) && (value as number) >= min && (value as number) <= max)) {
-    throw new Img2PromptError(label, `${name} must be an integer from ${min} to ${max}, got ${String(value)}`);
-  }
-}
-
-function checkOptions(options: TopKOptions, label: string): void {
-  checkInteger(options.threads, 'threads', 0, 1024, label);
-  checkInteger(options.forceThreads, 'forceThreads', 1, 1024, label);
-  checkInteger(options.blockRows, 'blockRows', 1, 2 ** 24, label);
-  if (options.threads !== undefined && options.forceThreads !== undefined) {
-    throw new Img2PromptError(label, 'give threads or forceThreads, not both');
-  }
-  if (options.simd !== undefined && typeof options.simd !== 'boolean') {
-    throw new Img2PromptError(label, `simd must be true or false, got ${String(options.simd)}`);
-  }
+/** `options` checked, unknown keys refused; `call` names the function in messages ('topk()'). */
+function readTopKOptions(options: TopKOptions, call: string): TopKOptions {
+  const o = readOptions(options, call);
+  const checked: TopKOptions = {
+    label: o.string('label'),
+    threads: o.int('threads', { min: 0, max: 1024 }),
+    simd: o.bool('simd'),
+    forceThreads: o.int('forceThreads', { min: 1, max: 1024 }),
+    blockRows: o.int('blockRows', { min: 1, max: 2 ** 24 }),
+  };
+  if (checked.threads !== undefined) o.refuse(['forceThreads'], 'with threads');
+  o.done();
+  return checked;
 }
 
 function nativeOptions(options: TopKOptions): NativeTopKOptions {
@@ -153,6 +150,7 @@ function checkK(k: number, options: TopKOptions): void {
 }
 
 async function select(queries: Matrix, bank: Matrix, k: number, least: boolean, options: TopKOptions): Promise<TopKResult> {
+  options = readTopKOptions(options, least ? 'bottomk()' : 'topk()');
   checkK(k, options);
   const c = check(queries, bank, options);
   const out = await native().topk(c.queries, c.dim, c.bank, c.dim, k, { ...nativeOptions(options), least });
@@ -177,6 +175,7 @@ export function bottomk(queries: Matrix, bank: Matrix, k: number, options: TopKO
 
 /** Every query-row score, [queries x bank rows] row-major; meant for small banks. */
 export async function scoresAll(queries: Matrix, bank: Matrix, options: TopKOptions = {}): Promise<{ data: Float32Array; dims: [number, number] }> {
+  options = readTopKOptions(options, 'scoresAll()');
   const c = check(queries, bank, options);
   const data = await native().scoresAll(c.queries, c.dim, c.bank, c.dim, nativeOptions(options));
   return { data, dims: [c.rows, c.bankRows] };

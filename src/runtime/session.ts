@@ -6,6 +6,7 @@ import { notice } from '../util/notices.js';
 import { cudaStatus } from './cuda-status.js';
 import { CUDA_PROVIDER_LIB } from '../gpu/readiness.js';
 import { prepareOrtEnvironment } from './ort-environment.js';
+import { readOptions } from '../util/options.js';
 
 export type TensorType = 'float32' | 'float16' | 'float64' | 'int64' | 'int32' | 'int8' | 'uint8' | 'bool';
 export type TensorData = Float32Array | Float64Array | Uint16Array | BigInt64Array | Int32Array | Int8Array | Uint8Array;
@@ -107,7 +108,7 @@ function usableProviders(providers: ExecutionProvider[], fromVariable: boolean):
   if (cuda.usable) return { providers, note: '' };
   const asked = fromVariable ? ` (${PROVIDERS_VARIABLE}=${process.env[PROVIDERS_VARIABLE]})` : '';
   if (!providers.includes('cpu')) {
-    throw new Img2PromptError(undefined, `CUDA was asked for${asked} but cannot be used here: ${cuda.reason}; list cpu too to fall back to it (e.g. ${PROVIDERS_VARIABLE}=cuda,cpu)`);
+    throw new Img2PromptError(undefined, `CUDA was asked for${asked} but cannot be used here: ${cuda.reason}; list cpu too to fall back to it (e.g. ${PROVIDERS_VARIABLE}=cuda,cpu)`, { code: 'RUNTIME_FAILED' });
   }
   return { providers: providers.filter((p) => p !== 'cuda'), note: `CUDA was asked for${asked} but cannot be used here: ${cuda.reason}; running on the CPU` };
 }
@@ -136,19 +137,17 @@ export class Session {
   }
 
   static async open(model: string | Uint8Array, options: SessionOptions = {}): Promise<Session> {
-    const asked = options.providers ?? defaultProviders();
-    for (const p of asked) if (p !== 'cuda' && p !== 'cpu') throw new TypeError(`unknown execution provider '${p}' (use 'cuda' or 'cpu')`);
-    const { providers, note } = usableProviders(asked, options.providers === undefined);
-    const threads = options.intraOpThreads ?? 0;
-    if (!Number.isInteger(threads) || threads < 0) throw new RangeError(`intraOpThreads must be a non-negative integer, got ${threads}`);
-    const optimization = options.optimization ?? 'all';
-    if (!['disabled', 'basic', 'extended', 'all'].includes(optimization)) throw new TypeError(`unknown optimization level '${optimization}'`);
-    const spinWait = options.spinWait ?? true;
-    if (typeof spinWait !== 'boolean') throw new TypeError(`spinWait must be true or false, got ${String(spinWait)}`);
+    const o = readOptions(options, 'Session.open()');
+    const given = o.subsetOf('providers', ['cuda', 'cpu'], { allowRepeats: true });
+    const threads = o.int('intraOpThreads', { min: 0 }) ?? 0;
+    const optimization = o.oneOf('optimization', ['disabled', 'basic', 'extended', 'all']) ?? 'all';
+    const spinWait = o.bool('spinWait') ?? true;
+    o.done();
+    const { providers, note } = usableProviders(given ?? defaultProviders(), given === undefined);
     let modelPath: string | undefined;
     if (typeof model === 'string') {
       modelPath = path.resolve(model);
-      if (!fs.existsSync(modelPath)) throw new Img2PromptError(modelPath, 'model file not found');
+      if (!fs.existsSync(modelPath)) throw new Img2PromptError(modelPath, 'model file not found', { code: 'FILE_UNREADABLE' });
     } else if (!(model instanceof Uint8Array)) {
       throw new TypeError('model must be a file path or a Uint8Array');
     }
@@ -160,7 +159,7 @@ export class Session {
       return session;
     } catch (err) {
       // The native message is ORT's reason alone; the model is named here, in the one-line `<file>: <reason>` form.
-      throw new Img2PromptError(modelPath ?? '<model buffer>', `cannot load model: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      throw new Img2PromptError(modelPath ?? '<model buffer>', `cannot load model: ${err instanceof Error ? err.message : String(err)}`, { code: 'RUNTIME_FAILED', cause: err });
     }
   }
 
@@ -220,7 +219,7 @@ export class Session {
 
   /** The native message is ORT's reason alone; the model is named here, in the one-line `<file>: <reason>` form. */
   #error(err: unknown): Img2PromptError {
-    return new Img2PromptError(this.modelPath ?? '<model buffer>', err instanceof Error ? err.message : String(err), { cause: err });
+    return new Img2PromptError(this.modelPath ?? '<model buffer>', err instanceof Error ? err.message : String(err), { code: 'RUNTIME_FAILED', cause: err });
   }
 
   /** Frees the model; runs already in flight finish first. */

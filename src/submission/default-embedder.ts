@@ -13,7 +13,7 @@ export async function openMiniLMEmbedder(): Promise<TextEmbedder> {
   const dir = modelDir(MINILM_MODEL);
   const installed = await fs.stat(dir).then((s) => s.isDirectory(), () => false);
   if (!installed) {
-    throw new Img2PromptError(dir, `the MiniLM text model is not installed; run \`img2prompt models pull ${MINILM_MODEL}\``);
+    throw new Img2PromptError(dir, `the MiniLM text model is not installed; run \`img2prompt models pull ${MINILM_MODEL}\``, { code: 'MODEL_MISSING' });
   }
   const { MiniLMEmbedder } = await import('../text/minilm.js');
   return MiniLMEmbedder.open(dir);

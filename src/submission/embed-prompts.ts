@@ -1,4 +1,5 @@
 import { Img2PromptError } from '../util/errors.js';
+import { readOptions } from '../util/options.js';
 import type { TextEmbedder } from '../text/embedder.js';
 import type { PromptRow } from './prompts-csv.js';
 
@@ -24,10 +25,10 @@ export async function embedPrompts(
   embedder: TextEmbedder,
   options: EmbedPromptsOptions = {},
 ): Promise<Float32Array> {
-  const { batchSize, onProgress } = options;
-  if (batchSize !== undefined && (!Number.isInteger(batchSize) || batchSize < 1)) {
-    throw new Img2PromptError(undefined, `batch size must be a positive integer, got ${batchSize}`);
-  }
+  const o = readOptions(options, 'embedPrompts()');
+  const batchSize = o.int('batchSize', { min: 1 });
+  const onProgress = o.func<(done: number) => void>('onProgress');
+  o.done();
   const dim = embedder.dim;
   const out = new Float32Array(rows.length * dim);
   for (let start = 0; start < rows.length; start += EMBED_CHUNK) {

@@ -47,7 +47,7 @@ export async function forEachLine(file: string, onLine: (text: string, line: num
   } catch (err) {
     stream.destroy();
     if (err instanceof Img2PromptError) throw err;
-    throw new Img2PromptError(file, `cannot read: ${readErrorReason(err)}`, { cause: err });
+    throw new Img2PromptError(file, `cannot read: ${readErrorReason(err)}`, { code: 'FILE_UNREADABLE', cause: err });
   }
   if (carry.length > 0) emit(carry);
   return line;

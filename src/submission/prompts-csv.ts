@@ -27,7 +27,7 @@ export async function readPromptsCsv(file: string): Promise<PromptRow[]> {
   try {
     bytes = await fs.readFile(file);
   } catch (err) {
-    throw new Img2PromptError(file, `cannot read: ${readErrorReason(err)}`, { cause: err });
+    throw new Img2PromptError(file, `cannot read: ${readErrorReason(err)}`, { code: 'FILE_UNREADABLE', cause: err });
   }
   return parsePromptsCsv(file, bytes);
 }
@@ -38,7 +38,7 @@ export function parsePromptsCsv(file: string, bytes: Uint8Array): PromptRow[] {
   // make every later line number wrong.
   const text = stripBom(decodeUtf8Strict(file, bytes)).replace(/\r\n/g, '\n');
   if (text.trim() === '') {
-    throw new Img2PromptError(file, 'empty file: expected a header line "imgId,prompt" and one row per image');
+    throw new Img2PromptError(file, 'empty file: expected a header line "imgId,prompt" and one row per image', { code: 'FILE_INVALID' });
   }
   const records = parseRecords(file, Buffer.from(text, 'utf8'));
   const [header, ...rows] = records;
@@ -90,7 +90,7 @@ function parseRecords(file: string, input: Buffer): CsvRecord[] {
   } catch (err) {
     if (!(err instanceof CsvError)) throw err;
     const line = lines.recordStartingAfter(consumed);
-    throw new Img2PromptError(file, `line ${line}: ${csvErrorReason(err, records[0]?.fields.length)}`, { cause: err });
+    throw new Img2PromptError(file, `line ${line}: ${csvErrorReason(err, records[0]?.fields.length)}`, { code: 'FILE_INVALID', cause: err });
   }
   return records;
 }
@@ -117,10 +117,10 @@ function findColumn(file: string, header: string[], name: string): number {
   const index = header.indexOf(name);
   if (index < 0) {
     const found = header.map((h) => JSON.stringify(h)).join(', ');
-    throw new Img2PromptError(file, `line 1: header has no "${name}" column (found ${found}); expected a header like imgId,prompt`);
+    throw new Img2PromptError(file, `line 1: header has no "${name}" column (found ${found}); expected a header like imgId,prompt`, { code: 'FILE_INVALID' });
   }
   if (header.indexOf(name, index + 1) >= 0) {
-    throw new Img2PromptError(file, `line 1: header has more than one "${name}" column`);
+    throw new Img2PromptError(file, `line 1: header has more than one "${name}" column`, { code: 'FILE_INVALID' });
   }
   return index;
 }

@@ -1,5 +1,6 @@
 import { promises as fs } from 'node:fs';
 import { Img2PromptError } from '../util/errors.js';
+import { readOptions } from '../util/options.js';
 import type { TextEmbedder } from '../text/embedder.js';
 import { readPromptsCsv } from './prompts-csv.js';
 import { EMBEDDING_DIM, SUBMISSION_HEADER, readSubmission } from './submission-csv.js';
@@ -24,18 +25,18 @@ export async function detectCsvKind(file: string): Promise<CsvKind> {
       await handle.close();
     }
   } catch (err) {
-    throw new Img2PromptError(file, `cannot read: ${readErrorReason(err)}`, { cause: err });
+    throw new Img2PromptError(file, `cannot read: ${readErrorReason(err)}`, { code: 'FILE_UNREADABLE', cause: err });
   }
   // Lossy decoding is fine for sniffing; the reader that follows rejects invalid UTF-8 with a line number.
   const text = stripBom(head.toString('utf8')).replace(/^(\r?\n)+/, '');
-  if (text.trim() === '') throw new Img2PromptError(file, 'empty file');
+  if (text.trim() === '') throw new Img2PromptError(file, 'empty file', { code: 'FILE_INVALID' });
   const firstLine = text.split(/\r?\n/, 1)[0];
   if (firstLine === SUBMISSION_HEADER) return 'submission';
   const columns = firstLine.split(',').map((c) => c.replace(/^"(.*)"$/, '$1'));
   if (columns.includes('imgId') && columns.includes('prompt')) return 'prompts';
   throw new Img2PromptError(
     file,
-    `line 1: unrecognised header ${JSON.stringify(firstLine.slice(0, 80))}: expected "imgId,prompt" (prompts CSV) or "${SUBMISSION_HEADER}" (submission)`,
+    `line 1: unrecognised header ${JSON.stringify(firstLine.slice(0, 80))}: expected "imgId,prompt" (prompts CSV) or "${SUBMISSION_HEADER}" (submission)`, { code: 'FILE_INVALID' },
   );
 }
 
@@ -79,6 +80,10 @@ export async function score(
   embedder?: EmbedderSource,
   options: EmbedPromptsOptions = {},
 ): Promise<ScoreResult> {
+  // Checked up front: embedPrompts sees them only once a prompts CSV needs embedding.
+  const o = readOptions(options, 'score()');
+  options = { batchSize: o.int('batchSize', { min: 1 }), onProgress: o.func('onProgress') };
+  o.done();
   const predKind = await detectCsvKind(predFile);
   const truthKind = await detectCsvKind(truthFile);
   let opened: TextEmbedder | undefined;
@@ -110,7 +115,7 @@ export async function score(
   if (truth.dim !== pred.dim) {
     throw new Img2PromptError(
       predFile,
-      `vectors have dimension ${pred.dim} but the truth (${truthFile}) has ${truth.dim}; embed prompts with all-MiniLM-L6-v2 (384-d)`,
+      `vectors have dimension ${pred.dim} but the truth (${truthFile}) has ${truth.dim}; embed prompts with all-MiniLM-L6-v2 (384-d)`, { code: 'MODEL_MISMATCH' },
     );
   }
   return { ...compare(pred, truth), predKind, truthKind };

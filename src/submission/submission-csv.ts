@@ -280,7 +280,7 @@ export class SubmissionScanner {
  */
 export async function readSubmission(file: string): Promise<Submission> {
   const fail: ProblemSink = (line, reason) => {
-    throw new Img2PromptError(file, line === undefined ? reason : `line ${line}: ${reason}`);
+    throw new Img2PromptError(file, line === undefined ? reason : `line ${line}: ${reason}`, { code: 'FILE_INVALID' });
   };
   const scanner = new SubmissionScanner(fail, true);
   await forEachLine(file, (text, line) => scanner.feed(text, line));

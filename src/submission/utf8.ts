@@ -14,7 +14,7 @@ export function decodeUtf8Strict(file: string, bytes: Uint8Array, firstLine = 1)
   try {
     return strictDecoder.decode(bytes);
   } catch {
-    throw new Img2PromptError(file, `line ${firstInvalidLine(bytes, firstLine)}: invalid UTF-8 (save the file as UTF-8)`);
+    throw new Img2PromptError(file, `line ${firstInvalidLine(bytes, firstLine)}: invalid UTF-8 (save the file as UTF-8)`, { code: 'FILE_INVALID' });
   }
 }
 

@@ -4,6 +4,7 @@ import { imageFilesInFolder } from '../image/list-images.js';
 import { EMBEDDING_DIM, SubmissionScanner } from './submission-csv.js';
 import { forEachLine } from './line-reader.js';
 import { imgIdProblem, submissionImageIds } from './img-id.js';
+import { readOptions } from '../util/options.js';
 
 export interface ValidationReport {
   /** True when there are no problems (warnings do not count). */
@@ -36,6 +37,9 @@ export async function validateSubmission(
   file: string,
   options: { imageIds?: readonly string[] } = {},
 ): Promise<ValidationReport> {
+  const o = readOptions(options, 'validateSubmission()');
+  const imageIds = o.stringList('imageIds');
+  o.done();
   const problems: string[] = [];
   let problemCount = 0;
   const add = (line: number | undefined, reason: string): void => {
@@ -67,10 +71,10 @@ export async function validateSubmission(
     else if (Math.abs(norm - 1) > NORM_TOLERANCE) warnings.push(`image "${id}": L2 norm ${norm.toFixed(6)} is not 1`);
   });
 
-  if (options.imageIds) {
+  if (imageIds) {
     const present = new Set(ids);
-    const expected = new Set(options.imageIds);
-    for (const id of options.imageIds) if (!present.has(id)) add(undefined, `missing image "${id}"`);
+    const expected = new Set(imageIds);
+    for (const id of imageIds) if (!present.has(id)) add(undefined, `missing image "${id}"`);
     for (const id of ids) if (!expected.has(id)) add(undefined, `unexpected image "${id}" (not in the expected ids)`);
   }
 

@@ -74,7 +74,7 @@ export class MiniLMTokenizer {
       const st = (await exists(stPath)) ? await readJsonObject(stPath) : {};
       const v = st.max_seq_length;
       if (v !== undefined && (!Number.isInteger(v) || (v as number) < 3)) {
-        throw new Img2PromptError(stPath, `max_seq_length must be an integer >= 3, got ${JSON.stringify(v)}`);
+        throw new Img2PromptError(stPath, `max_seq_length must be an integer >= 3, got ${JSON.stringify(v)}`, { code: 'FILE_INVALID' });
       }
       maxTokens = (v as number | undefined) ?? MINILM_MAX_TOKENS;
     }

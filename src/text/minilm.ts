@@ -1,6 +1,7 @@
 import { Session, defaultProviders, tensor, type SessionOptions } from '../runtime/session.js';
 import { precisionFor, requestedPrecision, type Precision } from '../runtime/precision.js';
 import { Img2PromptError } from '../util/errors.js';
+import { readOptions } from '../util/options.js';
 import { ensureMiniLMOnnx } from '../../models/graph/bert.js';
 import { MiniLMTokenizer } from './minilm-tokenizer.js';
 import type { TextEmbedder } from './embedder.js';
@@ -78,7 +79,7 @@ export class MiniLMEmbedder implements TextEmbedder {
     const dim = out?.dims[1];
     if (typeof dim !== 'number') {
       session.close();
-      throw new Img2PromptError(onnxPath, 'model has no sentence_embedding output of fixed width');
+      throw new Img2PromptError(onnxPath, 'model has no sentence_embedding output of fixed width', { code: 'FILE_INVALID' });
     }
     return new MiniLMEmbedder(session, tokenizer, dim, precision);
   }
@@ -93,8 +94,10 @@ export class MiniLMEmbedder implements TextEmbedder {
    * text's embedding (the mask removes it), so the result does not depend on the batching.
    */
   async embed(texts: string[], options: MiniLMEmbedOptions = {}): Promise<Float32Array> {
-    const batchSize = options.batchSize ?? 64;
-    if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a positive integer, got ${batchSize}`);
+    const o = readOptions(options, 'MiniLMEmbedder.embed()');
+    const batchSize = o.int('batchSize', { min: 1 }) ?? 64;
+    const onProgress = o.func<NonNullable<MiniLMEmbedOptions['onProgress']>>('onProgress');
+    o.done();
     const n = texts.length;
     const out = new Float32Array(n * this.dim);
     if (n === 0) return out;
@@ -127,7 +130,7 @@ export class MiniLMEmbedder implements TextEmbedder {
       );
       const emb = result.sentence_embedding!.data as Float32Array;
       rows.forEach((dst, r) => out.set(emb.subarray(r * this.dim, (r + 1) * this.dim), dst * this.dim));
-      options.onProgress?.(Math.min(start + batchSize, n), n);
+      onProgress?.(Math.min(start + batchSize, n), n);
     }
     return out;
   }

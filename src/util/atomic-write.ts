@@ -65,7 +65,7 @@ export function removeLiveTempsSync(): void {
 /** The error every failed output write becomes: the target (never the temp) and the OS's reason. */
 export function outputError(target: string, err: unknown): Img2PromptError {
   if (err instanceof Img2PromptError) return err;
-  return new Img2PromptError(target, `cannot write: ${osReason(err)}`, { cause: err });
+  return new Img2PromptError(target, `cannot write: ${osReason(err)}`, { code: 'OUTPUT_FAILED', cause: err });
 }
 
 /**
@@ -135,7 +135,7 @@ export class AtomicFile {
 
   /** Writes `data` at `position` (default: after everything written so far). */
   async write(data: string | Uint8Array, position = this.end): Promise<void> {
-    if (this.done) throw new Img2PromptError(this.target, 'cannot write: the file is already closed');
+    if (this.done) throw new Img2PromptError(this.target, 'cannot write: the file is already closed', { code: 'OUTPUT_FAILED' });
     const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
     try {
       await writeFully(this.handle, bytes, position);
@@ -147,13 +147,13 @@ export class AtomicFile {
 
   /** fsync, check the size, rename onto the target, fsync the folder. On failure the temp is removed. */
   async commit(): Promise<void> {
-    if (this.done) throw new Img2PromptError(this.target, 'cannot write: the file is already closed');
+    if (this.done) throw new Img2PromptError(this.target, 'cannot write: the file is already closed', { code: 'OUTPUT_FAILED' });
     this.done = true;
     try {
       try {
         await this.handle.sync();
         const { size } = await this.handle.stat();
-        if (size !== this.end) throw new Img2PromptError(this.target, `cannot write: the file holds ${size} bytes after ${this.end} were written`);
+        if (size !== this.end) throw new Img2PromptError(this.target, `cannot write: the file holds ${size} bytes after ${this.end} were written`, { code: 'OUTPUT_FAILED' });
       } finally {
         await this.handle.close();
       }

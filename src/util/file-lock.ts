@@ -52,7 +52,7 @@ export async function acquireLock(lockFile: string, busy: (holder: LockHolder) =
   try {
     await fs.writeFile(aside, content, { flag: 'wx' });
   } catch (err) {
-    throw new Img2PromptError(lockFile, `cannot create lock file: ${osReason(err)}`, { cause: err });
+    throw new Img2PromptError(lockFile, `cannot create lock file: ${osReason(err)}`, { code: 'OUTPUT_FAILED', cause: err });
   }
   try {
     for (let attempt = 0; attempt < 3; attempt++) {
@@ -65,7 +65,7 @@ export async function acquireLock(lockFile: string, busy: (holder: LockHolder) =
         };
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
-          throw new Img2PromptError(lockFile, `cannot create lock file: ${osReason(err)}`, { cause: err });
+          throw new Img2PromptError(lockFile, `cannot create lock file: ${osReason(err)}`, { code: 'OUTPUT_FAILED', cause: err });
         }
       }
       const text = await fs.readFile(lockFile, 'utf8').catch(() => '');
@@ -74,7 +74,7 @@ export async function acquireLock(lockFile: string, busy: (holder: LockHolder) =
       // Stale: removed only if it is still the lock judged stale, not one a third process just took.
       if ((await fs.readFile(lockFile, 'utf8').catch(() => '')) === text) await fs.rm(lockFile, { force: true });
     }
-    throw new Img2PromptError(lockFile, 'cannot take the lock (it keeps reappearing)');
+    throw new Img2PromptError(lockFile, 'cannot take the lock (it keeps reappearing)', { code: 'OUTPUT_FAILED' });
   } finally {
     await fs.rm(aside, { force: true });
   }

@@ -29,7 +29,7 @@ export class Fields {
   int(key: string, fallback?: number): number {
     const v = this.obj[key] ?? fallback;
     if (!Number.isInteger(v) || (v as number) <= 0) {
-      throw new Img2PromptError(this.file, `"${this.label(key)}" must be a positive integer, got ${JSON.stringify(this.obj[key])}`);
+      throw new Img2PromptError(this.file, `"${this.label(key)}" must be a positive integer, got ${JSON.stringify(this.obj[key])}`, { code: 'FILE_INVALID' });
     }
     return v as number;
   }
@@ -37,20 +37,20 @@ export class Fields {
   num(key: string, fallback?: number): number {
     const v = this.obj[key] ?? fallback;
     if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) {
-      throw new Img2PromptError(this.file, `"${this.label(key)}" must be a positive number, got ${JSON.stringify(this.obj[key])}`);
+      throw new Img2PromptError(this.file, `"${this.label(key)}" must be a positive number, got ${JSON.stringify(this.obj[key])}`, { code: 'FILE_INVALID' });
     }
     return v;
   }
 
   bool(key: string, fallback: boolean): boolean {
     const v = this.obj[key] ?? fallback;
-    if (typeof v !== 'boolean') throw new Img2PromptError(this.file, `"${this.label(key)}" must be true or false, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'boolean') throw new Img2PromptError(this.file, `"${this.label(key)}" must be true or false, got ${JSON.stringify(v)}`, { code: 'FILE_INVALID' });
     return v;
   }
 
   child(key: string): Fields {
     const v = this.obj[key];
-    if (!isObject(v)) throw new Img2PromptError(this.file, `"${this.label(key)}" must be an object`);
+    if (!isObject(v)) throw new Img2PromptError(this.file, `"${this.label(key)}" must be an object`, { code: 'FILE_INVALID' });
     return new Fields(v, this.file, this.label(key));
   }
 
@@ -58,14 +58,14 @@ export class Fields {
   requireDefault(key: string, allowed: readonly unknown[], what: string): void {
     const v = this.obj[key];
     if (v === undefined || v === null || allowed.includes(v)) return;
-    throw new Img2PromptError(this.file, `unsupported ${what}: "${this.label(key)}" is ${JSON.stringify(v)}`);
+    throw new Img2PromptError(this.file, `unsupported ${what}: "${this.label(key)}" is ${JSON.stringify(v)}`, { code: 'FILE_INVALID' });
   }
 
   /** The image size, written as a number or as a square [h, w]. */
   squareSize(key: string, fallback: number): number {
     const v = this.obj[key] ?? fallback;
     if (Array.isArray(v)) {
-      if (v.length !== 2 || v[0] !== v[1]) throw new Img2PromptError(this.file, `unsupported non-square "${this.label(key)}" ${JSON.stringify(v)}`);
+      if (v.length !== 2 || v[0] !== v[1]) throw new Img2PromptError(this.file, `unsupported non-square "${this.label(key)}" ${JSON.stringify(v)}`, { code: 'FILE_INVALID' });
       return this.checkPositiveInt(key, v[0]);
     }
     return this.checkPositiveInt(key, v);
@@ -73,7 +73,7 @@ export class Fields {
 
   private checkPositiveInt(key: string, v: unknown): number {
     if (!Number.isInteger(v) || (v as number) <= 0) {
-      throw new Img2PromptError(this.file, `"${this.label(key)}" must be a positive integer, got ${JSON.stringify(v)}`);
+      throw new Img2PromptError(this.file, `"${this.label(key)}" must be a positive integer, got ${JSON.stringify(v)}`, { code: 'FILE_INVALID' });
     }
     return v as number;
   }
@@ -82,7 +82,7 @@ export class Fields {
     const v = this.obj[key];
     if (v === undefined || v === null) return undefined;
     if (!Array.isArray(v) || v.length !== 3 || !v.every((x) => typeof x === 'number' && Number.isFinite(x))) {
-      throw new Img2PromptError(this.file, `"${this.label(key)}" must be three numbers, got ${JSON.stringify(v)}`);
+      throw new Img2PromptError(this.file, `"${this.label(key)}" must be three numbers, got ${JSON.stringify(v)}`, { code: 'FILE_INVALID' });
     }
     return [v[0], v[1], v[2]];
   }

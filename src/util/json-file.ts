@@ -7,7 +7,7 @@ export async function readJsonObject(file: string): Promise<Record<string, unkno
   try {
     text = await fs.readFile(file, 'utf-8');
   } catch (err) {
-    throw new Img2PromptError(file, `cannot read: ${errorMessage(err)}`, { cause: err });
+    throw new Img2PromptError(file, `cannot read: ${errorMessage(err)}`, { code: 'FILE_UNREADABLE', cause: err });
   }
   return parseJsonObject(file, text);
 }
@@ -18,8 +18,8 @@ export function parseJsonObject(file: string, text: string): Record<string, unkn
   try {
     v = JSON.parse(text);
   } catch (err) {
-    throw new Img2PromptError(file, `corrupt JSON: ${errorMessage(err)}`, { cause: err });
+    throw new Img2PromptError(file, `corrupt JSON: ${errorMessage(err)}`, { code: 'FILE_INVALID', cause: err });
   }
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Img2PromptError(file, 'corrupt JSON: not a JSON object');
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Img2PromptError(file, 'corrupt JSON: not a JSON object', { code: 'FILE_INVALID' });
   return v as Record<string, unknown>;
 }

@@ -2,6 +2,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import { AtomicFile, writeAtomically } from './atomic-write.js';
 import { Img2PromptError, errorMessage } from './errors.js';
+import { readOptions } from './options.js';
 
 /**
  * NumPy .npy files of little-endian float32 ('<f4', C order), the format embeddings are exchanged in
@@ -91,42 +92,42 @@ interface ParsedHeader {
 /** Reads the Python dict literal of an NPY header; only the three keys the spec defines are allowed. */
 function parseHeaderDict(text: string, file: string): number[] {
   const body = text.trim();
-  if (!body.startsWith('{') || !body.endsWith('}')) throw new Img2PromptError(file, `.npy header is not a dict: ${body.slice(0, 80)}`);
+  if (!body.startsWith('{') || !body.endsWith('}')) throw new Img2PromptError(file, `.npy header is not a dict: ${body.slice(0, 80)}`, { code: 'FILE_INVALID' });
   const descr = /['"]descr['"]\s*:\s*['"]([^'"]*)['"]/.exec(body);
   const fortran = /['"]fortran_order['"]\s*:\s*(True|False)/.exec(body);
   const shapeMatch = /['"]shape['"]\s*:\s*\(([^)]*)\)/.exec(body);
   if (!descr || !fortran || !shapeMatch) {
-    throw new Img2PromptError(file, `.npy header lacks descr, fortran_order or shape: ${body.slice(0, 120)}`);
+    throw new Img2PromptError(file, `.npy header lacks descr, fortran_order or shape: ${body.slice(0, 120)}`, { code: 'FILE_INVALID' });
   }
   const dtype = descr[1];
   // '<f4' is what we write; '=f4' would mean native order, little-endian on the hosts we support.
   if (dtype !== '<f4' && dtype !== '=f4') {
-    throw new Img2PromptError(file, `.npy dtype is '${dtype}', expected little-endian float32 '<f4'`);
+    throw new Img2PromptError(file, `.npy dtype is '${dtype}', expected little-endian float32 '<f4'`, { code: 'FILE_INVALID' });
   }
-  if (fortran[1] !== 'False') throw new Img2PromptError(file, '.npy array is in Fortran order; only C order is supported');
+  if (fortran[1] !== 'False') throw new Img2PromptError(file, '.npy array is in Fortran order; only C order is supported', { code: 'FILE_INVALID' });
   const parts = shapeMatch[1].split(',').map((s) => s.trim()).filter((s) => s.length > 0);
   const shape = parts.map((p) => {
     const m = /^(\d+)L?$/.exec(p); // Python 2 wrote longs as 3L
-    if (!m) throw new Img2PromptError(file, `.npy shape has a bad dimension '${p}'`);
+    if (!m) throw new Img2PromptError(file, `.npy shape has a bad dimension '${p}'`, { code: 'FILE_INVALID' });
     const n = Number(m[1]);
-    if (!Number.isSafeInteger(n)) throw new Img2PromptError(file, `.npy shape dimension ${p} is too large`);
+    if (!Number.isSafeInteger(n)) throw new Img2PromptError(file, `.npy shape dimension ${p} is too large`, { code: 'FILE_INVALID' });
     return n;
   });
   return shape;
 }
 
 function parseHeader(head: Buffer, file: string): ParsedHeader {
-  if (head.length < 10 || !head.subarray(0, 6).equals(MAGIC)) throw new Img2PromptError(file, 'not a .npy file (bad magic)');
+  if (head.length < 10 || !head.subarray(0, 6).equals(MAGIC)) throw new Img2PromptError(file, 'not a .npy file (bad magic)', { code: 'FILE_INVALID' });
   const major = head[6];
   const minor = head[7];
   let lenBytes: number;
   if (major === 1 && minor === 0) lenBytes = 2;
   else if ((major === 2 || major === 3) && minor === 0) lenBytes = 4;
-  else throw new Img2PromptError(file, `unsupported .npy version ${major}.${minor}`);
-  if (head.length < 8 + lenBytes) throw new Img2PromptError(file, '.npy header is truncated');
+  else throw new Img2PromptError(file, `unsupported .npy version ${major}.${minor}`, { code: 'FILE_INVALID' });
+  if (head.length < 8 + lenBytes) throw new Img2PromptError(file, '.npy header is truncated', { code: 'FILE_INVALID' });
   const headerLen = lenBytes === 2 ? head.readUInt16LE(8) : head.readUInt32LE(8);
   const dataOffset = 8 + lenBytes + headerLen;
-  if (head.length < dataOffset) throw new Img2PromptError(file, '.npy header is truncated');
+  if (head.length < dataOffset) throw new Img2PromptError(file, '.npy header is truncated', { code: 'FILE_INVALID' });
   const text = head.subarray(8 + lenBytes, dataOffset).toString(major === 3 ? 'utf8' : 'latin1');
   return { shape: parseHeaderDict(text, file), dataOffset };
 }
@@ -138,7 +139,7 @@ export function decodeNpy(bytes: Uint8Array, file = 'npy'): NpyArray {
   const count = shape.reduce((a, b) => a * b, 1);
   const available = buf.length - dataOffset;
   if (available !== count * 4) {
-    throw new Img2PromptError(file, `.npy shape [${shape.join(', ')}] needs ${count * 4} data bytes, the file has ${available}`);
+    throw new Img2PromptError(file, `.npy shape [${shape.join(', ')}] needs ${count * 4} data bytes, the file has ${available}`, { code: 'FILE_INVALID' });
   }
   const data = new Float32Array(count);
   Buffer.from(data.buffer).set(buf.subarray(dataOffset));
@@ -151,11 +152,14 @@ export function decodeNpy(bytes: Uint8Array, file = 'npy'): NpyArray {
  * number of dimensions (2 for an embedding matrix [N, D]).
  */
 export async function readNpy(file: string, options: { expectDims?: number } = {}): Promise<NpyArray> {
+  const o = readOptions(options, 'readNpy()');
+  options = { expectDims: o.int('expectDims', { min: 0 }) };
+  o.done();
   let fh: fs.FileHandle;
   try {
     fh = await fs.open(file, 'r');
   } catch (err) {
-    throw new Img2PromptError(file, `cannot read: ${errorMessage(err)}`, { cause: err });
+    throw new Img2PromptError(file, `cannot read: ${errorMessage(err)}`, { code: 'FILE_UNREADABLE', cause: err });
   }
   try {
     const size = (await fh.stat()).size;
@@ -171,12 +175,12 @@ export async function readNpy(file: string, options: { expectDims?: number } = {
     await readFully(fh, head, 0);
     const { shape, dataOffset } = parseHeader(head, file);
     if (options.expectDims !== undefined && shape.length !== options.expectDims) {
-      throw new Img2PromptError(file, `expected a ${options.expectDims}-d array, the .npy has shape [${shape.join(', ')}]`);
+      throw new Img2PromptError(file, `expected a ${options.expectDims}-d array, the .npy has shape [${shape.join(', ')}]`, { code: 'FILE_INVALID' });
     }
     const count = shape.reduce((a, b) => a * b, 1);
     const available = size - dataOffset;
     if (available !== count * 4) {
-      throw new Img2PromptError(file, `.npy shape [${shape.join(', ')}] needs ${count * 4} data bytes, the file has ${available} (truncated or not float32?)`);
+      throw new Img2PromptError(file, `.npy shape [${shape.join(', ')}] needs ${count * 4} data bytes, the file has ${available} (truncated or not float32?)`, { code: 'FILE_INVALID' });
     }
     // Read straight into the array's memory: no second copy of a large matrix.
     const data = new Float32Array(count);
@@ -184,7 +188,7 @@ export async function readNpy(file: string, options: { expectDims?: number } = {
     return { data, shape };
   } catch (err) {
     if (err instanceof Img2PromptError) throw err;
-    throw new Img2PromptError(file, `cannot read: ${errorMessage(err)}`, { cause: err });
+    throw new Img2PromptError(file, `cannot read: ${errorMessage(err)}`, { code: 'FILE_UNREADABLE', cause: err });
   } finally {
     await fh.close();
   }

@@ -29,7 +29,7 @@ async function checkFolderWritable(target: string, dir: string): Promise<void> {
   try {
     await (await fs.open(probe, 'wx')).close();
   } catch (err) {
-    throw new Img2PromptError(target, `output folder ${dir} is not writable (${osReason(err)})`, { cause: err });
+    throw new Img2PromptError(target, `output folder ${dir} is not writable (${osReason(err)})`, { code: 'OUTPUT_FAILED', cause: err });
   }
   await fs.rm(probe, { force: true });
 }
@@ -44,12 +44,12 @@ async function checkOutputTarget(target: string, options: ClaimOptions): Promise
     try {
       await fs.mkdir(dir, { recursive: true });
     } catch (err) {
-      throw new Img2PromptError(target, `cannot create output folder ${dir} (${osReason(err)})`, { cause: err });
+      throw new Img2PromptError(target, `cannot create output folder ${dir} (${osReason(err)})`, { code: 'OUTPUT_FAILED', cause: err });
     }
   } else if (!dirStat) {
-    throw new Img2PromptError(target, `output folder ${dir} does not exist`);
+    throw new Img2PromptError(target, `output folder ${dir} does not exist`, { code: 'OUTPUT_FAILED' });
   } else if (!dirStat.isDirectory()) {
-    throw new Img2PromptError(target, `output folder ${dir} is not a folder`);
+    throw new Img2PromptError(target, `output folder ${dir} is not a folder`, { code: 'OUTPUT_FAILED' });
   }
   await checkFolderWritable(target, dir);
 }
@@ -76,7 +76,7 @@ export async function claimOutputs(files: readonly string[], options: ClaimOptio
   try {
     for (const file of files) {
       releases.push(
-        await acquireLock(lockFileFor(file), (holder) => new Img2PromptError(file, `another run is writing this file (${describeHolder(holder)}); wait for it to finish or choose another output`)),
+        await acquireLock(lockFileFor(file), (holder) => new Img2PromptError(file, `another run is writing this file (${describeHolder(holder)}); wait for it to finish or choose another output`, { code: 'OUTPUT_FAILED' })),
       );
       await removeStaleTemps(file);
     }

@@ -36,7 +36,7 @@ export async function embedCommand(options: EmbedCommandOptions): Promise<{ imag
     let reported = 0;
     try {
       if (embedder.dim !== EMBEDDING_DIM) {
-        throw new Img2PromptError(undefined, `embedder gives ${embedder.dim}-d vectors; a Kaggle submission needs ${EMBEDDING_DIM}`);
+        throw new Img2PromptError(undefined, `embedder gives ${embedder.dim}-d vectors; a Kaggle submission needs ${EMBEDDING_DIM}`, { code: 'MODEL_MISMATCH' });
       }
       vectors = await embedPrompts(rows, embedder, {
         batchSize: options.batchSize,

