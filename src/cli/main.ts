@@ -19,6 +19,7 @@ import { Img2PromptError, errorMessage } from '../util/errors.js';
 import { packageVersion } from '../util/package-root.js';
 import { installInterruptHandlers } from './interrupt.js';
 import { onNotice } from '../util/notices.js';
+import { debugVariable } from '../config.js';
 
 /** Exit codes: 0 ok, 1 failure (the message says why), 2 usage error. */
 export function buildProgram(): Command {
@@ -52,7 +53,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     const message = err instanceof Img2PromptError ? err.message : errorMessage(err);
     process.stderr.write(`img2prompt: ${message}\n`);
-    if (process.env.IMG2PROMPT_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+    if (debugVariable() && err instanceof Error) process.stderr.write(`${err.stack}\n`);
     return 1;
   } finally {
     stopNotices();

@@ -1,5 +1,6 @@
 import { Option, type Command } from 'commander';
 import { PRECISIONS } from '../runtime/precision.js';
+import { setPrecisionVariable } from '../config.js';
 
 /** Commands that run a CLIP or MiniLM tower (for `labels`, its `build`). */
 const TOWER_COMMANDS = ['embed', 'embed-images', 'labels build', 'interrogate', 'predict', 'fit-map', 'fit-weights', 'score', 'demo'];
@@ -19,6 +20,6 @@ export function addPrecisionOption(program: Command): void {
   }
   program.hook('preAction', (_program, action) => {
     const precision = action.opts().precision as string | undefined;
-    if (precision !== undefined) process.env.IMG2PROMPT_PRECISION = precision;
+    if (precision !== undefined) setPrecisionVariable(precision);
   });
 }

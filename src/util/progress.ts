@@ -1,4 +1,5 @@
 import cliProgress from 'cli-progress';
+import { progressVariable } from '../config.js';
 
 export interface Progress {
   /** Advance by `n` items (default 1). */
@@ -35,7 +36,7 @@ function duration(seconds: number): string {
  */
 export function createProgress(label: string, total: number, unit = 'items', options: ProgressOptions = {}): Progress {
   const stream = options.stream ?? process.stderr;
-  const forced = process.env.IMG2PROMPT_PROGRESS;
+  const forced = progressVariable();
   if (forced === '0' || total <= 0) return silent;
   if (forced === '1' || stream.isTTY === true) return barProgress(label, total, unit, stream);
   return lineProgress(label, total, unit, stream, (options.lineEverySeconds ?? 5) * 1000);
