@@ -2,7 +2,7 @@ import path from 'node:path';
 import { promises as fs } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { Img2PromptError } from '../../util/errors.js';
-import { createProgress } from '../../util/progress.js';
+import { createProgress } from '../progress.js';
 import { parsePositiveInt } from '../../submission/cli-helpers.js';
 import { Captioner, DEFAULT_CAPTION_MODEL } from '../../caption/captioner.js';
 import { DEFAULT_GENERATION, resolveGenerationOptions } from '../../caption/generate.js';

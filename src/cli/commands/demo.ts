@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { packageRoot } from '../../util/package-root.js';
 import { Img2PromptError } from '../../util/errors.js';
 import { withClaimedOutputs } from '../../util/output-claim.js';
-import { createProgress } from '../../util/progress.js';
+import { createProgress } from '../progress.js';
 import { pullModel } from '../../models/pull.js';
 import { readPromptsCsv } from '../../submission/prompts-csv.js';
 import { embedPrompts } from '../../submission/embed-prompts.js';

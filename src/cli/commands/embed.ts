@@ -2,7 +2,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { Img2PromptError } from '../../util/errors.js';
 import { withClaimedOutputs } from '../../util/output-claim.js';
-import { createProgress } from '../../util/progress.js';
+import { createProgress } from '../progress.js';
 import type { TextEmbedder } from '../../text/embedder.js';
 import { readPromptsCsv } from '../../submission/prompts-csv.js';
 import { EMBEDDING_DIM, writeSubmission } from '../../submission/submission-csv.js';

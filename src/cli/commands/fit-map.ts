@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import { bankBuildProgress, createProgress } from '../../util/progress.js';
+import { bankBuildProgress, createProgress } from '../progress.js';
 import { withClaimedOutputs } from '../../util/output-claim.js';
 import { ClipModel } from '../../clip/model.js';
 import { DEFAULT_BANK_DTYPE, type BankDtype } from '../../interrogate/types.js';

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { installCudaProvider } from '../../gpu/install.js';
 import { cudaReadiness, type CudaReadiness } from '../../gpu/readiness.js';
 import type { PullEvent } from '../../models/pull.js';
-import { createProgress, type Progress } from '../../util/progress.js';
+import { createProgress, type Progress } from '../progress.js';
 
 /** The readiness report: every CUDA library and every library that did not resolve, then the verdict. */
 export function formatReadiness(r: CudaReadiness): string {

@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import { createProgress } from '../../util/progress.js';
+import { createProgress } from '../progress.js';
 import { writeFileAtomic } from '../../util/atomic-write.js';
 import { withClaimedOutputs } from '../../util/output-claim.js';
 import { writePromptsCsv } from '../../submission/prompts-csv.js';

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { bankBuildProgress } from '../../util/progress.js';
+import { bankBuildProgress } from '../progress.js';
 import { openInterrogatorSetup, type InterrogatorSetup } from '../../interrogate/interrogate.js';
 import { defaultLabelsDir } from '../../interrogate/label-banks.js';
 import { DEFAULT_BANK_DTYPE, type BankDtype } from '../../interrogate/types.js';

@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { Img2PromptError } from '../../util/errors.js';
-import { createProgress, type Progress } from '../../util/progress.js';
+import { createProgress, type Progress } from '../progress.js';
 import { listModels, modelDir, modelHome, type ModelListing } from '../../models/cache.js';
 import { verifyInstalledModel } from '../../models/verify-installed.js';
 import { listManifestNames, SOURCE_NAMES, type SourceName } from '../../models/manifest.js';

@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { Img2PromptError } from '../../util/errors.js';
-import { bankBuildProgress, createProgress, type Progress } from '../../util/progress.js';
+import { bankBuildProgress, createProgress, type Progress } from '../progress.js';
 import { writeFileAtomic } from '../../util/atomic-write.js';
 import { writePromptsCsv, type PromptRow } from '../../submission/prompts-csv.js';
 import { collectRepeated, listLimited, parsePositiveInt } from '../../submission/cli-helpers.js';

@@ -113,11 +113,14 @@ function lineProgress(label: string, total: number, unit: string, stream: NodeJS
 
 /**
  * Progress for the bank caches' `onProgress(bank, rowsDone, count)` callbacks: one display per bank
- * being built, finished as soon as its last row is in.
+ * being built, finished as soon as its last row is in. The cache reports a chunk's last row twice (as
+ * the encoder finishes it, and again once it is saved): a report for a bank that has just finished
+ * draws nothing, so a bank gets one bar, not a second, full one.
  */
 export function bankBuildProgress(options: ProgressOptions = {}): { onProgress(bank: string, rowsDone: number, count: number): void; stop(): void } {
   let current: string | undefined;
   let progress: Progress | undefined;
+  let finished: string | undefined;
   const stop = () => {
     progress?.stop();
     progress = undefined;
@@ -125,13 +128,18 @@ export function bankBuildProgress(options: ProgressOptions = {}): { onProgress(b
   };
   return {
     onProgress(bank, rowsDone, count) {
+      if (bank === finished && rowsDone >= count) return;
+      finished = undefined;
       if (bank !== current) {
         stop();
         progress = createProgress(`embedding ${bank}`, count, 'labels', options);
         current = bank;
       }
       progress!.update(rowsDone);
-      if (rowsDone >= count) stop();
+      if (rowsDone >= count) {
+        stop();
+        finished = bank;
+      }
     },
     stop,
   };
