@@ -10,9 +10,12 @@ export interface Progress {
   stop(): void;
 }
 
+/** A stream a display can draw on: a terminal (isTTY) gets a bar, anything else lines. */
+export type ProgressStream = NodeJS.WritableStream & { isTTY?: boolean };
+
 export interface ProgressOptions {
   /** Where to draw; default process.stderr. */
-  stream?: NodeJS.WritableStream & { isTTY?: boolean };
+  stream?: ProgressStream;
   /** Seconds between lines when the stream is not a terminal; default 5. */
   lineEverySeconds?: number;
 }
@@ -142,5 +145,28 @@ export function bankBuildProgress(options: ProgressOptions = {}): { onProgress(b
       }
     },
     stop,
+  };
+}
+
+/**
+ * Progress of a run in phases (predict: the modality-gap sample's encoding, then the images), one display
+ * per phase, labelled by `labelOf`. Each display is created on its phase's first report, so the notices
+ * printed before it do not cut through it.
+ */
+export function phasedProgress<P extends string>(labelOf: (phase: P) => string, options: ProgressOptions = {}): { onProgress(done: number, total: number, phase: P): void; stop(): void } {
+  let display: Progress | undefined;
+  let current: P | undefined;
+  return {
+    onProgress(done, total, phase) {
+      if (phase !== current) {
+        display?.stop();
+        display = createProgress(labelOf(phase), total, 'images', options);
+        current = phase;
+      }
+      display!.update(done);
+    },
+    stop() {
+      display?.stop();
+    },
   };
 }

@@ -4,7 +4,7 @@ import { Session, defaultProviders, tensor, type ExecutionProvider, type Session
 import { precisionFor, requestedPrecision, type Precision } from '../runtime/precision.js';
 import { Img2PromptError } from '../util/errors.js';
 import { modelDir, readInstallRecord } from '../models/cache.js';
-import { loadBatches, type ImageFailure } from '../image/batch-loader.js';
+import { DEFAULT_IMAGE_BATCH, loadBatches, type ImageFailure } from '../image/batch-loader.js';
 import type { FormatOptions } from '../image/image-formats.js';
 import { checkImageProcessor, type ClipImageProcessor } from '../image/image-processor.js';
 import type { ClipTransformOptions } from '../image/clip-transform.js';
@@ -212,7 +212,7 @@ export class ClipModel implements ClipTextSide {
     let done = 0;
     const batches = loadBatches(files, {
       ...this.imageTransform,
-      batchSize: options.batchSize ?? 16,
+      batchSize: options.batchSize ?? DEFAULT_IMAGE_BATCH,
       concurrency: options.concurrency,
       maxPixels: options.maxPixels,
       allowSvg: options.allowSvg,

