@@ -73,7 +73,7 @@ function recordLines(file: string): number {
 
 /** Starts `predict args` and SIGKILLs it as soon as `ready()` holds; fails the test if the run finished first. */
 async function killWhen(args: string[], ready: () => boolean): Promise<void> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/bin.ts', ...args], {
     env: { ...process.env, IMG2PROMPT_HOME: home, IMG2PROMPT_PROGRESS: '0' },
     stdio: 'ignore',
   });
