@@ -17,6 +17,7 @@ export function setInterruptHint(make: () => string | undefined): void {
  * was writing and drops its output locks, so it leaves no hidden `.tmp` file and does not block the
  * next run; it then says how to continue, if the command can, and exits 128 + the signal's number.
  * Resume files (checkpoints, partial banks) are kept: they are what a later run continues from.
+ * Installed once per process, by the executable's run (main() without an `io`) only.
  */
 export function installInterruptHandlers(): void {
   if (installed) return;

@@ -23,7 +23,7 @@ export function register(program: Command, cli: CliContext): void {
     .description('Fit the linear CLIP→MiniLM map (ridge regression) on the prompt bank; predict uses it for the map member');
   addPromptsBankOption(addClipModelOption(command))
     .option('--lambda <x>', 'relative ridge strength [default: chosen by held-out cosine among 1e-4 .. 1]')
-    .option('-o, --output <file>', 'map manifest to write (weights go beside it as .weights.npy) [default: <home>/maps/<model>/<bank>.json, where predict looks]')
+    .option('-o, --output <file>', 'map manifest to write (weights go beside it as .weights.npy) [default: <home>/maps/<model>/<bank>.json, where predict looks]');
   addPromptBankDtypeOption(command)
     .action(async (opts: FitMapCliOptions) => {
       const lambda = parseNonNegative('--lambda', opts.lambda);
