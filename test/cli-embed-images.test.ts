@@ -53,7 +53,7 @@ describe('img2prompt models random → models list → embed-images', () => {
     const r = await cli('embed-images', dir, '--model', 'tiny-cli', '-o', out, '--batch-size', '3');
     expect(r.code, r.stderr).toBe(1);
     const reason = 'cannot decode image: corrupt or truncated pixel data (header reads png 512x512)';
-    expect(r.stderr).toContain(`img2prompt: 1 of 8 images could not be read; they have no row (listed in ${out}.errors.txt):\n  ${broken}: ${reason}\n`);
+    expect(r.stderr).toContain(`img2prompt: 1 of 8 images could not be read; they have no row (listed in ${out}.errors.txt):\n  ${broken}: ${reason}`);
     const errors = fs.readFileSync(`${out}.errors.txt`, 'utf8');
     expect(errors.startsWith(`${broken}\t${reason}`) && errors.endsWith('\n') && errors.split('\n').length === 2, errors).toBe(true);
     expect(r.stderr).toMatch(/RANDOM weights/);
