@@ -165,7 +165,7 @@ report.installed = predictWith('installed', [bareCli], app);
 
 // ---------------------------------------------------------------------------------------------
 step('the same predict from this checkout');
-report.checkout = predictWith('checkout', [path.join(bin, 'node'), '--import', 'tsx', path.join(repo, 'src', 'cli', 'main.ts')], repo);
+report.checkout = predictWith('checkout', [path.join(bin, 'node'), '--import', 'tsx', path.join(repo, 'src', 'cli', 'bin.ts')], repo);
 if (report.checkout.submission !== report.installed.submission || report.checkout.prompts !== report.installed.prompts) {
   fail('the installed package and this checkout wrote different bytes');
 }

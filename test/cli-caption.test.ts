@@ -5,7 +5,7 @@ import { Captioner } from '../src/caption/captioner.js';
 import { captionArchitectureConfig } from '../src/caption/architectures.js';
 import { writeRandomCaptionCheckpoint } from '../src/caption/random-checkpoint.js';
 import { csvField } from '../src/submission/prompts-csv.js';
-import { runCli } from './helpers/cli.js';
+import { runCliInProcess } from './helpers/cli.js';
 import { restoreHome } from './helpers/tiny-clip-home.js';
 import { asset, KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
 
@@ -21,27 +21,30 @@ describe('img2prompt caption', () => {
   const images = path.join(home, 'images');
   let saved: string | undefined;
 
-  beforeAll(() => {
+  beforeAll(async () => {
     fs.mkdirSync(images, { recursive: true });
     for (const f of fs.readdirSync(path.join(KAGGLE_SAMPLE, 'images')).slice(0, 3)) fs.copyFileSync(path.join(KAGGLE_SAMPLE, 'images', f), path.join(images, f));
     fs.writeFileSync(path.join(images, 'broken.png'), fs.readFileSync(path.join(KAGGLE_SAMPLE, 'images', '20057f34d.png')).subarray(0, 2000));
-    const r = runCli(['models', 'random', '--arch', 'blip-tiny', '--seed', '3', '--name', 'blip-t', '--tokenizer', BERT], home);
+    const r = await runCliInProcess(['models', 'random', '--arch', 'blip-tiny', '--seed', '3', '--name', 'blip-t', '--tokenizer', BERT], home);
     expect(r.stderr + r.stdout).toContain('installed random blip-tiny as blip-t');
     expect(r.code).toBe(0);
     saved = process.env.IMG2PROMPT_HOME;
     process.env.IMG2PROMPT_HOME = home;
   }, 600_000);
 
-  afterAll(() => {
+  afterAll(async () => {
     restoreHome(saved);
     fs.rmSync(home, { recursive: true, force: true });
   });
 
   it('writes imgId,caption for every readable image, lists the unreadable one and exits 1', async () => {
     const out = path.join(home, 'captions.csv');
-    const r = runCli(['caption', images, '-o', out, '--model', 'blip-t', '--num-beams', '3', '--max-length', '16', '--prefix', 'a picture of', '--no-repeat-ngram-size', '3'], home);
+    const r = await runCliInProcess(['caption', images, '-o', out, '--model', 'blip-t', '--num-beams', '3', '--max-length', '16', '--prefix', 'a picture of', '--no-repeat-ngram-size', '3'], home);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain(`${path.join(images, 'broken.png')}: cannot decode image`);
+    expect(r.stderr).toContain(`img2prompt: 1 of 4 images could not be read; they have no row (listed in ${out}.errors.txt):\n  ${path.join(images, 'broken.png')}: cannot decode image`);
+    const errors = fs.readFileSync(`${out}.errors.txt`, 'utf8').trimEnd().split('\n');
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(new RegExp(`^${path.join(images, 'broken.png')}\tcannot decode image`));
     expect(r.stderr).toContain('RANDOM weights');
     const lines = fs.readFileSync(out, 'utf8').trimEnd().split('\n');
     expect(lines[0]).toBe('imgId,caption');
@@ -55,7 +58,7 @@ describe('img2prompt caption', () => {
     expect(expected).toHaveLength(3);
   }, 300_000);
 
-  it('names the option that is out of range, before opening the model', () => {
+  it('names the option that is out of range, before opening the model', async () => {
     const out = path.join(home, 'never.csv');
     for (const [args, message] of [
       [['--num-beams', '0'], '--num-beams must be a positive integer, got "0"'],
@@ -64,7 +67,7 @@ describe('img2prompt caption', () => {
       [['--repetition-penalty', '-1'], '--repetition-penalty must be a positive number, got -1'],
       [['--model', 'no-such-model'], 'model "no-such-model" is not installed'],
     ] as const) {
-      const r = runCli(['caption', images, '-o', out, '--model', 'blip-t', ...args], home);
+      const r = await runCliInProcess(['caption', images, '-o', out, '--model', 'blip-t', ...args], home);
       expect(r.code, args.join(' ')).toBe(1);
       expect(r.stderr.trim().split('\n'), args.join(' ')).toHaveLength(1);
       expect(r.stderr, args.join(' ')).toContain(message);
@@ -72,8 +75,8 @@ describe('img2prompt caption', () => {
     expect(fs.existsSync(out)).toBe(false);
   }, 120_000);
 
-  it('refuses a maximum length that leaves no room after the prefix', () => {
-    const r = runCli(['caption', images, '-o', path.join(home, 'never.csv'), '--model', 'blip-t', '--max-length', '4', '--min-length', '0', '--prefix', 'a picture of'], home);
+  it('refuses a maximum length that leaves no room after the prefix', async () => {
+    const r = await runCliInProcess(['caption', images, '-o', path.join(home, 'never.csv'), '--model', 'blip-t', '--max-length', '4', '--min-length', '0', '--prefix', 'a picture of'], home);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('max length 4 leaves no room for a caption after the 4 tokens of the start token and the prefix');
   }, 120_000);
@@ -98,19 +101,19 @@ describe('models import of a captioner folder', () => {
 
   afterAll(() => fs.rmSync(home, { recursive: true, force: true }));
 
-  it('installs a Hugging Face GIT folder, keeps its random mark, and captions with it', () => {
-    const r = runCli(['models', 'import', src, '--name', 'git-t'], home);
+  it('installs a Hugging Face GIT folder, keeps its random mark, and captions with it', async () => {
+    const r = await runCliInProcess(['models', 'import', src, '--name', 'git-t'], home);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const list = runCli(['models', 'list'], home);
+    const list = await runCliInProcess(['models', 'list'], home);
     expect(list.stdout).toMatch(/git-t\s+installed\s+import\s.*RANDOM/);
     const out = path.join(home, 'git.csv');
-    const cap = runCli(['caption', path.join(KAGGLE_SAMPLE, 'images', '20057f34d.png'), '-o', out, '--model', 'git-t', '--num-beams', '2', '--max-length', '10'], home);
+    const cap = await runCliInProcess(['caption', path.join(KAGGLE_SAMPLE, 'images', '20057f34d.png'), '-o', out, '--model', 'git-t', '--num-beams', '2', '--max-length', '10'], home);
     expect(cap.code).toBe(0);
     expect(fs.readFileSync(out, 'utf8')).toMatch(/^imgId,caption\n20057f34d,.+\n$/);
   }, 300_000);
 
-  it('refuses a folder without weights, with corrupt weights, or with another vocabulary, naming the file', () => {
+  it('refuses a folder without weights, with corrupt weights, or with another vocabulary, naming the file', async () => {
     const broken = path.join(home, 'broken');
     const copy = () => {
       fs.rmSync(broken, { recursive: true, force: true });
@@ -118,14 +121,14 @@ describe('models import of a captioner folder', () => {
     };
     copy();
     fs.rmSync(path.join(broken, 'model.safetensors'));
-    let r = runCli(['models', 'import', broken, '--name', 'bad'], home);
+    let r = await runCliInProcess(['models', 'import', broken, '--name', 'bad'], home);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`${path.join(broken, 'model.safetensors')}: missing`);
 
     copy();
     const weights = path.join(broken, 'model.safetensors');
     fs.truncateSync(weights, fs.statSync(weights).size - 100);
-    r = runCli(['models', 'import', broken, '--name', 'bad'], home);
+    r = await runCliInProcess(['models', 'import', broken, '--name', 'bad'], home);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`${weights}: truncated`);
 
@@ -134,7 +137,7 @@ describe('models import of a captioner folder', () => {
     const config = JSON.parse(fs.readFileSync(path.join(broken, 'config.json'), 'utf8'));
     config.vocab_size = 1000;
     fs.writeFileSync(path.join(broken, 'config.json'), JSON.stringify(config));
-    r = runCli(['models', 'import', broken, '--name', 'bad'], home);
+    r = await runCliInProcess(['models', 'import', broken, '--name', 'bad'], home);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('git.embeddings.word_embeddings.weight" has shape [30522,64], config.json needs [1000,64]');
 
@@ -142,9 +145,9 @@ describe('models import of a captioner folder', () => {
     // A tokenizer from another model (BLIP's, with [DEC] and [ENC] beyond GIT's 30522 ids).
     const blip = path.join(home, 'blip-src');
     fs.mkdirSync(blip, { recursive: true });
-    return writeRandomCaptionCheckpoint(blip, captionArchitectureConfig('blip-tiny'), 1, BERT).then(() => {
+    return writeRandomCaptionCheckpoint(blip, captionArchitectureConfig('blip-tiny'), 1, BERT).then(async () => {
       fs.copyFileSync(path.join(blip, 'tokenizer.json'), path.join(broken, 'tokenizer.json'));
-      r = runCli(['models', 'import', broken, '--name', 'bad'], home);
+      r = await runCliInProcess(['models', 'import', broken, '--name', 'bad'], home);
       expect(r.code).toBe(1);
       expect(r.stderr).toContain(`${path.join(broken, 'tokenizer.json')}: the tokenizer has 30524 tokens but the model's vocabulary (config.json vocab_size, the LM head) has 30522`);
       expect(fs.existsSync(path.join(home, 'models', 'bad'))).toBe(false);
@@ -157,12 +160,12 @@ describe('names that models pull owns', () => {
   afterAll(() => fs.rmSync(home, { recursive: true, force: true }));
 
   it('a random captioner cannot take blip-large; an import takes it only with the pinned weights', async () => {
-    let r = runCli(['models', 'random', '--arch', 'blip-tiny', '--name', 'blip-large', '--tokenizer', BERT], home);
+    let r = await runCliInProcess(['models', 'random', '--arch', 'blip-tiny', '--name', 'blip-large', '--tokenizer', BERT], home);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('"blip-large" is the name of a model `img2prompt models pull` installs');
     const src = path.join(home, 'src');
     await writeRandomCaptionCheckpoint(src, captionArchitectureConfig('blip-tiny'), 2, BERT);
-    r = runCli(['models', 'import', src, '--name', 'blip-large'], home);
+    r = await runCliInProcess(['models', 'import', src, '--name', 'blip-large'], home);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('(model.safetensors: sha256 differs)');
     expect(fs.existsSync(path.join(home, 'models', 'blip-large'))).toBe(false);

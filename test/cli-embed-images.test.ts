@@ -5,23 +5,23 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClipModel } from '../src/clip/model.js';
 import { readNpy } from '../src/util/npy.js';
 import { asset, KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
-import { runCli, type CliResult } from './helpers/cli.js';
+import { runCliInProcess, type CliResult } from './helpers/cli.js';
 
 const KAGGLE_IDS = ['20057f34d', '227ef0887', '92e911621', 'a4e1c55a9', 'c98f79f71', 'd8edf2e40', 'f27825b2c'];
 const home = tempDir('img2prompt-cli-embed-images-');
 const work = tempDir('img2prompt-cli-embed-images-work-');
 let saved: string | undefined;
 
-const cli = (...args: string[]): CliResult => runCli(args, home);
+const cli = (...args: string[]): Promise<CliResult> => runCliInProcess(args, home);
 
 /** Row `i` of a [rows, dim] matrix. */
 const row = (m: Float32Array, dim: number, i: number) => m.subarray(i * dim, (i + 1) * dim);
 
-beforeAll(() => {
+beforeAll(async () => {
   saved = process.env.IMG2PROMPT_HOME;
   process.env.IMG2PROMPT_HOME = home;
 });
-afterAll(() => {
+afterAll(async () => {
   if (saved === undefined) delete process.env.IMG2PROMPT_HOME;
   else process.env.IMG2PROMPT_HOME = saved;
   fs.rmSync(home, { recursive: true, force: true });
@@ -29,15 +29,15 @@ afterAll(() => {
 });
 
 describe('img2prompt models random → models list → embed-images', () => {
-  it('installs a random tiny CLIP that models list marks RANDOM', () => {
-    const r = cli('models', 'random', '--arch', 'tiny', '--seed', '3', '--name', 'tiny-cli');
+  it('installs a random tiny CLIP that models list marks RANDOM', async () => {
+    const r = await cli('models', 'random', '--arch', 'tiny', '--seed', '3', '--name', 'tiny-cli');
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/installed random tiny as tiny-cli in /);
-    const list = cli('models', 'list');
+    const list = await cli('models', 'list');
     expect(list.code, list.stderr).toBe(0);
     const line = list.stdout.split('\n').find((l) => l.startsWith('tiny-cli '));
     expect(line).toMatch(/^tiny-cli\s+installed\s+random\s.*RANDOM \(untrained; tests only\)$/);
-    const json = JSON.parse(cli('models', 'list', '--json').stdout) as { name: string; random: boolean | null }[];
+    const json = JSON.parse((await cli('models', 'list', '--json')).stdout) as { name: string; random: boolean | null }[];
     expect(json.find((m) => m.name === 'tiny-cli')?.random).toBe(true);
   });
 
@@ -50,11 +50,12 @@ describe('img2prompt models random → models list → embed-images', () => {
     fs.writeFileSync(broken, png.subarray(0, png.length >> 1));
     const out = path.join(work, 'out', 'emb.npy');
 
-    const r = cli('embed-images', dir, '--model', 'tiny-cli', '-o', out, '--batch-size', '3');
+    const r = await cli('embed-images', dir, '--model', 'tiny-cli', '-o', out, '--batch-size', '3');
     expect(r.code, r.stderr).toBe(1);
-    expect(r.stderr).toContain(`img2prompt: ${broken}: cannot decode image: `);
-    expect(r.stderr).toContain(`img2prompt: ${broken}: cannot decode image: corrupt or truncated pixel data (header reads png 512x512)`);
-    expect(r.stderr).toContain('img2prompt: 1 of 8 images could not be read (listed above)');
+    const reason = 'cannot decode image: corrupt or truncated pixel data (header reads png 512x512)';
+    expect(r.stderr).toContain(`img2prompt: 1 of 8 images could not be read; they have no row (listed in ${out}.errors.txt):\n  ${broken}: ${reason}`);
+    const errors = fs.readFileSync(`${out}.errors.txt`, 'utf8');
+    expect(errors.startsWith(`${broken}\t${reason}`) && errors.endsWith('\n') && errors.split('\n').length === 2, errors).toBe(true);
     expect(r.stderr).toMatch(/RANDOM weights/);
 
     const npy = await readNpy(out);
@@ -104,18 +105,19 @@ describe('the decode pixel limit (--max-pixels, encodeImages maxPixels)', () => 
 
   it('fails the image over the limit with its size and goes on with the rest (CLI)', async () => {
     const out = path.join(work, 'limit.npy');
-    const r = cli('embed-images', small[0]!, big, small[1]!, '--model', 'tiny-cli', '-o', out, '--max-pixels', '262144');
+    const r = await cli('embed-images', small[0]!, big, small[1]!, '--model', 'tiny-cli', '-o', out, '--max-pixels', '262144');
     expect(r.code, r.stderr).toBe(1);
-    expect(r.stderr).toContain(`img2prompt: ${big}: 600x500 = 300,000 pixels is over the limit of 262,144 pixels (maxPixels, --max-pixels)`);
+    expect(r.stderr).toContain(`\n  ${big}: 600x500 = 300,000 pixels is over the limit of 262,144 pixels (maxPixels, --max-pixels)`);
     expect((await readNpy(out)).shape).toEqual([2, 32]);
     expect(fs.readFileSync(path.join(work, 'limit.ids.txt'), 'utf8')).toBe('20057f34d\nc98f79f71\n');
-    // At the limit exactly, nothing fails.
-    expect(cli('embed-images', big, '--model', 'tiny-cli', '-o', out, '--max-pixels', '300000').code).toBe(0);
+    // At the limit exactly, nothing fails, and the earlier run's errors file, now wrong, is gone.
+    expect((await cli('embed-images', big, '--model', 'tiny-cli', '-o', out, '--max-pixels', '300000')).code).toBe(0);
+    expect(fs.existsSync(`${out}.errors.txt`)).toBe(false);
   });
 
-  it('refuses a --max-pixels that is not a positive integer, before loading anything', () => {
+  it('refuses a --max-pixels that is not a positive integer, before loading anything', async () => {
     for (const bad of ['0', '-5', '1.5', 'lots', '1e6']) {
-      const r = cli('embed-images', small[0]!, '--model', 'tiny-cli', '-o', path.join(work, 'never.npy'), '--max-pixels', bad);
+      const r = await cli('embed-images', small[0]!, '--model', 'tiny-cli', '-o', path.join(work, 'never.npy'), '--max-pixels', bad);
       expect(r.code).toBe(1);
       expect(r.stderr.trim()).toBe(`img2prompt: --max-pixels must be a positive integer, got "${bad}"`);
     }
@@ -130,7 +132,7 @@ describe('--exif and --image-processor', () => {
 
   async function embed(name: string, ...flags: string[]): Promise<Float32Array> {
     const out = path.join(work, `${name}.npy`);
-    const r = cli('embed-images', ROTATED, UPRIGHT, ROCKET, '--model', 'tiny-cli', '-o', out, ...flags);
+    const r = await cli('embed-images', ROTATED, UPRIGHT, ROCKET, '--model', 'tiny-cli', '-o', out, ...flags);
     expect(r.code, r.stderr).toBe(0);
     return (await readNpy(out)).data as Float32Array;
   }
@@ -154,9 +156,9 @@ describe('--exif and --image-processor', () => {
     expect(same(row(applied, 32, 2), row(hf, 32, 2))).toBe(false); // tiny-cli is open_clip: the rocket's crop moves
   });
 
-  it('refuses other values as usage errors (exit 2), naming the choices', () => {
+  it('refuses other values as usage errors (exit 2), naming the choices', async () => {
     for (const [flag, value] of [['--exif', 'rotate'], ['--image-processor', 'timm']] as const) {
-      const r = cli('embed-images', UPRIGHT, '--model', 'tiny-cli', '-o', path.join(work, 'never.npy'), flag, value);
+      const r = await cli('embed-images', UPRIGHT, '--model', 'tiny-cli', '-o', path.join(work, 'never.npy'), flag, value);
       expect(r.code).toBe(2);
       expect(r.stderr).toMatch(new RegExp(`option '${flag} <\\w+>' argument '${value}' is invalid. Allowed choices are`));
     }

@@ -1,4 +1,4 @@
-// The CLI as a process: bad input gives exit code != 0, exactly one stderr line `img2prompt: <file>: <reason>`,
+// The CLI's exit codes (run in-process through main()): bad input gives exit code != 0, exactly one stderr line `img2prompt: <file>: <reason>`,
 // and no output (nor temp) file; `--help` works for every command.
 import fs from 'node:fs';
 import path from 'node:path';
@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { modelDir } from '../src/models/cache.js';
 import { KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
-import { runCli, runCliAsync, type CliResult } from './helpers/cli.js';
+import { runCliInProcess, type CliResult } from './helpers/cli.js';
 
 const work = tempDir('img2prompt-cli-exit-');
 /** An empty model cache: every case below fails before a model would be needed. */
@@ -14,8 +14,7 @@ const emptyHome = path.join(work, 'empty-home');
 
 // No stack traces: the tests check that stderr is exactly one line.
 const NO_DEBUG = { env: { IMG2PROMPT_DEBUG: '' } };
-const cli = (args: string[], home = emptyHome): CliResult => runCli(args, home, NO_DEBUG);
-const cliAsync = (args: string[], home = emptyHome): Promise<CliResult> => runCliAsync(args, home, NO_DEBUG);
+const cli = (args: string[], home = emptyHome): Promise<CliResult> => runCliInProcess(args, home, NO_DEBUG);
 
 /** Exit code 1 and a single stderr line naming `file`, whose reason matches `reason`. */
 function expectOneLineError(r: CliResult, file: string, reason: RegExp): void {
@@ -53,42 +52,42 @@ describe('img2prompt embed: a bad prompts CSV', () => {
     { name: 'no-prompt-column.csv', content: 'imgId,text\na,a cat\n', reason: /^line 1: header has no "prompt" column/ },
   ];
   for (const c of cases) {
-    it(`${c.name}: exit 1, one line naming the file, no submission written`, () => {
+    it(`${c.name}: exit 1, one line naming the file, no submission written`, async () => {
       const prompts = writeInput(c.name, c.content);
       const out = outDir(c.name);
-      const r = cli(['embed', '--prompts', prompts, '-o', path.join(out, 'submission.csv')]);
+      const r = await cli(['embed', '--prompts', prompts, '-o', path.join(out, 'submission.csv')]);
       expectOneLineError(r, prompts, c.reason);
       expect(r.stdout).toBe('');
       expect(fs.readdirSync(out)).toEqual([]);
     });
   }
 
-  it('a missing prompts CSV: exit 1, one line naming it', () => {
+  it('a missing prompts CSV: exit 1, one line naming it', async () => {
     const missing = path.join(work, 'in', 'nope.csv');
     const out = outDir('missing');
-    expectOneLineError(cli(['embed', '--prompts', missing, '-o', path.join(out, 's.csv')]), missing, /^cannot read: no such file$/);
+    expectOneLineError(await cli(['embed', '--prompts', missing, '-o', path.join(out, 's.csv')]), missing, /^cannot read: no such file$/);
     expect(fs.readdirSync(out)).toEqual([]);
   });
 
-  it('an output folder that does not exist: exit 1, one line naming the output', () => {
+  it('an output folder that does not exist: exit 1, one line naming the output', async () => {
     const target = path.join(work, 'no-such-folder', 'submission.csv');
-    const r = cli(['embed', '--prompts', path.join(KAGGLE_SAMPLE, 'prompts.csv'), '-o', target]);
+    const r = await cli(['embed', '--prompts', path.join(KAGGLE_SAMPLE, 'prompts.csv'), '-o', target]);
     expectOneLineError(r, target, new RegExp(`^output folder ${path.dirname(target).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} does not exist$`));
     expect(fs.existsSync(path.dirname(target))).toBe(false);
   });
 
-  it('leaves an existing output file untouched when the input is bad', () => {
+  it('leaves an existing output file untouched when the input is bad', async () => {
     const prompts = writeInput('dup-again.csv', 'imgId,prompt\nx,a\nx,b\n');
     const out = outDir('existing');
     const target = path.join(out, 'submission.csv');
     fs.writeFileSync(target, 'previous contents\n');
-    expectOneLineError(cli(['embed', '--prompts', prompts, '-o', target]), prompts, /duplicate imgId "x"/);
+    expectOneLineError(await cli(['embed', '--prompts', prompts, '-o', target]), prompts, /duplicate imgId "x"/);
     expect(fs.readdirSync(out)).toEqual(['submission.csv']);
     expect(fs.readFileSync(target, 'utf8')).toBe('previous contents\n');
   });
 
-  it('a usage error (no --prompts) exits 2 and names the option', () => {
-    const r = cli(['embed', '-o', path.join(outDir('usage'), 's.csv')]);
+  it('a usage error (no --prompts) exits 2 and names the option', async () => {
+    const r = await cli(['embed', '-o', path.join(outDir('usage'), 's.csv')]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("required option '--prompts <csv>' not specified");
   });
@@ -98,7 +97,7 @@ describe('img2prompt embed: corrupt MiniLM weights in the model cache', () => {
   const home = path.join(work, 'corrupt-home');
   const dir = path.join(home, 'models', 'minilm');
   const weights = path.join(dir, 'model.safetensors');
-  beforeAll(() => {
+  beforeAll(async () => {
     // A full copy of the installed model (install record, built model.onnx and all), then one flipped bit.
     fs.cpSync(modelDir('minilm'), dir, { recursive: true });
     const fd = fs.openSync(weights, 'r+');
@@ -109,11 +108,11 @@ describe('img2prompt embed: corrupt MiniLM weights in the model cache', () => {
     fs.closeSync(fd);
   });
 
-  it('exit 1, one line naming the weights and the sha256 mismatch, no submission, no model.onnx', () => {
+  it('exit 1, one line naming the weights and the sha256 mismatch, no submission, no model.onnx', async () => {
     const expected = '53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db';
     const got = createHash('sha256').update(fs.readFileSync(weights)).digest('hex');
     const out = outDir('corrupt-weights');
-    const r = cli(['embed', '--prompts', path.join(KAGGLE_SAMPLE, 'prompts.csv'), '-o', path.join(out, 'submission.csv')], home);
+    const r = await cli(['embed', '--prompts', path.join(KAGGLE_SAMPLE, 'prompts.csv'), '-o', path.join(out, 'submission.csv')], home);
     expectOneLineError(r, weights, new RegExp(`^sha256 mismatch \\(corrupt weights\\): expected ${expected}, got ${got}; run \`img2prompt models pull minilm\` to repair$`));
     expect(fs.readdirSync(out)).toEqual([]);
     expect(fs.existsSync(path.join(dir, 'model.onnx'))).toBe(false);
@@ -122,27 +121,27 @@ describe('img2prompt embed: corrupt MiniLM weights in the model cache', () => {
 });
 
 describe('img2prompt score / models pull / validate: bad input', () => {
-  it('score with a missing prediction file: exit 1, one line naming it, nothing on stdout', () => {
+  it('score with a missing prediction file: exit 1, one line naming it, nothing on stdout', async () => {
     const missing = path.join(work, 'in', 'no-such-pred.csv');
-    const r = cli(['score', '--pred', missing, '--truth', path.join(KAGGLE_SAMPLE, 'prompts.csv')]);
+    const r = await cli(['score', '--pred', missing, '--truth', path.join(KAGGLE_SAMPLE, 'prompts.csv')]);
     expectOneLineError(r, missing, /^cannot read: no such file$/);
     expect(r.stdout).toBe('');
   });
 
-  it('models pull with IMG2PROMPT_HOME under a regular file: exit 1, one line naming the home (ENOTDIR), nothing created', () => {
+  it('models pull with IMG2PROMPT_HOME under a regular file: exit 1, one line naming the home (ENOTDIR), nothing created', async () => {
     const blocker = path.join(work, 'a-regular-file');
     fs.writeFileSync(blocker, 'x');
     const home = path.join(blocker, 'home');
-    const r = cli(['models', 'pull', 'minilm'], home);
+    const r = await cli(['models', 'pull', 'minilm'], home);
     expectOneLineError(r, home, /^cannot create the model cache directory \(ENOTDIR: not a directory, mkdir .*\); set IMG2PROMPT_HOME to a writable directory$/);
     expect(fs.readFileSync(blocker, 'utf8')).toBe('x');
   });
 
-  it('validate of a broken submission: exit 1, the verdict names the file, each problem listed, stderr quiet', () => {
+  it('validate of a broken submission: exit 1, the verdict names the file, each problem listed, stderr quiet', async () => {
     const ids = Array.from({ length: 384 }, (_, e) => `imgA_${e},0.05`);
     ids[7] = 'imgA_7,NaN';
     const broken = writeInput('broken-submission.csv', `imgId_eId,val\n${ids.join('\n')}\nimgB_0,0.1\n`);
-    const r = cli(['validate', broken]);
+    const r = await cli(['validate', broken]);
     expect(r.code, r.stderr).toBe(1);
     expect(r.stderr).toBe('');
     const lines = r.stdout.trimEnd().split('\n');
@@ -154,9 +153,9 @@ describe('img2prompt score / models pull / validate: bad input', () => {
     ]);
   });
 
-  it('validate with a missing --ids file: exit 1, one line naming it', () => {
+  it('validate with a missing --ids file: exit 1, one line naming it', async () => {
     const missing = path.join(work, 'in', 'no-ids.txt');
-    expectOneLineError(cli(['validate', path.join(KAGGLE_SAMPLE, 'sample_submission.csv'), '--ids', missing]), missing, /^cannot read: no such file$/);
+    expectOneLineError(await cli(['validate', path.join(KAGGLE_SAMPLE, 'sample_submission.csv'), '--ids', missing]), missing, /^cannot read: no such file$/);
   });
 });
 
@@ -175,7 +174,7 @@ function commandsIn(help: string): string[] {
 
 describe('img2prompt --help', () => {
   it('every command and subcommand listed by --help prints its usage and a description, exit 0', async () => {
-    const top = cli(['--help']);
+    const top = await cli(['--help']);
     expect(top.code).toBe(0);
     const commands = commandsIn(top.stdout);
     // The commands the issue asks for are all there (others may be added).
@@ -184,7 +183,7 @@ describe('img2prompt --help', () => {
     const run = async (paths: string[][]) => {
       for (let i = 0; i < paths.length; i += 2) {
         const batch = paths.slice(i, i + 2);
-        const results = await Promise.all(batch.map((p) => cliAsync([...p, '--help'])));
+        const results = await Promise.all(batch.map((p) => cli([...p, '--help'])));
         batch.forEach((p, j) => helps.set(p.join(' '), results[j]!));
       }
     };

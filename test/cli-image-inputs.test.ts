@@ -11,7 +11,7 @@ import { readSubmission } from '../src/submission/submission-csv.js';
 import { PredictEngine, type PredictedImage } from '../src/predict/predict.js';
 import { interrogate } from '../src/interrogate/interrogate.js';
 import { asset, KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
-import { runCli, type CliResult } from './helpers/cli.js';
+import { runCliInProcess, type CliResult } from './helpers/cli.js';
 import { restoreHome, useTinyClipHome } from './helpers/tiny-clip-home.js';
 
 const home = tempDir('img2prompt-inputs-home-');
@@ -24,7 +24,7 @@ let saved: string | undefined;
 
 /** Long enough for a slow shared machine, short enough that a hung run fails the test before vitest's own timeout. */
 const DEADLINE_MS = 100_000;
-const cli = (args: string[]): CliResult => runCli(args, home, { timeoutMs: DEADLINE_MS });
+const cli = (args: string[]): Promise<CliResult> => runCliInProcess(args, home, { timeoutMs: DEADLINE_MS });
 const COMMON = ['--model', 'tiny', '--prompts-bank', bankFile, '--labels-dir', labelsDir];
 
 function lines(text: string, n: number): string[] {
@@ -48,7 +48,7 @@ beforeAll(async () => {
   }
 });
 
-afterAll(() => {
+afterAll(async () => {
   restoreHome(saved);
   fs.rmSync(home, { recursive: true, force: true });
   fs.rmSync(work, { recursive: true, force: true });
@@ -63,7 +63,7 @@ describe('entries named like images that are not regular files', () => {
     'pipe.png': 'is a named pipe (FIFO), not a regular file: not read',
     'x.png': 'is a directory, not an image file',
   };
-  beforeAll(() => {
+  beforeAll(async () => {
     dir = folder('not-images', { [`${IMG_A}.png`]: IMG_A, [`${IMG_B}.png`]: IMG_B });
     fs.mkdirSync(path.join(dir, 'x.png'));
     fs.symlinkSync('gone.png', path.join(dir, 'dangling.png'));
@@ -75,7 +75,7 @@ describe('entries named like images that are not regular files', () => {
 
   it('predict: a submission for the real images only, the rest listed with reasons, and validate --images agrees', async () => {
     const out = path.join(work, 'not-images.csv');
-    const r = cli(['predict', dir, '-o', out, ...COMMON, '--members', 'knn,map']);
+    const r = await cli(['predict', dir, '-o', out, ...COMMON, '--members', 'knn,map']);
     expect(r.code, r.stderr).toBe(1);
     expect(listed(r.stderr)).toHaveLength(5);
     expect(r.stderr).toContain('img2prompt: 5 inputs named like images are not image files; they were not read and have no row');
@@ -83,21 +83,22 @@ describe('entries named like images that are not regular files', () => {
     const errors = fs.readFileSync(`${out}.errors.txt`, 'utf8').trimEnd().split('\n');
     expect(errors.sort()).toEqual(Object.entries(NOT_IMAGES).map(([f, reason]) => `${path.join(dir, f)}\t${reason}`).sort());
     // validate --images counts the same images: this submission is exactly right for the folder.
-    const v = cli(['validate', out, '--images', dir]);
+    const v = await cli(['validate', out, '--images', dir]);
     expect(v.code, v.stdout + v.stderr).toBe(0);
     expect(v.stdout).toContain('valid submission (2 images, 768 rows)');
   });
 
-  it('embed-images and interrogate finish too, naming each entry with its reason', () => {
+  it('embed-images and interrogate finish too, naming each entry with its reason', async () => {
     const npy = path.join(work, 'not-images.npy');
-    const e = cli(['embed-images', dir, '--model', 'tiny', '-o', npy]);
+    const e = await cli(['embed-images', dir, '--model', 'tiny', '-o', npy]);
     expect(e.code, e.stderr).toBe(1);
     expect(listed(e.stderr)).toHaveLength(5);
-    expect(e.stderr).toContain('img2prompt: 5 of 7 images could not be read (listed above)');
+    expect(e.stderr).toContain(`img2prompt: 5 inputs named like images are not image files; they were not read and have no row (listed in ${npy}.errors.txt)`);
+    expect(fs.readFileSync(`${npy}.errors.txt`, 'utf8').trimEnd().split('\n')).toHaveLength(5);
     expect(fs.readFileSync(path.join(work, 'not-images.ids.txt'), 'utf8')).toBe(`${IMG_A}\n${IMG_B}\n`);
 
     const csv = path.join(work, 'not-images-prompts.csv');
-    const i = cli(['interrogate', dir, '--model', 'tiny', '--labels-dir', labelsDir, '-o', csv]);
+    const i = await cli(['interrogate', dir, '--model', 'tiny', '--labels-dir', labelsDir, '-o', csv]);
     expect(i.code, i.stderr).toBe(1);
     expect(listed(i.stderr)).toHaveLength(5);
     expect(fs.readFileSync(csv, 'utf8').trimEnd().split('\n').slice(1).map((l) => l.split(',')[0])).toEqual([IMG_A, IMG_B]);
@@ -107,7 +108,7 @@ describe('entries named like images that are not regular files', () => {
 describe('one id rule for every command, checked before any work', () => {
   let dir: string;
   let message: string;
-  beforeAll(() => {
+  beforeAll(async () => {
     // "a.jpg" holds a PNG: the decoder goes by content, so only the names are wrong here.
     dir = folder('bad-names', { 'a.png': IMG_A, 'a.jpg': IMG_B, 'b c.png': IMG_A, 'd,e.png': IMG_B, 'fine.png': IMG_A, 'new\nline.png': IMG_B });
     const q = (f: string) => JSON.stringify(path.join(dir, f));
@@ -118,7 +119,7 @@ describe('one id rule for every command, checked before any work', () => {
       `${q('a.jpg')} and ${q('a.png')} share the id "a"\n`;
   });
 
-  it('predict, interrogate, embed-images, fit-weights and validate --images refuse with the same line, listing every file', () => {
+  it('predict, interrogate, embed-images, fit-weights and validate --images refuse with the same line, listing every file', async () => {
     const truth = path.join(work, 'truth.csv');
     fs.writeFileSync(truth, 'imgId,prompt\nfine,a cat\n');
     const runs: Record<string, string[]> = {
@@ -130,7 +131,7 @@ describe('one id rule for every command, checked before any work', () => {
       validate: ['validate', path.join(work, 'no-such-submission.csv'), '--images', dir],
     };
     for (const [name, args] of Object.entries(runs)) {
-      const r = cli(args);
+      const r = await cli(args);
       expect(r.code, `${name}: ${r.stderr}`).toBe(1);
       expect(r.stderr, name).toBe(message);
       expect(r.stdout, name).toBe('');
@@ -138,20 +139,20 @@ describe('one id rule for every command, checked before any work', () => {
     for (const f of ['never.csv', 'never-prompts.csv', 'never.npy', 'never.ids.txt', 'never.json']) expect(fs.existsSync(path.join(work, f)), f).toBe(false);
   });
 
-  it('embed-images no longer writes duplicate ids, nor one split over two lines, and interrogate refuses before encoding', () => {
+  it('embed-images no longer writes duplicate ids, nor one split over two lines, and interrogate refuses before encoding', async () => {
     const out = path.join(work, 'dups.npy');
-    const e = cli(['embed-images', dir, '--model', 'tiny', '-o', out]);
+    const e = await cli(['embed-images', dir, '--model', 'tiny', '-o', out]);
     expect(e.code).toBe(1);
     expect(e.stderr).toBe(message); // the RANDOM-weights warning would show the model had been opened
     expect(fs.existsSync(out)).toBe(false);
 
     // A file given twice is a clash too, named as such.
     const twice = path.join(dir, 'fine.png');
-    const t = cli(['embed-images', twice, twice, '--model', 'tiny', '-o', out]);
+    const t = await cli(['embed-images', twice, twice, '--model', 'tiny', '-o', out]);
     expect(t.code).toBe(1);
     expect(t.stderr).toContain(`${JSON.stringify(twice)} and ${JSON.stringify(twice)} share the id "fine" (a file given twice)`);
 
-    const i = cli(['interrogate', dir, ...COMMON.slice(0, 2), '--labels-dir', labelsDir, '-o', path.join(work, 'dups.csv')]);
+    const i = await cli(['interrogate', dir, ...COMMON.slice(0, 2), '--labels-dir', labelsDir, '-o', path.join(work, 'dups.csv')]);
     expect(i.code).toBe(1);
     expect(i.stderr).toBe(message);
   });
@@ -165,7 +166,8 @@ describe('one id rule for every command, checked before any work', () => {
         ['b c', undefined],
         ['fine', undefined],
       ]);
-      await expect(engine.run([path.join(dir, 'a.png'), path.join(dir, 'a.jpg')]).next()).rejects.toThrow(
+      // Refused by run() itself, before any image is read.
+      expect(() => engine.run([path.join(dir, 'a.png'), path.join(dir, 'a.jpg')])).toThrow(
         `image ids must be unique (an id is the file name without its extension): ${JSON.stringify(path.join(dir, 'a.png'))} and ${JSON.stringify(path.join(dir, 'a.jpg'))} share the id "a"`,
       );
     } finally {
@@ -182,23 +184,23 @@ describe('SVG files: refused unless --allow-svg, and validate --images counts th
     const dir = folder('with-svg', { [`${IMG_A}.png`]: IMG_A });
     fs.writeFileSync(path.join(dir, 'drawing.svg'), '<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><circle cx="4" cy="4" r="3" fill="blue"/></svg>\n');
     const npy = path.join(work, 'svg.npy');
-    const plain = cli(['embed-images', dir, '--model', 'tiny', '-o', npy]);
+    const plain = await cli(['embed-images', dir, '--model', 'tiny', '-o', npy]);
     expect(plain.code, plain.stderr).toBe(0);
     expect((await readNpy(npy)).shape).toEqual([1, 32]);
-    const allowed = cli(['embed-images', dir, '--model', 'tiny', '-o', npy, '--allow-svg']);
+    const allowed = await cli(['embed-images', dir, '--model', 'tiny', '-o', npy, '--allow-svg']);
     expect(allowed.code, allowed.stderr).toBe(0);
     expect((await readNpy(npy)).shape).toEqual([2, 32]);
     expect(fs.readFileSync(path.join(work, 'svg.ids.txt'), 'utf8')).toBe(`${IMG_A}\ndrawing\n`);
 
     // Named explicitly, without the option, it is a failure with its reason, not a decoded image.
-    const explicit = cli(['embed-images', path.join(dir, 'drawing.svg'), path.join(dir, `${IMG_A}.png`), '--model', 'tiny', '-o', npy]);
+    const explicit = await cli(['embed-images', path.join(dir, 'drawing.svg'), path.join(dir, `${IMG_A}.png`), '--model', 'tiny', '-o', npy]);
     expect(explicit.code).toBe(1);
-    expect(explicit.stderr).toContain(`img2prompt: ${path.join(dir, 'drawing.svg')}: an SVG (vector) image: only raster images are read unless SVG is allowed (--allow-svg, allowSvg)`);
+    expect(explicit.stderr).toContain(`\n  ${path.join(dir, 'drawing.svg')}: an SVG (vector) image: only raster images are read unless SVG is allowed (--allow-svg, allowSvg)`);
 
     const out = path.join(work, 'svg.csv');
-    const p = cli(['predict', dir, '-o', out, ...COMMON, '--members', 'knn', '--allow-svg']);
+    const p = await cli(['predict', dir, '-o', out, ...COMMON, '--members', 'knn', '--allow-svg']);
     expect(p.code, p.stderr).toBe(0);
-    expect(cli(['validate', out, '--images', dir, '--allow-svg']).code).toBe(0);
-    expect(cli(['validate', out, '--images', dir]).stdout).toContain('unexpected image "drawing"');
+    expect((await cli(['validate', out, '--images', dir, '--allow-svg'])).code).toBe(0);
+    expect((await cli(['validate', out, '--images', dir])).stdout).toContain('unexpected image "drawing"');
   });
 });

@@ -9,7 +9,7 @@ import { readBankFile } from '../src/interrogate/bank-cache.js';
 import { readPromptsCsv } from '../src/submission/prompts-csv.js';
 import { validateSubmission } from '../src/submission/validate.js';
 import { asset, tempDir } from './helpers/paths.js';
-import { runCli, type CliResult } from './helpers/cli.js';
+import { runCliInProcess, type CliResult } from './helpers/cli.js';
 import { copyKaggleImages, restoreHome, useTinyClipHome } from './helpers/tiny-clip-home.js';
 
 const SAMPLE_IDS = ['20057f34d', '227ef0887', '92e911621', 'a4e1c55a9', 'c98f79f71', 'd8edf2e40', 'f27825b2c'];
@@ -21,7 +21,7 @@ const labelsDir = path.join(work, 'labels');
 const lists: Record<string, string[]> = {};
 let saved: string | undefined;
 
-const cli = (args: string[]): CliResult => runCli(args, home);
+const cli = (args: string[]): Promise<CliResult> => runCliInProcess(args, home);
 
 const COMMON = ['--model', 'tiny', '--labels-dir', labelsDir];
 
@@ -37,7 +37,7 @@ beforeAll(async () => {
   }
 });
 
-afterAll(() => {
+afterAll(async () => {
   restoreHome(saved);
   fs.rmSync(home, { recursive: true, force: true });
   fs.rmSync(work, { recursive: true, force: true });
@@ -87,14 +87,14 @@ async function mostSimilarTexts(image: string, candidates: string[], count: numb
 
 describe('img2prompt labels build / interrogate', () => {
   it('builds every bank once (fp32), then finds them cached', async () => {
-    const first = cli(['labels', 'build', ...COMMON]);
+    const first = await cli(['labels', 'build', ...COMMON]);
     expect(first.code, first.stderr).toBe(0);
     expect(first.stderr).toContain('RANDOM weights');
     for (const bank of ['artists', 'flavors', 'mediums', 'movements', 'trendings', 'negative']) expect(first.stderr).toMatch(new RegExp(`bank ${bank}: \\d+ labels, built`));
     // Stored as fp32 unless --dtype fp16 is given.
     const [modelFolder] = fs.readdirSync(path.join(home, 'banks'));
     expect((await readBankFile(path.join(home, 'banks', modelFolder!, 'flavors.bank'))).header.dtype).toBe('fp32');
-    const again = cli(['labels', 'build', ...COMMON]);
+    const again = await cli(['labels', 'build', ...COMMON]);
     expect(again.code, again.stderr).toBe(0);
     expect(again.stderr).not.toContain('built');
     expect(again.stderr).toMatch(/bank flavors: 40 labels, cached/);
@@ -103,10 +103,11 @@ describe('img2prompt labels build / interrogate', () => {
   it('fast: a prompts CSV for the readable images, the broken one reported, details that hold the true similarities', async () => {
     const out = path.join(work, 'fast.csv');
     const details = path.join(work, 'fast.json');
-    const r = cli(['interrogate', images, ...COMMON, '--mode', 'fast', '-o', out, '--details', details]);
+    const r = await cli(['interrogate', images, ...COMMON, '--mode', 'fast', '-o', out, '--details', details]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(path.join(images, 'broken.png'));
-    expect(r.stderr).toContain('1 of 8 images could not be read');
+    expect(r.stderr).toContain(`1 of 8 images could not be read; they have no row (listed in ${out}.errors.txt)`);
+    expect(fs.readFileSync(`${out}.errors.txt`, 'utf8')).toMatch(new RegExp(`^${path.join(images, 'broken.png')}\t[^\n]+\n$`));
 
     const rows = await readPromptsCsv(out);
     expect(rows.map((x) => x.imgId)).toEqual(SAMPLE_IDS);
@@ -135,12 +136,12 @@ describe('img2prompt labels build / interrogate', () => {
 
     // Without --details the similarity is not computed, and the prompts are the same.
     const plain = path.join(work, 'fast-plain.csv');
-    expect(cli(['interrogate', images, ...COMMON, '--mode', 'fast', '-o', plain]).code).toBe(1);
+    expect((await cli(['interrogate', images, ...COMMON, '--mode', 'fast', '-o', plain])).code).toBe(1);
     expect(fs.readFileSync(plain, 'utf8')).toBe(fs.readFileSync(out, 'utf8'));
 
     // The prompts CSV feeds `embed`, which writes a submission that validates.
     const sub = path.join(work, 'fast-sub.csv');
-    const e = cli(['embed', '--prompts', out, '-o', sub]);
+    const e = await cli(['embed', '--prompts', out, '-o', sub]);
     expect(e.code, e.stderr).toBe(0);
     const report = await validateSubmission(sub, { imageIds: SAMPLE_IDS });
     expect(report.problems).toEqual([]);
@@ -148,7 +149,7 @@ describe('img2prompt labels build / interrogate', () => {
 
   it('classic: "medium by artist, trending, movement, flavors" from the lists', async () => {
     const out = path.join(work, 'classic.csv');
-    const r = cli(['interrogate', path.join(images, `${SAMPLE_IDS[0]}.png`), path.join(images, `${SAMPLE_IDS[1]}.png`), ...COMMON, '--mode', 'classic', '-o', out]);
+    const r = await cli(['interrogate', path.join(images, `${SAMPLE_IDS[0]}.png`), path.join(images, `${SAMPLE_IDS[1]}.png`), ...COMMON, '--mode', 'classic', '-o', out]);
     expect(r.code, r.stderr).toBe(0);
     const rows = await readPromptsCsv(out);
     expect(rows).toHaveLength(2);
@@ -164,18 +165,18 @@ describe('img2prompt labels build / interrogate', () => {
 
   it('best: the most similar of its candidates, never below fast; negative: a chain of the least similar labels', async () => {
     const two = [path.join(images, `${SAMPLE_IDS[2]}.png`), path.join(images, `${SAMPLE_IDS[3]}.png`)];
-    const run = (mode: string, extra: string[] = []) => {
+    const run = async (mode: string, extra: string[] = []) => {
       const out = path.join(work, `${mode}${extra.join('')}.csv`);
       const details = path.join(work, `${mode}${extra.join('')}.json`);
-      const r = cli(['interrogate', ...two, ...COMMON, '--mode', mode, '-o', out, '--details', details, '--shortlist', '100', ...extra]);
+      const r = await cli(['interrogate', ...two, ...COMMON, '--mode', mode, '-o', out, '--details', details, '--shortlist', '100', ...extra]);
       expect(r.code, r.stderr).toBe(0);
       return { rows: readPromptsCsv(out), d: readDetails(details) };
     };
-    const fast = run('fast');
-    const best = run('best');
-    const negative = run('negative');
+    const fast = await run('fast');
+    const best = await run('best');
+    const negative = await run('negative');
     // The uncached chain (every candidate encoded in full) composes the same prompts.
-    expect(run('best', ['--chain-cache', 'off']).d.images.map((x) => x.prompt)).toEqual(best.d.images.map((x) => x.prompt));
+    expect((await run('best', ['--chain-cache', 'off'])).d.images.map((x) => x.prompt)).toEqual(best.d.images.map((x) => x.prompt));
     const flavorsOrNegative = new Set([...lists.flavors!, ...lists.negative!]);
     for (const { rows, d } of [best, negative]) {
       expect((await rows).map((x) => x.imgId)).toEqual([SAMPLE_IDS[2], SAMPLE_IDS[3]]);
@@ -216,7 +217,7 @@ describe('img2prompt labels build / interrogate', () => {
     const out = path.join(work, 'extras.csv');
     const details = path.join(work, 'extras.json');
     // `--labels FILE` right before the image folder: the folder must stay an input.
-    const r = cli(['interrogate', '--labels', file, images, '--labels', dir, ...COMMON, '--mode', 'fast', '-o', out, '--details', details]);
+    const r = await cli(['interrogate', '--labels', file, images, '--labels', dir, ...COMMON, '--mode', 'fast', '-o', out, '--details', details]);
     expect(r.code, r.stderr).toBe(1); // only for the broken image
     expect(r.stderr).toContain('1 of 8 images could not be read');
     for (const bank of ['extra-mine: 2 labels', 'extra-a: 1 labels', 'extra-b: 1 labels']) expect(r.stderr).toContain(`bank ${bank}, built`);
@@ -228,20 +229,20 @@ describe('img2prompt labels build / interrogate', () => {
     expect(labelsOf(1)).toContain(`extra-b:${forSecond}`);
 
     // labels build takes the same option; the banks are then cached.
-    const b = cli(['labels', 'build', ...COMMON, '--labels', file, '--labels', dir]);
+    const b = await cli(['labels', 'build', ...COMMON, '--labels', file, '--labels', dir]);
     expect(b.code, b.stderr).toBe(0);
     expect(b.stderr).toContain('bank extra-mine: 2 labels, cached');
     expect(b.stderr).toContain('bank extra-b: 1 labels, cached');
   });
 
-  it('refuses an unknown mode and a folder without images, leaving no output', () => {
+  it('refuses an unknown mode and a folder without images, leaving no output', async () => {
     const out = path.join(work, 'never.csv');
-    const bad = cli(['interrogate', images, ...COMMON, '--mode', 'fastest', '-o', out]);
+    const bad = await cli(['interrogate', images, ...COMMON, '--mode', 'fastest', '-o', out]);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toMatch(/fastest/);
     const empty = path.join(work, 'empty');
     fs.mkdirSync(empty);
-    const none = cli(['interrogate', empty, ...COMMON, '-o', out]);
+    const none = await cli(['interrogate', empty, ...COMMON, '-o', out]);
     expect(none.code).not.toBe(0);
     expect(none.stderr).toContain('no image files found');
     expect(fs.existsSync(out)).toBe(false);

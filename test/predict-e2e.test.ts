@@ -17,7 +17,7 @@ import { estimateModalityGap } from '../src/predict/modality-gap.js';
 import { predict, PredictEngine, type PredictedImage, type PredictPhase } from '../src/predict/predict.js';
 import type { PromptBank } from '../src/predict/prompt-bank.js';
 import { KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
-import { runCli, type CliResult } from './helpers/cli.js';
+import { runCliInProcess, type CliResult } from './helpers/cli.js';
 import { copyKaggleImages, restoreHome, useTinyClipHome, writeSmallBankAndLabels } from './helpers/tiny-clip-home.js';
 import { cosineOf, maxAbsDiff } from './helpers/predict-fakes.js';
 
@@ -39,7 +39,7 @@ let bankPrompts: string[];
 /** The options every run shares: the small bank and label lists. */
 const COMMON = ['--model', 'tiny', '--prompts-bank', bankFile, '--labels-dir', labelsDir];
 
-const cli = (args: string[]): CliResult => runCli(args, home);
+const cli = (args: string[]): Promise<CliResult> => runCliInProcess(args, home);
 
 function lines(text: string, n: number): string[] {
   return text.split('\n').filter((l) => l.trim() !== '').slice(0, n);
@@ -60,7 +60,7 @@ beforeAll(async () => {
   for (let c = 0; c < 4; c++) for (const id of SAMPLE_IDS) fs.copyFileSync(path.join(images, `${id}.png`), path.join(many, `c${c}${id}.png`));
 });
 
-afterAll(() => {
+afterAll(async () => {
   restoreHome(saved);
   fs.rmSync(home, { recursive: true, force: true });
   fs.rmSync(work, { recursive: true, force: true });
@@ -73,7 +73,7 @@ function recordLines(file: string): number {
 
 /** Starts `predict args` and SIGKILLs it as soon as `ready()` holds; fails the test if the run finished first. */
 async function killWhen(args: string[], ready: () => boolean): Promise<void> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/bin.ts', ...args], {
     env: { ...process.env, IMG2PROMPT_HOME: home, IMG2PROMPT_PROGRESS: '0' },
     stdio: 'ignore',
   });
@@ -113,7 +113,7 @@ describe('img2prompt predict', () => {
     const out = path.join(work, 'run1', 'submission.csv');
     const promptsOut = path.join(work, 'run1', 'prompts.csv');
     const nearestOut = path.join(work, 'run1', 'nearest.csv');
-    const r = cli(['predict', images, '-o', out, '--prompts-out', promptsOut, '--nearest-out', nearestOut, ...COMMON]);
+    const r = await cli(['predict', images, '-o', out, '--prompts-out', promptsOut, '--nearest-out', nearestOut, ...COMMON]);
     expect(r.stderr).toMatch(/RANDOM weights/);
     expect(r.stderr).toContain('7 images → ');
     expect(r.stderr).toContain('; CLIP encoded 7 images; members: knn, map, interrogator');
@@ -121,7 +121,7 @@ describe('img2prompt predict', () => {
 
     const report = await validateSubmission(out, { imageIds: SAMPLE_IDS });
     expect(report).toMatchObject({ valid: true, images: 7, rows: 7 * DIM, warnings: [] });
-    const v = cli(['validate', out, '--images', images]);
+    const v = await cli(['validate', out, '--images', images]);
     expect(v.code).toBe(0);
     expect(v.stdout).toBe(`${out}: valid submission (7 images, ${7 * DIM} rows)\n`);
     // No resume state or error list is left behind by a clean run.
@@ -143,7 +143,7 @@ describe('img2prompt predict', () => {
     expect(header).toBe('imgId,prompt,similarity');
     for (const row of rows) expect(Math.abs(Number(/,(-?\d\.\d{6})$/.exec(row)?.[1]))).toBeLessThanOrEqual(1);
 
-    const s = cli(['score', '--pred', out, '--truth', TRUTH]);
+    const s = await cli(['score', '--pred', out, '--truth', TRUTH]);
     expect(s.code).toBe(0);
     const mean = Number(/mean cosine: (-?\d\.\d{4}) over 7 images/.exec(s.stdout)?.[1]);
     expect(Number.isFinite(mean)).toBe(true);
@@ -166,7 +166,7 @@ describe('img2prompt predict', () => {
     // Scored against its own prompts, such a submission is perfect: the bank's MiniLM side is the real MiniLM.
     const out = path.join(work, 'knn1.csv');
     const promptsOut = path.join(work, 'knn1.prompts.csv');
-    expect(cli(['predict', images, '-o', out, '--prompts-out', promptsOut, '--members', 'knn', '--k', '1', '--temperature', '0', ...COMMON]).code).toBe(0);
+    expect((await cli(['predict', images, '-o', out, '--prompts-out', promptsOut, '--members', 'knn', '--k', '1', '--temperature', '0', ...COMMON])).code).toBe(0);
     const self = await score(out, promptsOut, async () => (await MiniLMTextSide.open()).embedder);
     expect(self.mean).toBeCloseTo(1, 5);
   });
@@ -216,11 +216,11 @@ describe('img2prompt predict', () => {
 
   it('leaves the captioner out with a notice without a caption model, whether asked for by --members or by the weights', async () => {
     const out = path.join(work, 'captioner', 'submission.csv');
-    const r = cli(['predict', images, '-o', out, '--members', 'knn,captioner', ...COMMON]);
+    const r = await cli(['predict', images, '-o', out, '--members', 'knn,captioner', ...COMMON]);
     expect(r.code).toBe(0);
     expect(r.stderr).toContain('member captioner needs a caption model (--caption-model, or captionModel); it is absent from the ensemble');
     expect(r.stderr).toContain('members: knn\n');
-    expect(cli(['validate', out, '--images', images]).code).toBe(0);
+    expect((await cli(['validate', out, '--images', images])).code).toBe(0);
 
     // Weights that give most of the weight to the captioner: it is absent, so kNN carries the ensemble.
     const weights = path.join(work, 'captioner', 'weights.json');
@@ -244,7 +244,7 @@ describe('img2prompt predict', () => {
     for (const f of fs.readdirSync(images)) fs.copyFileSync(path.join(images, f), path.join(dir, f));
     fs.writeFileSync(path.join(dir, '0000broken.png'), 'not a png');
     const out = path.join(work, 'broken', 'submission.csv');
-    const r = cli(['predict', dir, '-o', out, '--members', 'knn,map', '--batch-size', '3', ...COMMON]);
+    const r = await cli(['predict', dir, '-o', out, '--members', 'knn,map', '--batch-size', '3', ...COMMON]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('1 of 8 images could not be read; they got the fallback vector');
     const errors = fs.readFileSync(`${out}.errors.txt`, 'utf8');
@@ -267,7 +267,7 @@ describe('img2prompt predict', () => {
     const extra = path.join(work, 'extra-labels.txt');
     fs.writeFileSync(extra, 'a lighthouse in a storm\n');
     const out = path.join(work, 'options-first.csv');
-    const r = cli(['predict', '--prompts-bank', bankFile, '--labels', extra, '--labels-dir', labelsDir, '--model', 'tiny', images, '-o', out, '--members', 'knn,interrogator']);
+    const r = await cli(['predict', '--prompts-bank', bankFile, '--labels', extra, '--labels-dir', labelsDir, '--model', 'tiny', images, '-o', out, '--members', 'knn,interrogator']);
     expect(r.stderr).toContain('7 images → ');
     expect(r.code).toBe(0);
     expect((await validateSubmission(out, { imageIds: SAMPLE_IDS })).valid).toBe(true);
@@ -276,7 +276,7 @@ describe('img2prompt predict', () => {
   it('resumes a SIGKILLed run from its checkpoint to a byte-identical submission and prompts file', async () => {
     const args = (out: string) => ['predict', many, '-o', out, '--prompts-out', `${out}.prompts.csv`, '--batch-size', '2', '--gap-images', '4', ...COMMON];
     const ref = path.join(work, 'many-ref.csv');
-    expect(cli(args(ref)).code).toBe(0);
+    expect((await cli(args(ref))).code).toBe(0);
 
     const out = path.join(work, 'many-killed.csv');
     const ckpt = `${out}.ckpt`;
@@ -288,11 +288,11 @@ describe('img2prompt predict', () => {
     expect(records).toBeLessThan(MANY);
 
     // Resuming with other options is refused, naming what changed, and leaves the checkpoint alone.
-    const other = cli([...args(out), '--resume', '--k', '3']);
+    const other = await cli([...args(out), '--resume', '--k', '3']);
     expect(other.code).toBe(1);
     expect(other.stderr).toMatch(/checkpoint belongs to a different run \(option k: 16 → 3\)/);
     // So is a resume that would read the images differently.
-    const pixels = cli([...args(out), '--resume', '--exif', 'ignore', '--image-processor', 'hf']);
+    const pixels = await cli([...args(out), '--resume', '--exif', 'ignore', '--image-processor', 'hf']);
     expect(pixels.code).toBe(1);
     expect(pixels.stderr).toMatch(/checkpoint belongs to a different run \(.*option imageProcessor: "?open_clip"? → "?hf"?.*\)/);
     expect(pixels.stderr).toMatch(/option exif: "?apply"? → "?ignore"?/);
@@ -304,13 +304,13 @@ describe('img2prompt predict', () => {
     execFileSync('touch', ['-r', replaced, times]);
     fs.copyFileSync(path.join(images, `${SAMPLE_IDS[6]}.png`), replaced);
     execFileSync('touch', ['-r', times, replaced]);
-    const changed = cli([...args(out), '--resume']);
+    const changed = await cli([...args(out), '--resume']);
     expect(changed.code).toBe(1);
     expect(changed.stderr).toContain(`checkpoint belongs to a different run (1 input image changed since the checkpoint was written: ${path.resolve(replaced)} (size `);
     fs.writeFileSync(replaced, original);
     execFileSync('touch', ['-r', times, replaced]);
 
-    const r = cli([...args(out), '--resume']);
+    const r = await cli([...args(out), '--resume']);
     expect(r.code).toBe(0);
     expect(r.stderr).toContain(`resuming from ${ckpt}: ${records} of ${MANY} images already done`);
     // Only the images the checkpoint did not have went through CLIP (the sampled ones were finished).
@@ -324,7 +324,7 @@ describe('img2prompt predict', () => {
     // Every image is in the sample, so nothing is finished before all of them are encoded.
     const args = (out: string) => ['predict', many, '-o', out, '--prompts-out', `${out}.prompts.csv`, '--batch-size', '2', '--gap-images', String(MANY), ...COMMON];
     const ref = path.join(work, 'sample-ref.csv');
-    const full = cli(args(ref));
+    const full = await cli(args(ref));
     expect(full.code).toBe(0);
     expect(full.stderr).toContain(`estimating the CLIP modality gap from the first ${MANY} images\n`);
 
@@ -338,7 +338,7 @@ describe('img2prompt predict', () => {
     // A batch is reused only when all of it was stored (a kill can tear the last one).
     const reused = 2 * Math.floor(stored / 2);
 
-    const r = cli([...args(out), '--resume']);
+    const r = await cli([...args(out), '--resume']);
     expect(r.code).toBe(0);
     expect(r.stderr).toContain(`estimating the CLIP modality gap from the first ${MANY} images (${reused} of them encoded before this run, read back from ${sample})`);
     expect(r.stderr).toContain(`; CLIP encoded ${MANY - reused} images and reused ${reused} embeddings of the gap sample;`);
@@ -397,7 +397,7 @@ describe('img2prompt predict', () => {
 describe('img2prompt fit-map and fit-weights', () => {
   it('fit-map saves a map for the model and the bank', async () => {
     const file = path.join(work, 'maps', 'map.json');
-    const r = cli(['fit-map', '--model', 'tiny', '--prompts-bank', bankFile, '--lambda', '0.1', '-o', file]);
+    const r = await cli(['fit-map', '--model', 'tiny', '--prompts-bank', bankFile, '--lambda', '0.1', '-o', file]);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/map 32 → 384 fitted on 200 prompts, lambda 0\.1/);
     const clip = await ClipModel.open('tiny', { towers: ['text'] });
@@ -407,9 +407,9 @@ describe('img2prompt fit-map and fit-weights', () => {
     expect(fs.existsSync(path.join(work, 'maps', 'map.weights.npy'))).toBe(true);
   });
 
-  it('fit-weights refuses fewer images with known prompts than folds, before opening any model', () => {
+  it('fit-weights refuses fewer images with known prompts than folds, before opening any model', async () => {
     const out = path.join(work, 'too-few.json');
-    const r = cli(['fit-weights', '--images', images, '--truth', TRUTH, '--model', 'no-such-model', '--folds', '8', '-o', out]);
+    const r = await cli(['fit-weights', '--images', images, '--truth', TRUTH, '--model', 'no-such-model', '--folds', '8', '-o', out]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('7 images in');
     expect(r.stderr).toContain('are too few for 8-fold cross-validation: need at least 8');
@@ -418,7 +418,7 @@ describe('img2prompt fit-map and fit-weights', () => {
 
   it('fit-weights prints per-fold scores and saves weights that predict reproduces in-sample', async () => {
     const weights = path.join(work, 'weights.json');
-    const r = cli(['fit-weights', '--images', images, '--truth', TRUTH, '--folds', '3', '-o', weights, ...COMMON]);
+    const r = await cli(['fit-weights', '--images', images, '--truth', TRUTH, '--folds', '3', '-o', weights, ...COMMON]);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^fold\s+images\s+knn\s+map\s+interrogator\s+ensemble$/m);
     expect(r.stdout.split('\n').filter((l) => /^[123]\s+[23]\s/.test(l))).toHaveLength(3);
@@ -434,7 +434,7 @@ describe('img2prompt fit-map and fit-weights', () => {
     // predict with these weights computes the same member vectors, so its score is the fit's in-sample score.
     const inSample = Number(/in-sample with the final weights: (-?\d\.\d{4})/.exec(r.stdout)?.[1]);
     const out = path.join(work, 'weighted.csv');
-    expect(cli(['predict', images, '-o', out, '--weights', weights, ...COMMON]).code).toBe(0);
+    expect((await cli(['predict', images, '-o', out, '--weights', weights, ...COMMON])).code).toBe(0);
     const s = await score(out, TRUTH, async () => (await MiniLMTextSide.open()).embedder);
     expect(s.mean).toBeCloseTo(inSample, 4);
   });

@@ -2,18 +2,15 @@
 // sample_submission.csv (score 1), and embed -> submission -> validate -> score must round-trip.
 import fs from 'node:fs';
 import path from 'node:path';
-import { Command } from 'commander';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { modelDir } from '../src/models/cache.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { modelDir, modelHome } from '../src/models/cache.js';
+import { runCliInProcess } from './helpers/cli.js';
 import type { TextEmbedder } from '../src/text/embedder.js';
 import { score } from '../src/submission/score.js';
 import { readPromptsCsv } from '../src/submission/prompts-csv.js';
 import { embedPrompts } from '../src/submission/embed-prompts.js';
 import { EMBEDDING_DIM, readSubmission, writeSubmission } from '../src/submission/submission-csv.js';
 import { imageIdsInDir, validateSubmission } from '../src/submission/validate.js';
-import { register as registerEmbed } from '../src/cli/commands/embed.js';
-import { register as registerValidate } from '../src/cli/commands/validate.js';
-import { register as registerScore } from '../src/cli/commands/score.js';
 import { KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
 import { listDir } from './helpers/submission-fakes.js';
 
@@ -41,24 +38,9 @@ afterAll(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-async function runCli(args: string[]): Promise<{ out: string; exitCode: number }> {
-  const program = new Command().exitOverride();
-  for (const register of [registerEmbed, registerValidate, registerScore]) register(program);
-  let out = '';
-  const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    out += String(chunk);
-    return true;
-  });
-  const errSpy = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
-  try {
-    await program.parseAsync(['node', 'img2prompt', ...args]);
-  } finally {
-    spy.mockRestore();
-    errSpy.mockRestore();
-  }
-  const exitCode = typeof process.exitCode === 'number' ? process.exitCode : 0;
-  process.exitCode = undefined;
-  return { out, exitCode };
+async function runCli(args: string[]): Promise<{ out: string; exitCode: number | null }> {
+  const r = await runCliInProcess(args, modelHome());
+  return { out: r.stdout, exitCode: r.code };
 }
 
 describe('Kaggle sample with the real MiniLM embedder', () => {
@@ -98,7 +80,7 @@ describe('Kaggle sample with the real MiniLM embedder', () => {
   it('CLI: embed, validate --images and score agree', async (ctx) => {
     if (skipReason) ctx.skip(skipReason);
     const out = path.join(dir, 'cli.csv');
-    await runCli(['embed', '--prompts', PROMPTS, '-o', out, '--batch-size', '4']);
+    expect((await runCli(['embed', '--prompts', PROMPTS, '-o', out, '--batch-size', '4'])).exitCode).toBe(0);
     expect(listDir(dir).filter((f) => f.startsWith('.'))).toEqual([]); // no temp files left
 
     const validated = await runCli(['validate', out, '--images', IMAGES]);

@@ -1,10 +1,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { Command } from 'commander';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EMBEDDING_DIM } from '../src/submission/submission-csv.js';
 import { MAX_KEPT_PROBLEMS, imageIdsInDir, readIdsFile, validateSubmission } from '../src/submission/validate.js';
-import { register } from '../src/cli/commands/validate.js';
+import { modelHome } from '../src/models/cache.js';
+import { runCliInProcess } from './helpers/cli.js';
 import { KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
 import { expectBadInput, replaceAt, spliceCopy } from './helpers/submission-fakes.js';
 
@@ -14,7 +14,6 @@ beforeEach(() => {
 });
 afterEach(() => {
   fs.rmSync(dir, { recursive: true, force: true });
-  process.exitCode = undefined;
 });
 
 const HEADER = 'imgId_eId,val';
@@ -145,22 +144,9 @@ describe('expected ids', () => {
 });
 
 describe('validate command', () => {
-  async function runCli(args: string[]): Promise<{ out: string; exitCode: number }> {
-    const program = new Command().exitOverride();
-    register(program);
-    let out = '';
-    const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-      out += String(chunk);
-      return true;
-    });
-    try {
-      await program.parseAsync(['node', 'img2prompt', 'validate', ...args]);
-    } finally {
-      spy.mockRestore();
-    }
-    const exitCode = typeof process.exitCode === 'number' ? process.exitCode : 0;
-    process.exitCode = undefined;
-    return { out, exitCode };
+  async function runCli(args: string[]): Promise<{ out: string; err: string; exitCode: number | null }> {
+    const r = await runCliInProcess(['validate', ...args], modelHome());
+    return { out: r.stdout, err: r.stderr, exitCode: r.code };
   }
 
   it('exits 0 on a valid submission', async () => {
@@ -189,6 +175,6 @@ describe('validate command', () => {
   });
 
   it('refuses --images together with --ids', async () => {
-    await expect(runCli([SAMPLE, '--images', dir, '--ids', 'x'])).rejects.toThrow('give either --images or --ids, not both');
+    expect(await runCli([SAMPLE, '--images', dir, '--ids', 'x'])).toMatchObject({ exitCode: 1, out: '', err: 'img2prompt: give either --images or --ids, not both\n' });
   });
 });

@@ -21,12 +21,6 @@ export interface ImageInputCliOptions {
   allowSvg?: boolean;
 }
 
-/** `--allow-svg`, for `.option(...ALLOW_SVG_OPTION)` on every command that reads images. */
-export const ALLOW_SVG_OPTION = [
-  '--allow-svg',
-  'also read SVG files (vector images: rendered, may load files they reference) [default: raster images only]',
-] as const;
-
 /**
  * Lists the images of `inputs` and checks their ids (unique, usable as Kaggle ids), refusing with one
  * error that lists every offending file. Throws when there is no image at all.
@@ -38,9 +32,4 @@ export async function commandImages(inputs: readonly string[], options: ImageInp
     throw new Img2PromptError(inputs.join(' '), `no image files found${why}`);
   }
   return { files, ids: submissionImageIds(files), skipped };
-}
-
-/** `img2prompt: <file>: <reason>` on stderr: how commands without an errors file list an image they could not read. */
-export function reportImageFailure(failure: ImageFailure): void {
-  process.stderr.write(`img2prompt: ${failure.file}: ${failure.reason}\n`);
 }

@@ -5,6 +5,7 @@ import { releaseHeldLocksSync } from '../util/file-lock.js';
 const SIGNAL_EXIT: Record<'SIGINT' | 'SIGTERM', number> = { SIGINT: 130, SIGTERM: 143 };
 
 let hint: (() => string | undefined) | undefined;
+let installed = false;
 
 /** What to tell a user who stops the current command (e.g. how to resume it); replaces any earlier hint. */
 export function setInterruptHint(make: () => string | undefined): void {
@@ -16,8 +17,11 @@ export function setInterruptHint(make: () => string | undefined): void {
  * was writing and drops its output locks, so it leaves no hidden `.tmp` file and does not block the
  * next run; it then says how to continue, if the command can, and exits 128 + the signal's number.
  * Resume files (checkpoints, partial banks) are kept: they are what a later run continues from.
+ * Installed once per process, by the executable's run (main() without an `io`) only.
  */
 export function installInterruptHandlers(): void {
+  if (installed) return;
+  installed = true;
   for (const signal of Object.keys(SIGNAL_EXIT) as (keyof typeof SIGNAL_EXIT)[]) {
     process.once(signal, () => {
       removeLiveTempsSync();
@@ -40,7 +44,7 @@ function shellWord(arg: string): string {
   return /^[A-Za-z0-9_./=:,+@%-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 
-/** The command line that was run, as a user would type it again (`img2prompt ...`), with `edit` applied to its arguments. */
-export function commandLine(edit: (args: string[]) => string[] = (a) => a): string {
-  return ['img2prompt', ...edit(process.argv.slice(2))].map(shellWord).join(' ');
+/** The command line `args` (those after `img2prompt`) as a user would type it again, with `edit` applied to them. */
+export function commandLine(args: readonly string[], edit: (args: string[]) => string[] = (a) => a): string {
+  return ['img2prompt', ...edit([...args])].map(shellWord).join(' ');
 }

@@ -4,7 +4,7 @@ import { Session, defaultProviders, tensor, type ExecutionProvider, type Session
 import { precisionFor, requestedPrecision, type Precision } from '../runtime/precision.js';
 import { Img2PromptError } from '../util/errors.js';
 import { modelDir, readInstallRecord } from '../models/cache.js';
-import { loadBatches, type BatchFailure, type ImageFailure } from '../image/batch-loader.js';
+import { DEFAULT_IMAGE_BATCH, loadBatches, type BatchFailure, type ImageFailure } from '../image/batch-loader.js';
 import type { ImageInput } from '../image/image-input.js';
 import type { FormatOptions } from '../image/image-formats.js';
 import { CLIP_IMAGE_PROCESSORS, type ClipImageProcessor } from '../image/image-processor.js';
@@ -48,8 +48,6 @@ export interface ClipOpenOptions {
 /** The CLIP model every command opens unless told otherwise (predict, fit-map, interrogate()). */
 export const DEFAULT_CLIP_MODEL = 'clip-vit-b-32';
 
-/** Images per vision-tower call unless told otherwise, in every command and engine. */
-export const DEFAULT_IMAGE_BATCH = 16;
 
 export interface EncodeBatchesOptions extends FormatOptions {
   /** Images per vision-tower call; default DEFAULT_IMAGE_BATCH. */
@@ -268,9 +266,9 @@ export class ClipModel implements ClipTextSide {
     const chunks: Float32Array[] = [];
     let inferenceSeconds = 0;
     for await (const batch of this.encodeBatches(files, batchOptions)) {
-      for (const f of batch.failures) {
-        failures.push(f);
-        onFailure?.(f);
+      for (const { file, reason } of batch.failures) {
+        failures.push({ file, reason });
+        onFailure?.({ file, reason });
       }
       if (batch.ids.length > 0) {
         chunks.push(batch.embeds);

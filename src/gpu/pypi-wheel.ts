@@ -1,12 +1,13 @@
 import { Img2PromptError, errorMessage } from '../util/errors.js';
 import { isSha256Hex } from '../models/sha256.js';
+import { pypiUrlVariable } from '../config.js';
 
 /** The package whose wheels carry ORT's CUDA provider libraries. */
 export const ORT_GPU_PACKAGE = 'onnxruntime-gpu';
 
 /** PyPI's JSON API; IMG2PROMPT_PYPI_URL points it elsewhere (a mirror, or a test server). */
 export function pypiJsonBase(): string {
-  return (process.env.IMG2PROMPT_PYPI_URL?.trim() || 'https://pypi.org/pypi').replace(/\/+$/, '');
+  return (pypiUrlVariable() ?? 'https://pypi.org/pypi').replace(/\/+$/, '');
 }
 
 export interface WheelFile {

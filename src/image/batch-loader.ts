@@ -57,6 +57,13 @@ export interface ImageBatch {
 }
 
 /**
+ * Images per batch when the caller does not say: the CLIP image encoders, predict, interrogate and the
+ * CLI's --batch-size all start from this one number: enough images per call to keep a CPU's cores
+ * busy, few enough that the two pixel buffers (about 10 MB each at 224 px) stay small.
+ */
+export const DEFAULT_IMAGE_BATCH = 16;
+
+/**
  * Decodes and CLIP-preprocesses `files` in batches. While the caller works on batch k, batch k+1 is
  * decoded into the other of two float buffers allocated once up front, so at most two batches of pixels
  * exist at once (plus the `concurrency` decoded images in flight). Unreadable images are reported in

@@ -4,7 +4,8 @@
  * CLIP batch at a time and hands out each batch's prompts before encoding the next, so memory stays
  * O(batch) however long the list.
  */
-import { ClipModel, DEFAULT_CLIP_MODEL, DEFAULT_IMAGE_BATCH } from '../clip/model.js';
+import { ClipModel, DEFAULT_CLIP_MODEL } from '../clip/model.js';
+import { DEFAULT_IMAGE_BATCH } from '../image/batch-loader.js';
 import { resolveInputs, type ImageInput, type ResolvedInput } from '../image/image-input.js';
 import { checkInterrogateEngineOptions, checkInterrogateRunOptions } from './options.js';
 import { Engine } from '../engine/engine.js';

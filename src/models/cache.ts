@@ -6,6 +6,7 @@ import { Img2PromptError, errorMessage } from '../util/errors.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { acquireLock, describeHolder } from '../util/file-lock.js';
 import { hashFile, isSha256Hex } from './sha256.js';
+import { homeVariable } from '../config.js';
 
 /**
  * Layout of the model cache:
@@ -25,8 +26,8 @@ const MODEL_NAME = /^[a-z0-9][a-z0-9._-]{0,99}$/;
 
 /** `$IMG2PROMPT_HOME`, or `~/.cache/img2prompt`. */
 export function modelHome(): string {
-  const fromEnv = process.env.IMG2PROMPT_HOME;
-  if (fromEnv && fromEnv.trim() !== '') return path.resolve(fromEnv);
+  const fromEnv = homeVariable();
+  if (fromEnv !== undefined) return path.resolve(fromEnv);
   return path.join(os.homedir(), '.cache', 'img2prompt');
 }
 

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { packageRoot } from '../util/package-root.js';
+import { nativeAddonVariable } from '../config.js';
 
 /**
  * Everything the C++ addon (native/*.cc) exports, declared once; src/ reaches the addon only through
@@ -141,7 +142,8 @@ export function prebuiltAddonPath(): string {
  * in build/Release when there is one, else the prebuilt one.
  */
 export function addonPath(): string {
-  if (process.env.IMG2PROMPT_NATIVE) return process.env.IMG2PROMPT_NATIVE;
+  const chosen = nativeAddonVariable();
+  if (chosen !== undefined) return chosen;
   const built = path.join(packageRoot(), 'build', 'Release', 'img2prompt_native.node');
   return fs.existsSync(built) || !fs.existsSync(prebuiltAddonPath()) ? built : prebuiltAddonPath();
 }

@@ -3,7 +3,7 @@
  * options say what to open (models, banks, map, weights); the run options say how to go through one
  * list of images (batching, resume files, decoding).
  */
-import { DEFAULT_IMAGE_BATCH } from '../clip/model.js';
+import { DEFAULT_IMAGE_BATCH } from '../image/batch-loader.js';
 import type { ExifMode } from '../image/decode.js';
 import type { ClipImageProcessor } from '../image/image-processor.js';
 import type { BankDtype, InterrogateMode } from '../interrogate/types.js';

@@ -1,4 +1,5 @@
 import type { ExecutionProvider } from './session.js';
+import { PRECISION_VARIABLE, precisionVariable } from '../config.js';
 
 /**
  * The float type of the towers' weights and activations. 'fp16' halves the memory traffic and runs
@@ -20,8 +21,8 @@ export function parsePrecision(value: string, what = '--precision'): Precision {
  */
 export function requestedPrecision(explicit?: Precision): Precision | undefined {
   if (explicit !== undefined) return parsePrecision(explicit, 'precision');
-  const env = process.env.IMG2PROMPT_PRECISION?.trim();
-  return env ? parsePrecision(env, 'IMG2PROMPT_PRECISION') : undefined;
+  const env = precisionVariable();
+  return env ? parsePrecision(env, PRECISION_VARIABLE) : undefined;
 }
 
 /**

@@ -7,6 +7,7 @@ import { cudaStatus } from './cuda-status.js';
 import { CUDA_PROVIDER_LIB } from '../gpu/readiness.js';
 import { prepareOrtEnvironment } from './ort-environment.js';
 import { readOptions } from '../util/options.js';
+import { PROVIDERS_VARIABLE, providersVariable } from '../config.js';
 
 export type TensorType = 'float32' | 'float16' | 'float64' | 'int64' | 'int32' | 'int8' | 'uint8' | 'bool';
 export type TensorData = Float32Array | Float64Array | Uint16Array | BigInt64Array | Int32Array | Int8Array | Uint8Array;
@@ -73,12 +74,10 @@ export function cudaProviderInstalled(): boolean {
   return fs.existsSync(path.join(ortLibraryDir(), CUDA_PROVIDER_LIB));
 }
 
-const PROVIDERS_VARIABLE = 'IMG2PROMPT_PROVIDERS';
-
 /** The providers a session tries by default: IMG2PROMPT_PROVIDERS when set, else CUDA first when it is usable here. */
 export function defaultProviders(): ExecutionProvider[] {
-  const forced = process.env[PROVIDERS_VARIABLE];
-  if (forced && forced.trim() !== '') {
+  const forced = providersVariable();
+  if (forced !== undefined) {
     const list = forced.split(',').map((p) => p.trim());
     for (const p of list) {
       if (p !== 'cuda' && p !== 'cpu') throw new Img2PromptError(undefined, `${PROVIDERS_VARIABLE}=${forced}: unknown execution provider '${p}' (use cuda and/or cpu)`);
@@ -106,7 +105,7 @@ function usableProviders(providers: ExecutionProvider[], fromVariable: boolean):
   if (!providers.includes('cuda')) return { providers, note: '' };
   const cuda = cudaStatus();
   if (cuda.usable) return { providers, note: '' };
-  const asked = fromVariable ? ` (${PROVIDERS_VARIABLE}=${process.env[PROVIDERS_VARIABLE]})` : '';
+  const asked = fromVariable ? ` (${PROVIDERS_VARIABLE}=${providersVariable()})` : '';
   if (!providers.includes('cpu')) {
     throw new Img2PromptError(undefined, `CUDA was asked for${asked} but cannot be used here: ${cuda.reason}; list cpu too to fall back to it (e.g. ${PROVIDERS_VARIABLE}=cuda,cpu)`, { code: 'RUNTIME_FAILED' });
   }

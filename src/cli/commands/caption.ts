@@ -1,14 +1,15 @@
 import path from 'node:path';
-import { promises as fs } from 'node:fs';
 import { Option, type Command } from 'commander';
-import { Img2PromptError } from '../../util/errors.js';
-import { createProgress } from '../../util/progress.js';
-import { parsePositiveInt } from '../../submission/cli-helpers.js';
 import { Captioner, DEFAULT_CAPTION_MODEL } from '../../caption/captioner.js';
 import { DEFAULT_GENERATION, resolveGenerationOptions } from '../../caption/generate.js';
 import type { EarlyStopping } from '../../caption/beam-search.js';
 import { writeCaptionsCsv } from '../../caption/captions-csv.js';
-import { ALLOW_SVG_OPTION, commandImages, reportImageFailure, type ImageInputCliOptions } from '../input-images.js';
+import type { ImageFailure } from '../../image/batch-loader.js';
+import { withClaimedOutputs } from '../../util/output-claim.js';
+import { commandImages, type ImageInputCliOptions } from '../input-images.js';
+import { ALLOW_SVG_OPTION, parseFiniteNumber, parseNonNegativeInt, parsePositiveInt } from '../options.js';
+import { addErrorsFileOption, errorsFileFor, reportUnreadImages } from '../unread-images.js';
+import type { CliContext } from '../context.js';
 
 interface CaptionCliOptions extends ImageInputCliOptions {
   output: string;
@@ -23,21 +24,11 @@ interface CaptionCliOptions extends ImageInputCliOptions {
   earlyStopping: 'true' | 'false' | 'never';
   prefix: string;
   batchSize: string;
+  errors?: string;
 }
 
-function nonNegativeInt(option: string, text: string): number {
-  if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(Number(text))) throw new Img2PromptError(undefined, `${option} must be a non-negative integer, got "${text}"`);
-  return Number(text);
-}
-
-function finiteNumber(option: string, text: string): number {
-  const v = Number(text);
-  if (text.trim() === '' || !Number.isFinite(v)) throw new Img2PromptError(undefined, `${option} must be a number, got "${text}"`);
-  return v;
-}
-
-export function register(program: Command): void {
-  program
+export function register(program: Command, cli: CliContext): void {
+  const caption = program
     .command('caption')
     .description('Caption images with a BLIP or GIT model (beam search, as transformers generate()) → CSV (imgId,caption)')
     .argument('<inputs...>', 'image files and/or folders')
@@ -58,35 +49,36 @@ export function register(program: Command): void {
       `
 Lengths count tokens as transformers does: the decoder's start token and the prefix's tokens included.
 Defaults follow the CLIP Interrogator of the reference notebook: 8 beams, at most 32 tokens, at least 5.
-An image that cannot be read is listed on stderr, gets no row, and makes the exit code 1.`,
-    )
-    .action(async (inputs: string[], opts: CaptionCliOptions) => {
-      const { files, skipped } = await commandImages(inputs, opts);
-      const generation = {
-        numBeams: parsePositiveInt('--num-beams', opts.numBeams),
-        maxLength: parsePositiveInt('--max-length', opts.maxLength),
-        minLength: nonNegativeInt('--min-length', opts.minLength),
-        noRepeatNgramSize: nonNegativeInt('--no-repeat-ngram-size', opts.repeatNgramSize),
-        repetitionPenalty: finiteNumber('--repetition-penalty', opts.repetitionPenalty),
-        lengthPenalty: finiteNumber('--length-penalty', opts.lengthPenalty),
-        earlyStopping: (opts.earlyStopping === 'never' ? 'never' : opts.earlyStopping === 'true') as EarlyStopping,
-        prefix: opts.prefix,
-      };
-      const batchSize = parsePositiveInt('--batch-size', opts.batchSize) ?? 8;
-      // Checked before the model is opened; errors name the flags.
-      resolveGenerationOptions(generation, (option) => `--${option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
+An image that cannot be read gets no row, is listed in the errors file (and the first few on stderr),
+and makes the exit code 1.`,
+    );
+  addErrorsFileOption(caption).action(async (inputs: string[], opts: CaptionCliOptions) => {
+    const { files, skipped } = await commandImages(inputs, opts);
+    const generation = {
+      numBeams: parsePositiveInt('--num-beams', opts.numBeams),
+      maxLength: parsePositiveInt('--max-length', opts.maxLength),
+      minLength: parseNonNegativeInt('--min-length', opts.minLength),
+      noRepeatNgramSize: parseNonNegativeInt('--no-repeat-ngram-size', opts.repeatNgramSize),
+      repetitionPenalty: parseFiniteNumber('--repetition-penalty', opts.repetitionPenalty),
+      lengthPenalty: parseFiniteNumber('--length-penalty', opts.lengthPenalty),
+      earlyStopping: (opts.earlyStopping === 'never' ? 'never' : opts.earlyStopping === 'true') as EarlyStopping,
+      prefix: opts.prefix,
+    };
+    const batchSize = parsePositiveInt('--batch-size', opts.batchSize) ?? 8;
+    // Checked before the model is opened; errors name the flags.
+    resolveGenerationOptions(generation, (option) => `--${option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
+    const errorsFile = errorsFileFor(opts);
+    await withClaimedOutputs([opts.output, errorsFile], { createFolders: true }, async () => {
       const captioner = await Captioner.open(opts.model);
-      if (captioner.random) process.stderr.write(`warning: ${path.basename(captioner.dir)} has RANDOM weights: its captions mean nothing (for tests only)\n`);
-      skipped.forEach(reportImageFailure);
-      const bar = createProgress('caption', files.length, 'images');
+      if (captioner.random) cli.err(`warning: ${path.basename(captioner.dir)} has RANDOM weights: its captions mean nothing (for tests only)\n`);
+      const bar = cli.progress('caption', files.length, 'images');
       const t0 = performance.now();
       const rows: { imgId: string; caption: string }[] = [];
-      let failures = 0;
+      const failures: ImageFailure[] = [];
       try {
         for await (const r of captioner.run(files, { ...generation, batchSize, allowSvg: opts.allowSvg, onProgress: (n) => bar.update(n) })) {
           if (r.failure !== undefined) {
-            failures++;
-            reportImageFailure({ file: r.file, reason: r.failure });
+            failures.push({ file: r.file, reason: r.failure });
           } else {
             rows.push({ imgId: r.id, caption: r.caption });
           }
@@ -95,13 +87,10 @@ An image that cannot be read is listed on stderr, gets no row, and makes the exi
         bar.stop();
         captioner.close();
       }
-      await fs.mkdir(path.dirname(path.resolve(opts.output)), { recursive: true });
       await writeCaptionsCsv(opts.output, rows);
       const secs = (performance.now() - t0) / 1000;
-      process.stderr.write(`${rows.length} captions → ${opts.output} in ${secs.toFixed(1)} s (${(rows.length / secs).toFixed(2)} images/s)\n`);
-      if (failures + skipped.length > 0) {
-        process.stderr.write(`img2prompt: ${failures + skipped.length} of ${files.length + skipped.length} images could not be read (listed above)\n`);
-        process.exitCode = 1;
-      }
+      cli.err(`${rows.length} captions → ${opts.output} in ${secs.toFixed(1)} s (${(rows.length / secs).toFixed(2)} images/s)\n`);
+      await reportUnreadImages(cli, { errorsFile, failures, skipped, total: files.length, consequence: 'they have no row' });
     });
+  });
 }

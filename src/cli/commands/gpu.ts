@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import { installCudaProvider } from '../../gpu/install.js';
 import { cudaReadiness, type CudaReadiness } from '../../gpu/readiness.js';
 import type { PullEvent } from '../../models/pull.js';
-import { createProgress, type Progress } from '../../util/progress.js';
+import type { Progress } from '../progress.js';
+import type { CliContext } from '../context.js';
 
 /** The readiness report: every CUDA library and every library that did not resolve, then the verdict. */
 export function formatReadiness(r: CudaReadiness): string {
@@ -19,7 +20,7 @@ export function formatReadiness(r: CudaReadiness): string {
   return lines.join('\n') + '\n';
 }
 
-function reporter(): { onProgress: (e: PullEvent) => void; stop: () => void } {
+function reporter(cli: CliContext): { onProgress: (e: PullEvent) => void; stop: () => void } {
   let bar: Progress | undefined;
   let shown = 0;
   return {
@@ -27,10 +28,10 @@ function reporter(): { onProgress: (e: PullEvent) => void; stop: () => void } {
       if (e.kind === 'stage') {
         bar?.stop();
         bar = undefined;
-        process.stderr.write(`${e.message}\n`);
+        cli.err(`${e.message}\n`);
         return;
       }
-      bar ??= createProgress('onnxruntime-gpu', e.total ?? 0, 'bytes');
+      bar ??= cli.progress('onnxruntime-gpu', e.total ?? 0, 'bytes');
       if (e.received > shown) {
         bar.tick(e.received - shown);
         shown = e.received;
@@ -40,7 +41,7 @@ function reporter(): { onProgress: (e: PullEvent) => void; stop: () => void } {
   };
 }
 
-export function register(program: Command): void {
+export function register(program: Command, cli: CliContext): void {
   const gpu = program.command('gpu').description('CUDA support: install ORT\'s CUDA provider and check what it needs');
   gpu
     .command('install')
@@ -58,20 +59,20 @@ export function register(program: Command): void {
       if (opts.check) {
         readiness = cudaReadiness({ ortDir: opts.ortDir });
       } else {
-        const progress = reporter();
+        const progress = reporter(cli);
         try {
           const result = await installCudaProvider({ ortDir: opts.ortDir, keepWheel: opts.keepWheel, onProgress: progress.onProgress });
           readiness = result.readiness;
           installed = { wheel: result.wheel.filename, downloaded: result.downloaded, libraries: result.libraries };
-          process.stderr.write(`installed ${result.libraries.map((l) => l.path).join(', ')} from ${result.wheel.filename}\n`);
+          cli.err(`installed ${result.libraries.map((l) => l.path).join(', ')} from ${result.wheel.filename}\n`);
         } finally {
           progress.stop();
         }
       }
-      process.stdout.write(opts.json ? JSON.stringify({ ...(installed && { installed }), ...readiness }, null, 2) + '\n' : formatReadiness(readiness));
+      cli.out(opts.json ? JSON.stringify({ ...(installed && { installed }), ...readiness }, null, 2) + '\n' : formatReadiness(readiness));
       if (!readiness.usable) {
-        process.stderr.write(`img2prompt: CUDA is not usable yet: ${readiness.problems[0]}${readiness.problems.length > 1 ? ` (and ${readiness.problems.length - 1} more, listed above)` : ''}\n`);
-        process.exitCode = 1;
+        cli.err(`img2prompt: CUDA is not usable yet: ${readiness.problems[0]}${readiness.problems.length > 1 ? ` (and ${readiness.problems.length - 1} more, listed above)` : ''}\n`);
+        cli.fail();
       }
     });
 }

@@ -4,8 +4,9 @@ import { availableProviders, cudaProviderInstalled, defaultProviders, ortVersion
 import { cudaStatus, providerReport } from '../../runtime/cuda-status.js';
 import { modelHome } from '../../models/cache.js';
 import { packageVersion } from '../../util/package-root.js';
+import type { CliContext } from '../context.js';
 
-export function register(program: Command): void {
+export function register(program: Command, cli: CliContext): void {
   program
     .command('info')
     .description('Show the engine build: ONNX Runtime version, execution providers (compiled in, and usable here or why not), addon and model cache paths')
@@ -27,7 +28,7 @@ export function register(program: Command): void {
         modelHome: modelHome(),
       };
       if (opts.json) {
-        process.stdout.write(JSON.stringify(info, null, 2) + '\n');
+        cli.out(JSON.stringify(info, null, 2) + '\n');
         return;
       }
       const rows: [string, string][] = [
@@ -42,6 +43,6 @@ export function register(program: Command): void {
         ['defaultProviders', info.defaultProviders.join(', ')],
         ['modelHome', info.modelHome],
       ];
-      for (const [k, v] of rows) process.stdout.write(`${k.padEnd(26)} ${v}\n`);
+      for (const [k, v] of rows) cli.out(`${k.padEnd(26)} ${v}\n`);
     });
 }

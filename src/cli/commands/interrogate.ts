@@ -1,29 +1,31 @@
 import { Option, type Command } from 'commander';
-import { createProgress } from '../../util/progress.js';
 import { writeFileAtomic } from '../../util/atomic-write.js';
 import { withClaimedOutputs } from '../../util/output-claim.js';
 import { writePromptsCsv } from '../../submission/prompts-csv.js';
-import { parsePositiveInt } from '../../submission/cli-helpers.js';
 import type { InterrogateMode } from '../../interrogate/types.js';
 import { interrogate, type InterrogatedImage } from '../../interrogate/interrogate.js';
-import { addLabelOptions, openInterrogator, type LabelOptions } from './labels.js';
-import { ALLOW_SVG_OPTION, commandImages, reportImageFailure, type ImageInputCliOptions } from '../input-images.js';
-import { addImageOptions, type ImageCliOptions } from '../image-options.js';
-import { addCaptionModelOption, captionModelFrom } from '../caption-option.js';
+import type { ImageFailure } from '../../image/batch-loader.js';
+import { openInterrogator } from './labels.js';
+import { commandImages, type ImageInputCliOptions } from '../input-images.js';
+import { addImageBatchOption, addImageOptions, addLabelOptions, ALLOW_SVG_OPTION, imageBatchSize, parsePositiveInt, type ImageCliOptions, type LabelOptions } from '../options.js';
+import { addErrorsFileOption, errorsFileFor, reportUnreadImages } from '../unread-images.js';
+import type { CliContext } from '../context.js';
+import { addCaptionModelOption, captionModelFrom } from '../options.js';
 
 interface InterrogateCliOptions extends LabelOptions, ImageInputCliOptions, ImageCliOptions {
   mode: InterrogateMode;
   output: string;
   details?: string;
   batchSize: string;
+  errors?: string;
   maxFlavors?: string;
   shortlist?: string;
   chainCache: 'on' | 'off';
   captionModel: string;
 }
 
-export function register(program: Command): void {
-  addCaptionModelOption(addLabelOptions(addImageOptions(
+export function register(program: Command, cli: CliContext): void {
+  const command = addCaptionModelOption(addLabelOptions(addImageOptions(
     program
       .command('interrogate')
       .description('CLIP Interrogator: compose a prompt per image from the label banks → prompts CSV (imgId,prompt), ready for `img2prompt embed`')
@@ -35,7 +37,6 @@ export function register(program: Command): void {
       )
       .requiredOption('-o, --output <file>', 'prompts CSV to write (imgId,prompt)')
       .option('--details <file>', 'also write a JSON file with the chosen labels and scores per image')
-      .option('--batch-size <n>', 'images per vision-tower call', '16')
       .option('--max-flavors <n>', 'labels a mode may add (classic: 3; fast/best/negative: 32)')
       .option('--shortlist <n>', 'best/negative: labels shortlisted by image similarity before chaining (default 2048)')
       .addOption(
@@ -44,19 +45,20 @@ export function register(program: Command): void {
           .default('on'),
       )
       .option(...ALLOW_SVG_OPTION),
-  ))).action(async (inputs: string[], opts: InterrogateCliOptions) => {
+  )));
+  addErrorsFileOption(addImageBatchOption(command)).action(async (inputs: string[], opts: InterrogateCliOptions) => {
     // Names and ids are checked here, before the banks are opened and the images encoded.
     const { files, skipped } = await commandImages(inputs, opts);
     const maxFlavors = parsePositiveInt('--max-flavors', opts.maxFlavors);
     const shortlist = parsePositiveInt('--shortlist', opts.shortlist);
-    const batchSize = parsePositiveInt('--batch-size', opts.batchSize) ?? 16;
-    await withClaimedOutputs([opts.output, ...(opts.details ? [opts.details] : [])], { createFolders: true }, async () => {
-      const engine = await openInterrogator({ ...opts, captionModel: captionModelFrom(opts) });
-      skipped.forEach(reportImageFailure);
-      const bar = createProgress(`interrogate ${opts.mode}`, files.length, 'images');
+    const batchSize = imageBatchSize(opts);
+    const errorsFile = errorsFileFor(opts);
+    await withClaimedOutputs([opts.output, ...(opts.details ? [opts.details] : []), errorsFile], { createFolders: true }, async () => {
+      const engine = await openInterrogator(cli, { ...opts, captionModel: captionModelFrom(opts) });
+      const bar = cli.progress(`interrogate ${opts.mode}`, files.length, 'images');
       const t0 = performance.now();
       const done: InterrogatedImage[] = [];
-      let failures = 0;
+      const failures: ImageFailure[] = [];
       try {
         for await (const r of interrogate(files, {
           engine,
@@ -75,8 +77,7 @@ export function register(program: Command): void {
           },
         })) {
           if (r.failure !== undefined) {
-            failures++;
-            reportImageFailure({ file: r.file, reason: r.failure });
+            failures.push({ file: r.file, reason: r.failure });
           } else {
             done.push(r);
           }
@@ -93,11 +94,8 @@ export function register(program: Command): void {
         await writeFileAtomic(opts.details, JSON.stringify({ model: engine.clip.modelId, random: engine.clip.random, mode: opts.mode, images: details }, null, 2) + '\n');
       }
       const secs = (performance.now() - t0) / 1000;
-      process.stderr.write(`${done.length} prompts → ${opts.output} in ${secs.toFixed(1)} s (${(done.length / secs).toFixed(2)} images/s)\n`);
-      if (failures + skipped.length > 0) {
-        process.stderr.write(`img2prompt: ${failures + skipped.length} of ${files.length + skipped.length} images could not be read (listed above)\n`);
-        process.exitCode = 1;
-      }
+      cli.err(`${done.length} prompts → ${opts.output} in ${secs.toFixed(1)} s (${(done.length / secs).toFixed(2)} images/s)\n`);
+      await reportUnreadImages(cli, { errorsFile, failures, skipped, total: files.length, consequence: 'they have no row' });
     });
   });
 }

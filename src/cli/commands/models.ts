@@ -1,7 +1,8 @@
 import { promises as fs } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { Img2PromptError } from '../../util/errors.js';
-import { createProgress, type Progress } from '../../util/progress.js';
+import type { Progress } from '../progress.js';
+import type { CliContext } from '../context.js';
 import { listModels, modelDir, modelHome, type ModelListing } from '../../models/cache.js';
 import { verifyInstalledModel } from '../../models/verify-installed.js';
 import { listManifestNames, SOURCE_NAMES, type SourceName } from '../../models/manifest.js';
@@ -35,16 +36,16 @@ function formatBytes(n: number): string {
 }
 
 /** Stage lines on stderr; byte counts on a progress bar that only ever moves forward. */
-function pullReporter(name: string): { onProgress: (e: PullEvent) => void; stop: () => void } {
+function pullReporter(cli: CliContext, name: string): { onProgress: (e: PullEvent) => void; stop: () => void } {
   let bar: Progress | undefined;
   let shown = 0;
   return {
     onProgress(e) {
       if (e.kind === 'stage') {
-        if (!bar) process.stderr.write(`${e.message}\n`);
+        if (!bar) cli.err(`${e.message}\n`);
         return;
       }
-      if (!bar) bar = createProgress(`${name}`, e.total ?? 0, 'bytes');
+      if (!bar) bar = cli.progress(`${name}`, e.total ?? 0, 'bytes');
       // A server that ignores Range makes a file restart from 0; the bar just waits until it catches up.
       if (e.received > shown) {
         bar.tick(e.received - shown);
@@ -91,8 +92,8 @@ async function listRows(): Promise<ListRow[]> {
   return rows.sort((a, b) => a.name.localeCompare(b.name));
 }
 
-function printTable(rows: ListRow[]): void {
-  const out = process.stdout;
+function printTable(cli: CliContext, rows: ListRow[]): void {
+  const out = cli.io.stdout;
   out.write(`model cache: ${modelHome()}\n`);
   if (rows.length === 0) {
     out.write('no models installed and no manifests found\n');
@@ -114,7 +115,7 @@ function printTable(rows: ListRow[]): void {
   for (const r of rows) if (r.problem) out.write(`${r.name}: ${r.problem}\n`);
 }
 
-export function register(program: Command): void {
+export function register(program: Command, cli: CliContext): void {
   const models = program
     .command('models')
     .description('Download, list and verify the models the engine uses (kept in $IMG2PROMPT_HOME/models)')
@@ -157,7 +158,7 @@ Environment:
 An interrupted hf download keeps its partial files; run the same command again to resume.`,
     )
     .action(async (name: string, opts: { source?: SourceName; force?: boolean; revision?: string }) => {
-      const reporter = pullReporter(name);
+      const reporter = pullReporter(cli, name);
       let result;
       try {
         result = await pullModel(name, {
@@ -171,7 +172,7 @@ An interrupted hf download keeps its partial files; run the same command again t
       }
       const bytes = result.record.files.reduce((s, f) => s + f.size, 0);
       const what = `${result.record.files.length} files, ${formatBytes(bytes)}`;
-      process.stdout.write(
+      cli.out(
         result.status === 'installed'
           ? `${name}: installed from ${result.record.source} (${what}) in ${result.dir}\n`
           : `${name}: already installed from ${result.record.source} and verified (${what}) in ${result.dir}; use --force to download again\n`,
@@ -185,8 +186,8 @@ An interrupted hf download keeps its partial files; run the same command again t
     .addHelpText('after', '\nWEIGHTS says RANDOM for checkpoints with random weights (made for tests and benchmarks): never use them for predictions.')
     .action(async (opts: { json?: boolean }) => {
       const rows = await listRows();
-      if (opts.json) process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
-      else printTable(rows);
+      if (opts.json) cli.out(`${JSON.stringify(rows, null, 2)}\n`);
+      else printTable(cli, rows);
     });
 
   models
@@ -203,9 +204,9 @@ was built is rebuilt from the verified weights, and reported.`,
     )
     .action(async (name: string) => {
       const v = await verifyInstalledModel(name);
-      process.stdout.write(`${name}: ${v.files} files verified (${formatBytes(v.bytes)}) in ${v.dir}\n`);
-      for (const message of v.rebuilt) process.stdout.write(`${name}: ${message}\n`);
-      if (v.built.length > 0) process.stdout.write(`${name}: built files ${v.rebuilt.length > 0 ? 'rebuilt and ' : ''}verified: ${v.built.join(', ')}\n`);
+      cli.out(`${name}: ${v.files} files verified (${formatBytes(v.bytes)}) in ${v.dir}\n`);
+      for (const message of v.rebuilt) cli.out(`${name}: ${message}\n`);
+      if (v.built.length > 0) cli.out(`${name}: built files ${v.rebuilt.length > 0 ? 'rebuilt and ' : ''}verified: ${v.built.join(', ')}\n`);
     });
 
   models
@@ -217,7 +218,7 @@ was built is rebuilt from the verified weights, and reported.`,
       const dir = modelDir(name);
       const exists = await fs.stat(dir).then((s) => s.isDirectory(), () => false);
       if (!exists) throw new Img2PromptError(dir, `model "${name}" is not installed; run \`img2prompt models pull ${name}\``, { code: 'MODEL_MISSING' });
-      process.stdout.write(`${dir}\n`);
+      cli.out(`${dir}\n`);
     });
 
   models
@@ -235,11 +236,11 @@ The names of pullable models (\`models list\`) are reserved for their real weigh
     .action(async (opts: { arch: string; seed: string; name: string; layout: ClipLayout; tokenizer?: string; force?: boolean }) => {
       const seed = Number(opts.seed);
       if (!Number.isSafeInteger(seed) || seed < 0) throw new Img2PromptError(undefined, `--seed must be a non-negative integer, got ${opts.seed}`);
-      process.stderr.write(`writing random ${opts.arch} weights (seed ${seed}) and building its ONNX graphs...\n`);
+      cli.err(`writing random ${opts.arch} weights (seed ${seed}) and building its ONNX graphs...\n`);
       const dir = isCaptionArchitecture(opts.arch)
         ? await installRandomCaptioner({ arch: opts.arch, seed, name: opts.name, tokenizerDir: opts.tokenizer ?? defaultBertTokenizerDir(), force: opts.force })
         : await installRandomClip({ arch: opts.arch, seed, name: opts.name, layout: opts.layout, tokenizerDir: opts.tokenizer ?? defaultClipTokenizerDir(), force: opts.force });
-      process.stdout.write(`installed random ${opts.arch} as ${opts.name} in ${dir}\n`);
+      cli.out(`installed random ${opts.arch} as ${opts.name} in ${dir}\n`);
     });
 
   models
@@ -251,6 +252,6 @@ The names of pullable models (\`models list\`) are reserved for their real weigh
     .addHelpText('after', '\nA pullable model\'s name (`models list`) is taken only by files that match the sha256 its manifest pins.')
     .action(async (dir: string, opts: { name: string; force?: boolean }) => {
       const installed = (await isCaptionerFolder(dir)) ? await importCaptioner(dir, opts.name, { force: opts.force }) : await importClip(dir, opts.name, { force: opts.force });
-      process.stdout.write(`imported ${dir} as ${opts.name} in ${installed}\n`);
+      cli.out(`imported ${dir} as ${opts.name} in ${installed}\n`);
     });
 }

