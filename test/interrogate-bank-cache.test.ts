@@ -32,7 +32,7 @@ function expectedMatrix(side: PlantedTextSide, labels: string[]): Float32Array {
   return out;
 }
 
-/** fp32 rows as stored: the cache renormalises each row, which may move the last bit of a value. */
+/** fp32 rows as stored: the encoder's unit rows as given (compared to the planted vectors within float rounding). */
 function expectRowsClose(got: Float32Array | Uint16Array, want: Float32Array): void {
   expect(got).toBeInstanceOf(Float32Array);
   expect(got.length).toBe(want.length);
@@ -201,6 +201,29 @@ describe('building and loading banks', () => {
       expect(side.calls.length, what).toBe(calls + 1);
       expect(fs.readFileSync(file).equals(good), what).toBe(true);
     }
+  });
+
+  it('refuses encoder rows that are zero, not finite or not unit length, naming the label (the cache stores them as given)', async () => {
+    const home = tempDir();
+    const labels = syntheticLabels('f', 4);
+    const side = new PlantedTextSide({ dim: 16 });
+    const spoilt = (spoil: (rows: Float32Array) => void): PlantedTextSide => {
+      const bad = Object.create(side) as PlantedTextSide;
+      bad.encodeTexts = async (texts, opts) => {
+        const rows = await side.encodeTexts(texts, opts);
+        spoil(rows);
+        return rows;
+      };
+      return bad;
+    };
+    const build = (text: PlantedTextSide) => buildBankFile(text, def(labels), { home });
+    await expect(build(spoilt((m) => m.fill(0, 16, 32)))).rejects.toThrow(`flavors.txt: text encoder returned a zero embedding for label "${labels[1]}"`);
+    await expect(build(spoilt((m) => (m[40] = Infinity)))).rejects.toThrow(`flavors.txt: text encoder returned a non-finite embedding for label "${labels[2]}"`);
+    await expect(build(spoilt((m) => m.subarray(48, 64).forEach((x, i, row) => (row[i] = 2 * x))))).rejects.toThrow(
+      `flavors.txt: text encoder returned a not unit-length (norm 2.00000) embedding for label "${labels[3]}"`,
+    );
+    await build(side);
+    expect((await readBankFile(bankFilePath(side.modelId, 'flavors', home))).matrix).toEqual(await side.encodeTexts(labels));
   });
 
   it('never shows a final file while building, and resumes after an encoder failure', async () => {

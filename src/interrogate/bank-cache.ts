@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import { Img2PromptError, errorMessage, osReason } from '../util/errors.js';
 import { publishFile, removeStaleTemps, writeFileAtomic, writeFully } from '../util/atomic-write.js';
 import { outputFs, type OutputHandle } from '../util/output-fs.js';
+import { rowDefect, rowNormSquared } from '../util/rows.js';
 import { modelHome } from '../models/cache.js';
 import { toFloat16 } from '../rank/float16.js';
 import { labelsHash } from './label-banks.js';
@@ -259,19 +260,19 @@ async function resumableRows(partial: string, sidecar: string, key: BankKey, hea
   return Math.min(record.rowsDone, Math.floor((size - headerBytes) / rowBytes), key.count);
 }
 
-/** Checks an encoder's answer and L2-normalises its rows in place (the cache promises unit rows). */
+/**
+ * Checks an encoder's answer: the cache promises unit rows, and the text towers give them (see
+ * src/util/rows.ts), so a row that is zero, non-finite or not unit length is refused, not repaired.
+ */
 function checkedRows(out: Float32Array, rows: number, dim: number, bank: LabelBankDef): Float32Array {
   if (!(out instanceof Float32Array) || out.length !== rows * dim) {
     throw new Img2PromptError(bank.source, `text encoder returned ${out?.length} values for ${rows} labels of dimension ${dim}`);
   }
   for (let r = 0; r < rows; r++) {
-    let sum = 0;
-    for (let d = 0; d < dim; d++) sum += out[r * dim + d] * out[r * dim + d];
-    if (!Number.isFinite(sum) || sum === 0) {
-      throw new Img2PromptError(bank.source, `text encoder returned a ${sum === 0 ? 'zero' : 'non-finite'} embedding for label "${bank.labels[r]}"`);
-    }
-    const inv = 1 / Math.sqrt(sum);
-    for (let d = 0; d < dim; d++) out[r * dim + d] *= inv;
+    const defect = rowDefect(out, r, dim);
+    if (defect === undefined) continue;
+    const what = defect === 'zero' ? 'a zero' : defect === 'not finite' ? 'a non-finite' : `a not unit-length (norm ${Math.sqrt(rowNormSquared(out, r, dim)).toPrecision(6)})`;
+    throw new Img2PromptError(bank.source, `text encoder returned ${what} embedding for label "${bank.labels[r]}"`);
   }
   return out;
 }

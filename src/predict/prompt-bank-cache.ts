@@ -87,10 +87,8 @@ export async function loadPromptBank(clip: ClipTextSide, minilm: ClipTextSide, o
   options.onBank?.(textSide, 'minilm');
   const bank = new PromptBank({
     texts: def.labels,
-    clip: clipSide.dtype === 'fp16' ? fromFloat16(clipSide.matrix as Uint16Array) : (clipSide.matrix as Float32Array),
-    clipDim: clip.dim,
-    minilm: textSide.matrix as Float32Array,
-    textDim: minilm.dim,
+    clip: { data: clipSide.dtype === 'fp16' ? fromFloat16(clipSide.matrix as Uint16Array) : (clipSide.matrix as Float32Array), rows: def.labels.length, dim: clip.dim },
+    minilm: { data: textSide.matrix as Float32Array, rows: def.labels.length, dim: minilm.dim },
     label: def.source,
   });
   return { bank, def, files };
