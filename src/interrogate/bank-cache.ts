@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { Img2PromptError, errorMessage, osReason } from '../util/errors.js';
 import { publishFile, removeStaleTemps, writeFileAtomic, writeFully } from '../util/atomic-write.js';
 import { outputFs, type OutputHandle } from '../util/output-fs.js';
-import { rowDefect, rowNormSquared } from '../util/rows.js';
+import { normalizeRowInPlace, rowDefect } from '../util/rows.js';
 import { modelHome } from '../models/cache.js';
 import { toFloat16 } from '../rank/float16.js';
 import { labelsHash } from './label-banks.js';
@@ -261,18 +261,20 @@ async function resumableRows(partial: string, sidecar: string, key: BankKey, hea
 }
 
 /**
- * Checks an encoder's answer: the cache promises unit rows, and the text towers give them (see
- * src/util/rows.ts), so a row that is zero, non-finite or not unit length is refused, not repaired.
+ * Checks an encoder's answer and normalises its rows in place with the one normaliser: the file
+ * promises unit rows from one arithmetic whatever graph made them (MiniLM's rows come out of an
+ * in-graph float32 normalisation whose last bits differ from ours), and the banks already on
+ * disk were written this way, so a rebuild gives the same bytes. A zero or non-finite row is refused.
  */
 function checkedRows(out: Float32Array, rows: number, dim: number, bank: LabelBankDef): Float32Array {
   if (!(out instanceof Float32Array) || out.length !== rows * dim) {
     throw new Img2PromptError(bank.source, `text encoder returned ${out?.length} values for ${rows} labels of dimension ${dim}`);
   }
   for (let r = 0; r < rows; r++) {
-    const defect = rowDefect(out, r, dim);
-    if (defect === undefined) continue;
-    const what = defect === 'zero' ? 'a zero' : defect === 'not finite' ? 'a non-finite' : `a not unit-length (norm ${Math.sqrt(rowNormSquared(out, r, dim)).toPrecision(6)})`;
-    throw new Img2PromptError(bank.source, `text encoder returned ${what} embedding for label "${bank.labels[r]}"`);
+    if (!normalizeRowInPlace(out, r, dim)) {
+      const what = rowDefect(out, r, dim) === 'zero' ? 'a zero' : 'a non-finite';
+      throw new Img2PromptError(bank.source, `text encoder returned ${what} embedding for label "${bank.labels[r]}"`);
+    }
   }
   return out;
 }

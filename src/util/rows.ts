@@ -6,7 +6,9 @@ import { Img2PromptError } from './errors.js';
  * The contract: the towers (ClipModel.encodePixels / encodeImages / encodeTexts and
  * MiniLMEmbedder.embed) hand out unit-length rows. Code downstream of them does not normalise
  * their output again; where it needs the guarantee it checks it (`rowsAreUnit`, `rowDefect`),
- * which reads the rows once and copies nothing.
+ * which reads the rows once and copies nothing. One deliberate exception: the label-bank cache
+ * runs the normaliser over the rows it stores (in place, once per bank build), so every bank file
+ * holds rows of this arithmetic whichever graph made them (see bank-cache.ts, checkedRows).
  *
  * Sums of squares run in double precision over float32 values (each product is exact in a double),
  * in index order; every caller depends on these exact bits, so keep the order.
