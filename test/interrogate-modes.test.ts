@@ -320,7 +320,7 @@ describe('banks ranked by the MatMul+TopK graph (the CUDA path)', () => {
     for (const key of ['artists', 'flavors', 'mediums', 'movements', 'trendings', 'negative'] as const) {
       const b = ctx.banks[key];
       // The CPU provider runs the very graph a GPU would; this checks the wiring, the GPU itself is checked on the device.
-      const ranker = await OnnxBankRanker.open({ data: b.matrix, dims: [b.labels.length, b.dim] }, ['cpu']);
+      const ranker = await OnnxBankRanker.open(b.matrix, ['cpu']);
       rankers.push(ranker);
       const rank = ranker.rank.bind(ranker);
       ranker.rank = (...args) => ((graphCalls += 1), rank(...args));

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { Img2PromptError, errorMessage, osReason } from '../util/errors.js';
 import { publishFile, removeStaleTemps, writeFileAtomic, writeFully } from '../util/atomic-write.js';
 import { outputFs, type OutputHandle } from '../util/output-fs.js';
-import { normalizeRowInPlace, rowDefect } from '../util/rows.js';
+import { normalizeRowInPlace, rowDefect, type Rows } from '../util/rows.js';
 import { modelHome } from '../models/cache.js';
 import { toFloat16 } from '../rank/float16.js';
 import { labelsHash } from './label-banks.js';
@@ -159,8 +159,8 @@ export function decodeHeader(buf: Uint8Array, file: string): BankHeader {
 
 export interface BankFile {
   header: BankHeader;
-  /** View into the file's buffer: Float32Array for fp32, Uint16Array (half bits) for fp16. */
-  matrix: Float32Array | Uint16Array;
+  /** [count, dim] over the file's buffer (no copy): float32 values for fp32, half bits for fp16. */
+  matrix: Rows<Float32Array | Uint16Array>;
 }
 
 /**
@@ -186,11 +186,11 @@ export async function readBankFile(file: string): Promise<BankFile> {
   }
   // readFile normally hands back a buffer of its own at offset 0; copy only if a view would misalign.
   const aligned = payload.byteOffset % 4 === 0 ? payload : Buffer.from(payload);
-  const matrix =
+  const data =
     header.dtype === 'fp16'
       ? new Uint16Array(aligned.buffer, aligned.byteOffset, values)
       : new Float32Array(aligned.buffer, aligned.byteOffset, values);
-  return { header, matrix };
+  return { header, matrix: { data, rows: header.count, dim: header.dim } };
 }
 
 /** Why a header does not match what is wanted (undefined when it does). */
@@ -374,7 +374,7 @@ export async function loadOrBuildBank(text: ClipTextSide, def: LabelBankDef, opt
     const stale = staleReason(cached.header, want);
     if (stale === undefined) {
       await fs.rm(`${file}.partial.json`, { force: true }); // leftover of a build that finished but was cut off before cleanup
-      return { ...def, dim: want.dim, dtype, matrix: cached.matrix, file, built: false };
+      return { ...def, dtype, matrix: cached.matrix, file, built: false };
     }
     reason = stale;
   } catch (err) {
@@ -383,5 +383,5 @@ export async function loadOrBuildBank(text: ClipTextSide, def: LabelBankDef, opt
   }
   await buildBankFile(text, def, { ...options, dtype });
   const fresh = await readBankFile(file);
-  return { ...def, dim: want.dim, dtype, matrix: fresh.matrix, file, built: true, reason };
+  return { ...def, dtype, matrix: fresh.matrix, file, built: true, reason };
 }

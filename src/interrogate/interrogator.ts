@@ -55,7 +55,7 @@ export class Interrogator {
       if (options.rankProviders?.includes('cuda')) {
         // CPU stays listed so a GPU that cannot take the graph falls back rather than fails.
         const providers = [...new Set<ExecutionProvider>([...options.rankProviders, 'cpu'])];
-        const ranker = await openBankRanker({ data: bank.matrix, rows: bank.labels.length, dim: bank.dim }, providers);
+        const ranker = await openBankRanker(bank.matrix, providers);
         if (ranker.engine !== 'native') bank.ranker = ranker;
       }
       options.onBank?.(bank);
@@ -78,7 +78,7 @@ export class Interrogator {
   /** An interrogator over banks already in memory (no files, no cache). */
   static fromBanks(text: ClipTextSide, banks: InterrogatorBanks, limits: { maxTokens?: number; encodeBatch?: number } = {}): Interrogator {
     for (const bank of [...Object.values(banks).filter((b): b is EmbeddedBank => !Array.isArray(b)), ...banks.extras]) {
-      if (bank.dim !== text.dim) throw new Img2PromptError(bank.source, `bank "${bank.name}" has dimension ${bank.dim}, the text model ${text.dim}`);
+      if (bank.matrix.dim !== text.dim) throw new Img2PromptError(bank.source, `bank "${bank.name}" has dimension ${bank.matrix.dim}, the text model ${text.dim}`);
     }
     return new Interrogator(text, banks, limits);
   }

@@ -125,7 +125,7 @@ export async function rankBank(images: ModeImages, bank: EmbeddedBank, k: number
   const queries = images.embeds;
   const result = bank.ranker
     ? await bank.ranker.rank(queries, Math.min(k, rows), { least })
-    : await (least ? bottomk : topk)(queries, { data: bank.matrix, rows, dim: bank.dim }, Math.min(k, rows), { label: bank.source });
+    : await (least ? bottomk : topk)(queries, bank.matrix, Math.min(k, rows), { label: bank.source });
   const out: Ranked[][] = [];
   for (let i = 0; i < images.embeds.rows; i++) {
     const list: Ranked[] = [];

@@ -87,8 +87,8 @@ export async function loadPromptBank(clip: ClipTextSide, minilm: ClipTextSide, o
   options.onBank?.(textSide, 'minilm');
   const bank = new PromptBank({
     texts: def.labels,
-    clip: { data: clipSide.dtype === 'fp16' ? fromFloat16(clipSide.matrix as Uint16Array) : (clipSide.matrix as Float32Array), rows: def.labels.length, dim: clip.dim },
-    minilm: { data: textSide.matrix as Float32Array, rows: def.labels.length, dim: minilm.dim },
+    clip: { ...clipSide.matrix, data: clipSide.dtype === 'fp16' ? fromFloat16(clipSide.matrix.data as Uint16Array) : (clipSide.matrix.data as Float32Array) },
+    minilm: { ...textSide.matrix, data: textSide.matrix.data as Float32Array },
     label: def.source,
   });
   return { bank, def, files };
