@@ -2,6 +2,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import { AtomicFile, writeAtomically } from './atomic-write.js';
 import { Img2PromptError, errorMessage } from './errors.js';
+import type { Rows } from './rows.js';
 
 /**
  * NumPy .npy files of little-endian float32 ('<f4', C order), the format embeddings are exchanged in
@@ -200,7 +201,7 @@ async function readFully(fh: fs.FileHandle, into: Buffer, position: number): Pro
 }
 
 /** Read a 2-d float32 .npy as an embedding matrix. */
-export async function readNpyMatrix(file: string): Promise<{ data: Float32Array; rows: number; dim: number }> {
+export async function readNpyMatrix(file: string): Promise<Rows> {
   const { data, shape } = await readNpy(file, { expectDims: 2 });
   return { data, rows: shape[0], dim: shape[1] };
 }
