@@ -5,7 +5,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { AutoImageProcessor, CLIPTextModelWithProjection, CLIPVisionModelWithProjection, RawImage, Tensor, env } from '@huggingface/transformers';
 import type { ClipConfig } from '../src/clip/config.js';
-import { normaliseRows } from '../src/clip/model.js';
+import { normaliseTowerRows } from '../src/clip/model.js';
 import { padClipBatch, padIdFor, type ClipTokenizer } from '../src/clip/tokenizer.js';
 import type { DecodedImage } from '../src/image/decode.js';
 
@@ -236,7 +236,7 @@ export async function openTransformersTextPeer(options: {
           mask = new BigInt64Array(batch.batch * batch.seqLen);
           rows.forEach((r, i) => mask!.fill(1n, i * batch.seqLen, i * batch.seqLen + seqs[r]!.length));
         }
-        const emb = normaliseRows(await forward(batch.inputIds, mask, batch.batch, batch.seqLen), dim);
+        const emb = normaliseTowerRows(await forward(batch.inputIds, mask, batch.batch, batch.seqLen), dim);
         rows.forEach((r, i) => out.set(emb.subarray(i * dim, (i + 1) * dim), r * dim));
       }
       return out;

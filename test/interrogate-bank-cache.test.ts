@@ -19,6 +19,7 @@ import {
   sanitiseModelId,
 } from '../src/interrogate/bank-cache.js';
 import { toFloat16 } from '../src/rank/float16.js';
+import { normalizeRowInPlace } from '../src/util/rows.js';
 import type { LabelBankDef } from '../src/interrogate/types.js';
 import type { BankKey } from '../src/interrogate/bank-cache.js';
 
@@ -90,8 +91,8 @@ describe('building and loading banks', () => {
     const want = expectedMatrix(side, labels);
 
     const fp32 = await loadOrBuildBank(side, def(labels), { home, dtype: 'fp32', chunkSize: 300 });
-    expect(fp32).toMatchObject({ built: true, reason: 'missing', dtype: 'fp32', dim: 48 });
-    expect(fp32.matrix).toEqual(want);
+    expect(fp32).toMatchObject({ built: true, reason: 'missing', dtype: 'fp32', matrix: { rows: 1000, dim: 48 } });
+    expect(fp32.matrix.data).toEqual(want);
     // 1000 labels in chunks of 300: 4 encoder calls, in order.
     expect(side.calls.map((c) => c.length)).toEqual([300, 300, 300, 100]);
     expect(side.encodedTexts()).toEqual(labels);
@@ -100,14 +101,14 @@ describe('building and loading banks', () => {
 
     const again = await loadOrBuildBank(side, def(labels), { home, dtype: 'fp32' });
     expect(again.built).toBe(false);
-    expect(again.matrix).toEqual(want);
+    expect(again.matrix.data).toEqual(want);
     expect(side.calls).toHaveLength(4);
 
     // Another dtype is another cache key: rebuilt as fp16, rows equal to the rounded fp32 rows.
     const fp16 = await loadOrBuildBank(side, def(labels), { home, dtype: 'fp16', chunkSize: 4096 });
     expect(fp16).toMatchObject({ built: true, reason: 'stored as fp32, fp16 wanted', dtype: 'fp16' });
-    expect(fp16.matrix).toBeInstanceOf(Uint16Array);
-    expect(fp16.matrix).toEqual(toFloat16(want));
+    expect(fp16.matrix.data).toBeInstanceOf(Uint16Array);
+    expect(fp16.matrix.data).toEqual(toFloat16(want));
     expect(fs.readdirSync(path.dirname(fp16.file))).toEqual(['flavors.bank']); // no partials or sidecars left
   });
 
@@ -117,7 +118,7 @@ describe('building and loading banks', () => {
     const side = new PlantedTextSide({ dim: 20 });
     const bank = await loadOrBuildBank(side, def(labels), { home });
     expect(bank.dtype).toBe('fp32');
-    expectRowsClose(bank.matrix, expectedMatrix(side, labels));
+    expectRowsClose(bank.matrix.data, expectedMatrix(side, labels));
     expect((await readBankFile(bank.file)).header.dtype).toBe('fp32');
     const file = await buildBankFile(side, def(labels, 'half'), { home, dtype: 'fp16' });
     expect((await readBankFile(file)).header.dtype).toBe('fp16');
@@ -132,7 +133,7 @@ describe('building and loading banks', () => {
     const newWeights = new PlantedTextSide({ dim: 16, weightHash: 'planted-weights-2', seed: 'other' });
     const r1 = await loadOrBuildBank(newWeights, def(labels), { home });
     expect(r1).toMatchObject({ built: true, reason: 'built with other model weights' });
-    expectRowsClose(r1.matrix, expectedMatrix(newWeights, labels));
+    expectRowsClose(r1.matrix.data, expectedMatrix(newWeights, labels));
 
     const changed = [...labels.slice(0, 49), 'something new'];
     const r2 = await loadOrBuildBank(newWeights, def(changed), { home });
@@ -156,7 +157,7 @@ describe('building and loading banks', () => {
     const after = new PlantedTextSide({ dim: 16, tokenizerId: 'open_clip/v2/ctx77/0123456789abcdef', seed: 'other' });
     const rebuilt = await loadOrBuildBank(after, def(labels), { home });
     expect(rebuilt).toMatchObject({ built: true, reason: `tokenized by ${before.tokenizerId}, now ${after.tokenizerId}` });
-    expectRowsClose(rebuilt.matrix, expectedMatrix(after, labels));
+    expectRowsClose(rebuilt.matrix.data, expectedMatrix(after, labels));
     expect((await readBankFile(rebuilt.file)).header.tokenizerId).toBe(after.tokenizerId);
     expect((await loadOrBuildBank(after, def(labels), { home })).built).toBe(false);
   });
@@ -197,10 +198,33 @@ describe('building and loading banks', () => {
       const rebuilt = await loadOrBuildBank(side, def(labels), { home, dtype: 'fp32' });
       expect(rebuilt.built, what).toBe(true);
       expect(rebuilt.reason, what).toContain(reason);
-      expect(rebuilt.matrix, what).toEqual(want);
+      expect(rebuilt.matrix.data, what).toEqual(want);
       expect(side.calls.length, what).toBe(calls + 1);
       expect(fs.readFileSync(file).equals(good), what).toBe(true);
     }
+  });
+
+  it('refuses encoder rows that are zero or not finite, naming the label, and stores the rest normalised by the one normaliser', async () => {
+    const home = tempDir();
+    const labels = syntheticLabels('f', 4);
+    const side = new PlantedTextSide({ dim: 16 });
+    const spoilt = (spoil: (rows: Float32Array) => void): PlantedTextSide => {
+      const bad = Object.create(side) as PlantedTextSide;
+      bad.encodeTexts = async (texts, opts) => {
+        const rows = await side.encodeTexts(texts, opts);
+        spoil(rows);
+        return rows;
+      };
+      return bad;
+    };
+    const build = (text: PlantedTextSide) => buildBankFile(text, def(labels), { home });
+    await expect(build(spoilt((m) => m.fill(0, 16, 32)))).rejects.toThrow(`flavors.txt: text encoder returned a zero embedding for label "${labels[1]}"`);
+    await expect(build(spoilt((m) => (m[40] = Infinity)))).rejects.toThrow(`flavors.txt: text encoder returned a non-finite embedding for label "${labels[2]}"`);
+    // A row twice too long (as a graph that does not normalise would give) is stored at unit length.
+    const file = await build(spoilt((m) => m.subarray(48, 64).forEach((x, i, row) => (row[i] = 2 * x))));
+    const want = await side.encodeTexts(labels);
+    for (let r = 0; r < labels.length; r++) normalizeRowInPlace(want, r, 16);
+    expect((await readBankFile(file)).matrix.data).toEqual(want);
   });
 
   it('never shows a final file while building, and resumes after an encoder failure', async () => {
@@ -225,7 +249,7 @@ describe('building and loading banks', () => {
     side.calls.length = 0;
     await buildBankFile(side, def(labels), { home, chunkSize: 20 });
     expect(side.encodedTexts()).toEqual(labels.slice(60));
-    expectRowsClose((await readBankFile(file)).matrix, expectedMatrix(side, labels));
+    expectRowsClose((await readBankFile(file)).matrix.data, expectedMatrix(side, labels));
     expect(fs.existsSync(`${file}.partial`)).toBe(false);
     expect(fs.existsSync(`${file}.partial.json`)).toBe(false);
   });
@@ -271,7 +295,7 @@ describe('building and loading banks', () => {
     const fresh = syntheticLabels('new', 100);
     const bank = await loadOrBuildBank(side, def(fresh), { home, chunkSize: 25 });
     expect(side.encodedTexts()).toEqual(fresh);
-    expectRowsClose(bank.matrix, expectedMatrix(side, fresh));
+    expectRowsClose(bank.matrix.data, expectedMatrix(side, fresh));
   });
 
   it('resumes a build whose process was SIGKILLed midway, from its last finished chunk', async () => {
@@ -317,7 +341,7 @@ describe('building and loading banks', () => {
     // Byte for byte what an uninterrupted build writes.
     const oneShotHome = tempDir();
     const oneShot = await loadOrBuildBank(new PlantedTextSide({ dim: 32 }), { name: 'resume', role: 'flavor', labels, source: 'resume.txt' }, { home: oneShotHome, chunkSize: 4096, dtype: 'fp16' });
-    expect(resumed.matrix).toEqual(oneShot.matrix);
+    expect(resumed.matrix.data).toEqual(oneShot.matrix.data);
     expect(fs.readFileSync(file).equals(fs.readFileSync(oneShot.file))).toBe(true);
     expect(fs.readdirSync(path.dirname(file))).toEqual(['resume.bank']);
   });

@@ -139,7 +139,7 @@ describe('chain routing', () => {
     const empty = (name: string) => plantedBank(side, { name, role: 'extra', labels: [], source: `${name}.txt` });
     const ctx = { text: withShared, banks: { artists: empty('a'), flavors: bank, mediums: empty('m'), movements: empty('mv'), trendings: empty('t'), negative: empty('n'), extras: [] } };
     const image = plantedImage(side, ['flav1', 'flav2', 'flav3']);
-    const [shortlist] = await rankMerged({ embeds: image, n: 1 }, mergedBanks(ctx.banks), 50);
+    const [shortlist] = await rankMerged({ embeds: { data: image, rows: 1, dim: image.length } }, mergedBanks(ctx.banks), 50);
     const on = await chain(ctx, image, shortlist!, undefined, { minFlavors: 0 });
     expect(shared.length).toBeGreaterThan(0);
     const sharedCalls = shared.length;

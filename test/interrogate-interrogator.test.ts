@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { asset, tempDir } from './helpers/paths.js';
 import { PlantedTextSide, cosine, plantedImage } from './helpers/planted.js';
-import { Interrogator, normaliseRows } from '../src/interrogate/interrogator.js';
+import { Interrogator } from '../src/interrogate/interrogator.js';
 import type { CachedBank } from '../src/interrogate/bank-cache.js';
 
 /** A small labels folder in the layout of ../shared/assets/labels, plus a folder of user lists. */
@@ -63,14 +63,14 @@ describe('Interrogator', () => {
     expect(side.encodedTexts()).toHaveLength(31);
   });
 
-  it('interrogates raw (unnormalised) image embeddings in every mode', async () => {
+  it("interrogates the image tower's unit rows in every mode, and refuses rows that are not unit length", async () => {
     const home = tempDir();
     const { labelsDir, extraDir } = labelsFixture();
     const side = new PlantedTextSide({ dim: 256 });
     const interrogator = await Interrogator.open(side, { labelsDir, extraLabels: [extraDir], home });
     side.know([...Object.values(interrogator.banks).flatMap((b) => (Array.isArray(b) ? b.flatMap((x) => x.labels) : b.labels))]);
     const planted = ['medium3', 'by Painter7', 'featured on site1', 'movement9', 'flav11', 'flav12', 'flav13', 'vaporwave'];
-    const image = plantedImage(side, planted).map((x) => x * 3.5); // towers do not normalise
+    const image = plantedImage(side, planted); // unit length, as the image tower gives it
 
     const [classic] = await interrogator.interrogate(image, 1, { mode: 'classic', caption: 'a lighthouse' });
     expect(classic.prompt.startsWith('a lighthouse, medium3 by Painter7, featured on site1, movement9, ')).toBe(true);
@@ -82,7 +82,7 @@ describe('Interrogator', () => {
 
     const [best] = await interrogator.interrogate(image, 1, { mode: 'best', minFlavors: 0 });
     expect(new Set(best.labels.map((l) => l.label))).toEqual(new Set(planted));
-    expect(best.similarity).toBeCloseTo(cosine(normaliseRows(image, 1, 256), side.embedPrompt(best.prompt)), 4);
+    expect(best.similarity).toBeCloseTo(cosine(image, side.embedPrompt(best.prompt)), 4);
 
     const [negative] = await interrogator.interrogate(image, 1, { mode: 'negative', maxFlavors: 4 });
     expect(negative.labels.length).toBeGreaterThan(0);
@@ -90,6 +90,14 @@ describe('Interrogator', () => {
 
     await expect(interrogator.interrogate(image, 2, { mode: 'fast' })).rejects.toThrow('expected 2 x 256');
     await expect(interrogator.interrogate(new Float32Array(256), 1, { mode: 'fast' })).rejects.toThrow('image embedding 0 is zero');
+    // The towers normalise; the interrogator checks instead of normalising a copy again.
+    const raw = image.map((x) => x * 3.5);
+    await expect(interrogator.interrogate(raw, 1, { mode: 'fast' })).rejects.toThrow(
+      "image embedding 0 is not unit length (norm 3.50000; use the image tower's rows (ClipModel.encodeImages), which are unit length)",
+    );
+    const withNaN = Float32Array.from([...image, ...image]);
+    withNaN[256 + 3] = NaN;
+    await expect(interrogator.interrogate(withNaN, 2, { mode: 'fast' })).rejects.toThrow('image embedding 1 is not finite');
     await expect(interrogator.interrogate(image, 1, { mode: 'wild' as never })).rejects.toThrow(
       new RangeError('Interrogator.interrogate(): Expected one of "fast", "classic", "best", "negative" for mode but received "wild"'),
     );

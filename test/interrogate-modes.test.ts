@@ -37,8 +37,7 @@ function setup(options: { flavorWords?: number; dim?: number } = {}) {
   side.know(['glitch art', 'vaporwave', 'neon noir']);
   const ctx: ModeContext = { text: side, banks };
   const one = (labels: string[], opts: { against?: string[]; caption?: string; seed?: string } = {}) => ({
-    embeds: plantedImage(side, labels, { against: opts.against, seed: opts.seed }),
-    n: 1,
+    embeds: { data: plantedImage(side, labels, { against: opts.against, seed: opts.seed }), rows: 1, dim: DIM },
     captions: opts.caption === undefined ? undefined : [opts.caption],
   });
   /** Labels sorted by their similarity to the image, best first. */
@@ -53,13 +52,13 @@ describe('fast', () => {
     const { ctx, one, byScore, side } = setup();
     const image = one([...PLANTED, 'vaporwave']);
     const [r] = await fastMode(ctx, image, { maxFlavors: 10 });
-    const order = byScore(image.embeds, [...PLANTED, 'vaporwave']);
+    const order = byScore(image.embeds.data, [...PLANTED, 'vaporwave']);
     expect(r.labels.map((l) => l.label)).toEqual(order);
     expect(r.prompt).toBe(order.join(', '));
     expect(r.labels.find((l) => l.label === 'vaporwave')?.bank).toBe('extra-mine');
     expect(r.labels.find((l) => l.label === 'by artist3')?.bank).toBe('artists');
-    for (const l of r.labels) expect(l.score).toBeCloseTo(cosine(image.embeds, side.vector(l.label)), 5);
-    expect(r.similarity).toBeCloseTo(cosine(image.embeds, side.embedPrompt(r.prompt)), 5);
+    for (const l of r.labels) expect(l.score).toBeCloseTo(cosine(image.embeds.data, side.vector(l.label)), 5);
+    expect(r.similarity).toBeCloseTo(cosine(image.embeds.data, side.embedPrompt(r.prompt)), 5);
     expect(r.similarity).toBeGreaterThan(0.99);
 
     // With the default 32 labels the planted ones still come first, and a caption leads the prompt.
@@ -77,8 +76,8 @@ describe('fast', () => {
     const planted = ['flav1', 'flav2', 'flav3', 'flav4', long];
     const image = one(planted);
     const [r] = await fastMode(withLong, image, { maxFlavors: 5 });
-    const shorts = byScore(image.embeds, planted).filter((l) => l !== long);
-    expect(byScore(image.embeds, planted).indexOf(long)).toBeLessThan(4); // it really was ranked before a short one
+    const shorts = byScore(image.embeds.data, planted).filter((l) => l !== long);
+    expect(byScore(image.embeds.data, planted).indexOf(long)).toBeLessThan(4); // it really was ranked before a short one
     expect(r.labels.map((l) => l.label)).toEqual(shorts);
     expect(side.countTokens(r.prompt)).toBeLessThanOrEqual(20);
   });
@@ -88,7 +87,7 @@ describe('classic', () => {
   it('recovers the planted medium, artist, trending, movement and the top flavors', async () => {
     const { ctx, one, byScore } = setup();
     const image = one(PLANTED);
-    const flavors = byScore(image.embeds, ['flav10', 'flav20', 'flav30', 'flav40', 'flav50']).slice(0, 3);
+    const flavors = byScore(image.embeds.data, ['flav10', 'flav20', 'flav30', 'flav40', 'flav50']).slice(0, 3);
     const [r] = await classicMode(ctx, image);
     expect(r.prompt).toBe(`medium5 by artist3, trending on site2, movement7, ${flavors.join(', ')}`);
     expect(r.labels.map((l) => [l.label, l.bank])).toEqual([
@@ -125,10 +124,10 @@ describe('best', () => {
     expect(new Set(r.labels.map((l) => l.label))).toEqual(new Set(PLANTED));
     expect(r.labels).toHaveLength(PLANTED.length);
     expect(r.prompt).toBe(r.labels.map((l) => l.label).join(', '));
-    expect(r.similarity).toBeCloseTo(cosine(image.embeds, side.embedPrompt(r.prompt)), 5);
+    expect(r.similarity).toBeCloseTo(cosine(image.embeds.data, side.embedPrompt(r.prompt)), 5);
     // Adding anything else lowers the similarity, which is why the chain stopped.
     for (const more of ['flav11', 'by artist4', 'medium6', 'neg1']) {
-      expect(cosine(image.embeds, side.embedPrompt(`${r.prompt}, ${more}`))).toBeLessThan(r.similarity);
+      expect(cosine(image.embeds.data, side.embedPrompt(`${r.prompt}, ${more}`))).toBeLessThan(r.similarity);
     }
     const [fast] = await fastMode(ctx, image);
     const [classic] = await classicMode(ctx, image, { maxFlavors: 32 });
@@ -145,7 +144,7 @@ describe('best', () => {
     const { ctx, side } = setup({ dim: 2048 });
     const planted = ['flav70', 'flav20', 'flav50', 'flav10', 'flav40', 'flav60', 'flav30'];
     const embeds = weightedImage(side, planted.map((l, i) => [l, 1 - 0.1 * i] as const));
-    const image = { embeds, n: 1 };
+    const image = { embeds: { data: embeds, rows: 1, dim: 2048 } };
     const [shortlist] = await rankMerged(image, mergedBanks(ctx.banks), 300);
     side.calls.length = 0;
     const r = await chain(ctx, embeds, shortlist, undefined, { minFlavors: 0 });
@@ -182,9 +181,9 @@ describe('best', () => {
       const candidates = {
         classic: (await classicMode(ctx, image, { maxFlavors }))[0]!.prompt,
         fast: (await fastMode(ctx, image, { maxFlavors }))[0]!.prompt,
-        chain: (await chain(ctx, image.embeds, shortlist, undefined, options)).prompt,
+        chain: (await chain(ctx, image.embeds.data, shortlist, undefined, options)).prompt,
       };
-      const sims = Object.fromEntries(Object.entries(candidates).map(([k, p]) => [k, cosine(image.embeds, side.embedPrompt(p))]));
+      const sims = Object.fromEntries(Object.entries(candidates).map(([k, p]) => [k, cosine(image.embeds.data, side.embedPrompt(p))]));
       const top = (Object.keys(candidates) as (keyof typeof candidates)[]).reduce((a, b) => (sims[b]! > sims[a]! ? b : a));
       expect(top, JSON.stringify(sims)).toBe(winner);
       expect(best.picked).toBe(winner);
@@ -198,7 +197,7 @@ describe('best', () => {
     const image = one(PLANTED);
     const [shortlist] = await rankMerged(image, mergedBanks(ctx.banks), 300);
     side.calls.length = 0;
-    const r = await chain(ctx, image.embeds, shortlist, undefined, { minFlavors: 0 });
+    const r = await chain(ctx, image.embeds.data, shortlist, undefined, { minFlavors: 0 });
     expect(new Set(r.labels.map((l) => l.label))).toEqual(new Set(PLANTED));
     // One call to score the opening label, then one per step: 8 steps that add, 1 that finds no gain.
     expect(side.calls.map((c) => c.length)).toEqual([1, ...Array.from({ length: 9 }, (_, s) => 299 - s)]);
@@ -218,7 +217,7 @@ describe('best', () => {
     const planted = syntheticLabels('flav', 30, 3);
     const image = one(planted);
     const [shortlist] = await rankMerged(image, mergedBanks(ctx.banks), 2048);
-    const r = await chain(ctx, image.embeds, shortlist, undefined, { minFlavors: 0, maxFlavors: 64 });
+    const r = await chain(ctx, image.embeds.data, shortlist, undefined, { minFlavors: 0, maxFlavors: 64 });
     expect(r.labels).toHaveLength(25);
     expect(side.countTokens(r.prompt)).toBe(77);
     expect(r.labels.every((l) => planted.includes(l.label))).toBe(true);
@@ -239,13 +238,13 @@ describe('negative', () => {
     expect(new Set(r.labels.map((l) => l.label))).toEqual(new Set(against));
     expect(r.labels.map((l) => l.bank).sort()).toEqual(['flavors', 'flavors', 'negative', 'negative']);
     expect(r.similarity).toBeLessThan(-0.85);
-    expect(r.similarity).toBeCloseTo(cosine(image.embeds, side.embedPrompt(r.prompt)), 5);
+    expect(r.similarity).toBeCloseTo(cosine(image.embeds.data, side.embedPrompt(r.prompt)), 5);
     // It opened with the single least similar candidate.
     const least = [...ctx.banks.flavors.labels, ...ctx.banks.negative.labels].reduce((a, b) =>
-      cosine(image.embeds, side.vector(b)) < cosine(image.embeds, side.vector(a)) ? b : a,
+      cosine(image.embeds.data, side.vector(b)) < cosine(image.embeds.data, side.vector(a)) ? b : a,
     );
     expect(r.labels[0].label).toBe(least);
-    for (const more of ['neg4', 'flav300']) expect(cosine(image.embeds, side.embedPrompt(`${r.prompt}, ${more}`))).toBeGreaterThan(r.similarity);
+    for (const more of ['neg4', 'flav300']) expect(cosine(image.embeds.data, side.embedPrompt(`${r.prompt}, ${more}`))).toBeGreaterThan(r.similarity);
   });
 });
 
@@ -256,7 +255,7 @@ describe('negative, ordered', () => {
     const embeds = weightedImage(side, [['flav10', 0.3], ...against.map((l, i) => [l, -(1 - 0.1 * i)] as const)]);
     side.calls.length = 0;
     // One encoder call per step (the default batch of 1024 prompts would split each step in two).
-    const [r] = await negativeMode({ ...ctx, encodeBatch: 2048 }, { embeds, n: 1 }, { minFlavors: 0 });
+    const [r] = await negativeMode({ ...ctx, encodeBatch: 2048 }, { embeds: { data: embeds, rows: 1, dim: 2048 } }, { minFlavors: 0 });
     expect(r.labels.map((l) => l.label)).toEqual(against);
     expect(r.labels.map((l) => l.bank)).toEqual(['negative', 'flavors', 'negative', 'flavors', 'flavors']);
     expect(r.prompt).toBe(against.join(', '));
@@ -273,7 +272,7 @@ describe('batches', () => {
     const { ctx, one } = setup();
     const a = one(PLANTED, { seed: 'a' });
     const b = one(['medium1', 'inspired by artist9', 'site4 contest winner', 'movement2', 'flav5', 'flav6', 'flav7'], { seed: 'b' });
-    const both = { embeds: new Float32Array([...a.embeds, ...b.embeds]), n: 2, captions: ['first', undefined] };
+    const both = { embeds: { data: new Float32Array([...a.embeds.data, ...b.embeds.data]), rows: 2, dim: DIM }, captions: ['first', undefined] };
     const opts = { maxFlavors: 10, shortlist: 300 };
     for (const mode of [fastMode, classicMode, bestMode, negativeMode]) {
       const batched = await mode(ctx, both, opts);
@@ -286,7 +285,7 @@ describe('batches', () => {
 
   it('refuses embeddings of the wrong size', async () => {
     const { ctx } = setup();
-    await expect(fastMode(ctx, { embeds: new Float32Array(DIM + 1), n: 1 })).rejects.toThrow(`expected 1 x ${DIM}`);
+    await expect(fastMode(ctx, { embeds: { data: new Float32Array(DIM + 1), rows: 1, dim: DIM } })).rejects.toThrow(`expected 1 x ${DIM}`);
   });
 });
 
@@ -321,7 +320,7 @@ describe('banks ranked by the MatMul+TopK graph (the CUDA path)', () => {
     for (const key of ['artists', 'flavors', 'mediums', 'movements', 'trendings', 'negative'] as const) {
       const b = ctx.banks[key];
       // The CPU provider runs the very graph a GPU would; this checks the wiring, the GPU itself is checked on the device.
-      const ranker = await OnnxBankRanker.open({ data: b.matrix, dims: [b.labels.length, b.dim] }, ['cpu']);
+      const ranker = await OnnxBankRanker.open(b.matrix, ['cpu']);
       rankers.push(ranker);
       const rank = ranker.rank.bind(ranker);
       ranker.rank = (...args) => ((graphCalls += 1), rank(...args));

@@ -179,7 +179,7 @@ describe('LinearMap', () => {
   it('fits on a prompt bank through its unit rows, with a matching data hash', () => {
     const clip = randomMatrix(300, 24, 81, 4);
     const minilm = randomMatrix(300, 384, 82, 0.3);
-    const bank = new PromptBank({ texts: Array.from({ length: 300 }, String), clip, clipDim: 24, minilm, textDim: 384 });
+    const bank = new PromptBank({ texts: Array.from({ length: 300 }, String), clip: { data: clip, rows: 300, dim: 24 }, minilm: { data: minilm, rows: 300, dim: 384 } });
     const viaBank = LinearMap.fitOnBank(bank);
     const direct = LinearMap.fit(unitRowsOf(clip, 24), 24, unitRowsOf(minilm, 384), 384);
     expect(maxAbsDiff(viaBank.weights, direct.weights)).toBeLessThan(1e-5);
@@ -225,7 +225,7 @@ describe('LinearMap', () => {
       new RegExp(`^${file}: linear map manifest: its content hashes to [0-9a-f]{64}, not the [0-9a-f]{64} recorded when it was written \\(changed or damaged since\\); refit it$`),
     );
 
-    const bank = new PromptBank({ texts: Array.from({ length: 200 }, String), clip: X, clipDim: 24, minilm: Y, textDim: 384 });
+    const bank = new PromptBank({ texts: Array.from({ length: 200 }, String), clip: { data: X, rows: 200, dim: 24 }, minilm: { data: Y, rows: 200, dim: 384 } });
     await fitAndSaveMap(bank, file, fittedFor, { lambda: 0.1 });
     fs.writeFileSync(file, fs.readFileSync(file, 'utf8').replace(/"lambda": ([0-9.e-]+)/, '"lambda": 0.2'));
     const notices: string[] = [];

@@ -3,19 +3,23 @@ import { PromptBank, softmaxWeights, type NeighbourSearch } from '../src/predict
 import { topkReference } from '../src/rank/topk-reference.js';
 import { OnnxBankRanker } from '../src/rank/bank-ranker.js';
 import { Img2PromptError } from '../src/util/errors.js';
+import type { Rows } from '../src/util/rows.js';
 import { cosineOf, maxAbsDiff, randomMatrix, randomUnitRows, row, unitRowsOf } from './helpers/predict-fakes.js';
 
 const CLIP = 64;
 const TEXT = 384;
 const N = 500;
 
+/** A [length / dim, dim] Rows over `data` (no copy). */
+function asRows(data: Float32Array, dim: number): Rows {
+  return { data, rows: data.length / dim, dim };
+}
+
 function plantedBank(): PromptBank {
   return new PromptBank({
     texts: Array.from({ length: N }, (_, i) => `prompt number ${i}`),
-    clip: randomUnitRows(N, CLIP, 1),
-    clipDim: CLIP,
-    minilm: randomUnitRows(N, TEXT, 2),
-    textDim: TEXT,
+    clip: asRows(randomUnitRows(N, CLIP, 1), CLIP),
+    minilm: asRows(randomUnitRows(N, TEXT, 2), TEXT),
     label: 'planted-bank',
   });
 }
@@ -69,7 +73,7 @@ describe('PromptBank', () => {
     minilm[0] = 1;
     minilm[TEXT + 1] = 1;
     minilm[2 * TEXT + 2] = 1;
-    const bank = new PromptBank({ texts: ['a', 'b', 'c'], clip, clipDim: 4, minilm, textDim: TEXT });
+    const bank = new PromptBank({ texts: ['a', 'b', 'c'], clip: asRows(clip, 4), minilm: asRows(minilm, TEXT) });
     const image = new Float32Array([0.3, 0.2, 0.1, Math.sqrt(1 - 0.14)]);
     const out = await bank.predict(image, { k: 3, temperature: 0.1 });
     const w = [0.665240956, 0.244728471, 0.090030573];
@@ -91,7 +95,7 @@ describe('PromptBank', () => {
     const images = randomMatrix(20, CLIP, 9);
     const reference: NeighbourSearch = async (q, b, k) => topkReference(q, b, k);
     const local = new PromptBank(
-      { texts: bank.texts, clip: bank.clip, clipDim: CLIP, minilm: bank.minilm, textDim: TEXT },
+      { texts: bank.texts, clip: asRows(bank.clip, CLIP), minilm: asRows(bank.minilm, TEXT) },
       reference,
     );
     const a = await bank.predict(images, { k: 8, temperature: 0.05 });
@@ -140,13 +144,13 @@ describe('PromptBank', () => {
 
   it('normalises a bank given with non-unit rows and rejects bad input', async () => {
     const clip = randomMatrix(10, CLIP, 5, 7);
-    const bank = new PromptBank({ texts: Array.from({ length: 10 }, String), clip, clipDim: CLIP, minilm: randomMatrix(10, TEXT, 6, 2), textDim: TEXT });
+    const bank = new PromptBank({ texts: Array.from({ length: 10 }, String), clip: asRows(clip, CLIP), minilm: asRows(randomMatrix(10, TEXT, 6, 2), TEXT) });
     expect(maxAbsDiff(bank.clip, unitRowsOf(clip, CLIP))).toBeLessThan(1e-6);
     const make = (over: object): PromptBank =>
-      new PromptBank({ texts: ['a', 'b'], clip: new Float32Array(2 * CLIP).fill(1), clipDim: CLIP, minilm: new Float32Array(2 * TEXT).fill(1), textDim: TEXT, label: 'bank.npy', ...over });
+      new PromptBank({ texts: ['a', 'b'], clip: asRows(new Float32Array(2 * CLIP).fill(1), CLIP), minilm: asRows(new Float32Array(2 * TEXT).fill(1), TEXT), label: 'bank.npy', ...over });
     expect(() => make({ texts: [] })).toThrow(/bank\.npy: prompt bank is empty/);
-    expect(() => make({ clip: new Float32Array(3 * CLIP).fill(1) })).toThrow(/expected 2 rows of 64, got 3/);
-    expect(() => make({ minilm: new Float32Array(2 * TEXT) })).toThrow(/MiniLM embedding of prompt 0 is zero/);
+    expect(() => make({ clip: asRows(new Float32Array(3 * CLIP).fill(1), CLIP) })).toThrow(/expected 2 rows of 64, got 3/);
+    expect(() => make({ minilm: asRows(new Float32Array(2 * TEXT), TEXT) })).toThrow(/MiniLM embedding of prompt 0 is zero/);
     const ok = make({});
     await expect(ok.predict(new Float32Array(CLIP + 1))).rejects.toThrow(Img2PromptError);
     await expect(ok.predict(new Float32Array(CLIP).fill(1), { k: 0 })).rejects.toThrow(/k must be a positive integer/);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { seededRandom } from '../src/predict/seeded.js';
-import { bottomk, resultRow, scoresAll, topk, topkKernel, type Matrix, type TopKResult } from '../src/rank/topk.js';
+import { bottomk, resultRow, scoresAll, topk, topkKernel, type Matrix, type TensorMatrix, type TopKResult } from '../src/rank/topk.js';
 import { referenceScores, topkReference } from '../src/rank/topk-reference.js';
 import { toFloat16 } from '../src/rank/float16.js';
 import { native } from '../src/native/addon.js';
@@ -8,7 +8,7 @@ import { Img2PromptError } from '../src/util/errors.js';
 
 
 /** rows x dim Gaussian vectors, each scaled to unit length (what embeddings look like). */
-function unitRows(rows: number, dim: number, seed: number): Matrix & { data: Float32Array } {
+function unitRows(rows: number, dim: number, seed: number): TensorMatrix & { data: Float32Array } {
   const rand = seededRandom(seed);
   const data = new Float32Array(rows * dim);
   for (let i = 0; i < data.length; i += 2) {
@@ -372,6 +372,17 @@ describe('similarity top-k: input checks', () => {
     expect(err).toBeInstanceOf(Img2PromptError);
     return (err as Error).message;
   }
+
+  it('takes Rows ({data, rows, dim}) as it takes tensor-shaped matrices, with the same checks', async () => {
+    const asRows = (m: TensorMatrix) => ({ data: m.data, rows: m.dims[0]!, dim: m.dims[1]! });
+    const want = await topk(queries, bank, 3);
+    expect(await topk(asRows(queries), asRows(bank), 3)).toEqual(want);
+    expect(await topk(asRows(queries), bank, 3)).toEqual(want);
+    expect(await rejection(() => topk({ data: queries.data, rows: 3, dim: 8 }, bank, 3))).toBe('topk: queries: dims [3, 8] need 24 values, the array has 32');
+    expect(await rejection(() => topk(queries, { data: bank.data, rows: 10, dim: 7 }, 3))).toBe(
+      'topk: bank: 80 values are not a multiple of the dimension 7',
+    );
+  });
 
   it('names the query that holds a NaN or an Infinity', async () => {
     const bad = new Float32Array(queries.data);

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { Session, defaultProviders, tensor, type ExecutionProvider, type SessionOptions } from '../runtime/session.js';
 import { precisionFor, requestedPrecision, type Precision } from '../runtime/precision.js';
 import { Img2PromptError } from '../util/errors.js';
+import { normalizeRowsInPlace } from '../util/rows.js';
 import { modelDir, readInstallRecord } from '../models/cache.js';
 import { DEFAULT_IMAGE_BATCH, loadBatches, type BatchFailure, type ImageFailure } from '../image/batch-loader.js';
 import type { ImageInput } from '../image/image-input.js';
@@ -86,7 +87,7 @@ export interface EncodeImagesOptions extends EncodeBatchesOptions {
 export interface EncodedImages {
   ids: string[];
   files: string[];
-  /** [ids.length, dim], rows L2-normalised. */
+  /** [ids.length, dim] unit rows (encodePixels' output). */
   embeds: Float32Array;
   failures: ImageFailure[];
   /** Seconds spent in the vision tower (the rest of the wall time is decode + preprocess not hidden by it). */
@@ -125,7 +126,8 @@ async function loadTokenizer(dir: string, kind: ClipTokenizerKind, contextLength
 
 /**
  * A CLIP model on the native runtime: image and text towers as ONNX sessions, CLIP preprocessing and
- * tokenization. Embeddings come out L2-normalised, so dot products are cosines.
+ * tokenization. Embeddings come out L2-normalised, so dot products are cosines: the towers are where
+ * the unit-rows contract of src/util/rows.ts is kept, and nothing downstream normalises them again.
  */
 export class ClipModel implements ClipTextSide {
   private constructor(
@@ -219,12 +221,15 @@ export class ClipModel implements ClipTextSide {
     return (this.vision ?? this.text)!.provider;
   }
 
-  /** The vision tower on preprocessed pixels [batch, 3, N, N] → [batch, dim]. */
+  /**
+   * The vision tower on preprocessed pixels [batch, 3, N, N] → [batch, dim] unit rows (see
+   * normaliseTowerRows). encodeImages returns these rows too.
+   */
   async encodePixels(pixels: Float32Array, batch: number): Promise<Float32Array> {
     const session = this.need(this.vision, 'vision');
     const n = this.imageSize;
     const out = await session.run({ pixel_values: tensor('float32', pixels.subarray(0, batch * 3 * n * n), [batch, 3, n, n]) }, { outputNames: [this.visionOutput()] });
-    return normaliseRows(out[this.visionOutput()]!.data as Float32Array, this.dim);
+    return normaliseTowerRows(out[this.visionOutput()]!.data as Float32Array, this.dim);
   }
 
   /**
@@ -287,8 +292,9 @@ export class ClipModel implements ClipTextSide {
   }
 
   /**
-   * Encode texts → [texts.length, dim]. With dynamic padding texts are sorted by token length and each
-   * batch is padded to its longest member; the causal mask and EOT pooling make this exact.
+   * Encode texts → [texts.length, dim] unit rows (see normaliseTowerRows). With dynamic padding
+   * texts are sorted by token length and each batch is padded to its longest member; the causal
+   * mask and EOT pooling make this exact.
    */
   async encodeTexts(texts: string[], options: EncodeTextsOptions = {}): Promise<Float32Array> {
     const session = this.need(this.text, 'text');
@@ -314,7 +320,7 @@ export class ClipModel implements ClipTextSide {
         feeds.attention_mask = tensor('int64', mask, [batch.batch, batch.seqLen]);
       }
       const res = await session.run(feeds, { outputNames: [outputName] });
-      const emb = normaliseRows(res[outputName]!.data as Float32Array, this.dim);
+      const emb = normaliseTowerRows(res[outputName]!.data as Float32Array, this.dim);
       rows.forEach((r, i) => out.set(emb.subarray(i * this.dim, (i + 1) * this.dim), r * this.dim));
       onProgress?.(Math.min(start + batchSize, texts.length), texts.length);
     }
@@ -324,7 +330,8 @@ export class ClipModel implements ClipTextSide {
   /**
    * Like encodeTexts, for texts that mostly start with the same words (a greedy chain's "<prompt>,
    * <label>" candidates): the shared token prefix runs once and each text only its own remaining
-   * tokens (ClipPrefixEncoder). Embeddings equal encodeTexts' to float rounding (~2e-7). A model
+   * tokens (ClipPrefixEncoder). Embeddings equal encodeTexts' to float rounding (~2e-7), so they are
+   * unit rows too (normalised in the prefix graph, within rowsAreUnit's tolerance). A model
    * without a prefix-cached graph (a ready ONNX export) falls back to encodeTexts.
    */
   async encodeTextsSharingPrefix(texts: string[]): Promise<Float32Array> {
@@ -400,14 +407,15 @@ function ioNames(session: Session): { inputs: string[]; outputs: string[] } {
   return { inputs: session.inputs.map((i) => i.name), outputs: session.outputs.map((o) => o.name) };
 }
 
-/** L2-normalise rows in place (ready ONNX exports give raw projections; ours are already unit length). */
-export function normaliseRows(m: Float32Array, dim: number): Float32Array {
-  for (let r = 0; r < m.length; r += dim) {
-    let s = 0;
-    for (let j = 0; j < dim; j++) s += m[r + j]! * m[r + j]!;
-    const inv = 1 / Math.max(Math.sqrt(s), 1e-12);
-    for (let j = 0; j < dim; j++) m[r + j]! *= inv;
-  }
+/**
+ * L2-normalises a tower's output rows in place and returns them: ready ONNX exports give raw
+ * projections, and our graphs' in-graph float32 normalisation is redone here so every model's rows
+ * come out of the same arithmetic. The 1e-12 floor is torch's F.normalize eps (it only matters for
+ * rows shorter than that); a zero row stays zero and a non-finite row is left as it is, for the
+ * callers to refuse.
+ */
+export function normaliseTowerRows(m: Float32Array, dim: number): Float32Array {
+  normalizeRowsInPlace(m, dim, { minNorm: 1e-12 });
   return m;
 }
 

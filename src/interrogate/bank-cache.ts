@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import { Img2PromptError, errorMessage, osReason } from '../util/errors.js';
 import { publishFile, removeStaleTemps, writeFileAtomic, writeFully } from '../util/atomic-write.js';
 import { outputFs, type OutputHandle } from '../util/output-fs.js';
+import { normalizeRowInPlace, rowDefect, type Rows } from '../util/rows.js';
 import { modelHome } from '../models/cache.js';
 import { toFloat16 } from '../rank/float16.js';
 import { labelsHash } from './label-banks.js';
@@ -158,8 +159,8 @@ export function decodeHeader(buf: Uint8Array, file: string): BankHeader {
 
 export interface BankFile {
   header: BankHeader;
-  /** View into the file's buffer: Float32Array for fp32, Uint16Array (half bits) for fp16. */
-  matrix: Float32Array | Uint16Array;
+  /** [count, dim] over the file's buffer (no copy): float32 values for fp32, half bits for fp16. */
+  matrix: Rows<Float32Array | Uint16Array>;
 }
 
 /**
@@ -185,11 +186,11 @@ export async function readBankFile(file: string): Promise<BankFile> {
   }
   // readFile normally hands back a buffer of its own at offset 0; copy only if a view would misalign.
   const aligned = payload.byteOffset % 4 === 0 ? payload : Buffer.from(payload);
-  const matrix =
+  const data =
     header.dtype === 'fp16'
       ? new Uint16Array(aligned.buffer, aligned.byteOffset, values)
       : new Float32Array(aligned.buffer, aligned.byteOffset, values);
-  return { header, matrix };
+  return { header, matrix: { data, rows: header.count, dim: header.dim } };
 }
 
 /** Why a header does not match what is wanted (undefined when it does). */
@@ -264,19 +265,21 @@ async function resumableRows(partial: string, sidecar: string, key: BankKey, hea
   return Math.min(record.rowsDone, Math.floor((size - headerBytes) / rowBytes), key.count);
 }
 
-/** Checks an encoder's answer and L2-normalises its rows in place (the cache promises unit rows). */
+/**
+ * Checks an encoder's answer and normalises its rows in place with the one normaliser: the file
+ * promises unit rows from one arithmetic whatever graph made them (MiniLM's rows come out of an
+ * in-graph float32 normalisation whose last bits differ from ours), and the banks already on
+ * disk were written this way, so a rebuild gives the same bytes. A zero or non-finite row is refused.
+ */
 function checkedRows(out: Float32Array, rows: number, dim: number, bank: LabelBankDef): Float32Array {
   if (!(out instanceof Float32Array) || out.length !== rows * dim) {
     throw new Img2PromptError(bank.source, `text encoder returned ${out?.length} values for ${rows} labels of dimension ${dim}`);
   }
   for (let r = 0; r < rows; r++) {
-    let sum = 0;
-    for (let d = 0; d < dim; d++) sum += out[r * dim + d] * out[r * dim + d];
-    if (!Number.isFinite(sum) || sum === 0) {
-      throw new Img2PromptError(bank.source, `text encoder returned a ${sum === 0 ? 'zero' : 'non-finite'} embedding for label "${bank.labels[r]}"`);
+    if (!normalizeRowInPlace(out, r, dim)) {
+      const what = rowDefect(out, r, dim) === 'zero' ? 'a zero' : 'a non-finite';
+      throw new Img2PromptError(bank.source, `text encoder returned ${what} embedding for label "${bank.labels[r]}"`);
     }
-    const inv = 1 / Math.sqrt(sum);
-    for (let d = 0; d < dim; d++) out[r * dim + d] *= inv;
   }
   return out;
 }
@@ -377,7 +380,7 @@ export async function loadOrBuildBank(text: ClipTextSide, def: LabelBankDef, opt
     const stale = staleReason(cached.header, want);
     if (stale === undefined) {
       await fs.rm(`${file}.partial.json`, { force: true }); // leftover of a build that finished but was cut off before cleanup
-      return { ...def, dim: want.dim, dtype, matrix: cached.matrix, file, built: false };
+      return { ...def, dtype, matrix: cached.matrix, file, built: false };
     }
     reason = stale;
   } catch (err) {
@@ -386,5 +389,5 @@ export async function loadOrBuildBank(text: ClipTextSide, def: LabelBankDef, opt
   }
   await buildBankFile(text, def, { ...options, dtype });
   const fresh = await readBankFile(file);
-  return { ...def, dim: want.dim, dtype, matrix: fresh.matrix, file, built: true, reason };
+  return { ...def, dtype, matrix: fresh.matrix, file, built: true, reason };
 }

@@ -1,4 +1,5 @@
 import { Img2PromptError } from '../util/errors.js';
+import { checkUnitRows } from '../util/rows.js';
 import { loadLabelBanks, type LabelBankOptions } from './label-banks.js';
 import { loadOrBuildBank, type BankCacheOptions, type CachedBank } from './bank-cache.js';
 import { bestMode, classicMode, fastMode, negativeMode, type ChainOptions, type InterrogatorBanks, type ModeContext, type ModeImages, type ScoreOption } from './modes.js';
@@ -33,20 +34,6 @@ export interface InterrogateOptions extends ChainOptions, ScoreOption {
   maxFlavors?: number;
 }
 
-/** L2-normalised copy of [n, dim] rows, refusing zero or non-finite rows. */
-export function normaliseRows(data: Float32Array, n: number, dim: number): Float32Array {
-  if (data.length !== n * dim) throw new Img2PromptError(undefined, `image embeddings hold ${data.length} values, expected ${n} x ${dim}`);
-  const out = new Float32Array(data);
-  for (let i = 0; i < n; i++) {
-    let sum = 0;
-    for (let d = 0; d < dim; d++) sum += out[i * dim + d] ** 2;
-    if (!Number.isFinite(sum) || sum === 0) throw new Img2PromptError(undefined, `image embedding ${i} is ${sum === 0 ? 'zero' : 'not finite'}`);
-    const inv = 1 / Math.sqrt(sum);
-    for (let d = 0; d < dim; d++) out[i * dim + d] *= inv;
-  }
-  return out;
-}
-
 /**
  * The CLIP Interrogator: label banks embedded by one CLIP text tower (cached on disk per model), and
  * the four prompt-building modes over image embeddings from the matching image tower.
@@ -71,7 +58,7 @@ export class Interrogator {
       if (options.rankProviders?.includes('cuda')) {
         // CPU stays listed so a GPU that cannot take the graph falls back rather than fails.
         const providers = [...new Set<ExecutionProvider>([...options.rankProviders, 'cpu'])];
-        const ranker = await openBankRanker({ data: bank.matrix, dims: [bank.labels.length, bank.dim] }, providers);
+        const ranker = await openBankRanker(bank.matrix, providers);
         if (ranker.engine !== 'native') bank.ranker = ranker;
       }
       options.onBank?.(bank);
@@ -94,7 +81,7 @@ export class Interrogator {
   /** An interrogator over banks already in memory (no files, no cache). */
   static fromBanks(text: ClipTextSide, banks: InterrogatorBanks, limits: { maxTokens?: number; encodeBatch?: number } = {}): Interrogator {
     for (const bank of [...Object.values(banks).filter((b): b is EmbeddedBank => !Array.isArray(b)), ...banks.extras]) {
-      if (bank.dim !== text.dim) throw new Img2PromptError(bank.source, `bank "${bank.name}" has dimension ${bank.dim}, the text model ${text.dim}`, { code: 'MODEL_MISMATCH' });
+      if (bank.matrix.dim !== text.dim) throw new Img2PromptError(bank.source, `bank "${bank.name}" has dimension ${bank.matrix.dim}, the text model ${text.dim}`, { code: 'MODEL_MISMATCH' });
     }
     return new Interrogator(text, banks, limits);
   }
@@ -118,13 +105,19 @@ export class Interrogator {
     return [b.artists, b.flavors, b.mediums, b.movements, b.trendings, b.negative, ...b.extras];
   }
 
-  /** One result per image; `imageEmbeds` is [n, dim] (normalised here, so raw tower outputs are fine). */
+  /**
+   * One result per image; `imageEmbeds` is [n, dim] unit rows, as the CLIP image tower gives them
+   * (ClipModel.encodeImages / encodePixels). They are checked, not copied: a zero, non-finite or
+   * not unit-length row is refused.
+   */
   async interrogate(imageEmbeds: Float32Array, n: number, options: InterrogateOptions): Promise<InterrogationResult[]> {
     options = checkInterrogateOptions(options);
     const dim = this.text.dim;
+    if (imageEmbeds.length !== n * dim) throw new Img2PromptError(undefined, `image embeddings hold ${imageEmbeds.length} values, expected ${n} x ${dim}`);
+    const embeds = checkUnitRows({ data: imageEmbeds, rows: n, dim }, undefined, 'image embedding', "use the image tower's rows (ClipModel.encodeImages), which are unit length");
     const captions =
       options.caption === undefined ? undefined : typeof options.caption === 'string' ? new Array<string>(n).fill(options.caption) : options.caption;
-    const images: ModeImages = { embeds: normaliseRows(imageEmbeds, n, dim), n, captions };
+    const images: ModeImages = { embeds, captions };
     const ctx: ModeContext = { text: this.text, banks: this.banks, ...this.limits };
     switch (options.mode) {
       case 'fast':

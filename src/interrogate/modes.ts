@@ -1,4 +1,5 @@
 import { Img2PromptError } from '../util/errors.js';
+import { rowView, type Rows } from '../util/rows.js';
 import { bottomk, topk } from '../rank/topk.js';
 import { CLIP_MAX_TOKENS } from './types.js';
 import type { ChosenLabel, ClipTextSide, EmbeddedBank, InterrogationResult } from './types.js';
@@ -16,7 +17,7 @@ import type { ChosenLabel, ClipTextSide, EmbeddedBank, InterrogationResult } fro
  *             most; then the best of caption, classic, fast and chain by that same similarity.
  * - negative: the same chain over the least similar flavors plus the negative list, minimising.
  *
- * All take a batch of n images ([n, dim], L2-normalised) and return one result per image. Ranking
+ * All take a batch of n images ([n, dim] unit rows) and return one result per image. Ranking
  * against banks runs on the native top-k kernel (or a bank's GPU ranker), all images at once; chains
  * run per image on the text encoder.
  */
@@ -42,9 +43,8 @@ export interface ModeContext {
 }
 
 export interface ModeImages {
-  /** [n, dim] row-major, rows L2-normalised. */
-  embeds: Float32Array;
-  n: number;
+  /** [n, dim] unit rows (the interrogator checks them; the modes rank them as they are). */
+  embeds: Rows;
   /** Optional caption per image (e.g. from a captioning model); undefined or '' for none. */
   captions?: readonly (string | undefined)[];
 }
@@ -98,10 +98,10 @@ export function mergedBanks(banks: InterrogatorBanks): EmbeddedBank[] {
 }
 
 function checkImages(ctx: ModeContext, images: ModeImages): void {
-  const { embeds, n } = images;
+  const { data, rows: n, dim: width } = images.embeds;
   const dim = ctx.text.dim;
-  if (!Number.isInteger(n) || n < 0 || embeds.length !== n * dim) {
-    throw new Img2PromptError(undefined, `image embeddings hold ${embeds.length} values, expected ${n} x ${dim}`);
+  if (!Number.isInteger(n) || n < 0 || width !== dim || data.length !== n * dim) {
+    throw new Img2PromptError(undefined, `image embeddings hold ${data.length} values of width ${width}, expected ${n} x ${dim}`);
   }
   if (images.captions && images.captions.length !== n) {
     throw new Img2PromptError(undefined, `${images.captions.length} captions for ${n} images`);
@@ -112,8 +112,8 @@ function captionOf(images: ModeImages, i: number): string {
   return images.captions?.[i]?.trim() ?? '';
 }
 
-function imageRow(images: ModeImages, dim: number, i: number): Float32Array {
-  return images.embeds.subarray(i * dim, (i + 1) * dim);
+function imageRow(images: ModeImages, i: number): Float32Array {
+  return rowView(images.embeds, i);
 }
 
 /**
@@ -122,12 +122,12 @@ function imageRow(images: ModeImages, dim: number, i: number): Float32Array {
  */
 export async function rankBank(images: ModeImages, bank: EmbeddedBank, k: number, least = false): Promise<Ranked[][]> {
   const rows = bank.labels.length;
-  const queries = { data: images.embeds, dims: [images.n, bank.dim] };
+  const queries = images.embeds;
   const result = bank.ranker
     ? await bank.ranker.rank(queries, Math.min(k, rows), { least })
-    : await (least ? bottomk : topk)(queries, { data: bank.matrix, dims: [rows, bank.dim] }, Math.min(k, rows), { label: bank.source });
+    : await (least ? bottomk : topk)(queries, bank.matrix, Math.min(k, rows), { label: bank.source });
   const out: Ranked[][] = [];
-  for (let i = 0; i < images.n; i++) {
+  for (let i = 0; i < images.embeds.rows; i++) {
     const list: Ranked[] = [];
     for (let j = 0; j < result.k; j++) {
       const at = i * result.k + j;
@@ -145,7 +145,7 @@ export async function rankBank(images: ModeImages, bank: EmbeddedBank, k: number
 export async function rankMerged(images: ModeImages, banks: readonly EmbeddedBank[], k: number, least = false): Promise<Ranked[][]> {
   const perBank = await Promise.all(banks.map((b) => rankBank(images, b, k, least)));
   const sign = least ? -1 : 1;
-  return Array.from({ length: images.n }, (_, i) => {
+  return Array.from({ length: images.embeds.rows }, (_, i) => {
     // Stable sort: equal scores keep bank order, then row order, like a ranking of the concatenation.
     const all = perBank.flatMap((lists) => lists[i]).sort((a, b) => sign * (b.score - a.score));
     return uniqueLabels(all).slice(0, k);
@@ -238,7 +238,7 @@ async function finish(
 ): Promise<InterrogationResult[]> {
   if (options.score === false) return built.map((b) => ({ mode, prompt: b.prompt, similarity: NaN, labels: b.labels }));
   // One encoder pass for the whole batch: prompt i is scored against image i.
-  const similarity = await scorePrompts(ctx, built.map((b, i) => ({ prompt: b.prompt, image: imageRow(images, ctx.text.dim, i) })));
+  const similarity = await scorePrompts(ctx, built.map((b, i) => ({ prompt: b.prompt, image: imageRow(images, i) })));
   return built.map((b, i) => ({ mode, prompt: b.prompt, similarity: similarity[i], labels: b.labels }));
 }
 
@@ -337,7 +337,6 @@ export async function chain(
 export async function bestMode(ctx: ModeContext, images: ModeImages, options: BestOptions = {}): Promise<InterrogationResult[]> {
   checkImages(ctx, images);
   const maxFlavors = options.maxFlavors ?? 32;
-  const dim = ctx.text.dim;
   const [shortlists, fast, classic] = await Promise.all([
     rankMerged(images, mergedBanks(ctx.banks), options.shortlist ?? 2048),
     fastMode(ctx, images, { maxFlavors }),
@@ -345,8 +344,8 @@ export async function bestMode(ctx: ModeContext, images: ModeImages, options: Be
     classicMode(ctx, images, { maxFlavors }),
   ]);
   const out: InterrogationResult[] = [];
-  for (let i = 0; i < images.n; i++) {
-    const image = imageRow(images, dim, i);
+  for (let i = 0; i < images.embeds.rows; i++) {
+    const image = imageRow(images, i);
     const caption = captionOf(images, i);
     let start: Chained | undefined;
     if (caption !== '') start = { prompt: caption, labels: [], similarity: (await promptSimilarities(ctx, image, [caption]))[0] };
@@ -363,15 +362,14 @@ export async function bestMode(ctx: ModeContext, images: ModeImages, options: Be
 
 export async function negativeMode(ctx: ModeContext, images: ModeImages, options: ChainOptions = {}): Promise<InterrogationResult[]> {
   checkImages(ctx, images);
-  const dim = ctx.text.dim;
   const { flavors, negative } = ctx.banks;
   const [leastFlavors, negatives] = await Promise.all([
     rankBank(images, flavors, options.shortlist ?? 2048, true),
     rankBank(images, negative, negative.labels.length, true),
   ]);
   const out: InterrogationResult[] = [];
-  for (let i = 0; i < images.n; i++) {
-    const chained = await chain(ctx, imageRow(images, dim, i), [...leastFlavors[i], ...negatives[i]], undefined, { ...options, reverse: true });
+  for (let i = 0; i < images.embeds.rows; i++) {
+    const chained = await chain(ctx, imageRow(images, i), [...leastFlavors[i], ...negatives[i]], undefined, { ...options, reverse: true });
     out.push({ mode: 'negative', prompt: chained.prompt, similarity: chained.similarity, labels: chained.labels });
   }
   return out;

@@ -1,3 +1,4 @@
+import type { Rows } from '../util/rows.js';
 import type { BankRanker } from '../rank/bank-ranker.js';
 
 /**
@@ -54,10 +55,9 @@ export interface LabelBankDef {
 
 /** A bank with its embeddings: row i of `matrix` embeds `labels[i]`. */
 export interface EmbeddedBank extends LabelBankDef {
-  dim: number;
   dtype: BankDtype;
-  /** [labels.length, dim]; float32 values, or float16 bits for dtype 'fp16'. */
-  matrix: Float32Array | Uint16Array;
+  /** [labels.length, dim] unit rows; float32 values, or float16 bits for dtype 'fp16'. */
+  matrix: Rows<Float32Array | Uint16Array>;
   /** Ranks against `matrix` on a GPU (an ONNX MatMul+TopK session); absent: the native CPU kernel. */
   ranker?: BankRanker;
 }

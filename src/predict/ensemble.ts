@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
-import { checkRows, meanOfUnitRows, normalizeRowInPlace, rowNormSquared } from './vectors.js';
+import { checkRows, meanOfUnitRows, normalizeRowInPlace, rowNormSquared } from '../util/rows.js';
 
 /**
  * The ensemble: every member (prompt-bank kNN, linear map, interrogator caption embedded by MiniLM,

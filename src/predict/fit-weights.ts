@@ -2,7 +2,7 @@ import { Img2PromptError } from '../util/errors.js';
 import { readOptions } from '../util/options.js';
 import type { EnsembleWeights, ModelIds } from './ensemble.js';
 import { seededPermutation } from './seeded.js';
-import { checkRows, rowNormSquared } from './vectors.js';
+import { checkRows, rowNormSquared } from '../util/rows.js';
 
 /**
  * Fits the ensemble weights on images whose true prompts are known: non-negative weights summing to

@@ -8,7 +8,7 @@ import { readNpy, writeNpy } from '../util/npy.js';
 import { removeModalityGap } from './modality-gap.js';
 import { cholesky, choleskySolve, crossProducts, rowsTimesRows, subtractProducts, type CrossProducts } from './normal-equations.js';
 import { seededPermutation } from './seeded.js';
-import { checkRows, normalizeRowInPlace } from './vectors.js';
+import { checkRows, normalizeRowInPlace } from '../util/rows.js';
 
 /**
  * The linear-map member: ridge regression from CLIP text embeddings to MiniLM embeddings, fitted on

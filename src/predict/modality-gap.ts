@@ -1,5 +1,5 @@
 import { Img2PromptError } from '../util/errors.js';
-import { checkRows, meanOfUnitRows, normalizeRowInPlace } from './vectors.js';
+import { checkRows, meanOfUnitRows, normalizeRowInPlace } from '../util/rows.js';
 
 /**
  * The CLIP modality gap: image and text embeddings occupy two separate cones of the sphere, so an

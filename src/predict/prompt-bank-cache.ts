@@ -89,10 +89,8 @@ export async function loadPromptBank(clip: ClipTextSide, minilm: ClipTextSide, o
   options.onBank?.(textSide, 'minilm');
   const bank = new PromptBank({
     texts: def.labels,
-    clip: clipSide.dtype === 'fp16' ? fromFloat16(clipSide.matrix as Uint16Array) : (clipSide.matrix as Float32Array),
-    clipDim: clip.dim,
-    minilm: textSide.matrix as Float32Array,
-    textDim: minilm.dim,
+    clip: { ...clipSide.matrix, data: clipSide.dtype === 'fp16' ? fromFloat16(clipSide.matrix.data as Uint16Array) : (clipSide.matrix.data as Float32Array) },
+    minilm: { ...textSide.matrix, data: textSide.matrix.data as Float32Array },
     label: def.source,
   });
   return { bank, def, files };

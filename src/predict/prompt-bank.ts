@@ -2,7 +2,7 @@ import { topk as nativeTopk } from '../rank/topk.js';
 import type { BankRanker } from '../rank/bank-ranker.js';
 import { Img2PromptError } from '../util/errors.js';
 import { fallbackVector } from './ensemble.js';
-import { checkRows, isUsableRow, normalizeRowInPlace, unitRows } from './vectors.js';
+import { checkRows, checkShape, isUsableRow, normalizeRowInPlace, rowDefect, unitRows, type Rows } from '../util/rows.js';
 
 /**
  * The prompt-bank kNN member: real prompts with known CLIP text embeddings and known MiniLM
@@ -14,12 +14,13 @@ import { checkRows, isUsableRow, normalizeRowInPlace, unitRows } from './vectors
 export interface PromptBankData {
   /** The prompts, one per row. */
   texts: readonly string[];
-  /** CLIP text embeddings [N, clipDim]. */
-  clip: Float32Array;
-  clipDim: number;
-  /** MiniLM embeddings [N, textDim] (textDim 384 for all-MiniLM-L6-v2). */
-  minilm: Float32Array;
-  textDim: number;
+  /**
+   * CLIP text embeddings [N, clipDim]: unit rows as the tower and the bank cache give them (used in
+   * place); rows of any other length are normalised into a copy, once per bank.
+   */
+  clip: Rows;
+  /** MiniLM embeddings [N, textDim] (textDim 384 for all-MiniLM-L6-v2); unit rows as for `clip`. */
+  minilm: Rows;
   /** Names the bank in error messages (e.g. its cache file). */
   label?: string;
 }
@@ -38,8 +39,8 @@ export interface PromptBankOptions {
 
 /** Top-k search: the k rows of `bank` with the highest dot product with each query, best first. */
 export type NeighbourSearch = (
-  queries: { data: Float32Array; dims: readonly number[] },
-  bank: { data: Float32Array; dims: readonly number[] },
+  queries: Rows,
+  bank: Rows,
   k: number,
   options: { threads?: number; label?: string },
 ) => Promise<{ k: number; indices: Int32Array; scores: Float32Array }>;
@@ -108,19 +109,19 @@ export class PromptBank {
     const label = data.label ?? 'prompt bank';
     const n = data.texts.length;
     if (n === 0) throw new Img2PromptError(label, 'prompt bank is empty');
-    checkRows(data.clip, data.clipDim, 'CLIP text embeddings', label, n);
-    checkRows(data.minilm, data.textDim, 'MiniLM embeddings', label, n);
+    checkShape(data.clip, 'CLIP text embeddings', label, n);
+    checkShape(data.minilm, 'MiniLM embeddings', label, n);
     for (let r = 0; r < n; r++) {
-      if (!isUsableRow(data.clip, r, data.clipDim)) throw new Img2PromptError(label, `CLIP embedding of prompt ${r} is zero or not finite`);
-      if (!isUsableRow(data.minilm, r, data.textDim)) throw new Img2PromptError(label, `MiniLM embedding of prompt ${r} is zero or not finite`);
+      if (!isUsableRow(data.clip.data, r, data.clip.dim)) throw new Img2PromptError(label, `CLIP embedding of prompt ${r} is zero or not finite`);
+      if (!isUsableRow(data.minilm.data, r, data.minilm.dim)) throw new Img2PromptError(label, `MiniLM embedding of prompt ${r} is zero or not finite`);
     }
     this.texts = data.texts;
     this.size = n;
-    this.clipDim = data.clipDim;
-    this.textDim = data.textDim;
+    this.clipDim = data.clip.dim;
+    this.textDim = data.minilm.dim;
     this.label = label;
-    this.clip = unitRows(data.clip, data.clipDim);
-    this.minilm = unitRows(data.minilm, data.textDim);
+    this.clip = unitRows(data.clip);
+    this.minilm = unitRows(data.minilm);
     this.search = search;
   }
 
@@ -136,8 +137,8 @@ export class PromptBank {
   }
 
   /** The unit-length CLIP rows as a [size, clipDim] matrix. */
-  clipMatrix(): { data: Float32Array; dims: [number, number] } {
-    return { data: this.clip, dims: [this.size, this.clipDim] };
+  clipMatrix(): Rows {
+    return { data: this.clip, rows: this.size, dim: this.clipDim };
   }
 
   /** Frees the GPU ranker, if any; the bank stays usable on the native kernel. */
@@ -153,7 +154,11 @@ export class PromptBank {
     return this.fallback;
   }
 
-  /** Predict MiniLM vectors for image embeddings [B, clipDim] (any length; normalised here). */
+  /**
+   * Predict MiniLM vectors for image embeddings [B, clipDim]. The image tower's unit rows (zero rows
+   * allowed: they are unusable) are searched in place; a batch with rows of any other length or a
+   * non-finite row is searched through a normalised copy.
+   */
   async predict(images: Float32Array, options: PromptBankOptions = {}): Promise<PromptBankPrediction> {
     const k = options.k ?? DEFAULT_BANK_K;
     const temperature = options.temperature ?? DEFAULT_BANK_TEMPERATURE;
@@ -165,17 +170,26 @@ export class PromptBank {
     const dim = this.textDim;
 
     // Unusable rows are searched as zero vectors (harmless) and replaced by the fallback below.
-    const queries = new Float32Array(images);
     const unusable: number[] = [];
+    let queries = images;
     for (let r = 0; r < rows; r++) {
-      if (!normalizeRowInPlace(queries, r, this.clipDim)) {
-        unusable.push(r);
-        queries.fill(0, r * this.clipDim, (r + 1) * this.clipDim);
+      const defect = rowDefect(images, r, this.clipDim);
+      if (defect === 'zero') unusable.push(r);
+      else if (defect !== undefined) {
+        queries = new Float32Array(images);
+        unusable.length = 0;
+        for (let q = 0; q < rows; q++) {
+          if (!normalizeRowInPlace(queries, q, this.clipDim)) {
+            unusable.push(q);
+            queries.fill(0, q * this.clipDim, (q + 1) * this.clipDim);
+          }
+        }
+        break;
       }
     }
     const found = await this.search(
-      { data: queries, dims: [rows, this.clipDim] },
-      { data: this.clip, dims: [this.size, this.clipDim] },
+      { data: queries, rows, dim: this.clipDim },
+      this.clipMatrix(),
       Math.min(k, this.size),
       { threads: options.threads, label: this.label },
     );

@@ -1,7 +1,7 @@
 import { Session, defaultProviders, tensor, type ExecutionProvider } from '../runtime/session.js';
 import { buildBankTopKGraph } from '../../models/graph/bank-topk.js';
 import { fromFloat16 } from './float16.js';
-import { checkQueries, topk, bottomk, type Matrix, type TopKResult } from './topk.js';
+import { checkQueries, matrixShape, topk, bottomk, type Matrix, type TopKResult } from './topk.js';
 
 /** Ranks query embeddings against one fixed bank; `least` ranks the least similar first. */
 export interface BankRanker {
@@ -32,7 +32,7 @@ export class OnnxBankRanker implements BankRanker {
   ) {}
 
   static async open(bank: Matrix, providers: ExecutionProvider[]): Promise<OnnxBankRanker> {
-    const [rows, dim] = bank.dims as [number, number];
+    const [rows, dim] = matrixShape(bank);
     const fp32 = bank.data instanceof Uint16Array ? fromFloat16(bank.data) : bank.data;
     const session = await Session.open(buildBankTopKGraph(fp32, rows, dim), { providers });
     return new OnnxBankRanker(session, rows, dim);

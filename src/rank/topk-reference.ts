@@ -1,5 +1,5 @@
 import { fromFloat16 } from './float16.js';
-import type { Matrix, TopKResult } from './topk.js';
+import { matrixShape, type Matrix, type TopKResult } from './topk.js';
 
 /**
  * The same selection as topk()/bottomk() written as plain TypeScript: every score in double
@@ -11,8 +11,8 @@ const halfTable = fromFloat16(Uint16Array.from({ length: 65536 }, (_, i) => i));
 
 /** Every score of query row `q` against the bank, in double precision. */
 export function referenceScores(queries: Matrix, bank: Matrix, q: number): Float64Array {
-  const dim = queries.dims[1];
-  const rows = bank.dims[0];
+  const dim = matrixShape(queries)[1];
+  const rows = matrixShape(bank)[0];
   const query = queries.data as Float32Array;
   const half = bank.data instanceof Uint16Array;
   const out = new Float64Array(rows);
@@ -42,8 +42,8 @@ function insertionPoint(keys: number[], order: number[], key: number, index: num
 }
 
 export function topkReference(queries: Matrix, bank: Matrix, k: number, options: { least?: boolean } = {}): TopKResult {
-  const rows = queries.dims[0];
-  const bankRows = bank.dims[0];
+  const rows = matrixShape(queries)[0];
+  const bankRows = matrixShape(bank)[0];
   const kk = Math.min(k, bankRows);
   const indices = new Int32Array(rows * kk);
   const scores = new Float32Array(rows * kk);

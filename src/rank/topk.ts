@@ -1,6 +1,7 @@
 import { native, type NativeTopKOptions } from '../native/addon.js';
 import { Img2PromptError } from '../util/errors.js';
 import { readOptions } from '../util/options.js';
+import type { Rows } from '../util/rows.js';
 
 /**
  * Similarity top-k over a label bank, on the native kernel: every query is scored against every bank
@@ -9,14 +10,27 @@ import { readOptions } from '../util/options.js';
  * similarity; nothing here normalises them.
  */
 
-/**
- * A row-major matrix, dims [rows, dim]. Bank data may be a Uint16Array of IEEE float16 bits (see
- * float16.ts); queries are always float32. A runtime `Tensor` of those types fits as is.
- */
-export interface Matrix {
+/** A row-major matrix shaped as a runtime `Tensor` is: dims [rows, dim], with its element type. */
+export interface TensorMatrix {
   data: Float32Array | Uint16Array;
   dims: readonly number[];
   type?: string;
+}
+
+/**
+ * A row-major matrix: the project's `Rows` (src/util/rows.ts), as the towers' output travels to
+ * here, or a runtime `Tensor` of the same data as is. Bank data may be a Uint16Array of IEEE
+ * float16 bits (see float16.ts); queries are always float32.
+ */
+export type Matrix = Rows<Float32Array | Uint16Array> | TensorMatrix;
+
+/** [rows, dim] of a matrix, unchecked (topk's own checks name what is wrong). */
+export function matrixShape(m: Matrix): [number, number] {
+  return 'dims' in m ? [m.dims[0]!, m.dims[1]!] : [m.rows, m.dim];
+}
+
+function elementType(m: Matrix): string | undefined {
+  return 'type' in m ? m.type : undefined;
 }
 
 export interface TopKOptions {
@@ -61,8 +75,14 @@ interface Checked {
 }
 
 function shapeOf(m: Matrix, what: string, label: string): { rows: number; dim: number } {
-  const { dims, data } = m;
-  if (!Array.isArray(dims) && !ArrayBuffer.isView(dims)) throw new Img2PromptError(label, `${what}: dims must be [rows, dim]`);
+  const data = m.data;
+  let dims: readonly number[];
+  if ('dims' in m) {
+    dims = m.dims;
+    if (!Array.isArray(dims) && !ArrayBuffer.isView(dims)) throw new Img2PromptError(label, `${what}: dims must be [rows, dim]`);
+  } else {
+    dims = [m.rows, m.dim];
+  }
   if (dims.length !== 2 || !dims.every((d) => Number.isInteger(d) && d >= 0)) {
     throw new Img2PromptError(label, `${what}: dims must be two non-negative integers [rows, dim], got [${dims.join(', ')}]`);
   }
@@ -78,7 +98,8 @@ function shapeOf(m: Matrix, what: string, label: string): { rows: number; dim: n
 }
 
 function checkFloat32Queries(queries: Matrix, label: string): asserts queries is Matrix & { data: Float32Array } {
-  if (!(queries?.data instanceof Float32Array) || (queries.type !== undefined && queries.type !== 'float32')) {
+  const type = queries?.data instanceof Float32Array ? elementType(queries) : undefined;
+  if (!(queries?.data instanceof Float32Array) || (type !== undefined && type !== 'float32')) {
     throw new Img2PromptError(label, 'queries must be float32 (a Float32Array)');
   }
 }
@@ -90,8 +111,9 @@ function check(queries: Matrix, bank: Matrix, options: TopKOptions): Checked {
   if (!(bank?.data instanceof Float32Array || bankIsHalf)) {
     throw new Img2PromptError(label, 'bank must be a Float32Array, or a Uint16Array of float16 bits');
   }
-  if (bank.type !== undefined && bank.type !== (bankIsHalf ? 'float16' : 'float32')) {
-    throw new Img2PromptError(label, `bank of type '${bank.type}' does not match its ${bank.data.constructor.name}`);
+  const bankType = elementType(bank);
+  if (bankType !== undefined && bankType !== (bankIsHalf ? 'float16' : 'float32')) {
+    throw new Img2PromptError(label, `bank of type '${bankType}' does not match its ${bank.data.constructor.name}`);
   }
   const q = shapeOf(queries, 'queries', label);
   const b = shapeOf(bank, 'bank', label);

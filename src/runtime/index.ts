@@ -4,4 +4,5 @@
 export { Session, tensor, availableProviders, ortVersion } from './session.js';
 export type { Tensor, TensorInfo, TensorType, TensorData, SessionOptions, RunOptions, ExecutionProvider } from './session.js';
 export { topk, bottomk, scoresAll, resultRow, topkKernel } from '../rank/topk.js';
-export type { Matrix, TopKOptions, TopKResult } from '../rank/topk.js';
+export type { Matrix, TensorMatrix, TopKOptions, TopKResult } from '../rank/topk.js';
+export type { Rows } from '../util/rows.js';

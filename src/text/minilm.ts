@@ -89,7 +89,10 @@ export class MiniLMEmbedder implements TextEmbedder {
   }
 
   /**
-   * Embed `texts`; returns row-major [texts.length, dim] with unit-length rows, in input order.
+   * Embed `texts`; returns row-major [texts.length, dim] with unit-length rows, in input order. The
+   * rows are normalised inside the graph (models/graph/bert.ts ends in an L2 normalisation), so this
+   * tower keeps the unit-rows contract of src/util/rows.ts without a pass here; callers must not
+   * normalise them again.
    * Texts are batched by token length so little compute goes to padding; padding does not change a
    * text's embedding (the mask removes it), so the result does not depend on the batching.
    */

@@ -3,6 +3,7 @@ import os from 'node:os';
 import { AtomicFile, writeAtomically } from './atomic-write.js';
 import { Img2PromptError, errorMessage } from './errors.js';
 import { readOptions } from './options.js';
+import type { Rows } from './rows.js';
 
 /**
  * NumPy .npy files of little-endian float32 ('<f4', C order), the format embeddings are exchanged in
@@ -204,7 +205,7 @@ async function readFully(fh: fs.FileHandle, into: Buffer, position: number): Pro
 }
 
 /** Read a 2-d float32 .npy as an embedding matrix. */
-export async function readNpyMatrix(file: string): Promise<{ data: Float32Array; rows: number; dim: number }> {
+export async function readNpyMatrix(file: string): Promise<Rows> {
   const { data, shape } = await readNpy(file, { expectDims: 2 });
   return { data, rows: shape[0], dim: shape[1] };
 }

@@ -180,7 +180,7 @@ export function weightedImage(side: PlantedTextSide, weighted: readonly (readonl
 export function plantedBank(side: PlantedTextSide, def: LabelBankDef): EmbeddedBank {
   const matrix = new Float32Array(def.labels.length * side.dim);
   def.labels.forEach((l, i) => matrix.set(side.embedPrompt(l), i * side.dim));
-  return { ...def, dim: side.dim, dtype: 'fp32', matrix };
+  return { ...def, dtype: 'fp32', matrix: { data: matrix, rows: def.labels.length, dim: side.dim } };
 }
 
 /** Words like "w17-3" that never collide with each other; `prefix` keeps banks apart. */
