@@ -17,9 +17,11 @@ export function setInterruptHint(make: () => string | undefined): void {
  * next run; it then says how to continue, if the command can, and exits 128 + the signal's number.
  * Resume files (checkpoints, partial banks) are kept: they are what a later run continues from.
  */
+const installed = new Map<NodeJS.Signals, () => void>();
+
 export function installInterruptHandlers(): void {
   for (const signal of Object.keys(SIGNAL_EXIT) as (keyof typeof SIGNAL_EXIT)[]) {
-    process.once(signal, () => {
+    const handler = () => {
       removeLiveTempsSync();
       releaseHeldLocksSync();
       let text: string | undefined;
@@ -31,8 +33,19 @@ export function installInterruptHandlers(): void {
       // On a terminal a progress bar may own the current line.
       process.stderr.write(`${process.stderr.isTTY ? '\n' : ''}img2prompt: interrupted${text ? `; ${text}` : ''}\n`);
       process.exit(SIGNAL_EXIT[signal]);
-    });
+    };
+    installed.set(signal, handler);
+    process.once(signal, handler);
   }
+}
+
+/**
+ * Takes SIGINT and SIGTERM back from the handlers above, for a command that stops gracefully on its
+ * own (serve: stop accepting, finish in-flight requests, exit 0).
+ */
+export function releaseInterruptHandlers(): void {
+  for (const [signal, handler] of installed) process.removeListener(signal, handler);
+  installed.clear();
 }
 
 /** A shell word for `arg`: as is when it is plainly safe, else single-quoted. */

@@ -15,6 +15,7 @@ import { register as registerFitWeights } from './commands/fit-weights.js';
 import { register as registerGpu } from './commands/gpu.js';
 import { addPrecisionOption } from './precision-option.js';
 import { register as registerCaption } from './commands/caption.js';
+import { register as registerServe } from './commands/serve.js';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
 import { packageVersion } from '../util/package-root.js';
 import { installInterruptHandlers } from './interrupt.js';
@@ -32,7 +33,7 @@ export function buildProgram(): Command {
     .version(packageVersion(), '-V, --version')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  for (const register of [registerModels, registerEmbed, registerEmbedImages, registerLabels, registerInterrogate, registerCaption, registerPredict, registerFitMap, registerFitWeights, registerValidate, registerScore, registerDemo, registerInfo, registerGpu]) register(program);
+  for (const register of [registerModels, registerEmbed, registerEmbedImages, registerLabels, registerInterrogate, registerCaption, registerPredict, registerFitMap, registerFitWeights, registerValidate, registerScore, registerDemo, registerInfo, registerGpu, registerServe]) register(program);
   addPrecisionOption(program);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;
