@@ -64,7 +64,9 @@ function sameSecret(given: string, expected: string): boolean {
 export function createServer(serverOptions: ServerOptions = {}): Img2PromptServer {
   const options = resolveServerOptions(serverOptions);
   const maxBodyBytes = Math.floor(options.maxBodyMb * 1024 * 1024);
-  const app = Fastify({ bodyLimit: maxBodyBytes, logger: false, return503OnClosing: true, forceCloseConnections: 'idle' });
+  // requestTimeout: Node cuts a client still sending its request long after the deadline (checked
+  // every 30 s) so a slow upload cannot hold a socket for ever.
+  const app = Fastify({ bodyLimit: maxBodyBytes, logger: false, return503OnClosing: true, forceCloseConnections: 'idle', requestTimeout: options.timeoutMs });
   const batcher = new Batcher<Uint8Array, unknown>({
     maxBatch: options.maxBatch, maxWaitMs: options.maxWaitMs, maxQueue: options.queue,
     onBatch: (lane, size) => metrics.batch(lane, size),
@@ -128,6 +130,12 @@ export function createServer(serverOptions: ServerOptions = {}): Img2PromptServe
     if (state) clearTimeout(state.timer);
     const seconds = state ? (performance.now() - state.started) / 1000 : 0;
     metrics.request(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, seconds);
+  });
+
+  // While closing, answers end their connections: a keep-alive socket left open would hold close()
+  // (and the process) until its idle timeout.
+  app.addHook('onSend', async (_request, reply) => {
+    if (closing) reply.header('connection', 'close');
   });
 
   app.setErrorHandler((err: unknown, request: FastifyRequest, reply: FastifyReply) => {
