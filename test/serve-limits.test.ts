@@ -76,6 +76,19 @@ describe('uploads that are not usable images', () => {
     expect(await errorOf(await postImage(`${plain.url}/v1/embeddings/image`, text, 'image/jpeg'))).toEqual({ status: 422, code: 'undecodable_image', message: `image image: ${notImage}` });
   });
 
+  it('answers a multipart body cut short with 400, and one without file parts with 400', async () => {
+    const cut = '--XYZ\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\nContent-Type: image/png\r\n\r\nabc';
+    const res = await fetch(`${plain.url}/v1/interrogate`, { method: 'POST', headers: { 'content-type': 'multipart/form-data; boundary=XYZ' }, body: cut });
+    const err = await errorOf(res);
+    expect(err).toMatchObject({ status: 400, code: 'invalid_multipart' });
+    expect(err.message).toMatch(/^the multipart body cannot be read: .+/);
+    const form = new FormData();
+    form.append('mode', 'fast');
+    expect(await errorOf(await fetch(`${plain.url}/v1/interrogate`, { method: 'POST', body: form }))).toEqual({
+      status: 400, code: 'no_images', message: 'the multipart body holds no file parts: send each image as a file part',
+    });
+  });
+
   it('answers an image over the pixel limit with 413, before decoding it', async () => {
     const huge = hugePngHeader(20_000, 20_000);
     const why = await failureOf(huge);

@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { FastifyRequest } from 'fastify';
 import type { InterrogateMode } from '../interrogate/types.js';
 import { INTERROGATE_MODES } from '../interrogate/engine.js';
+import { errorMessage } from '../util/errors.js';
 import { HttpError } from './errors.js';
 
 /** One image of a request: the id the response names it by, and its bytes. */
@@ -50,23 +51,14 @@ function queryParams(request: FastifyRequest): Record<string, string> {
 export async function readImages(request: FastifyRequest, limits: UploadLimits): Promise<RequestImages> {
   const params = queryParams(request);
   if (request.isMultipart()) {
-    const images: Upload[] = [];
-    let bytes = 0;
-    for await (const part of request.parts({ limits: { fileSize: limits.maxBytes, files: limits.maxImages + 1, fields: 64, fieldSize: 64 * 1024 } })) {
-      if (part.type === 'field') {
-        if (typeof part.value === 'string') params[part.fieldname] = part.value;
-        continue;
-      }
-      if (images.length >= limits.maxImages) {
-        throw new HttpError(413, 'too_many_images', `a request may hold at most ${limits.maxImages} images (the server's --queue)`);
-      }
-      const data = await part.toBuffer();
-      bytes += data.length;
-      if (bytes > limits.maxBytes) throw new HttpError(413, 'body_too_large', `the uploads exceed the body limit of ${limits.maxBytes} bytes (--max-body-mb)`);
-      images.push({ id: partId(part.filename, part.fieldname, images.length), data: new Uint8Array(data.buffer, data.byteOffset, data.length) });
+    try {
+      return await readParts(request, params, limits);
+    } catch (err) {
+      // Limits are fastify-multipart errors with a status (413); anything else the parser throws is
+      // a malformed body (a missing boundary, a body cut short), the client's fault, not ours.
+      if (err instanceof HttpError || typeof (err as { statusCode?: unknown }).statusCode === 'number') throw err;
+      throw new HttpError(400, 'invalid_multipart', `the multipart body cannot be read: ${errorMessage(err)}`);
     }
-    if (images.length === 0) throw new HttpError(400, 'no_images', 'the multipart body holds no file parts: send each image as a file part');
-    return { images, params, multipart: true };
   }
   const body = request.body;
   if (!Buffer.isBuffer(body)) {
@@ -74,6 +66,26 @@ export async function readImages(request: FastifyRequest, limits: UploadLimits):
   }
   const id = params.id && params.id.length <= 200 ? params.id : 'image';
   return { images: [{ id, data: new Uint8Array(body.buffer, body.byteOffset, body.length) }], params, multipart: false };
+}
+
+async function readParts(request: FastifyRequest, params: Record<string, string>, limits: UploadLimits): Promise<RequestImages> {
+  const images: Upload[] = [];
+  let bytes = 0;
+  for await (const part of request.parts({ limits: { fileSize: limits.maxBytes, files: limits.maxImages + 1, fields: 64, fieldSize: 64 * 1024 } })) {
+    if (part.type === 'field') {
+      if (typeof part.value === 'string') params[part.fieldname] = part.value;
+      continue;
+    }
+    if (images.length >= limits.maxImages) {
+      throw new HttpError(413, 'too_many_images', `a request may hold at most ${limits.maxImages} images (the server's --queue)`);
+    }
+    const data = await part.toBuffer();
+    bytes += data.length;
+    if (bytes > limits.maxBytes) throw new HttpError(413, 'body_too_large', `the uploads exceed the body limit of ${limits.maxBytes} bytes (--max-body-mb)`);
+    images.push({ id: partId(part.filename, part.fieldname, images.length), data: new Uint8Array(data.buffer, data.byteOffset, data.length) });
+  }
+  if (images.length === 0) throw new HttpError(400, 'no_images', 'the multipart body holds no file parts: send each image as a file part');
+  return { images, params, multipart: true };
 }
 
 function positiveInt(name: string, text: string | undefined): number | undefined {
