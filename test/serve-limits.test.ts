@@ -188,6 +188,36 @@ describe('token, CORS, predict off', () => {
   });
 });
 
+describe('odd requests', () => {
+  it('answers each with a status and, for errors, the error shape; the server stays up', async () => {
+    const u = plain.url;
+    const json = { 'content-type': 'application/json' };
+    const cases: [string, RequestInit, number, string?][] = [
+      ['/v1/similarity', { method: 'POST', headers: json, body: '[1, 2]' }, 415, 'unsupported_media_type'],
+      ['/v1/similarity', { method: 'POST', headers: json, body: '{"a": 1, "b": 2}' }, 400, 'invalid_body'],
+      ['/v1/similarity', { method: 'POST', headers: json, body: '{"a": ["x"], "b": ["y", "z"]}' }, 400, 'invalid_body'],
+      ['/v1/similarity', { method: 'POST', headers: json, body: '' }, 400, 'bad_request'],
+      ['/v1/embeddings/text', { method: 'POST', headers: json, body: JSON.stringify({ texts: ['x'], model: 'bert' }) }, 400, 'invalid_body'],
+      ['/v1/embeddings/text', { method: 'POST', headers: json, body: JSON.stringify({ texts: Array(1025).fill('x') }) }, 413, 'too_many_texts'],
+      ['/v1/embeddings/text', { method: 'POST', headers: json, body: JSON.stringify({ texts: [] }) }, 400, 'invalid_body'],
+      ['/v1/interrogate?maxFlavors=-1', { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(small[0]!) }, 400, 'invalid_option'],
+      ['/v1/interrogate?score=maybe', { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(small[0]!) }, 400, 'invalid_option'],
+      ['/v1/interrogate', { method: 'POST' }, 415, 'unsupported_media_type'],
+      ['/v1/interrogate', { method: 'GET' }, 404, 'not_found'],
+      ['/v1/interrogate?mode=best', { method: 'POST', headers: { 'content-type': 'image/webp' }, body: new Uint8Array(small[1]!) }, 200],
+      ['/v1/interrogate?mode=negative&maxFlavors=3', { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: new Uint8Array(small[2]!) }, 200],
+    ];
+    for (const [route, init, status, code] of cases) {
+      const res = await fetch(`${u}${route}`, init);
+      expect(res.status, `${init.method} ${route}`).toBe(status);
+      const body = (await res.json()) as { error?: { code: string; message: string } };
+      if (code) expect(body.error?.code, route).toBe(code);
+      else expect(body.error, route).toBeUndefined();
+    }
+    expect((await fetch(`${u}/healthz`)).status).toBe(200);
+  });
+});
+
 describe('readiness', () => {
   it('says 503 on /readyz and the /v1 routes, naming the fix, when the models cannot be loaded', async () => {
     const { createServer } = await import('../src/server/app.js');

@@ -66,7 +66,7 @@ export function createServer(serverOptions: ServerOptions = {}): Img2PromptServe
   const maxBodyBytes = Math.floor(options.maxBodyMb * 1024 * 1024);
   // requestTimeout: Node cuts a client still sending its request long after the deadline (checked
   // every 30 s) so a slow upload cannot hold a socket for ever.
-  const app = Fastify({ bodyLimit: maxBodyBytes, logger: false, return503OnClosing: true, forceCloseConnections: 'idle', requestTimeout: options.timeoutMs });
+  const app = Fastify({ bodyLimit: maxBodyBytes, logger: false, return503OnClosing: false, forceCloseConnections: 'idle', requestTimeout: options.timeoutMs });
   const batcher = new Batcher<Uint8Array, unknown>({
     maxBatch: options.maxBatch, maxWaitMs: options.maxWaitMs, maxQueue: options.queue,
     onBatch: (lane, size) => metrics.batch(lane, size),
@@ -109,6 +109,8 @@ export function createServer(serverOptions: ServerOptions = {}): Img2PromptServe
       clearTimeout(state.timer);
       if (!reply.raw.writableFinished) controller.abort(new HttpError(499, 'client_closed_request', 'the client closed the connection'));
     });
+    // Fastify's own 503 while closing is not in the error shape; this one is (return503OnClosing off).
+    if (closing) throw new HttpError(503, 'shutting_down', 'the server is shutting down');
     if (options.cors !== undefined) {
       const origin = request.headers.origin;
       if (options.cors === '*' || origin === options.cors) {
