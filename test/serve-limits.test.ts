@@ -159,6 +159,12 @@ describe('token, CORS, predict off', () => {
     expect(await errorOf(none)).toEqual({ status: 401, code: 'unauthorized', message: 'this server needs a token: send `Authorization: Bearer <token>`' });
     expect((await postJson(url, { a: 'x', b: 'y' }, { authorization: 'Bearer wrong' })).status).toBe(401);
     expect((await postImage(`${guarded.url}/v1/interrogate`, small[0]!)).status).toBe(401);
+    // Another spelling of the same route is the same route.
+    for (const spelled of ['/%761/similarity', '/v1/similarity/', '/v1/similarity?x=/healthz']) {
+      const res = await postJson(`${guarded.url}${spelled}`, { a: 'x', b: 'y' });
+      expect(res.status, spelled).not.toBe(200);
+      expect([401, 404], spelled).toContain(res.status);
+    }
     const ok = await postJson(url, { a: 'x', b: 'x' }, { authorization: `Bearer ${TOKEN}` });
     expect(ok.status).toBe(200);
     expect(((await ok.json()) as { similarity: number }).similarity).toBeCloseTo(1, 6);

@@ -118,7 +118,8 @@ export function createServer(serverOptions: ServerOptions = {}): Img2PromptServe
         reply.header('vary', 'Origin');
       }
     }
-    if (options.token !== undefined && request.url.startsWith('/v1/') && request.method !== 'OPTIONS') {
+    // The matched route, not the URL: a percent-encoded path ("/%761/…") routes to /v1 too.
+    if (options.token !== undefined && request.routeOptions.url?.startsWith('/v1/') && request.method !== 'OPTIONS') {
       const auth = request.headers.authorization ?? '';
       const m = /^Bearer\s+(.+)$/i.exec(auth);
       if (!m || !sameSecret(m[1]!.trim(), options.token)) {
