@@ -10,7 +10,7 @@ import { InterrogateEngine } from '../src/index.js';
 import { cliArgv } from './helpers/cli.js';
 import { tempDir } from './helpers/paths.js';
 import { copyKaggleImages, restoreHome, useTinyClipHome, writeSmallBankAndLabels } from './helpers/tiny-clip-home.js';
-import { abandonRequest, hugePngHeader, metricValue, postImage, postJson, postMultipart, startServer, type StartedServer } from './helpers/serve.js';
+import { abandonRequest, hugePngHeader, metricValue, postImage, postJson, postMultipart, slowRequest, startServer, type StartedServer } from './helpers/serve.js';
 
 const home = tempDir('img2prompt-serve-limits-home-');
 const work = tempDir('img2prompt-serve-limits-work-');
@@ -148,6 +148,21 @@ describe('clients that go away', () => {
     let expected: string | null = null;
     for await (const r of engine.run([{ id: 'x', data: png }])) expected = r.prompt;
     expect(((await res.json()) as { results: { prompt: string }[] }).results[0]!.prompt).toBe(expected);
+  });
+});
+
+describe('slow clients', () => {
+  it('answers other requests while a client trickles its upload, then answers that client too', async () => {
+    const body = small[1]!;
+    const head = `POST /v1/interrogate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\nContent-Length: ${body.length}\r\n\r\n`;
+    const t0 = performance.now();
+    const slow = slowRequest(plain.port, head, body, Math.ceil(body.length / 40), 50);
+    const fast = await postImage(`${plain.url}/v1/interrogate`, small[0]!);
+    expect(fast.status).toBe(200);
+    // The quick request did not wait for the slow upload (about two seconds).
+    expect(performance.now() - t0).toBeLessThan(1500);
+    expect(await slow).toBe('HTTP/1.1 200 OK');
+    expect(performance.now() - t0).toBeGreaterThan(1900);
   });
 });
 

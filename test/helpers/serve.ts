@@ -84,3 +84,30 @@ export function hugePngHeader(width: number, height: number): Uint8Array {
   const signature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
   return new Uint8Array(Buffer.concat([signature, chunk('IHDR', ihdr), chunk('IDAT', Buffer.from([0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01])), chunk('IEND', Buffer.alloc(0))]));
 }
+
+/**
+ * Sends `head` and then `body` in `chunk`-byte pieces, one every `everyMs`: a slow client. Resolves
+ * with the status line of the answer.
+ */
+export function slowRequest(port: number, head: string, body: Uint8Array, chunk: number, everyMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let answer = '';
+    const socket = net.connect(port, '127.0.0.1', () => {
+      socket.write(head);
+      let sent = 0;
+      const timer = setInterval(() => {
+        if (sent >= body.length) return clearInterval(timer);
+        socket.write(body.subarray(sent, sent + chunk));
+        sent += chunk;
+      }, everyMs);
+    });
+    socket.on('data', (d: Buffer) => {
+      answer += d.toString('latin1');
+      if (answer.includes('\r\n')) {
+        socket.destroy();
+        resolve(answer.split('\r\n')[0]!);
+      }
+    });
+    socket.on('error', reject);
+  });
+}
