@@ -136,8 +136,8 @@ export class Batcher<T, R> {
 
   private pump(): void {
     if (this.running) return;
-    // The group that became due first goes first: Map keeps insertion order, and a group is only
-    // created when its lane had nothing queued.
+    // Of the groups that are due, the one whose first item came first goes first: Map keeps insertion
+    // order, and a group is created by the first item its lane queues after it was last emptied.
     const next = [...this.groups.entries()].find(([, g]) => g.due);
     if (!next) return;
     const [key, group] = next;
