@@ -47,3 +47,6 @@ export { Captioner, DEFAULT_CAPTION_MODEL } from './caption/captioner.js';
 export type { CaptionerOpenOptions, CaptionOptions, CaptionFilesOptions, CaptionResult, Caption } from './caption/captioner.js';
 export type { GenerationOptions } from './caption/generate.js';
 export { installRandomCaptioner, importCaptioner } from './caption/install.js';
+export { createServer } from './server/app.js';
+export type { Img2PromptServer } from './server/app.js';
+export type { ServerOptions } from './server/options.js';

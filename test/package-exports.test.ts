@@ -20,7 +20,7 @@ describe('package exports map', () => {
     const file = sourceOf('.');
     expect(file).toBe('./src/index.ts');
     const front = await import(`../${file}`);
-    for (const name of ['predict', 'PredictEngine', 'interrogate', 'InterrogateEngine', 'writeSubmission', 'readSubmission', 'readPromptsCsv', 'validateSubmission', 'score', 'Img2PromptError']) {
+    for (const name of ['predict', 'PredictEngine', 'interrogate', 'InterrogateEngine', 'writeSubmission', 'readSubmission', 'readPromptsCsv', 'validateSubmission', 'score', 'Img2PromptError', 'createServer']) {
       expect(typeof front[name], name).toBe('function');
     }
     for (const name of ['Session', 'tensor', 'topk', 'bottomk']) expect(front, name).not.toHaveProperty(name);

@@ -5,7 +5,6 @@ import { releaseHeldLocksSync } from '../util/file-lock.js';
 const SIGNAL_EXIT: Record<'SIGINT' | 'SIGTERM', number> = { SIGINT: 130, SIGTERM: 143 };
 
 let hint: (() => string | undefined) | undefined;
-let installed = false;
 
 /** What to tell a user who stops the current command (e.g. how to resume it); replaces any earlier hint. */
 export function setInterruptHint(make: () => string | undefined): void {
@@ -19,11 +18,12 @@ export function setInterruptHint(make: () => string | undefined): void {
  * Resume files (checkpoints, partial banks) are kept: they are what a later run continues from.
  * Installed once per process, by the executable's run (main() without an `io`) only.
  */
+const installed = new Map<NodeJS.Signals, () => void>();
+
 export function installInterruptHandlers(): void {
-  if (installed) return;
-  installed = true;
+  if (installed.size > 0) return;
   for (const signal of Object.keys(SIGNAL_EXIT) as (keyof typeof SIGNAL_EXIT)[]) {
-    process.once(signal, () => {
+    const handler = () => {
       removeLiveTempsSync();
       releaseHeldLocksSync();
       let text: string | undefined;
@@ -35,8 +35,19 @@ export function installInterruptHandlers(): void {
       // On a terminal a progress bar may own the current line.
       process.stderr.write(`${process.stderr.isTTY ? '\n' : ''}img2prompt: interrupted${text ? `; ${text}` : ''}\n`);
       process.exit(SIGNAL_EXIT[signal]);
-    });
+    };
+    installed.set(signal, handler);
+    process.once(signal, handler);
   }
+}
+
+/**
+ * Takes SIGINT and SIGTERM back from the handlers above, for a command that stops gracefully on its
+ * own (serve: stop accepting, finish in-flight requests, exit 0).
+ */
+export function releaseInterruptHandlers(): void {
+  for (const [signal, handler] of installed) process.removeListener(signal, handler);
+  installed.clear();
 }
 
 /** A shell word for `arg`: as is when it is plainly safe, else single-quoted. */

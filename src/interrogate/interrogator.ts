@@ -146,6 +146,7 @@ function checkOpenOptions(options: InterrogatorOpenOptions): InterrogatorOpenOpt
     encodeBatch: o.int('encodeBatch', { min: 1 }),
     onBank: o.func('onBank'),
     rankProviders: o.subsetOf('rankProviders', ['cuda', 'cpu']),
+    signal: o.check('signal', (v): v is AbortSignal => v instanceof AbortSignal, 'an AbortSignal'),
   };
   o.done();
   return checked;
