@@ -177,7 +177,7 @@ const probe = `
 const front = await import('img2prompt');
 const runtime = await import('img2prompt/runtime');
 const missing = [
-  ...['predict', 'interrogate', 'PredictEngine', 'openInterrogatorSetup', 'writeSubmission', 'readSubmission', 'Img2PromptError'].filter((n) => typeof front[n] !== 'function'),
+  ...['predict', 'interrogate', 'PredictEngine', 'InterrogateEngine', 'writeSubmission', 'readSubmission', 'Img2PromptError'].filter((n) => typeof front[n] !== 'function'),
   ...['Session', 'tensor', 'topk', 'bottomk'].filter((n) => typeof runtime[n] !== 'function'),
 ];
 let deep = 'allowed';
@@ -196,7 +196,7 @@ step('types: the @example blocks and the internal knobs, as a consumer compiles 
 const typesDir = path.join(app, 'types');
 fs.mkdirSync(typesDir, { recursive: true });
 const examples = [];
-for (const dts of ['predict/predict.d.ts', 'interrogate/interrogate.d.ts', 'submission/submission-csv.d.ts']) {
+for (const dts of ['predict/predict.d.ts', 'predict/engine.d.ts', 'interrogate/interrogate.d.ts', 'interrogate/engine.d.ts', 'submission/submission-csv.d.ts']) {
   const text = fs.readFileSync(path.join(installed, 'dist', 'src', dts), 'utf8');
   for (const m of text.matchAll(/@example\s*\n((?:\s*\*.*\n)*?)\s*\*\s*@throws/g)) {
     const code = m[1].split('\n').map((l) => l.replace(/^\s*\* ?/, '')).join('\n').replace(/```ts\n/, '').replace(/```\s*$/, '');
@@ -219,7 +219,7 @@ fs.writeFileSync(path.join(app, 'tsconfig.json'), JSON.stringify({
 const tsc = run(path.join(bin, 'node'), [path.join(repo, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', app], { cwd: app, env: bareEnv });
 report.types = { examples, code: tsc.code };
 console.log(`  ${examples.length} @example blocks + the internal-knob check`);
-if (examples.length < 4) fail(`expected 4 @example blocks in the installed declarations, found ${examples.length}`);
+if (examples.length < 5) fail(`expected 5 @example blocks in the installed declarations, found ${examples.length}`);
 if (tsc.code !== 0) fail(`the consumer type-check failed:\n${tsc.output}`);
 
 report.seconds = (Date.now() - started) / 1000;

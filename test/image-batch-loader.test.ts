@@ -83,7 +83,7 @@ describe('loadBatches', () => {
     expect(seen[0].failures).toHaveLength(1);
     expect(seen[0].failures[0].file).toBe(truncated);
     expect(seen[0].failures[0].reason).toMatch(/^cannot decode image: corrupt or truncated pixel data \(header reads png 600x400\)/);
-    expect(seen[1].failures).toEqual([{ file: text, reason: expect.stringMatching(/^not a supported image/) }]);
+    expect(seen[1].failures).toEqual([{ file: text, reason: expect.stringMatching(/^not a supported image/), index: files.indexOf(text) }]);
     expect(seen[2].failures).toEqual([]);
     // Double buffering: batches 0 and 2 share a buffer, batch 1 has the other one.
     expect(seen[0].buffer).toBe(seen[2].buffer);

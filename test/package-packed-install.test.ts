@@ -41,7 +41,7 @@ describe('the packed package (scripts/check-packed-install.mjs)', () => {
         expect(report.installed.prompts).toBe(report.checkout.prompts);
 
         expect(report.exports).toEqual({ missing: [], sessionInFront: false, deep: 'ERR_PACKAGE_PATH_NOT_EXPORTED', ort: '1.30.0' });
-        expect(report.types).toEqual({ examples: ['types/example-1.ts', 'types/example-2.ts', 'types/example-3.ts', 'types/example-4.ts'], code: 0 });
+        expect(report.types).toEqual({ examples: ['types/example-1.ts', 'types/example-2.ts', 'types/example-3.ts', 'types/example-4.ts', 'types/example-5.ts'], code: 0 });
         // postpack leaves no prebuilt behind in the checkout.
         expect(fs.existsSync('prebuilds')).toBe(false);
       } finally {

@@ -78,7 +78,7 @@ export async function standardBanks(labelsDir: string): Promise<LabelBankDef[]> 
     const raw = await readLabelFile(file(fileName));
     return { name, role, labels: expand ? expand(raw) : raw, source: file(fileName) } satisfies LabelBankDef;
   };
-  return Promise.all([
+  const settled = await Promise.allSettled([
     bank('artists', 'artist', 'artists.txt', artistLabels),
     bank('flavors', 'flavor', 'flavors.txt'),
     bank('mediums', 'medium', 'mediums.txt'),
@@ -86,6 +86,10 @@ export async function standardBanks(labelsDir: string): Promise<LabelBankDef[]> 
     bank('trendings', 'trending', 'sites.txt', trendingLabels),
     bank('negative', 'negative', 'negative.txt'),
   ]);
+  // Read together, reported in list order: the error names the first unreadable list, whichever read failed first.
+  const failed = settled.find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<LabelBankDef>).value);
 }
 
 /** Bank name for a user list: `extra-` + the file's base name, reduced to the cache's safe alphabet. */
