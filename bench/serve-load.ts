@@ -2,14 +2,15 @@
 // random-weight ViT-B-32 installed as `bench-b32` (its label banks already built in the cache).
 //   npm run build:ts && node --import tsx bench/serve-load.ts [--seconds 20] [--model bench-b32]
 // Measures, on one machine in one run:
-//   1. the CLI: `img2prompt interrogate --mode fast` on 7 and on 7 + 203 images (the 7 Kaggle PNGs under
-//      many names); images/s with start-up included, and the steady rate (start-up subtracted: the
-//      203 extra images over the extra seconds);
+//   1. the CLI, before and after the server rows: `img2prompt interrogate --mode fast` on 7 and on 210
+//      images (the 7 Kaggle PNGs under many names); images/s with start-up included, and the steady
+//      rate (start-up subtracted: the 203 extra images over the extra seconds);
 //   2. the server (a separate `img2prompt serve --no-predict` process): throughput and p50/p99 latency
 //      at concurrency 1, 8 and 64, one image per request, the same 7 images in turn, `score=0` so the
 //      work is the CLI's (the CLI scores prompts only with --details); the served images/s ÷ the CLI's;
-//   3. overload: a server with a small queue offered 10× the measured capacity; counts of 2xx/429/5xx,
-//      connection errors, and the server's RSS sampled every second.
+//   3. overload: a server with a small queue (16) sent 10× the measured capacity, open loop (a request
+//      every 1/rate s whatever the answers): counts by status, network errors, and the server's RSS
+//      sampled every second.
 // Each phase prints the share of the machine's CPU other processes took meanwhile (it may be shared).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -125,6 +126,48 @@ function cannon(url: string, connections: number, seconds: number, extra: Partia
   return autocannon({ url, connections, duration: seconds, requests, timeout: 60, ...extra });
 }
 
+interface OpenLoopResult {
+  sent: number;
+  seconds: number;
+  statuses: Map<number, number>;
+  errors: number;
+  /** Milliseconds of each 200 answer. */
+  latencies: number[];
+  /** Milliseconds of each 429 answer. */
+  refusedMs: number[];
+}
+
+/** Sends one of the images every 1/rate s for `seconds`, not waiting for answers; resolves once all are answered (`seconds` then: until the last answer). */
+async function openLoop(url: string, rate: number, seconds: number): Promise<OpenLoopResult> {
+  const out: OpenLoopResult = { sent: 0, seconds, statuses: new Map(), errors: 0, latencies: [], refusedMs: [] };
+  const inFlight: Promise<void>[] = [];
+  const t0 = performance.now();
+  for (let i = 0; performance.now() - t0 < seconds * 1000; i++) {
+    const due = t0 + (i * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    const start = performance.now();
+    const q = requests[i % requests.length]!;
+    out.sent++;
+    inFlight.push(
+      fetch(`${url}${q.path}`, { method: 'POST', headers: q.headers, body: q.body })
+        .then(async (res) => {
+          await res.arrayBuffer();
+          out.statuses.set(res.status, (out.statuses.get(res.status) ?? 0) + 1);
+          const ms = performance.now() - start;
+          if (res.status === 200) out.latencies.push(ms);
+          if (res.status === 429) out.refusedMs.push(ms);
+        })
+        .catch(() => {
+          out.errors++;
+        }),
+    );
+  }
+  await Promise.all(inFlight);
+  out.seconds = (performance.now() - t0) / 1000;
+  return out;
+}
+
 const f1 = (x: number) => x.toFixed(1);
 const pct = (x: number) => `${(100 * x).toFixed(0)} %`;
 
@@ -132,28 +175,30 @@ async function main(): Promise<void> {
   console.log(`machine: ${describeMachine()}`);
   console.log(`load average at start: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
 
-  // 1. The CLI.
+  // 1. The CLI, before and after the server rows (the machine may be shared: load drifts over minutes).
   const small = imageFolder(7);
   const large = imageFolder(210);
   runCli(small); // page cache warm for the banks
-  const cliSmall = await measured(async () => runCli(small), () => [], (r) => r.cpu);
-  const cliLarge = await measured(async () => runCli(large), () => [], (r) => r.cpu);
-  const cliWithStart = 210 / cliLarge.result.wall;
-  const cliSteady = (210 - 7) / (cliLarge.result.wall - cliSmall.result.wall);
+  const cliRates = async (when: string) => {
+    const a = await measured(async () => runCli(small), () => [], (r) => r.cpu);
+    const b = await measured(async () => runCli(large), () => [], (r) => r.cpu);
+    const withStart = 210 / b.result.wall;
+    const steady = (210 - 7) / (b.result.wall - a.result.wall);
+    console.log(`CLI ${when}: 7 images ${a.result.wall.toFixed(2)} s (others ${pct(a.others)}), 210 images ${b.result.wall.toFixed(2)} s (others ${pct(b.others)}): ${withStart.toFixed(2)} images/s with start-up, ${steady.toFixed(2)} steady`);
+    return { withStart, steady };
+  };
   console.log(`\n## CLI interrogate --mode fast (${MODEL})`);
-  console.log(`7 images: ${cliSmall.result.wall.toFixed(2)} s (others ${pct(cliSmall.others)}); 210 images: ${cliLarge.result.wall.toFixed(2)} s (others ${pct(cliLarge.others)})`);
-  console.log(`images/s: ${cliWithStart.toFixed(2)} with start-up, ${cliSteady.toFixed(2)} steady (start-up subtracted)`);
-  fs.rmSync(small, { recursive: true, force: true });
-  fs.rmSync(large, { recursive: true, force: true });
+  const cliBefore = await cliRates('before');
 
   // 2. The server at concurrency 1, 8, 64.
   const server = await startServe([]);
   const pid = server.child.pid!;
   await cannon(server.url, 8, 5); // warm-up: page cache, ORT arenas
   console.log(`\n## serve (--max-batch 32 --max-wait-ms 10 --queue 256), ${SECONDS} s per row, one image per request`);
-  console.log('| concurrency | requests/s (= images/s) | p50 ms | p99 ms | non-2xx | ÷ CLI steady | ÷ CLI with start-up | server RSS MiB | others |');
+  console.log('| concurrency | requests/s (= images/s) | p50 ms | p99 ms | non-2xx | ÷ CLI steady (before) | ÷ CLI with start-up (before) | server RSS MiB | others |');
   console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   let capacity = 0;
+  const { steady: cliSteady, withStart: cliWithStart } = cliBefore;
   for (const c of [1, 8, 64]) {
     const { result: r, others } = await measured(() => cannon(server.url, c, SECONDS), () => [pid]);
     const rate = r['2xx'] / r.duration;
@@ -165,26 +210,40 @@ async function main(): Promise<void> {
   console.log(`(c = 64 with the default score=1, one text-tower pass per image for the similarity: ${f1(sr['2xx'] / sr.duration)} images/s, p50 ${sr.latency.p50} ms, p99 ${sr.latency.p99} ms, others ${pct(scored.others)})`);
   await stopServe(server);
 
-  // 3. Overload: 10× the capacity just measured, against a queue of 16.
-  const small_q = await startServe(['--queue', '16']);
-  const qpid = small_q.child.pid!;
-  await cannon(small_q.url, 8, 3);
-  const offered = Math.ceil(10 * capacity);
+  const cliAfter = await cliRates('after');
+  const meanSteady = (cliBefore.steady + cliAfter.steady) / 2;
+  const meanWithStart = (cliBefore.withStart + cliAfter.withStart) / 2;
+  console.log(`c = 64 served ${f1(capacity)} images/s ÷ CLI mean of before and after: ${(capacity / meanSteady).toFixed(2)} (steady ${meanSteady.toFixed(2)}), ${(capacity / meanWithStart).toFixed(2)} (with start-up ${meanWithStart.toFixed(2)})`);
+  fs.rmSync(small, { recursive: true, force: true });
+  fs.rmSync(large, { recursive: true, force: true });
+
+  // 3. Overload: 10× the capacity just measured, open loop (a request every 1/rate s whatever the
+  // answers), against a queue of 16. autocannon cannot do this: its overallRate is spread over its
+  // connections, each waiting for its answer, and under-delivers.
+  const overloaded = await startServe(['--queue', '16']);
+  const qpid = overloaded.child.pid!;
+  await cannon(overloaded.url, 8, 3);
+  const rate = 10 * capacity;
   const rss: number[] = [rssMiB(qpid)];
   const sampler = setInterval(() => rss.push(rssMiB(qpid)), 1000);
-  const { result: o, others } = await measured(() => cannon(small_q.url, 256, 30, { overallRate: offered }), () => [qpid]);
+  const { result: o, others } = await measured(() => openLoop(overloaded.url, rate, 30), () => [qpid]);
   clearInterval(sampler);
   rss.push(rssMiB(qpid));
-  const codes = Object.entries(o.statusCodeStats ?? {}).map(([k, v]) => `${k}: ${v.count}`).join(', ');
-  const metrics = await (await fetch(`${small_q.url}/metrics`)).text();
+  const codes = [...o.statuses].sort().map(([k, v]) => `${k}: ${v}`).join(', ');
+  const metrics = await (await fetch(`${overloaded.url}/metrics`)).text();
   const fiveHundreds = metrics.split('\n').filter((l) => /^img2prompt_http_requests_total\{.*status="5\d\d"\}/.test(l));
-  console.log(`\n## overload: --queue 16, offered ${offered} requests/s (10 × ${f1(capacity)}) over 256 connections, 30 s (others ${pct(others)})`);
-  console.log(`answers: ${codes}; 5xx ${o['5xx']}; connection errors ${o.errors}, timeouts ${o.timeouts}; served ${f1(o['2xx'] / o.duration)} images/s`);
-  console.log(`p50 ${o.latency.p50} ms, p99 ${o.latency.p99} ms (429s included)`);
+  const served = (o.statuses.get(200) ?? 0) / o.seconds;
+  const fives = [...o.statuses].filter(([k]) => k >= 500).reduce((n, [, v]) => n + v, 0);
+  console.log(`\n## overload: --queue 16, open loop at ${f1(rate)} requests/s (10 × ${f1(capacity)}) for 30 s, ${o.sent} sent (others ${pct(others)})`);
+  console.log(`answers: ${codes}; 5xx ${fives}; network errors ${o.errors}; served ${f1(served)} images/s`);
+  const lat = (q: number) => o.latencies.length ? Math.round(o.latencies.sort((x, y) => x - y)[Math.floor(q * (o.latencies.length - 1))]!) : NaN;
+  console.log(`latency of the 200s: p50 ${lat(0.5)} ms, p99 ${lat(0.99)} ms; of the 429s: p50 ${o.refusedMs.sort((x, y) => x - y)[Math.floor(o.refusedMs.length / 2)]?.toFixed(0) ?? '-'} ms`);
   console.log(`server /metrics 5xx lines: ${fiveHundreds.length === 0 ? 'none' : fiveHundreds.join('; ')}`);
   console.log(`server RSS MiB, every second: ${rss.map((x) => x.toFixed(0)).join(' ')}`);
   console.log(`RSS: first ${rss[0]!.toFixed(0)}, min ${Math.min(...rss).toFixed(0)}, max ${Math.max(...rss).toFixed(0)}, last ${rss.at(-1)!.toFixed(0)} MiB`);
-  await stopServe(small_q);
+  await new Promise((r) => setTimeout(r, 5000));
+  console.log(`RSS 5 s after the load stopped: ${rssMiB(qpid).toFixed(0)} MiB`);
+  await stopServe(overloaded);
   console.log(`\nload average at end: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
 }
 
