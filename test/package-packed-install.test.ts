@@ -34,6 +34,8 @@ describe('the packed package (scripts/check-packed-install.mjs)', () => {
         );
         expect(fs.existsSync(path.join(work, 'app', 'node_modules', 'img2prompt', 'build'))).toBe(false);
         expect(fs.existsSync(path.join(work, 'app', 'node_modules', 'img2prompt', 'prebuilds', 'linux-x64', 'img2prompt_native.node'))).toBe(true);
+        // The web page of `img2prompt serve` is read from the package at run time (tsc does not copy it into dist/).
+        for (const f of ['index.html', 'app.js', 'app.css']) expect(fs.existsSync(path.join(work, 'app', 'node_modules', 'img2prompt', 'src', 'server', 'web', f)), f).toBe(true);
 
         // 7 Kaggle images x 384 rows, byte for byte what the checkout writes for the same models and bank.
         expect(report.installed.rows).toBe(7 * 384);

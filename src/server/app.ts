@@ -18,6 +18,7 @@ import { ServerMetrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
 import { resolveServerOptions, type ResolvedServerOptions, type ServerOptions } from './options.js';
 import { registerRoutes } from './routes.js';
+import { registerWebPage } from './web.js';
 
 export interface Img2PromptServer {
   /** The Fastify instance (add routes or hooks before listen()). */
@@ -174,6 +175,7 @@ export function createServer(serverOptions: ServerOptions = {}): Img2PromptServe
   app.get('/metrics', async (_request, reply) => reply.type('text/plain; version=0.0.4; charset=utf-8').send(metrics.text()));
   const openapi = openApiDocument();
   app.get('/openapi.json', async () => openapi);
+  registerWebPage(app);
 
   registerRoutes(app, {
     options,

@@ -96,7 +96,7 @@ export function register(program: Command, cli: CliContext): void {
       throw err;
     }
     if (outcome === 'ready') {
-      process.stderr.write(`img2prompt serve: ready on ${url}${server.options.token ? ' (token required)' : ''}\n`);
+      process.stderr.write(`img2prompt serve: ready on ${url}${server.options.token ? ' (token required)' : ''}; web page: ${url}/\n`);
       await stopped;
     }
     process.stderr.write('img2prompt serve: stopped\n');
