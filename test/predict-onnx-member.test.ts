@@ -274,6 +274,26 @@ describe('predict and fit-weights with --member', () => {
     expect(without.stderr).toContain('members: knn\n');
   });
 
+  it('from Node: PredictEngine.open({ onnxMembers }) gives each result the member vector, and the fingerprint its file and preprocessing', async () => {
+    const bankFile = common[common.indexOf('--prompts-bank') + 1]!;
+    const labelsDir = common[common.indexOf('--labels-dir') + 1]!;
+    const engine = await PredictEngine.open({
+      model: 'tiny', promptsBank: [bankFile], labelsDir, members: ['knn', 'onnx:vit'], onnxMembers: [{ name: 'vit', file: model }],
+    });
+    try {
+      expect(engine.members).toEqual(['knn', 'onnx:vit']);
+      const member = engine.onnxMembers[0]!;
+      expect(engine.fingerprintOptions(16, 512, 'apply').onnxMembers).toEqual([{ name: 'onnx:vit', sha256: member.sha256, preprocessing: DESCRIPTION }]);
+      const inputs = [imageFile(SAMPLE_IDS[0]!), { id: 'up', data: fs.readFileSync(imageFile(SAMPLE_IDS[1]!)) }];
+      const results = [];
+      for await (const r of engine.run(inputs, { batchSize: 2 })) results.push(r);
+      expectClose(results[0]!.members['onnx:vit']!, await expectedVector(imageFile(SAMPLE_IDS[0]!), DESCRIPTION));
+      expectClose(results[1]!.members['onnx:vit']!, await expectedVector(imageFile(SAMPLE_IDS[1]!), DESCRIPTION));
+    } finally {
+      engine.close();
+    }
+  });
+
   it('refuses, at open, a --member whose output is not 384-d', async () => {
     const short = modelWithSidecar('short2', DESCRIPTION, { dim: 383 });
     const r = await runCliInProcess(['predict', images, '-o', path.join(work, 'never.csv'), '--member', `s=${short}`, ...common], home);
