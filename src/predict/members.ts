@@ -91,8 +91,10 @@ export function parseMemberList(text: string, what = '--members'): EnsembleMembe
   const seen = new Set<string>();
   for (const n of names) {
     if (!isEnsembleMemberName(n)) {
-      const onnx = n.startsWith(ONNX_MEMBER_PREFIX) ? `: an ONNX member's name ${onnxMemberNameProblem(n.slice(ONNX_MEMBER_PREFIX.length))}` : '';
-      throw new Img2PromptError(undefined, `${what}: unknown member "${n}" (choose from ${MEMBER_NAMES.join(', ')}, or onnx:NAME for --member NAME=FILE)${onnx}`);
+      const onnx = n.startsWith(ONNX_MEMBER_PREFIX)
+        ? `; an ONNX member's NAME ${onnxMemberNameProblem(n.slice(ONNX_MEMBER_PREFIX.length))}`
+        : '; an ONNX member is onnx:NAME (--member NAME=FILE.onnx)';
+      throw new Img2PromptError(undefined, `${what}: unknown member "${n}" (choose from ${MEMBER_NAMES.join(', ')})${onnx}`);
     }
     if (seen.has(n)) throw new Img2PromptError(undefined, `${what}: member "${n}" is listed twice`);
     seen.add(n);
