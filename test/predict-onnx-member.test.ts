@@ -294,6 +294,31 @@ describe('predict and fit-weights with --member', () => {
     }
   });
 
+  it('a checkpoint written with one ONNX model refuses to resume with another', async () => {
+    const bankFile = common[common.indexOf('--prompts-bank') + 1]!;
+    const labelsDir = common[common.indexOf('--labels-dir') + 1]!;
+    const checkpoint = path.join(work, 'member.ckpt');
+    const open = (file: string) => PredictEngine.open({ model: 'tiny', promptsBank: [bankFile], labelsDir, members: ['onnx:m'], onnxMembers: [{ name: 'm', file }] });
+    const first = modelWithSidecar('m1', DESCRIPTION);
+    const other = modelWithSidecar('m2', { ...DESCRIPTION, mean: [0.4, 0.4, 0.4] });
+    const inputs = SAMPLE_IDS.slice(0, 2).map(imageFile);
+    const engine = await open(first);
+    try {
+      for await (const r of engine.run(inputs, { checkpoint })) expect(r.members['onnx:m']).toBeDefined();
+    } finally {
+      engine.close();
+    }
+    const again = await open(other);
+    try {
+      const run = async () => {
+        for await (const r of again.run(inputs, { checkpoint, resume: true })) void r;
+      };
+      await expect(run()).rejects.toThrow(/option onnxMembers: .*"mean":\[0\.5,0\.4,0\.3\].* → .*"mean":\[0\.4,0\.4,0\.4\]/);
+    } finally {
+      again.close();
+    }
+  });
+
   it('refuses, at open, a --member whose output is not 384-d', async () => {
     const short = modelWithSidecar('short2', DESCRIPTION, { dim: 383 });
     const r = await runCliInProcess(['predict', images, '-o', path.join(work, 'never.csv'), '--member', `s=${short}`, ...common], home);
