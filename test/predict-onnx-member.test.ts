@@ -11,7 +11,7 @@ import { decodeImage } from '../src/image/decode.js';
 import { readPreprocessing, type ImagePreprocessing } from '../src/image/preprocessing-description.js';
 import { readOnnxMetadata } from '../src/runtime/onnx-metadata.js';
 import { OnnxMember } from '../src/predict/onnx-member.js';
-import { chooseMembers, parseMemberList } from '../src/predict/members.js';
+import { chooseMembers, parseBuiltInMemberList, parseMemberList } from '../src/predict/members.js';
 import { PredictEngine } from '../src/predict/predict.js';
 import { readSubmission } from '../src/submission/submission-csv.js';
 import { parseOnnxMemberOptions } from '../src/cli/options.js';
@@ -199,6 +199,7 @@ describe('ONNX member names', () => {
     expect(() => parseOnnxMemberOptions(['v=a.onnx', 'v=b.onnx'])).toThrow('the name "v" is given twice');
     expect(parseMemberList('knn,onnx:vit')).toEqual(['knn', 'onnx:vit']);
     expect(() => parseMemberList('onnx:knn')).toThrow('unknown member "onnx:knn"');
+    expect(() => parseBuiltInMemberList('knn,onnx:vit', '--members')).toThrow('--members: this command has no ONNX members ("onnx:vit")');
   });
 
   it('join the default members, and a weights file naming one that was not given says how to give it', () => {
