@@ -11,7 +11,8 @@ import { EXIF_MODES, type ExifMode } from '../image/decode.js';
 import { CLIP_IMAGE_PROCESSORS, type ClipImageProcessor } from '../image/image-processor.js';
 import { defaultLabelsDir } from '../interrogate/label-banks.js';
 import { DEFAULT_BANK_DTYPE, type BankDtype, type InterrogateMode } from '../interrogate/types.js';
-import { parseMemberList } from '../predict/members.js';
+import { onnxMemberNameProblem, parseMemberList } from '../predict/members.js';
+import type { OnnxMemberSpec } from '../predict/onnx-member.js';
 import { DEFAULT_GAP_IMAGES, type PredictEngineOptions } from '../predict/predict.js';
 import { PRECISIONS } from '../runtime/precision.js';
 import { setPrecisionVariable } from '../config.js';
@@ -139,6 +140,7 @@ export interface EngineCliOptions extends ImageCliOptions {
   allowSvg?: boolean;
   model: string;
   members?: string;
+  member?: string[];
   weights?: string;
   allowModelMismatch?: boolean;
   promptsBank?: string[];
@@ -173,7 +175,8 @@ export function captionModelFrom(opts: { captionModel?: string }): string | unde
 
 export function addEngineOptions(cmd: Command): Command {
   addClipModelOption(addImageOptions(cmd))
-    .option('--members <list>', 'comma-separated members: knn, map, interrogator, captioner (needs --caption-model) [default: the weighted ones, else knn,map,interrogator (+captioner with a caption model)]');
+    .option('--members <list>', 'comma-separated members: knn, map, interrogator, captioner (needs --caption-model), onnx:NAME (needs --member NAME=FILE) [default: the weighted ones, else knn,map,interrogator (+captioner with a caption model, + every --member)]')
+    .option('--member <name=file>', 'ONNX model image → 384-d prompt vector joining the ensemble as member onnx:NAME; its preprocessing in FILE.json beside it or in its metadata (see the README); repeat for more', collectRepeated);
   addCaptionModelOption(cmd);
   addPromptsBankOption(cmd)
     .option('--map <file>', 'linear map from fit-map [default: <home>/maps/<model>/<bank>.json, fitted and saved when missing]')
@@ -189,11 +192,29 @@ export function addEngineOptions(cmd: Command): Command {
     .option(...ALLOW_SVG_OPTION);
 }
 
+/** `--member NAME=FILE.onnx` values → the engines' onnxMembers, refusing a malformed one or a bad or repeated name. */
+export function parseOnnxMemberOptions(values: readonly string[] | undefined): OnnxMemberSpec[] | undefined {
+  if (values === undefined) return undefined;
+  const seen = new Set<string>();
+  return values.map((text) => {
+    const at = text.indexOf('=');
+    const name = text.slice(0, Math.max(at, 0)).trim();
+    const file = text.slice(at + 1);
+    if (at < 0 || file === '') throw new Img2PromptError(undefined, `--member must be NAME=FILE.onnx, got "${text}"`);
+    const problem = onnxMemberNameProblem(name);
+    if (problem) throw new Img2PromptError(undefined, `--member ${text}: the name "${name}" ${problem}`);
+    if (seen.has(name)) throw new Img2PromptError(undefined, `--member: the name "${name}" is given twice`);
+    seen.add(name);
+    return { name, file };
+  });
+}
+
 /** Engine options from the CLI; notices and bank-build progress go to the run's stderr. */
 export function engineOptionsFrom(opts: EngineCliOptions, cli: CliContext, extra: Partial<PredictEngineOptions> = {}): PredictEngineOptions {
   return {
     model: opts.model,
     members: opts.members === undefined ? undefined : parseMemberList(opts.members),
+    onnxMembers: parseOnnxMemberOptions(opts.member),
     weights: opts.weights,
     allowModelMismatch: opts.allowModelMismatch,
     promptsBank: opts.promptsBank,

@@ -19,7 +19,8 @@ import { DEFAULT_BANK_K, DEFAULT_BANK_TEMPERATURE, type PromptBank } from './pro
 import type { LinearMap } from './linear-map.js';
 import { defaultMapPath, obtainMap } from './map-store.js';
 import { equalWeights, loadEnsembleWeights, type EnsembleWeights, type ModelIds } from './ensemble.js';
-import { captionerMember, chooseMembers, interrogatorMember, knnMember, mapMember, type Member, type MemberName } from './members.js';
+import { captionerMember, chooseMembers, interrogatorMember, knnMember, mapMember, onnxMemberName, type EnsembleMemberName, type Member } from './members.js';
+import { OnnxMember } from './onnx-member.js';
 import { Captioner, type CaptionOptions } from '../caption/captioner.js';
 import { resolveGenerationOptions } from '../caption/generate.js';
 import { UnitMean } from './modality-gap.js';
@@ -35,11 +36,13 @@ export interface PredictEngineParts {
   bank: PromptBank;
   bankName: string;
   /** Members computed, in order. */
-  members: readonly MemberName[];
+  members: readonly EnsembleMemberName[];
   weights: EnsembleWeights;
   map: LinearMap | undefined;
   interrogator: Interrogator | undefined;
   captioner: Captioner | undefined;
+  /** The ONNX members computed, in members order. */
+  onnxMembers: readonly OnnxMember[];
   settings: { k: number; temperature: number; mode: InterrogateMode; dtype: BankDtype; caption: CaptionOptions };
   notice: (message: string) => void;
 }
@@ -51,13 +54,15 @@ export class PredictEngine extends Engine {
   readonly minilm: MiniLMTextSide;
   readonly bank: PromptBank;
   readonly bankName: string;
-  /** Members computed, in order. */
-  readonly members: readonly MemberName[];
+  /** Members computed, in order (the ONNX ones as `onnx:NAME`). */
+  readonly members: readonly EnsembleMemberName[];
   readonly weights: EnsembleWeights;
   readonly map: LinearMap | undefined;
   readonly interrogator: Interrogator | undefined;
   /** The captioner, with a captionModel. */
   readonly captioner: Captioner | undefined;
+  /** The ONNX members computed (onnxMembers), opened and checked against their descriptions. */
+  readonly onnxMembers: readonly OnnxMember[];
   /** @internal */
   readonly settings: PredictEngineParts['settings'];
   /** @internal */
@@ -86,6 +91,7 @@ export class PredictEngine extends Engine {
     this.map = parts.map;
     this.interrogator = parts.interrogator;
     this.captioner = parts.captioner;
+    this.onnxMembers = parts.onnxMembers;
     this.settings = parts.settings;
     this.notice = parts.notice;
   }
@@ -127,6 +133,7 @@ export class PredictEngine extends Engine {
     let bank: PromptBank | undefined;
     let interrogator: Interrogator | undefined;
     let captioner: Captioner | undefined;
+    const onnxMembers: OnnxMember[] = [];
     try {
       if (clip.random) notice(`warning: CLIP model ${clip.name} has RANDOM weights: its predictions mean nothing (for tests and benchmarks only)`);
       minilm = await MiniLMTextSide.open();
@@ -142,7 +149,17 @@ export class PredictEngine extends Engine {
       } else if (options.weights) {
         weights = options.weights;
       }
-      const members = chooseMembers(options.members, weights, weightsName, notice, options.captionModel !== undefined);
+      const onnxSpecs = options.onnxMembers ?? [];
+      const members = chooseMembers(
+        options.members, weights, weightsName, notice, options.captionModel !== undefined, onnxSpecs.map((m) => onnxMemberName(m.name)),
+      );
+      // Opened (and checked) before the banks and the map, which can take minutes: a model that does
+      // not fit its description fails at once. They run where CLIP's vision tower runs.
+      for (const spec of onnxSpecs) {
+        if (!members.includes(onnxMemberName(spec.name))) continue;
+        signal?.throwIfAborted();
+        onnxMembers.push(await OnnxMember.open(spec, clip.provider === 'cuda' ? ['cuda', 'cpu'] : ['cpu']));
+      }
       if (options.caption !== undefined && options.captionModel === undefined) {
         throw new TypeError('PredictEngine.open(): option "caption" cannot be given without a captionModel');
       }
@@ -192,10 +209,11 @@ export class PredictEngine extends Engine {
       }
       signal?.throwIfAborted();
       return new PredictEngine({
-        clip, minilm, bank, bankName: def.name, members, weights, map, interrogator, captioner,
+        clip, minilm, bank, bankName: def.name, members, weights, map, interrogator, captioner, onnxMembers,
         settings: { k, temperature, mode, dtype, caption: options.caption ?? {} }, notice,
       });
     } catch (err) {
+      for (const m of onnxMembers) m.close();
       captioner?.close();
       interrogator?.close();
       bank?.close();
@@ -274,6 +292,7 @@ export class PredictEngine extends Engine {
     if (this.captioner) {
       options.captioner = { model: this.captioner.modelId, generation: resolveGenerationOptions(this.settings.caption), prefix: this.settings.caption.prefix ?? '' };
     }
+    if (this.onnxMembers.length > 0) options.onnxMembers = this.onnxMembers.map((m) => m.fingerprint());
     if (this.interrogator) {
       const all = this.interrogator.bankList();
       options.mode = this.settings.mode;
@@ -283,8 +302,9 @@ export class PredictEngine extends Engine {
   }
 
   /** @internal The member functions for a run with modality gap `gap` (null: the map member has no gap, so it is absent). */
-  memberFunctions(gap: Float32Array | null): Partial<Record<MemberName, Member>> {
-    const out: Partial<Record<MemberName, Member>> = {};
+  memberFunctions(gap: Float32Array | null): Partial<Record<EnsembleMemberName, Member>> {
+    const out: Partial<Record<EnsembleMemberName, Member>> = {};
+    for (const m of this.onnxMembers) out[m.name] = m.member();
     for (const name of this.members) {
       if (name === 'knn') out.knn = knnMember(this.bank, { k: this.settings.k, temperature: this.settings.temperature });
       else if (name === 'map' && this.map && gap) out.map = mapMember(this.map, gap);
@@ -296,6 +316,7 @@ export class PredictEngine extends Engine {
   }
 
   protected release(): void {
+    for (const m of this.onnxMembers) m.close();
     this.captioner?.close();
     this.interrogator?.close();
     this.bank.close();

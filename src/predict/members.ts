@@ -5,6 +5,8 @@ import type { TextEmbedder } from '../text/embedder.js';
 import type { LinearMap } from './linear-map.js';
 import type { NearestPrompt, PromptBank, PromptBankOptions } from './prompt-bank.js';
 import type { EnsembleWeights } from './ensemble.js';
+import type { ExifMode } from '../image/decode.js';
+import type { ImageInput } from '../image/image-input.js';
 
 /**
  * The ensemble's members as functions of a batch of CLIP image embeddings: each returns one MiniLM
@@ -17,12 +19,48 @@ import type { EnsembleWeights } from './ensemble.js';
  * - captioner:    a captioning model's caption (BLIP, GIT), embedded by MiniLM. Only with a caption
  *                 model (captionModel / --caption-model); without one it is absent and weights that
  *                 name it have their weight spread over the others.
+ * - onnx:NAME:    a user's ONNX model, image → 384-d prompt vector (onnx-member.ts), given with
+ *                 `--member NAME=FILE.onnx` (onnxMembers). The prefix keeps the user's names apart from
+ *                 the built-in ones, now and in later versions, and lets a weights file that names one
+ *                 say which option brings it back.
  */
 
 export const MEMBER_NAMES = ['knn', 'map', 'interrogator', 'captioner'] as const;
 export type MemberName = (typeof MEMBER_NAMES)[number];
 /** The members computed by default without a caption model; with one, the captioner joins them. */
 export const DEFAULT_MEMBERS: readonly MemberName[] = ['knn', 'map', 'interrogator'];
+
+/** An ONNX member's name in the ensemble (weights, checkpoints, results): `onnx:` and the name the user gave it. */
+export type OnnxMemberName = `onnx:${string}`;
+/** Any member of the ensemble: a built-in one or an ONNX one. */
+export type EnsembleMemberName = MemberName | OnnxMemberName;
+
+export const ONNX_MEMBER_PREFIX = 'onnx:';
+const ONNX_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
+
+/**
+ * Why `name` cannot name an ONNX member (undefined when it can). A safe identifier: it is written
+ * into weights files, checkpoints and CSV headers, and read back from command lines.
+ */
+export function onnxMemberNameProblem(name: string): string | undefined {
+  if ((MEMBER_NAMES as readonly string[]).includes(name)) return `is a built-in member's name (${MEMBER_NAMES.join(', ')}); choose another`;
+  if (!ONNX_NAME.test(name)) return 'must start with a letter and hold only letters, digits, _ and - (at most 64)';
+  return undefined;
+}
+
+/** The ensemble name of the ONNX member the user called `name`. */
+export function onnxMemberName(name: string): OnnxMemberName {
+  return `${ONNX_MEMBER_PREFIX}${name}`;
+}
+
+export function isOnnxMemberName(name: string): name is OnnxMemberName {
+  return name.startsWith(ONNX_MEMBER_PREFIX) && onnxMemberNameProblem(name.slice(ONNX_MEMBER_PREFIX.length)) === undefined;
+}
+
+/** True for a built-in member or a well-formed `onnx:NAME`. */
+export function isEnsembleMemberName(name: string): name is EnsembleMemberName {
+  return (MEMBER_NAMES as readonly string[]).includes(name) || isOnnxMemberName(name);
+}
 
 export interface MemberOutput {
   /** [B, textDim]. */
@@ -37,23 +75,38 @@ export interface MemberOutput {
 export interface MemberBatch {
   /** The caption of each row (undefined where the captioner could not read the image), with a caption model. */
   captions?: readonly (string | undefined)[];
+  /** The images themselves, in row order (the ones CLIP could read), for members that preprocess them their own way. */
+  inputs?: readonly ImageInput[];
+  /** How the run decodes images, so a member that decodes them again sees the same pixels. */
+  decode?: { exif: ExifMode; allowSvg: boolean };
 }
 
 /** A member: image embeddings [rows, clipDim] (unit rows) → its predictions. */
 export type Member = (imageEmbeds: Float32Array, rows: number, batch: MemberBatch) => Promise<MemberOutput>;
 
-/** Parses a comma-separated member list ("knn,map"), refusing unknown names and repeats. */
-export function parseMemberList(text: string, what = '--members'): MemberName[] {
+/** Parses a comma-separated member list ("knn,map,onnx:vit"), refusing unknown names and repeats. */
+export function parseMemberList(text: string, what = '--members'): EnsembleMemberName[] {
   const names = text.split(',').map((s) => s.trim()).filter((s) => s !== '');
   if (names.length === 0) throw new Img2PromptError(undefined, `${what} names no members (choose from ${MEMBER_NAMES.join(', ')})`);
   const seen = new Set<string>();
   for (const n of names) {
-    if (!(MEMBER_NAMES as readonly string[]).includes(n)) {
-      throw new Img2PromptError(undefined, `${what}: unknown member "${n}" (choose from ${MEMBER_NAMES.join(', ')})`);
+    if (!isEnsembleMemberName(n)) {
+      const onnx = n.startsWith(ONNX_MEMBER_PREFIX)
+        ? `; an ONNX member's NAME ${onnxMemberNameProblem(n.slice(ONNX_MEMBER_PREFIX.length))}`
+        : '; an ONNX member is onnx:NAME (--member NAME=FILE.onnx)';
+      throw new Img2PromptError(undefined, `${what}: unknown member "${n}" (choose from ${MEMBER_NAMES.join(', ')})${onnx}`);
     }
     if (seen.has(n)) throw new Img2PromptError(undefined, `${what}: member "${n}" is listed twice`);
     seen.add(n);
   }
+  return names as EnsembleMemberName[];
+}
+
+/** parseMemberList for a command that has no ONNX members (serve): built-in names only. */
+export function parseBuiltInMemberList(text: string, what = '--members'): MemberName[] {
+  const names = parseMemberList(text, what);
+  const onnx = names.find((n) => isOnnxMemberName(n));
+  if (onnx !== undefined) throw new Img2PromptError(undefined, `${what}: this command has no ONNX members ("${onnx}"); choose from ${MEMBER_NAMES.join(', ')}`);
   return names as MemberName[];
 }
 
@@ -111,21 +164,33 @@ export function captionerMember(minilm: TextEmbedder): Member {
   };
 }
 
-/** Members to compute: the asked-for ones (default: the weighted ones, else the defaults) that exist and carry weight. */
+/**
+ * Members to compute: the asked-for ones (default: the weighted ones, else the defaults and the ONNX
+ * members given) that exist and carry weight. `onnx`: the ONNX members given (onnxMembers).
+ */
 export function chooseMembers(
-  asked: readonly MemberName[] | undefined,
+  asked: readonly EnsembleMemberName[] | undefined,
   weights: EnsembleWeights | undefined,
   weightsName: string,
   notice: (message: string) => void,
   hasCaptioner = false,
-): MemberName[] {
-  const available: readonly MemberName[] = hasCaptioner ? [...DEFAULT_MEMBERS, 'captioner'] : DEFAULT_MEMBERS;
+  onnx: readonly OnnxMemberName[] = [],
+): EnsembleMemberName[] {
+  const builtIn: readonly MemberName[] = hasCaptioner ? [...DEFAULT_MEMBERS, 'captioner'] : DEFAULT_MEMBERS;
+  const available: readonly EnsembleMemberName[] = [...builtIn, ...onnx];
   const weighted = weights ? Object.keys(weights.members).filter((n) => weights.members[n]! > 0) : undefined;
-  const wanted = asked ?? (weighted as MemberName[] | undefined) ?? [...available];
-  const out: MemberName[] = [];
+  const wanted = asked ?? (weighted as EnsembleMemberName[] | undefined) ?? [...available];
+  const out: EnsembleMemberName[] = [];
+  for (const name of onnx) {
+    if (!wanted.includes(name)) {
+      notice(`ONNX member ${name} is not among the members ${asked ? 'asked for (--members)' : `weighted in ${weightsName}`}; it is not computed`);
+    }
+  }
   for (const name of wanted) {
     if (name === 'captioner' && !hasCaptioner) {
       notice('member captioner needs a caption model (--caption-model, or captionModel); it is absent from the ensemble');
+    } else if (isOnnxMemberName(name) && !available.includes(name)) {
+      notice(`${asked ? 'the members asked for name' : `${weightsName} names`} ONNX member ${name}, whose model was not given (--member ${name.slice(ONNX_MEMBER_PREFIX.length)}=FILE.onnx, or onnxMembers); it is absent`);
     } else if (!(available as readonly string[]).includes(name)) {
       notice(`warning: ${weightsName} names member "${name}", which this version does not know; it is absent`);
     } else if (weighted && !weighted.includes(name)) {

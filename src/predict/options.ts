@@ -8,11 +8,12 @@ import { EXIF_MODES } from '../image/decode.js';
 import { CLIP_IMAGE_PROCESSORS } from '../image/image-processor.js';
 import { INTERROGATE_MODES } from '../interrogate/types.js';
 import { readOptions, type OptionsReader } from '../util/options.js';
-import { MEMBER_NAMES } from './members.js';
+import { isEnsembleMemberName, MEMBER_NAMES, onnxMemberNameProblem, type EnsembleMemberName } from './members.js';
+import type { OnnxMemberSpec } from './onnx-member.js';
 import type { PredictEngineOptions, PredictRunOptions } from './types.js';
 
 export const PREDICT_ENGINE_KEYS = [
-  'model', 'members', 'weights', 'allowModelMismatch', 'promptsBank', 'dtype', 'labelsDir', 'labels', 'map', 'lambda', 'mode',
+  'model', 'members', 'onnxMembers', 'weights', 'allowModelMismatch', 'promptsBank', 'dtype', 'labelsDir', 'labels', 'map', 'lambda', 'mode',
   'imageProcessor', 'k', 'temperature', 'onNotice', 'onBankProgress', 'signal', 'captionModel', 'caption',
 ] as const satisfies readonly (keyof PredictEngineOptions)[];
 
@@ -22,11 +23,43 @@ export const PREDICT_RUN_KEYS = [
 
 const isAbortSignal = (v: unknown): v is AbortSignal => v instanceof AbortSignal;
 
+/** `members`: built-in names and `onnx:NAME`, each at most once. */
+function readMembers(o: OptionsReader): EnsembleMemberName[] | undefined {
+  const expected = `an array of ${MEMBER_NAMES.map((n) => `"${n}"`).join(', ')} or "onnx:NAME", each at most once`;
+  const v = o.check('members', (x): x is unknown[] => Array.isArray(x), expected);
+  if (v === undefined) return undefined;
+  if (!v.every((n) => typeof n === 'string')) throw o.typeError('members', expected, v);
+  if (!v.every((n) => isEnsembleMemberName(n as string)) || new Set(v).size !== v.length) throw o.rangeError('members', expected, v);
+  return v as EnsembleMemberName[];
+}
+
+/** `onnxMembers`: `{ name, file }` objects with safe names, no two alike and none a built-in member's. */
+function readOnnxMembers(o: OptionsReader): OnnxMemberSpec[] | undefined {
+  const expected = 'an array of { name, file } objects (strings)';
+  const v = o.check('onnxMembers', (x): x is unknown[] => Array.isArray(x), expected);
+  if (v === undefined) return undefined;
+  const seen = new Set<string>();
+  return v.map((item, i) => {
+    const m = item as Record<string, unknown>;
+    const keys = typeof m === 'object' && m !== null && !Array.isArray(m) ? Object.keys(m) : undefined;
+    if (!keys || typeof m.name !== 'string' || typeof m.file !== 'string' || keys.some((k) => k !== 'name' && k !== 'file')) {
+      throw o.typeError('onnxMembers', expected, v);
+    }
+    if (m.file === '') throw o.rangeError(`onnxMembers[${i}].file`, 'a non-empty file name', m.file);
+    const problem = onnxMemberNameProblem(m.name);
+    if (problem) throw o.rangeError(`onnxMembers[${i}].name`, `a member name (this one ${problem})`, m.name);
+    if (seen.has(m.name)) throw o.rangeError(`onnxMembers[${i}].name`, 'a name no other ONNX member has', m.name);
+    seen.add(m.name);
+    return { name: m.name, file: m.file };
+  });
+}
+
 /** Reads the engine options (the reader's other keys are left to the caller). */
 export function readPredictEngineOptions(o: OptionsReader): PredictEngineOptions {
   return {
     model: o.string('model', { nonEmpty: true }),
-    members: o.subsetOf('members', MEMBER_NAMES),
+    members: readMembers(o),
+    onnxMembers: readOnnxMembers(o),
     weights: o.check('weights', (v): v is PredictEngineOptions['weights'] => typeof v === 'string' || (typeof v === 'object' && v !== null && !Array.isArray(v)), 'a weights file name or an EnsembleWeights object'),
     allowModelMismatch: o.bool('allowModelMismatch'),
     promptsBank: o.stringList('promptsBank'),

@@ -18,7 +18,7 @@ import { sampleModalityGap, type RunBatch } from './gap-sampling.js';
 import { fingerprintInputs } from './input-fingerprint.js';
 import { captionBatch } from '../caption/caption-batch.js';
 import type { GapSampleStore } from './gap-sample-store.js';
-import type { Member, MemberName, MemberOutput } from './members.js';
+import type { EnsembleMemberName, Member, MemberBatch, MemberOutput } from './members.js';
 import { outcomeOf, type RecordMeta } from './records.js';
 import { settleEarlierRun } from './resume-files.js';
 import { DEFAULT_BATCH_SIZE, DEFAULT_GAP_IMAGES, type PredictRunOptions, type PredictedImage } from './types.js';
@@ -143,28 +143,29 @@ export async function* runPredict(
 
 /** Every member on one batch → one checkpoint record per input of the batch, in input order. */
 async function predictBatch(
-  engine: PredictEngine, batch: RunBatch, inputs: readonly ResolvedInput[], members: Partial<Record<MemberName, Member>>,
+  engine: PredictEngine, batch: RunBatch, inputs: readonly ResolvedInput[], members: Partial<Record<EnsembleMemberName, Member>>,
   image: { allowSvg: boolean; exif: ExifMode },
 ): Promise<CheckpointRecord[]> {
   const rows = batch.embeds.length / engine.clip.dim;
-  const outputs: Partial<Record<MemberName, MemberOutput>> = {};
+  const outputs: Partial<Record<EnsembleMemberName, MemberOutput>> = {};
   let captions: (string | undefined)[] | undefined;
+  // The loaded inputs in row order (batch.rows maps each input to its row), for the captioner and the ONNX members.
+  const loaded: ImageInput[] = new Array(rows);
+  inputs.forEach((x, i) => {
+    const r = batch.rows[i]!;
+    if (r >= 0) loaded[r] = x.file ?? { id: x.id, data: x.data! };
+  });
   if (rows > 0 && engine.captioner) {
-    // The loaded inputs in row order: batch.rows maps each input to its row.
-    const loaded: ImageInput[] = new Array(rows);
-    inputs.forEach((x, i) => {
-      const r = batch.rows[i]!;
-      if (r >= 0) loaded[r] = x.file ?? { id: x.id, data: x.data! };
-    });
     const t0 = performance.now();
     captions = await captionBatch(engine.captioner, loaded, { caption: engine.settings.caption, ...image });
     engine.addTime('captioner', t0);
   }
   if (rows > 0) {
+    const memberBatch: MemberBatch = { ...(captions ? { captions } : {}), inputs: loaded, decode: image };
     for (const name of engine.members) {
       const member = members[name];
       const t0 = performance.now();
-      if (member) outputs[name] = await member(batch.embeds, rows, captions ? { captions } : {});
+      if (member) outputs[name] = await member(batch.embeds, rows, memberBatch);
       engine.addTime(`member ${name}`, t0);
     }
   }
@@ -183,7 +184,7 @@ async function predictBatch(
     if (r < 0) return { id, members: {}, meta: { failure: batch.reasons[i] ?? 'could not be read' } };
     const vectors: Record<string, Float32Array> = {};
     for (const [name, out] of Object.entries(outputs)) {
-      if (hasDirection(out.vectors, r, EMBEDDING_DIM)) vectors[name] = out.vectors.slice(r * EMBEDDING_DIM, (r + 1) * EMBEDDING_DIM);
+      if (out && hasDirection(out.vectors, r, EMBEDDING_DIM)) vectors[name] = out.vectors.slice(r * EMBEDDING_DIM, (r + 1) * EMBEDDING_DIM);
     }
     const meta: RecordMeta = {};
     const prompt = prompts?.[r];

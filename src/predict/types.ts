@@ -9,7 +9,8 @@ import type { ClipImageProcessor } from '../image/image-processor.js';
 import type { BankDtype, InterrogateMode } from '../interrogate/types.js';
 import type { EnsembleWeights } from './ensemble.js';
 import type { CaptionOptions } from '../caption/captioner.js';
-import type { MemberName } from './members.js';
+import type { EnsembleMemberName } from './members.js';
+import type { OnnxMemberSpec } from './onnx-member.js';
 
 /** Images per CLIP batch (and per checkpoint append). */
 export const DEFAULT_BATCH_SIZE = DEFAULT_IMAGE_BATCH;
@@ -19,8 +20,17 @@ export const DEFAULT_GAP_IMAGES = 512;
 export interface PredictEngineOptions {
   /** CLIP model name in the cache, or a model folder; default clip-vit-b-32. */
   model?: string;
-  /** Members to compute; default: those the weights name, else knn, map and interrogator. */
-  members?: readonly MemberName[];
+  /**
+   * Members to compute; default: those the weights name, else knn, map and interrogator (and the
+   * captioner with a captionModel, and every ONNX member given). An ONNX member is `onnx:NAME`.
+   */
+  members?: readonly EnsembleMemberName[];
+  /**
+   * ONNX models image → 384-d prompt vector that join the ensemble as members `onnx:NAME`, each with
+   * its preprocessing described beside it (`vit.onnx` → `vit.json`) or in its metadata (see
+   * image/preprocessing-description.ts). Names: a letter, then letters, digits, _ and -; not a built-in member's.
+   */
+  onnxMembers?: readonly OnnxMemberSpec[];
   /** Ensemble weights (a file or the object); default equal weights over the members. */
   weights?: string | EnsembleWeights;
   /** Accept weights fitted for other models (with a notice instead of an error). */
@@ -106,7 +116,7 @@ export interface PredictedImage {
   /** The bank prompt nearest to the image in CLIP space and its cosine similarity, whatever the members; null for a failed image. */
   nearestPrompt: { text: string; similarity: number } | null;
   /** Each member's vector for this image (members that had nothing for it are left out). */
-  members: Partial<Record<MemberName, Float32Array>>;
+  members: Partial<Record<EnsembleMemberName, Float32Array>>;
   /** Why the image could not be read (it then has the fallback vector). */
   failure?: string;
   /** True when `vector` is the fallback vector. */

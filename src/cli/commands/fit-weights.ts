@@ -74,7 +74,7 @@ export function register(program: Command, cli: CliContext): void {
       const engine = await PredictEngine.open(engineOptionsFrom(opts, cli));
       try {
         const members = engine.members;
-        const kept: { id: string; members: Record<string, Float32Array> }[] = [];
+        const kept: { id: string; members: Partial<Record<string, Float32Array>> }[] = [];
         const progress = runProgress(cli, 'fit-weights');
         try {
           for await (const r of engine.run(files, {

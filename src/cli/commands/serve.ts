@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { DEFAULT_CLIP_MODEL } from '../../clip/model.js';
 import { defaultLabelsDir } from '../../interrogate/label-banks.js';
-import { parseMemberList } from '../../predict/members.js';
+import { parseBuiltInMemberList } from '../../predict/members.js';
 
 import { createServer } from '../../server/app.js';
 import { SERVER_DEFAULTS } from '../../server/options.js';
@@ -60,7 +60,7 @@ export function register(program: Command, cli: CliContext): void {
       port: nonNegativeInt('--port', opts.port),
       model: opts.model,
       captionModel: captionModelFrom(opts),
-      members: opts.members === undefined ? undefined : parseMemberList(opts.members),
+      members: opts.members === undefined ? undefined : parseBuiltInMemberList(opts.members),
       labelsDir: opts.labelsDir,
       promptsBank: opts.promptsBank,
       predict: opts.predict,
