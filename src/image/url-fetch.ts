@@ -74,8 +74,39 @@ function mib(bytes: number): string {
   return `${(bytes / (1024 * 1024)).toFixed(bytes % (1024 * 1024) === 0 ? 0 : 1)} MiB`;
 }
 
-/** One try: the body of `url` into `file`, or a TryFailure. */
-async function tryOnce(url: string, file: string, maxBytes: number, timeoutMs: number): Promise<void> {
+/** Where one try puts the body: a file, or memory. */
+interface BodySink {
+  write(chunk: Uint8Array): Promise<void>;
+  /** The try ended (well or not): flush and close. */
+  end(): Promise<void>;
+}
+
+/** A sink writing to `file` (created or truncated by each try). */
+function fileSink(file: string): BodySink {
+  const out = createWriteStream(file);
+  // A write error (a full disk) is the run's problem, not the URL's: it is thrown as it is.
+  let failed: Error | undefined;
+  out.on('error', (err) => {
+    failed = err;
+  });
+  return {
+    async write(chunk) {
+      if (failed) throw failed;
+      if (!out.write(chunk)) await Promise.race([once(out, 'drain'), once(out, 'close')]);
+      if (failed) throw failed;
+    },
+    async end() {
+      if (!out.closed) {
+        out.end();
+        await once(out, 'close').catch(() => undefined);
+      }
+      if (failed) throw failed;
+    },
+  };
+}
+
+/** One try: the body of `url` into `sink`, or a TryFailure. */
+async function tryOnce(url: string, makeSink: () => BodySink, maxBytes: number, timeoutMs: number): Promise<void> {
   const signal = AbortSignal.timeout(timeoutMs);
   let response: Response;
   try {
@@ -94,7 +125,7 @@ async function tryOnce(url: string, file: string, maxBytes: number, timeoutMs: n
     await response.body?.cancel().catch(() => undefined);
     throw new TryFailure(`download of ${mib(declared)} is over the limit of ${mib(maxBytes)} (--max-download-mb)`, false);
   }
-  const out = createWriteStream(file);
+  const sink = makeSink();
   let received = 0;
   try {
     const reader = response.body!.getReader();
@@ -111,14 +142,13 @@ async function tryOnce(url: string, file: string, maxBytes: number, timeoutMs: n
         await reader.cancel().catch(() => undefined);
         throw new TryFailure(`download is over the limit of ${mib(maxBytes)} (--max-download-mb)`, false);
       }
-      if (!out.write(chunk.value)) await once(out, 'drain');
+      await sink.write(chunk.value);
     }
     if (Number.isFinite(declared) && received < declared) {
       throw new TryFailure(`truncated download: ${received} of ${declared} bytes`, true);
     }
   } finally {
-    out.end();
-    await once(out, 'close').catch(() => undefined);
+    await sink.end();
   }
 }
 
@@ -136,6 +166,31 @@ function networkFailure(err: unknown, signal: AbortSignal, timeoutMs: number, re
  * success, or to the reason of the last try (the file then removed); never rejects for the URL's sake.
  */
 export async function fetchToFile(url: string, file: string, options: UrlFetchOptions = {}): Promise<string | undefined> {
+  return withTries(url, () => fileSink(file), () => fs.rm(file, { force: true }), options);
+}
+
+/**
+ * fetchToFile into memory: the bytes of `url` (at most `maxBytes`), or the reason it could not be
+ * fetched. For a caller that hands engines `{ id, data }` and keeps only a few fetches ahead of them.
+ */
+export async function fetchImageBytes(url: string, options: UrlFetchOptions = {}): Promise<{ data: Uint8Array } | { failure: string }> {
+  let chunks: Uint8Array[] = [];
+  const failure = await withTries(
+    url,
+    () => {
+      chunks = [];
+      return { write: async (chunk) => void chunks.push(chunk), end: async () => undefined };
+    },
+    async () => {
+      chunks = [];
+    },
+    options,
+  );
+  return failure === undefined ? { data: Buffer.concat(chunks) } : { failure };
+}
+
+/** The retry loop of fetchToFile and fetchImageBytes; `discard` drops what a failed try left. */
+async function withTries(url: string, makeSink: () => BodySink, discard: () => Promise<unknown>, options: UrlFetchOptions): Promise<string | undefined> {
   const tries = options.tries ?? DEFAULT_FETCH_TRIES;
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_DOWNLOAD_BYTES;
   const timeoutMs = options.timeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS;
@@ -143,12 +198,12 @@ export async function fetchToFile(url: string, file: string, options: UrlFetchOp
   let reason = '';
   for (let attempt = 1; attempt <= tries; attempt++) {
     try {
-      await tryOnce(url, file, maxBytes, timeoutMs);
+      await tryOnce(url, makeSink, maxBytes, timeoutMs);
       return undefined;
     } catch (err) {
       if (!(err instanceof TryFailure)) throw err;
       reason = err.message;
-      await fs.rm(file, { force: true });
+      await discard();
       if (!err.retry) return reason;
       if (attempt < tries) await new Promise((resolve) => setTimeout(resolve, backoffMs * 2 ** (attempt - 1)));
     }
