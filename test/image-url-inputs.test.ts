@@ -66,6 +66,18 @@ describe('--from lists', () => {
   it('one input a line; blank lines and # comments skipped, whitespace trimmed, CRLF read', () => {
     expect(parseInputList('# images\r\na.png\r\n\r\n  http://h/b.png  \n#c.png\nsome dir\n')).toEqual(['a.png', 'http://h/b.png', 'some dir']);
   });
+
+  it('a list that names nothing, or cannot be read, is refused naming it', async () => {
+    const empty = path.join(work, 'empty-list.txt');
+    fs.writeFileSync(empty, '# nothing yet\n\n');
+    const r = await cli(['caption', '--from', empty, '-o', path.join(work, 'c.csv')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`img2prompt: ${empty}: the input list (--from) names no input\n`);
+    const missing = path.join(work, 'no-list.txt');
+    const r2 = await cli(['interrogate', '--from', missing, '-o', path.join(work, 'p.csv')]);
+    expect(r2.code).toBe(1);
+    expect(r2.stderr).toBe(`img2prompt: ${missing}: cannot read the input list (--from): no such file\n`);
+  });
 });
 
 describe('fetchToFile and fetchImageBytes against a local server', () => {

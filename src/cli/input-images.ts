@@ -47,7 +47,8 @@ export async function commandImages(inputs: readonly string[], options: ImageInp
   const shard = options.shard === undefined ? undefined : parseShard(options.shard);
   const all = [...inputs, ...(options.from === undefined ? [] : await readInputList(options.from, stdin))];
   if (all.length === 0) {
-    throw new Img2PromptError(undefined, options.from === undefined ? 'no inputs: give image files, folders or URLs, or --from FILE' : `${options.from}: the input list (--from) names no input`);
+    if (options.from === undefined) throw new Img2PromptError(undefined, 'no inputs: give image files, folders or URLs, or --from FILE');
+    throw new Img2PromptError(options.from === '-' ? 'standard input' : options.from, 'the input list (--from) names no input');
   }
   let files: string[] = [];
   let skipped: ImageFailure[] = [];
