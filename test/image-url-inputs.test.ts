@@ -7,6 +7,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fetchImageBytes, fetchToFile, inOrderAhead, urlImageId } from '../src/image/url-fetch.js';
 import { parseInputList } from '../src/cli/input-list.js';
+import { downloadUrlImages } from '../src/cli/url-inputs.js';
+import { CliContext } from '../src/cli/context.js';
+import { PassThrough } from 'node:stream';
 import { readNpy } from '../src/util/npy.js';
 import { readSubmission } from '../src/submission/submission-csv.js';
 import { startFixtureServer, type FixtureServer } from './helpers/http-server.js';
@@ -139,6 +142,40 @@ describe('fetchToFile and fetchImageBytes against a local server', () => {
   });
 });
 
+describe('downloadUrlImages', () => {
+  const quiet = () => new CliContext({ stdout: new PassThrough(), stderr: new PassThrough() }, []);
+
+  it('maps the files back to their URLs and reasons, and removes a private spool on close', async () => {
+    const urls = [`${server.url}/img/${A}.png`, path.join(KAGGLE, `${C}.png`), `${server.url}/img/gone.png`];
+    const d = await downloadUrlImages(quiet(), urls, [A, C, 'gone'], QUICK);
+    expect(d.files[1]).toBe(urls[1]);
+    expect(path.basename(d.files[0])).toBe(`${A}.png`);
+    expect(fs.readFileSync(d.files[0]).equals(png(A))).toBe(true);
+    expect(d.failed).toBe(1);
+    expect(d.reportAs({ file: d.files[2], reason: 'not found' })).toEqual({ file: urls[2], reason: 'HTTP 404 Not Found' });
+    expect(d.reportAs({ file: d.files[0], reason: 'bad pixels' })).toEqual({ file: urls[0], reason: 'bad pixels' });
+    expect(d.labelOf(d.files[0])).toBe(urls[0]);
+    await d.close();
+    expect(fs.existsSync(path.dirname(d.files[0]))).toBe(false);
+  });
+
+  it('a kept spool (a resumable run) reuses whole downloads, with a fixed mtime, and fetches only what is missing', async () => {
+    const dir = path.join(work, 'kept.downloads');
+    const urls = [`${server.url}/img/${A}.png`, `${server.url}/img/${B}.png`];
+    const first = await downloadUrlImages(quiet(), urls, [A, B], QUICK, { dir });
+    expect(fs.statSync(first.files[0]).mtimeMs).toBe(0);
+    fs.rmSync(first.files[1]);
+    fs.writeFileSync(`${first.files[1]}.part`, 'half a download');
+    const before = server.requests.length;
+    const second = await downloadUrlImages(quiet(), urls, [A, B], QUICK, { dir });
+    expect(server.requests.slice(before).map((r) => r.path)).toEqual([`/img/${B}.png`]);
+    expect(second.files).toEqual(first.files);
+    expect(fs.readFileSync(second.files[1]).equals(png(B))).toBe(true);
+    expect(fs.readdirSync(dir).sort()).toEqual([`${A}.png`, `${B}.png`]);
+    await second.close();
+  });
+});
+
 describe('inOrderAhead', () => {
   it('keeps at most `concurrency` in flight and yields in item order', async () => {
     let inFlight = 0;
@@ -189,6 +226,8 @@ describe('commands on URL inputs', () => {
     expect(r.code, r.stderr).toBe(1);
     const errors = fs.readFileSync(`${out}.errors.txt`, 'utf8');
     expect(errors).toMatch(new RegExp(`^${server.url}/img/cut.png\\t(network error after \\d+ bytes|truncated download).* \\(after 3 tries\\)\\n$`));
+    // The downloads kept for a --resume are gone once the submission is in place.
+    expect(fs.existsSync(`${out}.ckpt.downloads`)).toBe(false);
     const byUrl = await readSubmission(out);
     expect(byUrl.ids).toEqual([A, 'cut']);
 

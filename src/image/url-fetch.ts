@@ -163,10 +163,15 @@ function networkFailure(err: unknown, signal: AbortSignal, timeoutMs: number, re
 /**
  * Downloads `url` to `file`, trying up to `tries` times with a doubling wait between tries when the
  * failure may pass (a network error, a timeout, a truncated body, 5xx, 429). Resolves to undefined on
- * success, or to the reason of the last try (the file then removed); never rejects for the URL's sake.
+ * success, or to the reason of the last try (nothing then left); never rejects for the URL's sake.
  */
 export async function fetchToFile(url: string, file: string, options: UrlFetchOptions = {}): Promise<string | undefined> {
-  return withTries(url, () => fileSink(file), () => fs.rm(file, { force: true }), options);
+  // Written beside and renamed into place: a file under `file`'s name is always a whole download, even
+  // after a kill, so a later run may take it as it is.
+  const part = `${file}.part`;
+  const failure = await withTries(url, () => fileSink(part), () => fs.rm(part, { force: true }), options);
+  if (failure === undefined) await fs.rename(part, file);
+  return failure;
 }
 
 /**

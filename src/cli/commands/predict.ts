@@ -102,16 +102,14 @@ export function register(program: Command, cli: CliContext): void {
       await settleEarlierRun(checkpoint, opts);
       setInterruptHint(() => `what is finished is kept in ${checkpoint}; to continue, run: ${commandLine(cli.args, withResume)}`);
 
-      const downloads = await downloadUrlImages(cli, run.files, run.ids, fetchOptions);
+      // URL images go beside the checkpoint and stay there until the submission is written, so that a
+      // resumed run reads the very files (and fingerprints) it started with; a fresh run fetches anew.
+      const spool = `${checkpoint}.downloads`;
+      if (!opts.resume) await fs.rm(spool, { recursive: true, force: true });
+      const downloads = await downloadUrlImages(cli, run.files, run.ids, fetchOptions, { dir: spool });
       const files = downloads.files;
       const t0 = performance.now();
-      let engine: PredictEngine;
-      try {
-        engine = await PredictEngine.open(engineOptionsFrom(opts, cli));
-      } catch (err) {
-        await downloads.close();
-        throw err;
-      }
+      const engine = await PredictEngine.open(engineOptionsFrom(opts, cli));
       const openSeconds = (performance.now() - t0) / 1000;
       const ids = new Array<string>(expectedIds.length);
       const vectors = new Float32Array(expectedIds.length * EMBEDDING_DIM);
@@ -137,7 +135,6 @@ export function register(program: Command, cli: CliContext): void {
       } finally {
         progress.stop();
         engine.close();
-        await downloads.close();
       }
 
       // Checked against the ids of the inputs, not the ones the run handed back: a lost image is refused.
@@ -148,6 +145,7 @@ export function register(program: Command, cli: CliContext): void {
       await writeErrorsFile({ errorsFile, failures, skipped });
       // The submission is safely in place: the resume state has done its job.
       for (const f of resumeFilesFor(checkpoint)) await fs.rm(f, { force: true });
+      await downloads.close();
 
       const secs = (performance.now() - t0) / 1000;
       const fromCheckpoint = resumed > 0 ? `, ${resumed} from the checkpoint` : '';
