@@ -17,6 +17,7 @@ import { DEFAULT_GAP_IMAGES, type PredictEngineOptions } from '../predict/predic
 import { PRECISIONS } from '../runtime/precision.js';
 import { setPrecisionVariable } from '../config.js';
 import type { CliContext } from './context.js';
+import { DEFAULT_FETCH_CONCURRENCY, DEFAULT_FETCH_TIMEOUT_MS, DEFAULT_MAX_DOWNLOAD_BYTES, type UrlFetchOptions } from '../image/url-fetch.js';
 
 // ---- values ----
 
@@ -62,6 +63,36 @@ export const ALLOW_SVG_OPTION = [
   '--allow-svg',
   'also read SVG files (vector images: rendered, may load files they reference) [default: raster images only]',
 ] as const;
+
+/** Where the images come from besides the command line, which share of them to take, and how URLs are fetched. */
+export interface ImageSourceCliOptions {
+  from?: string;
+  shard?: string;
+  maxDownloadMb?: string;
+  downloadTimeout?: string;
+  downloadConcurrency?: string;
+}
+
+/** Adds --from, --shard and the URL download options to a command that reads images (see input-images.ts). */
+export function addImageSourceOptions(cmd: Command): Command {
+  return cmd
+    .option('--from <file>', 'also read the inputs listed in this file, one path or http(s) URL a line (-: standard input; blank lines and # comments skipped)')
+    .option('--shard <I/N>', 'only the images of shard I of N (by a hash of the image id: the same split on every machine); put the parts together with `img2prompt merge`')
+    .option('--max-download-mb <n>', `URL images larger than this many MiB are refused (default ${DEFAULT_MAX_DOWNLOAD_BYTES / 1024 / 1024})`)
+    .option('--download-timeout <s>', `seconds one try of a URL download may take (default ${DEFAULT_FETCH_TIMEOUT_MS / 1000})`)
+    .option('--download-concurrency <n>', `URL downloads at once (default ${DEFAULT_FETCH_CONCURRENCY})`);
+}
+
+/** The URL fetch options of addImageSourceOptions's flags. */
+export function urlFetchOptionsFrom(opts: ImageSourceCliOptions): UrlFetchOptions {
+  const mb = parseNonNegative('--max-download-mb', opts.maxDownloadMb);
+  const seconds = parseNonNegative('--download-timeout', opts.downloadTimeout);
+  return {
+    maxBytes: mb === undefined ? undefined : Math.floor(mb * 1024 * 1024),
+    timeoutMs: seconds === undefined ? undefined : seconds * 1000,
+    concurrency: parsePositiveInt('--download-concurrency', opts.downloadConcurrency),
+  };
+}
 
 /** How the commands that read images decode and preprocess them. */
 export interface ImageCliOptions {

@@ -18,11 +18,14 @@ export interface SharedId {
   files: string[];
 }
 
-/** Every id held by more than one of `files` (a file given twice included), in the order first seen. */
-export function sharedIds(files: readonly string[]): SharedId[] {
+/**
+ * Every id held by more than one of `files` (a file given twice included), in the order first seen.
+ * `idOf` names an input that is not a file path (a URL) by its own rule.
+ */
+export function sharedIds(files: readonly string[], idOf: (file: string) => string = imageIdOf): SharedId[] {
   const filesOf = new Map<string, string[]>();
   for (const file of files) {
-    const id = imageIdOf(file);
+    const id = idOf(file);
     const list = filesOf.get(id);
     if (list) list.push(file);
     else filesOf.set(id, [file]);

@@ -38,15 +38,15 @@ const LISTED = 100;
  * outputs are joined back to images (and Kaggle scores them) by that name, so a renamed id would
  * silently point at no image. Names that cannot be ids (not unique, or holding whitespace, commas,
  * quotes or control characters) are therefore refused, all of them in one error, so that one pass of
- * renaming fixes them.
+ * renaming fixes them. `idOf` gives the id of an input that is not a file path (a URL: image/url-fetch.ts).
  */
-export function submissionImageIds(files: readonly string[]): string[] {
+export function submissionImageIds(files: readonly string[], idOf: (file: string) => string = imageIdOf): string[] {
   const problems: string[] = [];
   for (const file of files) {
-    const flaw = idFlaw(imageIdOf(file));
+    const flaw = idFlaw(idOf(file));
     if (flaw) problems.push(`${quoteFiles([file])} (id ${flaw})`);
   }
-  problems.push(...sharedIds(files).map(describeSharedId));
+  problems.push(...sharedIds(files, idOf).map(describeSharedId));
   if (problems.length > 0) {
     const more = problems.length > LISTED ? `; ... and ${problems.length - LISTED} more` : '';
     throw new Img2PromptError(
@@ -57,5 +57,5 @@ export function submissionImageIds(files: readonly string[]): string[] {
         more,
     );
   }
-  return files.map(imageIdOf);
+  return files.map((f) => idOf(f));
 }

@@ -18,6 +18,8 @@ export interface RouteOptions {
   plan?: FailureStep[];
   /** Answer 302 to this path (like the hub's redirect of LFS files to its CDN). */
   redirectTo?: string;
+  /** Wait this many ms before answering at all (a server too slow for the client's timeout). */
+  delayMs?: number;
 }
 
 export interface RecordedRequest {
@@ -57,41 +59,51 @@ export async function startFixtureServer(): Promise<FixtureServer> {
 
     const route = routes.get(urlPath);
     if (!route) return finish(404, { 'content-type': 'text/plain' }, Buffer.from('no such file'));
-    const step = route.plan?.[route.served];
-    route.served++;
-    if (route.redirectTo) return finish(302, { location: route.redirectTo, 'content-length': 0 });
-    const status = step && 'status' in step ? step.status : route.status;
-    if (status !== undefined) return finish(status, { 'content-type': 'text/plain' }, Buffer.from(`status ${status}`));
-
-    const body = route.body;
-    let start = 0;
-    let code = 200;
-    const headers: Record<string, string | number> = { 'content-type': 'application/octet-stream' };
-    if (!route.ignoreRange) headers['accept-ranges'] = 'bytes';
-    const m = range && !route.ignoreRange ? /^bytes=(\d+)-(\d*)$/.exec(range) : null;
-    let end = body.length; // exclusive
-    if (m) {
-      start = Number(m[1]);
-      if (m[2] !== '') end = Math.min(body.length, Number(m[2]) + 1);
-      if (start >= body.length || start >= end) {
-        return finish(416, { 'content-range': `bytes */${body.length}`, 'content-length': 0 });
-      }
-      code = 206;
-      headers['content-range'] = `bytes ${start}-${end - 1}/${body.length}`;
-    }
-    const payload = body.subarray(start, end);
-    headers['content-length'] = payload.length;
-
-    if (step && 'drop' in step) {
-      record.status = code;
-      record.sent = Math.min(step.drop, payload.length);
-      res.writeHead(code, headers);
-      // Cut the connection a moment after the bytes are handed over: a client's fetch stream drops
-      // chunks it has queued but not yet read when the socket dies, which would make tests flaky.
-      res.write(payload.subarray(0, record.sent), () => setTimeout(() => req.socket.destroy(), 30));
+    if (route.delayMs) {
+      const timer = setTimeout(() => answer(route), route.delayMs);
+      // A client that gave up must not leave the timer to write on a dead socket.
+      res.on('close', () => clearTimeout(timer));
       return;
     }
-    finish(code, headers, payload);
+    answer(route);
+
+    function answer(route: RouteOptions & { served: number }): void {
+      const step = route.plan?.[route.served];
+      route.served++;
+      if (route.redirectTo) return finish(302, { location: route.redirectTo, 'content-length': 0 });
+      const status = step && 'status' in step ? step.status : route.status;
+      if (status !== undefined) return finish(status, { 'content-type': 'text/plain' }, Buffer.from(`status ${status}`));
+
+      const body = route.body;
+      let start = 0;
+      let code = 200;
+      const headers: Record<string, string | number> = { 'content-type': 'application/octet-stream' };
+      if (!route.ignoreRange) headers['accept-ranges'] = 'bytes';
+      const m = range && !route.ignoreRange ? /^bytes=(\d+)-(\d*)$/.exec(range) : null;
+      let end = body.length; // exclusive
+      if (m) {
+        start = Number(m[1]);
+        if (m[2] !== '') end = Math.min(body.length, Number(m[2]) + 1);
+        if (start >= body.length || start >= end) {
+          return finish(416, { 'content-range': `bytes */${body.length}`, 'content-length': 0 });
+        }
+        code = 206;
+        headers['content-range'] = `bytes ${start}-${end - 1}/${body.length}`;
+      }
+      const payload = body.subarray(start, end);
+      headers['content-length'] = payload.length;
+
+      if (step && 'drop' in step) {
+        record.status = code;
+        record.sent = Math.min(step.drop, payload.length);
+        res.writeHead(code, headers);
+        // Cut the connection a moment after the bytes are handed over: a client's fetch stream drops
+        // chunks it has queued but not yet read when the socket dies, which would make tests flaky.
+        res.write(payload.subarray(0, record.sent), () => setTimeout(() => req.socket.destroy(), 30));
+        return;
+      }
+      finish(code, headers, payload);
+    }
   });
 
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -7,11 +7,13 @@ import { writeCaptionsCsv } from '../../caption/captions-csv.js';
 import type { ImageFailure } from '../../image/batch-loader.js';
 import { withClaimedOutputs } from '../../util/output-claim.js';
 import { commandImages, type ImageInputCliOptions } from '../input-images.js';
-import { ALLOW_SVG_OPTION, parseFiniteNumber, parseNonNegativeInt, parsePositiveInt } from '../options.js';
+import { addImageSourceOptions, ALLOW_SVG_OPTION, parseFiniteNumber, parseNonNegativeInt, parsePositiveInt, urlFetchOptionsFrom, type ImageSourceCliOptions } from '../options.js';
+import { downloadUrlImages } from '../url-inputs.js';
+
 import { addErrorsFileOption, errorsFileFor, reportUnreadImages } from '../unread-images.js';
 import type { CliContext } from '../context.js';
 
-interface CaptionCliOptions extends ImageInputCliOptions {
+interface CaptionCliOptions extends ImageInputCliOptions, ImageSourceCliOptions {
   output: string;
   model: string;
   numBeams: string;
@@ -31,7 +33,7 @@ export function register(program: Command, cli: CliContext): void {
   const caption = program
     .command('caption')
     .description('Caption images with a BLIP or GIT model (beam search, as transformers generate()) → CSV (imgId,caption)')
-    .argument('<inputs...>', 'image files and/or folders')
+    .argument('[inputs...]', 'image files, folders and/or http(s) URLs')
     .requiredOption('-o, --output <file>', 'captions CSV to write (imgId,caption)')
     .option('--model <name|dir>', 'captioner: an installed model (models pull/import/random) or a folder', DEFAULT_CAPTION_MODEL)
     .option('--num-beams <n>', 'beams (1: greedy search)', String(DEFAULT_GENERATION.numBeams))
@@ -52,8 +54,9 @@ Defaults follow the CLIP Interrogator of the reference notebook: 8 beams, at mos
 An image that cannot be read gets no row, is listed in the errors file (and the first few on stderr),
 and makes the exit code 1.`,
     );
-  addErrorsFileOption(caption).action(async (inputs: string[], opts: CaptionCliOptions) => {
-    const { files, skipped } = await commandImages(inputs, opts);
+  addErrorsFileOption(addImageSourceOptions(caption)).action(async (inputs: string[], opts: CaptionCliOptions) => {
+    const { files: inputFiles, ids, skipped } = await commandImages(inputs, opts);
+    const fetchOptions = urlFetchOptionsFrom(opts);
     const generation = {
       numBeams: parsePositiveInt('--num-beams', opts.numBeams),
       maxLength: parsePositiveInt('--max-length', opts.maxLength),
@@ -69,7 +72,12 @@ and makes the exit code 1.`,
     resolveGenerationOptions(generation, (option) => `--${option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
     const errorsFile = errorsFileFor(opts);
     await withClaimedOutputs([opts.output, errorsFile], { createFolders: true }, async () => {
-      const captioner = await Captioner.open(opts.model);
+      const downloads = await downloadUrlImages(cli, inputFiles, ids, fetchOptions);
+      const files = downloads.files;
+      const captioner = await Captioner.open(opts.model).catch(async (err: unknown) => {
+        await downloads.close();
+        throw err;
+      });
       if (captioner.random) cli.err(`warning: ${path.basename(captioner.dir)} has RANDOM weights: its captions mean nothing (for tests only)\n`);
       const bar = cli.progress('caption', files.length, 'images');
       const t0 = performance.now();
@@ -78,7 +86,7 @@ and makes the exit code 1.`,
       try {
         for await (const r of captioner.run(files, { ...generation, batchSize, allowSvg: opts.allowSvg, onProgress: (n) => bar.update(n) })) {
           if (r.failure !== undefined) {
-            failures.push({ file: r.file, reason: r.failure });
+            failures.push(downloads.reportAs({ file: r.file, reason: r.failure }));
           } else {
             rows.push({ imgId: r.id, caption: r.caption });
           }
@@ -86,6 +94,7 @@ and makes the exit code 1.`,
       } finally {
         bar.stop();
         captioner.close();
+        await downloads.close();
       }
       await writeCaptionsCsv(opts.output, rows);
       const secs = (performance.now() - t0) / 1000;

@@ -5,7 +5,9 @@ import { writeNpy } from '../../util/npy.js';
 import { ClipModel } from '../../clip/model.js';
 import { DEFAULT_MAX_PIXELS } from '../../image/decode.js';
 import { commandImages, type ImageInputCliOptions } from '../input-images.js';
-import { addClipModelOption, addImageBatchOption, addImageOptions, ALLOW_SVG_OPTION, imageBatchSize, parsePositiveInt, type ImageCliOptions } from '../options.js';
+import { addClipModelOption, addImageBatchOption, addImageOptions, addImageSourceOptions, ALLOW_SVG_OPTION, imageBatchSize, parsePositiveInt, urlFetchOptionsFrom, type ImageCliOptions, type ImageSourceCliOptions } from '../options.js';
+import { downloadUrlImages } from '../url-inputs.js';
+
 import { addErrorsFileOption, errorsFileFor, reportUnreadImages } from '../unread-images.js';
 import type { CliContext } from '../context.js';
 
@@ -14,7 +16,7 @@ export function idsPathFor(npyPath: string): string {
   return npyPath.endsWith('.npy') ? npyPath.slice(0, -4) + '.ids.txt' : npyPath + '.ids.txt';
 }
 
-interface EmbedImagesCliOptions extends ImageCliOptions, ImageInputCliOptions {
+interface EmbedImagesCliOptions extends ImageCliOptions, ImageInputCliOptions, ImageSourceCliOptions {
   model: string;
   output: string;
   batchSize: string;
@@ -26,18 +28,24 @@ export function register(program: Command, cli: CliContext): void {
   const command = program
     .command('embed-images')
     .description('CLIP image embeddings of a folder or list of images → NumPy .npy (float32 [N, D], L2-normalised) + <out>.ids.txt')
-    .argument('<inputs...>', 'image files and/or folders (folders: their image files, sorted by name)');
-  addClipModelOption(addImageOptions(command)).requiredOption('-o, --output <file>', 'output .npy file; image ids go to <output without .npy>.ids.txt');
+    .argument('[inputs...]', 'image files, folders (their image files, sorted by name) and/or http(s) URLs');
+  addClipModelOption(addImageOptions(addImageSourceOptions(command))).requiredOption('-o, --output <file>', 'output .npy file; image ids go to <output without .npy>.ids.txt');
   addErrorsFileOption(addImageBatchOption(command, 'images per inference call'))
     .option('--max-pixels <n>', `images with more pixels (width x height) are reported as failed, not decoded (default ${DEFAULT_MAX_PIXELS})`)
     .option(...ALLOW_SVG_OPTION)
     .action(async (inputs: string[], opts: EmbedImagesCliOptions) => {
       const batchSize = imageBatchSize(opts);
       const maxPixels = parsePositiveInt('--max-pixels', opts.maxPixels);
-      const { files, skipped } = await commandImages(inputs, opts);
+      const { files: inputFiles, ids, skipped } = await commandImages(inputs, opts);
+      const fetchOptions = urlFetchOptionsFrom(opts);
       const errorsFile = errorsFileFor(opts);
       await withClaimedOutputs([opts.output, idsPathFor(opts.output), errorsFile], { createFolders: true }, async () => {
-        const model = await ClipModel.open(opts.model, { towers: ['vision'], imageProcessor: opts.imageProcessor });
+        const downloads = await downloadUrlImages(cli, inputFiles, ids, fetchOptions);
+        const files = downloads.files;
+        const model = await ClipModel.open(opts.model, { towers: ['vision'], imageProcessor: opts.imageProcessor }).catch(async (err: unknown) => {
+          await downloads.close();
+          throw err;
+        });
         if (model.random) cli.err(`warning: ${model.name} has RANDOM weights: these embeddings are for testing only\n`);
         const bar = cli.progress('embed-images', files.length, 'images');
         const t0 = performance.now();
@@ -53,6 +61,7 @@ export function register(program: Command, cli: CliContext): void {
         } finally {
           bar.stop();
           model.close();
+          await downloads.close();
         }
         const secs = (performance.now() - t0) / 1000;
         await writeNpy(opts.output, result.embeds, [result.ids.length, model.dim]);
@@ -61,7 +70,7 @@ export function register(program: Command, cli: CliContext): void {
           `${result.ids.length} images → ${opts.output} [${result.ids.length}, ${model.dim}] in ${secs.toFixed(2)} s ` +
             `(${(result.ids.length / secs).toFixed(1)} images/s; inference ${result.inferenceSeconds.toFixed(2)} s)\n`,
         );
-        await reportUnreadImages(cli, { errorsFile, failures: result.failures, skipped, total: files.length, consequence: 'they have no row' });
+        await reportUnreadImages(cli, { errorsFile, failures: result.failures.map(downloads.reportAs), skipped, total: files.length, consequence: 'they have no row' });
       });
     });
 }

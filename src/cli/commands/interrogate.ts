@@ -7,12 +7,14 @@ import { interrogate, type InterrogatedImage } from '../../interrogate/interroga
 import type { ImageFailure } from '../../image/batch-loader.js';
 import { openInterrogator } from './labels.js';
 import { commandImages, type ImageInputCliOptions } from '../input-images.js';
-import { addImageBatchOption, addImageOptions, addLabelOptions, ALLOW_SVG_OPTION, imageBatchSize, parsePositiveInt, type ImageCliOptions, type LabelOptions } from '../options.js';
+import { addImageBatchOption, addImageOptions, addImageSourceOptions, addLabelOptions, ALLOW_SVG_OPTION, imageBatchSize, parsePositiveInt, urlFetchOptionsFrom, type ImageCliOptions, type ImageSourceCliOptions, type LabelOptions } from '../options.js';
+import { downloadUrlImages } from '../url-inputs.js';
+
 import { addErrorsFileOption, errorsFileFor, reportUnreadImages } from '../unread-images.js';
 import type { CliContext } from '../context.js';
 import { addCaptionModelOption, captionModelFrom } from '../options.js';
 
-interface InterrogateCliOptions extends LabelOptions, ImageInputCliOptions, ImageCliOptions {
+interface InterrogateCliOptions extends LabelOptions, ImageInputCliOptions, ImageCliOptions, ImageSourceCliOptions {
   mode: InterrogateMode;
   output: string;
   details?: string;
@@ -25,11 +27,11 @@ interface InterrogateCliOptions extends LabelOptions, ImageInputCliOptions, Imag
 }
 
 export function register(program: Command, cli: CliContext): void {
-  const command = addCaptionModelOption(addLabelOptions(addImageOptions(
+  const command = addImageSourceOptions(addCaptionModelOption(addLabelOptions(addImageOptions(
     program
       .command('interrogate')
       .description('CLIP Interrogator: compose a prompt per image from the label banks → prompts CSV (imgId,prompt), ready for `img2prompt embed`')
-      .argument('<inputs...>', 'image files and/or folders')
+      .argument('[inputs...]', 'image files, folders and/or http(s) URLs')
       .addOption(
         new Option('--mode <mode>', 'fast: best labels that fit 77 tokens; classic: "medium by artist, trending, movement, flavors"; best: greedy chain; negative: least similar')
           .choices(['fast', 'classic', 'best', 'negative'])
@@ -45,16 +47,22 @@ export function register(program: Command, cli: CliContext): void {
           .default('on'),
       )
       .option(...ALLOW_SVG_OPTION),
-  )));
+  ))));
   addErrorsFileOption(addImageBatchOption(command)).action(async (inputs: string[], opts: InterrogateCliOptions) => {
     // Names and ids are checked here, before the banks are opened and the images encoded.
-    const { files, skipped } = await commandImages(inputs, opts);
+    const { files: inputFiles, ids, skipped } = await commandImages(inputs, opts);
+    const fetchOptions = urlFetchOptionsFrom(opts);
     const maxFlavors = parsePositiveInt('--max-flavors', opts.maxFlavors);
     const shortlist = parsePositiveInt('--shortlist', opts.shortlist);
     const batchSize = imageBatchSize(opts);
     const errorsFile = errorsFileFor(opts);
     await withClaimedOutputs([opts.output, ...(opts.details ? [opts.details] : []), errorsFile], { createFolders: true }, async () => {
-      const engine = await openInterrogator(cli, { ...opts, captionModel: captionModelFrom(opts) });
+      const downloads = await downloadUrlImages(cli, inputFiles, ids, fetchOptions);
+      const files = downloads.files;
+      const engine = await openInterrogator(cli, { ...opts, captionModel: captionModelFrom(opts) }).catch(async (err: unknown) => {
+        await downloads.close();
+        throw err;
+      });
       const bar = cli.progress(`interrogate ${opts.mode}`, files.length, 'images');
       const t0 = performance.now();
       const done: InterrogatedImage[] = [];
@@ -77,14 +85,15 @@ export function register(program: Command, cli: CliContext): void {
           },
         })) {
           if (r.failure !== undefined) {
-            failures.push({ file: r.file, reason: r.failure });
+            failures.push(downloads.reportAs({ file: r.file, reason: r.failure }));
           } else {
-            done.push(r);
+            done.push({ ...r, file: downloads.labelOf(r.file) });
           }
         }
       } finally {
         bar.stop();
         engine.close();
+        await downloads.close();
       }
       await writePromptsCsv(opts.output, done.map((r) => ({ imgId: r.id, prompt: r.prompt! })));
       if (opts.details) {

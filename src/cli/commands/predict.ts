@@ -8,8 +8,10 @@ import { writeValidatedSubmission } from '../../predict/submission-output.js';
 import { writeNearestCsv, type NearestRow } from '../../predict/nearest-csv.js';
 import { resumeFilesFor, settleEarlierRun } from '../../predict/resume-files.js';
 import { withClaimedOutputs } from '../../util/output-claim.js';
-import { commandImages } from '../input-images.js';
-import { addEngineOptions, engineOptionsFrom, imageBatchSize, parsePositiveInt, type EngineCliOptions } from '../options.js';
+import { commandImages, type CommandImages } from '../input-images.js';
+import { DEFAULT_GAP_IMAGES } from '../../predict/predict.js';
+import { addEngineOptions, addImageSourceOptions, engineOptionsFrom, imageBatchSize, parsePositiveInt, urlFetchOptionsFrom, type EngineCliOptions, type ImageSourceCliOptions } from '../options.js';
+import { downloadUrlImages } from '../url-inputs.js';
 import { phasedProgress } from '../progress.js';
 import { addErrorsFileOption, errorsFileFor, summarizeUnreadImages, writeErrorsFile } from '../unread-images.js';
 import type { CliContext } from '../context.js';
@@ -23,7 +25,7 @@ export function runProgress(cli: CliContext, label: string): ReturnType<typeof p
   return phasedProgress<'members' | 'encoding images'>((phase) => (phase === 'members' ? label : `${label}: encoding images for the modality gap`), { stream: cli.io.stderr });
 }
 
-interface PredictCliOptions extends EngineCliOptions {
+interface PredictCliOptions extends EngineCliOptions, ImageSourceCliOptions {
   output: string;
   promptsOut?: string;
   captionsOut?: string;
@@ -31,6 +33,28 @@ interface PredictCliOptions extends EngineCliOptions {
   resume?: boolean;
   restart?: boolean;
   errors?: string;
+}
+
+/**
+ * The images a predict run hands the engine. Unsharded: its images. With --shard: the images the
+ * unsharded run would sample for the modality gap (the first batches of the whole list) and then the
+ * shard's own, so every shard estimates the very gap of one unsharded run and the merged parts are its
+ * bytes; the extra images (at most --gap-images, rounded up to whole batches) are encoded, not written.
+ */
+function shardRunInputs(images: CommandImages, gapImages: number, batchSize: number): { files: string[]; ids: string[] } {
+  if (!images.unsharded) return images;
+  const all = images.unsharded;
+  const sampled = Math.min(all.ids.length, Math.ceil(Math.min(all.ids.length, gapImages) / batchSize) * batchSize);
+  const files = all.files.slice(0, sampled);
+  const ids = all.ids.slice(0, sampled);
+  const taken = new Set(ids);
+  images.ids.forEach((id, i) => {
+    if (!taken.has(id)) {
+      files.push(images.files[i]);
+      ids.push(id);
+    }
+  });
+  return { files, ids };
 }
 
 /** The same command line, continuing instead of starting over. */
@@ -45,11 +69,11 @@ async function writeRows<T>(cli: CliContext, file: string, rows: T[], write: (fi
 }
 
 export function register(program: Command, cli: CliContext): void {
-  const predict = addEngineOptions(
+  const predict = addImageSourceOptions(addEngineOptions(
     program
       .command('predict')
       .description('Predict each image\'s prompt vector (ensemble of kNN over a prompt bank, linear map, CLIP Interrogator) → Kaggle submission')
-      .argument('<inputs...>', 'image files and/or folders (folders: their image files, sorted by name)')
+      .argument('[inputs...]', 'image files, folders (their image files, sorted by name) and/or http(s) URLs')
       .requiredOption('-o, --output <file>', 'submission CSV to write (imgId_eId,val; 384 rows per image)')
       .option('--prompts-out <file>', 'also write the readable prompt per image (imgId,prompt)')
       .option('--captions-out <file>', 'also write the caption per image (imgId,caption; needs --caption-model)')
@@ -58,12 +82,16 @@ export function register(program: Command, cli: CliContext): void {
       .option('--allow-model-mismatch', 'use weights fitted for other models (warns instead of refusing)')
       .option('--resume', 'continue an interrupted run from <output>.ckpt')
       .addOption(new Option('--restart', 'discard the saved progress of an interrupted run (<output>.ckpt) and start over').conflicts('resume')),
-  );
+  ));
   addErrorsFileOption(predict).action(async (inputs: string[], opts: PredictCliOptions) => {
     // Bad or clashing ids fail now, not after the run.
-    const { files, ids: expectedIds, skipped } = await commandImages(inputs, opts);
+    const images = await commandImages(inputs, opts);
+    const { ids: expectedIds, skipped } = images;
+    const fetchOptions = urlFetchOptionsFrom(opts);
     const batchSize = imageBatchSize(opts);
     const gapImages = parsePositiveInt('--gap-images', opts.gapImages);
+    const run = shardRunInputs(images, gapImages ?? DEFAULT_GAP_IMAGES, batchSize);
+    const rowOf = new Map(expectedIds.map((id, i) => [id, i]));
     const output = opts.output;
     const checkpoint = `${output}.ckpt`;
     const errorsFile = errorsFileFor(opts);
@@ -74,11 +102,17 @@ export function register(program: Command, cli: CliContext): void {
       await settleEarlierRun(checkpoint, opts);
       setInterruptHint(() => `what is finished is kept in ${checkpoint}; to continue, run: ${commandLine(cli.args, withResume)}`);
 
+      // URL images go beside the checkpoint and stay there until the submission is written, so that a
+      // resumed run reads the very files (and fingerprints) it started with; a fresh run fetches anew.
+      const spool = `${checkpoint}.downloads`;
+      if (!opts.resume) await fs.rm(spool, { recursive: true, force: true });
+      const downloads = await downloadUrlImages(cli, run.files, run.ids, fetchOptions, { dir: spool });
+      const files = downloads.files;
       const t0 = performance.now();
       const engine = await PredictEngine.open(engineOptionsFrom(opts, cli));
       const openSeconds = (performance.now() - t0) / 1000;
-      const ids = new Array<string>(files.length);
-      const vectors = new Float32Array(files.length * EMBEDDING_DIM);
+      const ids = new Array<string>(expectedIds.length);
+      const vectors = new Float32Array(expectedIds.length * EMBEDDING_DIM);
       const prompts: PromptRow[] = [];
       const nearest: NearestRow[] = [];
       const captions: { imgId: string; caption: string }[] = [];
@@ -87,10 +121,13 @@ export function register(program: Command, cli: CliContext): void {
       const progress = runProgress(cli, 'predict');
       try {
         for await (const r of engine.run(files, { batchSize, gapImages, exif: opts.exif, checkpoint, resume: opts.resume, restart: opts.restart, allowSvg: opts.allowSvg, onProgress: progress.onProgress })) {
-          ids[r.index] = r.id;
-          vectors.set(r.vector, r.index * EMBEDDING_DIM);
+          // A shard's run also holds the images of the gap sample (shardRunInputs); only its own are written.
+          const row = rowOf.get(r.id);
+          if (row === undefined) continue;
+          ids[row] = r.id;
+          vectors.set(r.vector, row * EMBEDDING_DIM);
           if (r.resumed) resumed++;
-          if (r.failure !== undefined) failures.push({ file: r.file, reason: r.failure });
+          if (r.failure !== undefined) failures.push(downloads.reportAs({ file: r.file, reason: r.failure }));
           else if (r.prompt) prompts.push({ imgId: r.id, prompt: r.prompt });
           if (r.caption !== null) captions.push({ imgId: r.id, caption: r.caption });
           if (r.nearestPrompt) nearest.push({ imgId: r.id, prompt: r.nearestPrompt.text, similarity: r.nearestPrompt.similarity });
@@ -108,17 +145,18 @@ export function register(program: Command, cli: CliContext): void {
       await writeErrorsFile({ errorsFile, failures, skipped });
       // The submission is safely in place: the resume state has done its job.
       for (const f of resumeFilesFor(checkpoint)) await fs.rm(f, { force: true });
+      await downloads.close();
 
       const secs = (performance.now() - t0) / 1000;
       const fromCheckpoint = resumed > 0 ? `, ${resumed} from the checkpoint` : '';
       const { imagesEncoded, embeddingsReused } = engine.counts;
       const reused = embeddingsReused > 0 ? ` and reused ${embeddingsReused} embeddings of the gap sample` : '';
       cli.err(
-        `${files.length} images → ${output} (valid) in ${secs.toFixed(1)} s${fromCheckpoint}; CLIP encoded ${imagesEncoded} images${reused}; members: ${engine.members.join(', ')}\n`,
+        `${expectedIds.length} images → ${output} (valid) in ${secs.toFixed(1)} s${fromCheckpoint}; CLIP encoded ${imagesEncoded} images${reused}; members: ${engine.members.join(', ')}\n`,
       );
       const stages = [`open models and banks ${openSeconds.toFixed(2)} s`, ...Object.entries(engine.stageSeconds).map(([stage, t]) => `${stage} ${t.toFixed(2)} s`)];
       if (stages.length > 0) cli.err(`time by stage: ${stages.join('; ')}\n`);
-      summarizeUnreadImages(cli, { errorsFile, failures, skipped, total: files.length, consequence: 'they got the fallback vector' });
+      summarizeUnreadImages(cli, { errorsFile, failures, skipped, total: expectedIds.length, consequence: 'they got the fallback vector' });
     });
   });
 }
