@@ -12,6 +12,8 @@ import { imageTokenCount, type CaptionConfig } from './config.js';
 import { ensureCaptionOnnx, type CaptionOnnxFiles } from './onnx-cache.js';
 import { CaptionTokenizer } from './tokenizer.js';
 import { OnnxDecoderStepper, type ImageKeysValues } from './onnx-stepper.js';
+import { ExportDecoderStepper, type ImageTokens } from './export-stepper.js';
+import type { DecoderStepper } from './decoder-stepper.js';
 import { generateCaptions, readGenerationOptions, resolveGenerationOptions, type GenerationOptions } from './generate.js';
 import { readOptions } from '../util/options.js';
 
@@ -136,15 +138,29 @@ export class Captioner extends Engine {
     return 3 * this.config.image.size ** 2;
   }
 
-  /** Runs the image graph on preprocessed pixels [count, 3, size, size]: each decoder layer's image keys and values. */
-  async encodePixels(pixels: Float32Array, count: number): Promise<ImageKeysValues> {
+  /**
+   * Runs the image graph on preprocessed pixels [count, 3, size, size]: each decoder layer's image keys
+   * and values (graphs built here), or the image tokens (a ready export, whose decoder projects them
+   * at every step).
+   */
+  async encodePixels(pixels: Float32Array, count: number): Promise<ImageKeysValues | ImageTokens> {
     const n = this.config.image.size;
     if (!Number.isInteger(count) || count < 1 || pixels.length < count * this.floatsPerImage) {
       throw new RangeError(`encodePixels: ${pixels.length} floats do not hold ${count} images of 3x${n}x${n}`);
     }
+    const input = { pixel_values: tensor('float32', pixels.subarray(0, count * this.floatsPerImage), [count, 3, n, n]) };
+    const io = this.files.exportIo;
+    if (io) {
+      const out = (await this.image.run(input, { outputNames: [io.image.output] }))[io.image.output]!;
+      const [, tokens, width] = out.dims;
+      if (out.dims.length !== 3 || tokens !== imageTokenCount(this.config.vision) || width !== this.config.vision.width) {
+        throw new Img2PromptError(this.files.image, `${io.image.output} is [${out.dims.join(', ')}], expected [${count}, ${imageTokenCount(this.config.vision)}, ${this.config.vision.width}] from config.json`, { code: 'MODEL_MISMATCH' });
+      }
+      return { images: count, tokens: tokens!, width: width!, hidden: out.data as Float32Array };
+    }
     const layers = this.config.text.layers;
     const names = Array.from({ length: layers }, (_, i) => [`image_key_${i}`, `image_value_${i}`]).flat();
-    const out = await this.image.run({ pixel_values: tensor('float32', pixels.subarray(0, count * this.floatsPerImage), [count, 3, n, n]) }, { outputNames: names });
+    const out = await this.image.run(input, { outputNames: names });
     return {
       images: count,
       keys: Array.from({ length: layers }, (_, i) => out[`image_key_${i}`]!.data as Float32Array),
@@ -153,7 +169,12 @@ export class Captioner extends Engine {
   }
 
   /** A decoder over encoded images, for driving steps directly (tests, other searches). */
-  decoderFor(encoded: ImageKeysValues): OnnxDecoderStepper {
+  decoderFor(encoded: ImageKeysValues | ImageTokens): DecoderStepper<unknown> {
+    const io = this.files.exportIo;
+    if ('hidden' in encoded) {
+      if (!io) throw new TypeError('decoderFor: image tokens are what a ready export encodes; this captioner\'s graphs take keys and values');
+      return new ExportDecoderStepper(this.decoder, io.decoder, this.config, encoded);
+    }
     return new OnnxDecoderStepper(this.decoder, this.config, encoded, imageTokenCount(this.config.vision));
   }
 

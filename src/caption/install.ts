@@ -11,6 +11,7 @@ import { writeRandomCaptionCheckpoint } from './random-checkpoint.js';
 import { CAPTION_CONFIG_FILE, CAPTION_PREPROCESSOR_FILE, loadCaptionConfig } from './config.js';
 import { CAPTION_WEIGHTS_FILE } from './weights.js';
 import { ensureCaptionOnnx } from './onnx-cache.js';
+import { findCaptionExport } from './export-files.js';
 import { CaptionTokenizer } from './tokenizer.js';
 
 /**
@@ -80,7 +81,8 @@ export async function installRandomCaptioner(options: RandomCaptionerOptions): P
 }
 
 /**
- * Install a local Hugging Face captioner folder (BlipForConditionalGeneration or GitForCausalLM). The
+ * Install a local Hugging Face captioner folder (BlipForConditionalGeneration or GitForCausalLM, or a
+ * ready BLIP ONNX export with its config and tokenizer). The
  * copy is checked (weights against config.json, tokenizer against both, graphs built) before it
  * replaces anything; a problem is reported against the source folder's file.
  */
@@ -88,10 +90,13 @@ export async function importCaptioner(srcDir: string, name: string, options: Loc
   options = readLocalInstallOptions(options, 'importCaptioner()');
   // Refuse a folder we cannot caption with before anything is copied.
   const config = await loadCaptionConfig(srcDir);
-  for (const f of [CAPTION_WEIGHTS_FILE, 'tokenizer.json']) {
+  // A folder without the safetensors may hold a ready export instead (export-files.ts): its graphs are copied too.
+  const exported = existsSync(path.join(srcDir, CAPTION_WEIGHTS_FILE)) ? undefined : await findCaptionExport(srcDir);
+  for (const f of exported ? ['tokenizer.json'] : [CAPTION_WEIGHTS_FILE, 'tokenizer.json']) {
     if (!existsSync(path.join(srcDir, f))) throw new Img2PromptError(path.join(srcDir, f), `missing: a ${config.arch.toUpperCase()} captioner folder needs it`, { code: 'MODEL_MISSING' });
   }
-  const present = CAPTIONER_FILES.filter((f) => existsSync(path.join(srcDir, f)));
+  const graphFiles = exported ? [exported.image, exported.decoder].flatMap((g) => [g.file, ...g.header.externalFiles]).map((f) => path.relative(srcDir, f)) : [];
+  const present = [...CAPTIONER_FILES.filter((f) => existsSync(path.join(srcDir, f))), ...graphFiles];
   const pullable = await isPullable(name);
   return installWith(
     name,
@@ -99,6 +104,7 @@ export async function importCaptioner(srcDir: string, name: string, options: Loc
     async (staging) => {
       for (const f of present) {
         try {
+          await fs.mkdir(path.dirname(path.join(staging, f)), { recursive: true });
           await fs.copyFile(path.join(srcDir, f), path.join(staging, f));
         } catch (err) {
           throw new Img2PromptError(path.join(srcDir, f), `cannot copy: ${errorMessage(err)}`, { code: 'OUTPUT_FAILED', cause: err });

@@ -9,6 +9,8 @@ import { BLIP_GRAPH_VERSION, blipDecoderGraphBuilder, blipImageGraphBuilder } fr
 import { GIT_GRAPH_VERSION, gitDecoderGraphBuilder, gitImageGraphBuilder } from '../../models/graph/git-caption.js';
 import { loadCaptionCheckpoint, CAPTION_WEIGHTS_FILE, type BlipWeights, type GitWeights, type CaptionCheckpoint } from './weights.js';
 import { loadCaptionConfig, type CaptionConfig } from './config.js';
+import { captionExportHash, findCaptionExport, type CaptionExport } from './export-files.js';
+import type { CaptionDecoderIo, CaptionImageIo } from './export-io.js';
 
 /**
  * A captioner's two ONNX graphs (image encoder, decoder step; see models/graph/blip-caption.ts and
@@ -22,10 +24,14 @@ export const CAPTION_DECODER_ONNX = 'caption-decoder.onnx';
 const SIDECAR = 'caption-onnx.json';
 
 export interface CaptionOnnxFiles {
+  /** 'built': graphs built here from the safetensors; 'export': a ready export's graphs (export-files.ts). */
+  kind: 'built' | 'export';
+  /** A ready export's interface; undefined for built graphs. */
+  exportIo?: { image: CaptionImageIo; decoder: CaptionDecoderIo };
   image: string;
   decoder: string;
   config: CaptionConfig;
-  /** sha256 of model.safetensors: identifies the weights (for caches of captions). */
+  /** sha256 of model.safetensors (of an export: over its graphs): identifies the weights (for caches of captions). */
   weightHash: string;
 }
 
@@ -59,8 +65,16 @@ async function readSidecar(file: string): Promise<Partial<Sidecar> | undefined> 
   }
 }
 
+/**
+ * The captioner's two graphs in `dir`: built from its safetensors (see the file comment), or, in a
+ * folder without one, a ready BLIP export found by its tensors (export-files.ts).
+ */
 export async function ensureCaptionOnnx(dir: string): Promise<CaptionOnnxFiles> {
   const weightsFile = path.join(dir, CAPTION_WEIGHTS_FILE);
+  if (!existsSync(weightsFile)) {
+    const exported = await findCaptionExport(dir);
+    if (exported) return exportFiles(dir, exported);
+  }
   let stamp: FileStamp;
   try {
     stamp = fileStamp(await fs.stat(weightsFile));
@@ -80,7 +94,7 @@ export async function ensureCaptionOnnx(dir: string): Promise<CaptionOnnxFiles> 
     existsSync(image) &&
     existsSync(decoder)
   ) {
-    return { image, decoder, config, weightHash: side.weights.sha256 };
+    return { kind: 'built', image, decoder, config, weightHash: side.weights.sha256 };
   }
   const ckpt = await loadCaptionCheckpoint(dir);
   const sha256 = await sha256File(weightsFile);
@@ -96,5 +110,19 @@ export async function ensureCaptionOnnx(dir: string): Promise<CaptionOnnxFiles> 
   }
   const record: Sidecar = { graphVersion: captionGraphVersion(config.arch), weights: { sha256, stamp }, config: ckpt.config };
   await writeFileAtomic(sidecarFile, JSON.stringify(record, null, 2) + '\n');
-  return { image, decoder, config: ckpt.config, weightHash: sha256 };
+  return { kind: 'built', image, decoder, config: ckpt.config, weightHash: sha256 };
+}
+
+/** A ready export as the captioner opens it: BLIP only (GIT's exports feed the image differently). */
+async function exportFiles(dir: string, exp: CaptionExport): Promise<CaptionOnnxFiles> {
+  const config = await loadCaptionConfig(dir);
+  if (config.arch !== 'blip') {
+    throw new Img2PromptError(dir, `a ready ONNX export of a ${config.arch.toUpperCase()} captioner is not supported: import its ${CAPTION_WEIGHTS_FILE} instead`, { code: 'MODEL_MISMATCH' });
+  }
+  const layers = exp.decoder.io.cachedLayers;
+  if (layers > 0 && layers !== config.text.layers) {
+    throw new Img2PromptError(exp.decoder.file, `caches ${layers} decoder layers but config.json says ${config.text.layers}`, { code: 'MODEL_MISMATCH' });
+  }
+  const weightHash = await captionExportHash(dir, exp);
+  return { kind: 'export', exportIo: { image: exp.image.io, decoder: exp.decoder.io }, image: exp.image.file, decoder: exp.decoder.file, config, weightHash };
 }

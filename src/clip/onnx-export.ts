@@ -1,10 +1,7 @@
 import { promises as fs, existsSync } from 'node:fs';
 import path from 'node:path';
 import { Img2PromptError } from '../util/errors.js';
-import { writeFileAtomic } from '../util/atomic-write.js';
-import { sha256Bytes } from '../models/sha256.js';
-import { sameStamp } from '../models/file-stamp.js';
-import { stampedHash, type StampedHash } from '../models/built-files.js';
+import { exportFilesHash } from '../models/export-hash.js';
 import { readOnnxHeader, type OnnxHeader } from './onnx-header.js';
 import { classifyTower, type TowerIo } from './tower-io.js';
 
@@ -76,30 +73,8 @@ export async function findClipExport(dir: string): Promise<ClipExport | undefine
   return undefined;
 }
 
-/**
- * sha256 identifying the export's weights: over both towers' graphs and every external-data file they
- * read, so changing either tower changes it. Per-file hashes are remembered by file stamp in a
- * sidecar, so a multi-gigabyte export is hashed once, not at every open. `onRehashed` sees each file
- * that had to be hashed again (its stamp moved), e.g. to check it against the install record.
- */
+/** sha256 identifying the export's weights (both towers and their external data; see exportFilesHash). */
 export async function exportWeightHash(dir: string, exp: ClipExport, onRehashed?: (file: string, sha256: string) => void): Promise<string> {
-  const sidecar = path.join(dir, HASH_SIDECAR);
-  const known = (await fs.readFile(sidecar, 'utf8').then((s) => JSON.parse(s) as Record<string, StampedHash>).catch(() => ({}))) as Record<string, StampedHash>;
-  const next: Record<string, StampedHash> = {};
-  const lines: string[] = [];
-  for (const t of [exp.vision, exp.text]) {
-    for (const file of [t.file, ...t.header.externalFiles]) {
-      const rel = path.relative(dir, file);
-      if (!existsSync(file)) throw new Img2PromptError(file, `external data of ${path.basename(t.file)} missing`, { code: 'MODEL_MISSING' });
-      const now = await stampedHash(file, known[rel]);
-      if (!sameStamp(known[rel], now)) onRehashed?.(file, now.sha256);
-      next[rel] = now;
-      lines.push(`${t.io.tower} ${rel} ${now.sha256}`);
-    }
-  }
-  if (JSON.stringify(next) !== JSON.stringify(known)) {
-    // A read-only model folder just means hashing again next time.
-    await writeFileAtomic(sidecar, JSON.stringify(next, null, 2) + '\n').catch(() => {});
-  }
-  return sha256Bytes(lines.join('\n') + '\n');
+  const graphs = [exp.vision, exp.text].map((t) => ({ role: t.io.tower, file: t.file, externalFiles: t.header.externalFiles }));
+  return exportFilesHash(dir, graphs, HASH_SIDECAR, onRehashed);
 }
