@@ -8,9 +8,9 @@ import { loadCaptionCheckpoint, type BlipWeights } from '../src/caption/weights.
 import type { BlipCaptionConfig } from '../src/caption/config.js';
 import { classifyCaptionGraph } from '../src/caption/export-io.js';
 import { importCaptioner } from '../src/caption/install.js';
-import type { EarlyStopping } from '../src/caption/beam-search.js';
 import { Img2PromptError } from '../src/util/errors.js';
 import { blipExportDecoderGraph, blipExportImageGraph } from './helpers/blip-export-graphs.js';
+import { generationOptionsOf } from './helpers/generate-options.js';
 import { asset, KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
 
 /**
@@ -48,19 +48,6 @@ describe('the interface of torch exports of transformers\' BLIP', () => {
   });
 });
 
-function optionsOf(o: Record<string, unknown>) {
-  return {
-    numBeams: o.num_beams as number,
-    maxLength: o.max_length as number,
-    minLength: o.min_length as number,
-    noRepeatNgramSize: (o.no_repeat_ngram_size as number | undefined) ?? 0,
-    repetitionPenalty: (o.repetition_penalty as number | undefined) ?? 1,
-    lengthPenalty: (o.length_penalty as number | undefined) ?? 1,
-    earlyStopping: (o.early_stopping as EarlyStopping | undefined) ?? false,
-    prefix: o.prefix as string,
-  };
-}
-
 describe('a ready BLIP export folder', () => {
   const root = tempDir('img2prompt-caption-export-');
   const dir = path.join(root, 'blip-tiny-onnx');
@@ -86,7 +73,7 @@ describe('a ready BLIP export folder', () => {
     let compared = 0;
     for (const g of parity.generate) {
       const got: number[][] = [];
-      for await (const r of captioner.run(files, { ...optionsOf(g.options), batchSize: files.length })) got.push(r.tokens!);
+      for await (const r of captioner.run(files, { ...generationOptionsOf(g.options), batchSize: files.length })) got.push(r.tokens!);
       expect(got, JSON.stringify(g.options)).toEqual(g.tokens);
       compared += got.length;
     }

@@ -5,10 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Captioner } from '../src/caption/captioner.js';
 import { captionArchitectureConfig } from '../src/caption/architectures.js';
 import { writeRandomCaptionCheckpoint } from '../src/caption/random-checkpoint.js';
-import type { GenerationOptions } from '../src/caption/generate.js';
-import type { EarlyStopping } from '../src/caption/beam-search.js';
 import { loadBatches } from '../src/image/batch-loader.js';
 import { hashFile } from '../src/models/sha256.js';
+import { generationOptionsOf } from './helpers/generate-options.js';
 import { asset, KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
 
 /**
@@ -54,20 +53,6 @@ function pixelHash(px: Float32Array, mean: readonly number[], std: readonly numb
     for (let i = 0; i < plane; i++) u8[c * plane + i] = Math.min(255, Math.max(0, Math.round((px[c * plane + i]! * std[c]! + mean[c]!) * 255)));
   }
   return createHash('sha256').update(u8).digest('hex');
-}
-
-/** transformers' generate() keyword arguments as the engine's options. */
-function optionsOf(o: Record<string, unknown>): GenerationOptions & { prefix: string } {
-  return {
-    numBeams: o.num_beams as number,
-    maxLength: o.max_length as number,
-    minLength: o.min_length as number,
-    noRepeatNgramSize: (o.no_repeat_ngram_size as number | undefined) ?? 0,
-    repetitionPenalty: (o.repetition_penalty as number | undefined) ?? 1,
-    lengthPenalty: (o.length_penalty as number | undefined) ?? 1,
-    earlyStopping: (o.early_stopping as EarlyStopping | undefined) ?? false,
-    prefix: o.prefix as string,
-  };
 }
 
 function describeSetting(o: Record<string, unknown>): string {
@@ -156,7 +141,7 @@ describe.each(models)('captioner parity with transformers: %s', (name) => {
     let agreements = 0;
     let total = 0;
     for (const g of fixture.generate) {
-      const options = optionsOf(g.options);
+      const options = generationOptionsOf(g.options);
       const got = await captioner.captionPixels(pixels, fixture.images.length, options);
       const same = got.filter((c, i) => JSON.stringify(c.tokens) === JSON.stringify(g.tokens[i])).length;
       agreements += same;
