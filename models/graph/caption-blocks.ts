@@ -37,9 +37,9 @@ export function causalBiasAfterPast(b: GraphBuilder, pastLen: string, seqLen: st
  */
 export function embedAfterPast(b: GraphBuilder, t: TextDecoderConfig, w: TextDecoderWeights, ids: string, pastLen: string, seqLen: string): { hidden: string; table: string } {
   return b.scoped('embeddings', () => {
-    const table = b.initializer('word_embeddings', w.wordEmbeddings, [t.vocabSize, t.width]);
+    const table = b.weight('word_embeddings', w.wordEmbeddings, [t.vocabSize, t.width]);
     const words = b.op('Gather', [table, ids], { axis: 0 }, 'words');
-    const posTable = b.initializer('position_embeddings', w.positionEmbeddings, [t.maxPositions, t.width]);
+    const posTable = b.weight('position_embeddings', w.positionEmbeddings, [t.maxPositions, t.width]);
     const end = b.op('Add', [pastLen, seqLen], {}, 'end');
     const pos = b.op('Slice', [posTable, pastLen, end, b.constInt64([0])], {}, 'positions');
     const hidden = layerNorm(b, b.op('Add', [words, pos]), { ...w.embeddingsLn, epsilon: t.lnEps, name: 'LayerNorm' });
@@ -75,10 +75,18 @@ function mergeHeadsOf(b: GraphBuilder, x: string, width: number): string {
   return b.op('Reshape', [b.op('Transpose', [x], { perm: [0, 2, 1, 3] }), b.constInt64([0, 0, width])], {}, 'merge_heads');
 }
 
-/** QKᵀ/√d as BERT computes it (the division after the product). */
+/**
+ * QKᵀ/√d as BERT computes it (the division after the product), in float32 whatever the graph's
+ * precision: the masks are added and the softmax taken in float32 (see onnx-builder.ts).
+ */
 function scores(b: GraphBuilder, q: string, k: string, headDim: number, name: string): string {
   const kT = b.op('Transpose', [k], { perm: [0, 1, 3, 2] });
-  return b.op('Div', [b.op('MatMul', [q, kT]), b.constFloat(Math.sqrt(headDim))], {}, name);
+  return b.op('Div', [b.toFloat32(b.op('MatMul', [q, kT]), `${name}_float32`), b.constFloat(Math.sqrt(headDim))], {}, name);
+}
+
+/** Softmax over float32 scores, handed back in the graph's activation type for the product with the values. */
+function probabilities(b: GraphBuilder, scoresFloat32: string): string {
+  return b.toActivations(softmax(b, scoresFloat32, -1), 'probs');
 }
 
 /** A trailing dimension: a fixed size, or an int64 [1] value computed in the graph. */
@@ -148,13 +156,13 @@ export function selfAttentionStep(
     const own = b.op('Add', [scores(b, q, present.key, D, 'own_scores'), o.causalBias]);
     let context: string;
     if (!o.prefix) {
-      context = b.op('MatMul', [softmax(b, own, -1), present.value], {}, 'context');
+      context = b.op('MatMul', [probabilities(b, own), present.value], {}, 'context');
     } else {
       const { images } = o.prefix;
       const prefixLen = dimOf(b, o.prefix.key, 2, 'prefix_len');
       const grouped = groupRows(b, q, images, t.heads, o.seqLen, D);
       const prefixScores = ungroupRows(b, scores(b, grouped, o.prefix.key, D, 'prefix_scores'), images, t.heads, o.seqLen, prefixLen);
-      const probs = softmax(b, b.op('Concat', [prefixScores, own], { axis: -1 }), -1);
+      const probs = probabilities(b, b.op('Concat', [prefixScores, own], { axis: -1 }));
       const sizes = b.op('Concat', [prefixLen, dimOf(b, present.key, 2, 'own_len')], { axis: 0 });
       const [prefixProbs, ownProbs] = b.node('Split', [probs, sizes], { axis: -1 }, { outputs: 2, name: 'split_probs' }) as [string, string];
       const fromPrefix = ungroupRows(b, b.op('MatMul', [groupRows(b, prefixProbs, images, t.heads, o.seqLen, prefixLen), o.prefix.value]), images, t.heads, o.seqLen, D);
@@ -179,7 +187,7 @@ export function crossAttentionStep(
   const D = t.width / t.heads;
   return b.scoped('crossattention', () => {
     const q = groupRows(b, projectHeads(b, x, w.query, t.width, t, 'query'), o.images, t.heads, o.seqLen, D);
-    const probs = softmax(b, scores(b, q, o.key, D, 'scores'), -1);
+    const probs = probabilities(b, scores(b, q, o.key, D, 'scores'));
     const context = ungroupRows(b, b.op('MatMul', [probs, o.value]), o.images, t.heads, o.seqLen, D);
     return postLnOutput(b, mergeHeadsOf(b, context, t.width), x, w.output, w.ln, t.width, t.width, t.lnEps, 'output');
   });
@@ -197,16 +205,16 @@ export function lastPosition(b: GraphBuilder, h: string, seqLen: string): string
 export function pastInputs(b: GraphBuilder, t: TextDecoderConfig): PastKeysValues[] {
   const D = t.width / t.heads;
   return Array.from({ length: t.layers }, (_, i) => ({
-    key: b.input(`past_key_${i}`, 'float32', ['rows', t.heads, 'past', D]),
-    value: b.input(`past_value_${i}`, 'float32', ['rows', t.heads, 'past', D]),
+    key: b.input(`past_key_${i}`, b.activationType, ['rows', t.heads, 'past', D]),
+    value: b.input(`past_value_${i}`, b.activationType, ['rows', t.heads, 'past', D]),
   }));
 }
 
 /** Declare a layer's present keys/values as outputs (the next step's past). */
 export function presentOutputs(b: GraphBuilder, t: TextDecoderConfig, i: number, present: PastKeysValues): void {
   const D = t.width / t.heads;
-  b.output(present.key, `present_key_${i}`, 'float32', ['rows', t.heads, 'total', D]);
-  b.output(present.value, `present_value_${i}`, 'float32', ['rows', t.heads, 'total', D]);
+  b.output(present.key, `present_key_${i}`, b.activationType, ['rows', t.heads, 'total', D]);
+  b.output(present.value, `present_value_${i}`, b.activationType, ['rows', t.heads, 'total', D]);
 }
 
 /**
@@ -219,7 +227,7 @@ export function bidirectionalAttention(b: GraphBuilder, t: TextDecoderConfig, x:
     const q = projectHeads(b, x, w.query, t.width, t, 'query');
     const key = projectHeads(b, x, w.key, t.width, t, 'key');
     const value = projectHeads(b, x, w.value, t.width, t, 'value');
-    const context = b.op('MatMul', [softmax(b, scores(b, q, key, D, 'scores'), -1), value], {}, 'context');
+    const context = b.op('MatMul', [probabilities(b, scores(b, q, key, D, 'scores')), value], {}, 'context');
     const out = postLnOutput(b, mergeHeadsOf(b, context, t.width), x, w.output, w.ln, t.width, t.width, t.lnEps, 'output');
     return { out, key, value };
   });

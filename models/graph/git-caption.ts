@@ -1,5 +1,6 @@
 import { imageTokenCount, type GitCaptionConfig } from '../../src/caption/config.js';
 import type { GitWeights } from '../../src/caption/weights.js';
+import type { Precision } from '../../src/runtime/precision.js';
 import { GraphBuilder, dimOf, layerNorm, linear } from './onnx-builder.js';
 import {
   bidirectionalAttention, causalBiasAfterPast, embedAfterPast, feedForward, keysValues, lastPosition, pastInputs, presentOutputs, selfAttentionStep,
@@ -21,12 +22,15 @@ import { vitHiddenStates } from './vit-encoder.js';
  *   logits [rows, vocab] of the last new token and present_key_i / present_value_i [rows, H, P+S, D].
  *   Text tokens take positions 0.. of the text (the image tokens have none), attend to every image
  *   token and causally to the text: one softmax over both.
+ *
+ * Precision as for BLIP (blip-caption.ts): in fp16 the image prefix and the past are half, the
+ * scores and softmax float32, and the logits float32 before the output bias is added.
  */
 
 /** Bump when the graphs change, so cached .onnx files are rebuilt. */
 export const GIT_GRAPH_VERSION = 1;
 
-export function gitImageGraphBuilder(c: GitCaptionConfig, w: GitWeights): GraphBuilder {
+export function gitImageGraphBuilder(c: GitCaptionConfig, w: GitWeights, precision: Precision = 'fp32'): GraphBuilder {
   const v = c.vision;
   const t = c.text;
   const M = imageTokenCount(v);
@@ -35,27 +39,28 @@ export function gitImageGraphBuilder(c: GitCaptionConfig, w: GitWeights): GraphB
     producerName: 'img2prompt',
     producerVersion: `git-image-graph-${GIT_GRAPH_VERSION}`,
     docString: 'GIT image encoder + projection, then each text-decoder layer\'s keys/values of the image tokens (a cached prefix)',
+    precision,
   });
   const pixels = b.input('pixel_values', 'float32', ['images', 3, v.imageSize, v.imageSize]);
-  const visual = b.scoped('image_encoder', () => vitHiddenStates(b, pixels, v, w.vision));
+  const visual = b.scoped('image_encoder', () => vitHiddenStates(b, b.toActivations(pixels, 'pixels'), v, w.vision));
   let x = b.scoped('visual_projection', () => {
     const p = linear(b, visual, { weight: w.projection.weight, bias: w.projection.bias, inFeatures: v.width, outFeatures: t.width, name: 'linear' });
     return layerNorm(b, p, { ...w.projectionLn, epsilon: c.projectionLnEps, name: 'LayerNorm' });
   });
-  b.output(x, 'image_tokens', 'float32', ['images', M, t.width]);
+  b.output(b.toFloat32(x, 'image_tokens_float32'), 'image_tokens', 'float32', ['images', M, t.width]);
   w.text.layers.forEach((layer, i) => {
     x = b.scoped(`layer.${i}`, () => {
       const last = i === w.text.layers.length - 1;
       const kv = last ? { out: '', ...keysValues(b, t, x, layer.selfAttention) } : bidirectionalAttention(b, t, x, layer.selfAttention);
-      b.output(kv.key, `image_key_${i}`, 'float32', ['images', t.heads, M, D]);
-      b.output(kv.value, `image_value_${i}`, 'float32', ['images', t.heads, M, D]);
+      b.output(kv.key, `image_key_${i}`, b.activationType, ['images', t.heads, M, D]);
+      b.output(kv.value, `image_value_${i}`, b.activationType, ['images', t.heads, M, D]);
       return last ? x : feedForward(b, t, kv.out, layer);
     });
   });
   return b;
 }
 
-export function gitDecoderGraphBuilder(c: GitCaptionConfig, w: GitWeights): GraphBuilder {
+export function gitDecoderGraphBuilder(c: GitCaptionConfig, w: GitWeights, precision: Precision = 'fp32'): GraphBuilder {
   const t = c.text;
   const M = imageTokenCount(c.vision);
   const D = t.width / t.heads;
@@ -63,12 +68,13 @@ export function gitDecoderGraphBuilder(c: GitCaptionConfig, w: GitWeights): Grap
     producerName: 'img2prompt',
     producerVersion: `git-decoder-graph-${GIT_GRAPH_VERSION}`,
     docString: 'GIT text decoder, one generation step: new tokens + past and image-prefix keys/values → next-token logits + present keys/values',
+    precision,
   });
   const ids = b.input('input_ids', 'int64', ['rows', 'sequence']);
   const pasts = pastInputs(b, t);
   const prefixes = Array.from({ length: t.layers }, (_, i) => ({
-    key: b.input(`image_key_${i}`, 'float32', ['images', t.heads, M, D]),
-    value: b.input(`image_value_${i}`, 'float32', ['images', t.heads, M, D]),
+    key: b.input(`image_key_${i}`, b.activationType, ['images', t.heads, M, D]),
+    value: b.input(`image_value_${i}`, b.activationType, ['images', t.heads, M, D]),
   }));
   const seqLen = dimOf(b, ids, 1, 'seq_len');
   const pastLen = dimOf(b, pasts[0]!.key, 2, 'past_len');
@@ -83,7 +89,10 @@ export function gitDecoderGraphBuilder(c: GitCaptionConfig, w: GitWeights): Grap
     });
   });
   const last = lastPosition(b, h, seqLen);
-  const logits = linear(b, last, { weight: w.output.weight, bias: w.output.bias, inFeatures: t.width, outFeatures: t.vocabSize, name: 'output' });
+  const head = { weight: w.output.weight, inFeatures: t.width, outFeatures: t.vocabSize, name: 'output' };
+  const logits = b.activationType === 'float32'
+    ? linear(b, last, { ...head, bias: w.output.bias })
+    : b.op('Add', [b.toFloat32(linear(b, last, head), 'logits_float32'), b.initializer('output.bias', w.output.bias, [t.vocabSize])], {}, 'output_bias');
   b.output(logits, 'logits', 'float32', ['rows', t.vocabSize]);
   return b;
 }

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { Session, tensor, type ExecutionProvider, type SessionOptions } from '../runtime/session.js';
+import { Session, defaultProviders, tensor, type ExecutionProvider, type SessionOptions } from '../runtime/session.js';
 import { Img2PromptError } from '../util/errors.js';
 import { readInstallRecord } from '../models/cache.js';
 import { resolveModelDir } from '../clip/model.js';
@@ -11,11 +11,12 @@ import { Engine } from '../engine/engine.js';
 import { imageTokenCount, type CaptionConfig } from './config.js';
 import { ensureCaptionOnnx, type CaptionOnnxFiles } from './onnx-cache.js';
 import { CaptionTokenizer } from './tokenizer.js';
-import { OnnxDecoderStepper, type ImageKeysValues } from './onnx-stepper.js';
+import { OnnxDecoderStepper, type ImageKeysValues, type KvArray } from './onnx-stepper.js';
 import { ExportDecoderStepper, type ImageTokens } from './export-stepper.js';
 import type { DecoderStepper } from './decoder-stepper.js';
 import { generateCaptions, readGenerationOptions, resolveGenerationOptions, type GenerationOptions } from './generate.js';
 import { readOptions } from '../util/options.js';
+import { PRECISIONS, precisionFor, requestedPrecision, type Precision } from '../runtime/precision.js';
 
 /**
  * An image captioner (BLIP or GIT, from a Hugging Face folder) on the native runtime:
@@ -39,6 +40,12 @@ export interface CaptionerOpenOptions {
   sessionOptions?: SessionOptions;
   /** Cancels the open (building the graphs of a large model takes a while). */
   signal?: AbortSignal;
+  /**
+   * Graphs built from the checkpoint in 'fp32' or 'fp16' (half weights, image keys/values and cache;
+   * scores, softmax and logits in float32). Default: IMG2PROMPT_PRECISION, else fp16 when the
+   * session is tried on CUDA first and fp32 on the CPU. A ready export runs as exported.
+   */
+  precision?: Precision;
 }
 
 
@@ -102,11 +109,21 @@ export class Captioner extends Engine {
       model: o.string('model'),
       sessionOptions: o.object<SessionOptions>('sessionOptions'),
       signal: o.object<AbortSignal>('signal'),
+      precision: o.oneOf('precision', PRECISIONS),
     };
     o.done();
     options.signal?.throwIfAborted();
     const dir = resolveModelDir(options.model ?? DEFAULT_CAPTION_MODEL);
-    const files = await ensureCaptionOnnx(dir);
+    const requested = requestedPrecision(options.precision);
+    const captioner = await Captioner.openAs(dir, options, requested ?? precisionFor(options.sessionOptions?.providers ?? defaultProviders()));
+    if (requested || captioner.files.precision !== 'fp16' || captioner.provider === 'cuda') return captioner;
+    // CUDA was expected but the sessions fell back to the CPU, where fp16 only adds casts.
+    captioner.close();
+    return Captioner.openAs(dir, options, 'fp32');
+  }
+
+  private static async openAs(dir: string, options: CaptionerOpenOptions, precision: Precision): Promise<Captioner> {
+    const files = await ensureCaptionOnnx(dir, precision);
     options.signal?.throwIfAborted();
     const tokenizer = await CaptionTokenizer.load(dir, files.config);
     const record = await readInstallRecord(dir).catch(() => undefined);
@@ -163,8 +180,8 @@ export class Captioner extends Engine {
     const out = await this.image.run(input, { outputNames: names });
     return {
       images: count,
-      keys: Array.from({ length: layers }, (_, i) => out[`image_key_${i}`]!.data as Float32Array),
-      values: Array.from({ length: layers }, (_, i) => out[`image_value_${i}`]!.data as Float32Array),
+      keys: Array.from({ length: layers }, (_, i) => out[`image_key_${i}`]!.data as KvArray),
+      values: Array.from({ length: layers }, (_, i) => out[`image_value_${i}`]!.data as KvArray),
     };
   }
 

@@ -9,6 +9,7 @@ import { BLIP_GRAPH_VERSION, blipDecoderGraphBuilder, blipImageGraphBuilder } fr
 import { GIT_GRAPH_VERSION, gitDecoderGraphBuilder, gitImageGraphBuilder } from '../../models/graph/git-caption.js';
 import { loadCaptionCheckpoint, CAPTION_WEIGHTS_FILE, type BlipWeights, type GitWeights, type CaptionCheckpoint } from './weights.js';
 import { loadCaptionConfig, type CaptionConfig } from './config.js';
+import type { Precision } from '../runtime/precision.js';
 import { captionExportHash, findCaptionExport, type CaptionExport } from './export-files.js';
 import type { CaptionDecoderIo, CaptionImageIo } from './export-io.js';
 
@@ -23,9 +24,20 @@ export const CAPTION_IMAGE_ONNX = 'caption-image.onnx';
 export const CAPTION_DECODER_ONNX = 'caption-decoder.onnx';
 const SIDECAR = 'caption-onnx.json';
 
+/**
+ * The built graphs of one precision: fp32 keeps the names it always had, fp16 puts the precision
+ * before the extension, so switching precision never rebuilds the other one.
+ */
+export function captionGraphNames(precision: Precision): { image: string; decoder: string; sidecar: string } {
+  if (precision === 'fp32') return { image: CAPTION_IMAGE_ONNX, decoder: CAPTION_DECODER_ONNX, sidecar: SIDECAR };
+  return { image: `caption-image.${precision}.onnx`, decoder: `caption-decoder.${precision}.onnx`, sidecar: `caption-onnx.${precision}.json` };
+}
+
 export interface CaptionOnnxFiles {
   /** 'built': graphs built here from the safetensors; 'export': a ready export's graphs (export-files.ts). */
   kind: 'built' | 'export';
+  /** The precision of built graphs; undefined for a ready export, which runs as it was exported. */
+  precision: Precision | undefined;
   /** A ready export's interface; undefined for built graphs. */
   exportIo?: { image: CaptionImageIo; decoder: CaptionDecoderIo };
   image: string;
@@ -47,14 +59,14 @@ export function captionGraphVersion(arch: CaptionConfig['arch']): string {
 }
 
 /** The builders of a checkpoint's architecture. */
-export function captionGraphBuilders(ckpt: Pick<CaptionCheckpoint, 'config' | 'weights'>): { image: () => GraphBuilder; decoder: () => GraphBuilder } {
+export function captionGraphBuilders(ckpt: Pick<CaptionCheckpoint, 'config' | 'weights'>, precision: Precision = 'fp32'): { image: () => GraphBuilder; decoder: () => GraphBuilder } {
   const { config, weights } = ckpt;
   if (config.arch === 'blip') {
     const w = weights as BlipWeights;
-    return { image: () => blipImageGraphBuilder(config, w), decoder: () => blipDecoderGraphBuilder(config, w) };
+    return { image: () => blipImageGraphBuilder(config, w, precision), decoder: () => blipDecoderGraphBuilder(config, w, precision) };
   }
   const w = weights as GitWeights;
-  return { image: () => gitImageGraphBuilder(config, w), decoder: () => gitDecoderGraphBuilder(config, w) };
+  return { image: () => gitImageGraphBuilder(config, w, precision), decoder: () => gitDecoderGraphBuilder(config, w, precision) };
 }
 
 async function readSidecar(file: string): Promise<Partial<Sidecar> | undefined> {
@@ -69,7 +81,7 @@ async function readSidecar(file: string): Promise<Partial<Sidecar> | undefined> 
  * The captioner's two graphs in `dir`: built from its safetensors (see the file comment), or, in a
  * folder without one, a ready BLIP export found by its tensors (export-files.ts).
  */
-export async function ensureCaptionOnnx(dir: string): Promise<CaptionOnnxFiles> {
+export async function ensureCaptionOnnx(dir: string, precision: Precision = 'fp32'): Promise<CaptionOnnxFiles> {
   const weightsFile = path.join(dir, CAPTION_WEIGHTS_FILE);
   if (!existsSync(weightsFile)) {
     const exported = await findCaptionExport(dir);
@@ -81,9 +93,10 @@ export async function ensureCaptionOnnx(dir: string): Promise<CaptionOnnxFiles> 
   } catch (err) {
     throw new Img2PromptError(weightsFile, `cannot read the captioner's weights: ${errorMessage(err)}`, { code: 'MODEL_MISSING', cause: err });
   }
-  const image = path.join(dir, CAPTION_IMAGE_ONNX);
-  const decoder = path.join(dir, CAPTION_DECODER_ONNX);
-  const sidecarFile = path.join(dir, SIDECAR);
+  const names = captionGraphNames(precision);
+  const image = path.join(dir, names.image);
+  const decoder = path.join(dir, names.decoder);
+  const sidecarFile = path.join(dir, names.sidecar);
   const config = await loadCaptionConfig(dir);
   const side = await readSidecar(sidecarFile);
   if (
@@ -94,11 +107,11 @@ export async function ensureCaptionOnnx(dir: string): Promise<CaptionOnnxFiles> 
     existsSync(image) &&
     existsSync(decoder)
   ) {
-    return { kind: 'built', image, decoder, config, weightHash: side.weights.sha256 };
+    return { kind: 'built', precision, image, decoder, config, weightHash: side.weights.sha256 };
   }
   const ckpt = await loadCaptionCheckpoint(dir);
   const sha256 = await sha256File(weightsFile);
-  const builders = captionGraphBuilders(ckpt);
+  const builders = captionGraphBuilders(ckpt, precision);
   try {
     // The sidecar goes first: a build cut short leaves no record claiming the graphs are current.
     await fs.rm(sidecarFile, { force: true });
@@ -110,7 +123,7 @@ export async function ensureCaptionOnnx(dir: string): Promise<CaptionOnnxFiles> 
   }
   const record: Sidecar = { graphVersion: captionGraphVersion(config.arch), weights: { sha256, stamp }, config: ckpt.config };
   await writeFileAtomic(sidecarFile, JSON.stringify(record, null, 2) + '\n');
-  return { kind: 'built', image, decoder, config: ckpt.config, weightHash: sha256 };
+  return { kind: 'built', precision, image, decoder, config: ckpt.config, weightHash: sha256 };
 }
 
 /** A ready export as the captioner opens it: BLIP only (GIT's exports feed the image differently). */
@@ -124,5 +137,5 @@ async function exportFiles(dir: string, exp: CaptionExport): Promise<CaptionOnnx
     throw new Img2PromptError(exp.decoder.file, `caches ${layers} decoder layers but config.json says ${config.text.layers}`, { code: 'MODEL_MISMATCH' });
   }
   const weightHash = await captionExportHash(dir, exp);
-  return { kind: 'export', exportIo: { image: exp.image.io, decoder: exp.decoder.io }, image: exp.image.file, decoder: exp.decoder.file, config, weightHash };
+  return { kind: 'export', precision: undefined, exportIo: { image: exp.image.io, decoder: exp.decoder.io }, image: exp.image.file, decoder: exp.decoder.file, config, weightHash };
 }
