@@ -11,6 +11,12 @@ import { sealJson, sealProblem } from '../util/sealed-json.js';
 import type { FittedFor } from './linear-map.js';
 import { HEAD_KINDS, PromptHead, type HeadKind, type HeadTraining, type HeadWeights } from './head.js';
 
+/** A head as the engine options give it: the name it joins the ensemble under (`head:NAME`) and its file. */
+export interface HeadMemberSpec {
+  name: string;
+  file: string;
+}
+
 const FORMAT = 'img2prompt-head';
 const VERSION = 1;
 
