@@ -11,6 +11,7 @@ import { loadHead, saveHead } from '../src/predict/head-file.js';
 import { splitMemberSpecs } from '../src/cli/options.js';
 import { chooseMembers, parseBuiltInMemberList, parseMemberList } from '../src/predict/members.js';
 import { readSubmission } from '../src/submission/submission-csv.js';
+import { PredictEngine } from '../src/predict/predict.js';
 import { KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
 import { runCliInProcess } from './helpers/cli.js';
 import { copyKaggleImages, restoreHome, useTinyClipHome, writeSmallBankAndLabels } from './helpers/tiny-clip-home.js';
@@ -92,6 +93,43 @@ describe('fit-head and predict --member NAME=head.json', () => {
     const fitted = JSON.parse(fs.readFileSync(weights, 'utf8')).members as Record<string, number>;
     expect(Object.keys(fitted)).toEqual(['knn', 'head:h']);
     expect(fitted['knn']! + fitted['head:h']!).toBeCloseTo(1, 9);
+  });
+
+  it('eval takes the head like predict does and scores it beside the other members', async () => {
+    const report = path.join(work, 'report');
+    const r = await runCliInProcess(['eval', '--images', images, '--truth', TRUTH, '--folds', '3', '--members', 'knn,head:h', '--member', `h=${headFile}`, '-o', report, ...common], home);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^head:h\s+-?[0-9.]+\s+\[-?[0-9.]+, -?[0-9.]+\]\s+[0-9.]+$/m);
+    const json = JSON.parse(fs.readFileSync(path.join(report, 'report.json'), 'utf8')) as { scores: { name: string }[] };
+    expect(json.scores.map((s) => s.name)).toEqual(['knn', 'head:h', 'ensemble']);
+  });
+
+  it('a checkpoint written with one head refuses to resume with another', async () => {
+    const bankFile = common[common.indexOf('--prompts-bank') + 1]!;
+    const labelsDir = common[common.indexOf('--labels-dir') + 1]!;
+    const other = path.join(work, 'other-head.json');
+    const h = await loadHead(headFile);
+    const shifted = (h.weights as { map: Float32Array }).map.map((v, i) => (i % 5 === 0 ? v + 0.01 : v));
+    await saveHead(other, new PromptHead({ kind: 'ridge', map: shifted }, h.clipDim, h.textDim, h.training, h.fittedFor));
+    const checkpoint = path.join(work, 'head.ckpt');
+    const inputs = fs.readdirSync(images).sort().slice(0, 2).map((f) => path.join(images, f));
+    const open = (file: string) => PredictEngine.open({ model: 'tiny', promptsBank: [bankFile], labelsDir, members: ['head:h'], heads: [{ name: 'h', file }] });
+    const engine = await open(headFile);
+    try {
+      expect(engine.heads.map((x) => x.name)).toEqual(['head:h']);
+      for await (const r of engine.run(inputs, { checkpoint })) expect(r.members['head:h']).toHaveLength(DIM);
+    } finally {
+      engine.close();
+    }
+    const again = await open(other);
+    try {
+      const run = async () => {
+        for await (const r of again.run(inputs, { checkpoint, resume: true })) void r;
+      };
+      await expect(run()).rejects.toThrow(/option heads: /);
+    } finally {
+      again.close();
+    }
   });
 
   it('fit-head --kind mlp writes an MLP head predict can use', async () => {
