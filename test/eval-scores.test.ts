@@ -109,6 +109,8 @@ describe('evaluate', () => {
     const { truth, predictions } = planted();
     expect(() => evaluate({ [ENSEMBLE]: predictions.exact }, truth, DIM)).toThrow('a member may not be called "ensemble"');
     expect(() => evaluate(predictions, truth, DIM, { folds: 11, label: 'truth.csv' })).toThrow('truth.csv: 10 images with known prompts are too few for 11-fold cross-validation');
+    expect(() => evaluate(predictions, truth, DIM, { fold: 3 } as never)).toThrow(new TypeError('evaluate(): unknown option "fold" (did you mean "folds"?)'));
+    expect(() => bootstrapMean([1], { resamples: 0 })).toThrow(RangeError);
   });
 });
 

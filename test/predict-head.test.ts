@@ -100,6 +100,12 @@ describe('MLP head', () => {
     expect(mlpScore).toBeGreaterThan(ridgeScore + 0.5);
   });
 
+  it('checks its options through the options reader', () => {
+    const X = gaussians(20 * 2, 1), Y = gaussians(20 * 2, 2);
+    expect(() => PromptHead.fit(X, 2, Y, 2, FOR, { kind: 'lasso' as never })).toThrow(RangeError);
+    expect(() => PromptHead.fit(X, 2, Y, 2, FOR, { kind: 'mlp', mlp: { hiden: 4 } as never })).toThrow('PromptHead.fit(): mlp: unknown option "hiden" (did you mean "hidden"?)');
+  });
+
   it('is seeded: the same seed gives the same weights', () => {
     const X = gaussians(60 * 4, 21), Y = gaussians(60 * 3, 22);
     const a = PromptHead.fit(X, 4, Y, 3, FOR, { kind: 'mlp', seed: 7, mlp: { hidden: 8, maxEpochs: 5 } });

@@ -4,6 +4,7 @@
  * CV folds are), so a report's intervals are the same on every machine.
  */
 import { seededRandom } from '../predict/seeded.js';
+import { readOptions } from '../util/options.js';
 
 export interface BootstrapOptions {
   /** Resamples; default 2000. */
@@ -21,14 +22,15 @@ export interface MeanInterval {
 
 /** The mean of `values` and its percentile bootstrap interval. */
 export function bootstrapMean(values: readonly number[], options: BootstrapOptions = {}): MeanInterval {
+  const o = readOptions(options, 'bootstrapMean()');
+  const resamples = o.int('resamples', { min: 1 }) ?? 2000;
+  const confidence = o.number('confidence', { min: 0, max: 1, minExclusive: true }) ?? 0.95;
+  const seed = o.int('seed') ?? 0;
+  o.done();
   const n = values.length;
   if (n === 0) return { mean: NaN, low: NaN, high: NaN };
-  const resamples = options.resamples ?? 2000;
-  const confidence = options.confidence ?? 0.95;
-  if (!(Number.isInteger(resamples) && resamples >= 1)) throw new RangeError(`bootstrap resamples must be a positive integer, got ${resamples}`);
-  if (!(confidence > 0 && confidence < 1)) throw new RangeError(`bootstrap confidence must be between 0 and 1, got ${confidence}`);
   const mean = values.reduce((s, v) => s + v, 0) / n;
-  const random = seededRandom(options.seed ?? 0);
+  const random = seededRandom(seed);
   const means = new Float64Array(resamples);
   for (let b = 0; b < resamples; b++) {
     let s = 0;

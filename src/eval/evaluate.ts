@@ -11,6 +11,7 @@
  */
 import { Img2PromptError } from '../util/errors.js';
 import { checkRows } from '../util/rows.js';
+import { readOptions } from '../util/options.js';
 import { fitWeights } from '../predict/fit-weights.js';
 import { bootstrapMean, type MeanInterval } from './bootstrap.js';
 
@@ -60,10 +61,12 @@ export function rowCosine(pred: Float32Array, truth: Float32Array, r: number, di
  * [N, dim]: every member per image, the ensemble out of fold, and bootstrap intervals for each mean.
  */
 export function evaluate(predictions: Record<string, Float32Array>, truth: Float32Array, dim: number, options: EvaluateOptions = {}): Evaluation {
-  const label = options.label ?? 'eval';
-  const folds = options.folds ?? 5;
-  const seed = options.seed ?? 0;
-  const resamples = options.resamples ?? 2000;
+  const o = readOptions(options, 'evaluate()');
+  const folds = o.int('folds', { min: 2 }) ?? 5;
+  const seed = o.int('seed') ?? 0;
+  const resamples = o.int('resamples', { min: 1 }) ?? 2000;
+  const label = o.string('label') ?? 'eval';
+  o.done();
   const names = Object.keys(predictions);
   if (names.includes(ENSEMBLE)) throw new Img2PromptError(label, `a member may not be called "${ENSEMBLE}"`);
   const images = checkRows(truth, dim, 'truth embeddings', label);

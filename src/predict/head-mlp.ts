@@ -11,6 +11,7 @@
  */
 import { Img2PromptError } from '../util/errors.js';
 import { checkRows } from '../util/rows.js';
+import { readOptions } from '../util/options.js';
 import { seededPermutation, seededRandom } from './seeded.js';
 
 export interface MlpWeights {
@@ -193,22 +194,20 @@ class AdamSlot {
  * rest trained on in shuffled mini-batches, and the weights of the epoch with the best held-out mean
  * cosine are kept (stopping after `patience` epochs without one).
  */
-export function fitMlp(X: Float32Array, inputDim: number, Y: Float32Array, outputDim: number, options: MlpFitOptions = {}): MlpFit {
-  const label = options.label ?? 'MLP head';
+export function fitMlp(X: Float32Array, inputDim: number, Y: Float32Array, outputDim: number, options: MlpFitOptions = {}, call = 'fitMlp()'): MlpFit {
+  const o = readOptions(options, call);
+  const hidden = o.int('hidden', { min: 1 }) ?? 512;
+  const maxEpochs = o.int('maxEpochs', { min: 1 }) ?? 200;
+  const patience = o.int('patience', { min: 1 }) ?? 15;
+  const lr = o.number('learningRate', { min: 0, minExclusive: true }) ?? 1e-3;
+  const batchSize = o.int('batchSize', { min: 1 }) ?? 64;
+  const folds = o.int('folds', { min: 2 }) ?? 5;
+  const seed = o.int('seed') ?? 0;
+  const label = o.string('label') ?? 'MLP head';
+  const onEpoch = o.func<NonNullable<MlpFitOptions['onEpoch']>>('onEpoch');
+  o.done();
   const n = checkRows(X, inputDim, 'image embeddings', label);
   checkRows(Y, outputDim, 'prompt vectors', label, n);
-  const hidden = options.hidden ?? 512;
-  const maxEpochs = options.maxEpochs ?? 200;
-  const patience = options.patience ?? 15;
-  const lr = options.learningRate ?? 1e-3;
-  const batchSize = options.batchSize ?? 64;
-  const folds = options.folds ?? 5;
-  const seed = options.seed ?? 0;
-  for (const [name, v] of [['hidden', hidden], ['maxEpochs', maxEpochs], ['patience', patience], ['batchSize', batchSize]] as const) {
-    if (!(Number.isInteger(v) && v >= 1)) throw new Img2PromptError(label, `${name} must be a positive integer, got ${v}`);
-  }
-  if (!(lr > 0 && Number.isFinite(lr))) throw new Img2PromptError(label, `learning rate must be a positive number, got ${lr}`);
-  if (!(Number.isInteger(folds) && folds >= 2)) throw new Img2PromptError(label, `folds must be an integer ≥ 2, got ${folds}`);
   const heldCount = Math.max(1, Math.floor(n / folds));
   if (n - heldCount < 2) throw new Img2PromptError(label, `${n} rows are too few to hold out a fold of ${heldCount} and train on the rest`);
 
@@ -261,7 +260,7 @@ export function fitMlp(X: Float32Array, inputDim: number, Y: Float32Array, outpu
       slots.b2.step(w.b2, gb2, lr, step);
     }
     const cosine = mlpMeanCosine(w, Xh, Yh);
-    options.onEpoch?.(epoch, cosine);
+    onEpoch?.(epoch, cosine);
     if (cosine > best.cosine) best = { weights: copyWeights(w), cosine, epoch };
     else if (epoch - best.epoch >= patience) break;
   }

@@ -12,6 +12,7 @@
  */
 import { Img2PromptError } from '../util/errors.js';
 import { checkRows, normalizeRowInPlace } from '../util/rows.js';
+import { readOptions } from '../util/options.js';
 import { LinearMap, type FittedFor } from './linear-map.js';
 import { fitMlp, mlpForward, type MlpFitOptions, type MlpWeights } from './head-mlp.js';
 import type { Member } from './members.js';
@@ -80,20 +81,24 @@ export class PromptHead {
    * prompts' MiniLM vectors Y [N, textDim].
    */
   static fit(X: Float32Array, clipDim: number, Y: Float32Array, textDim: number, fittedFor: FittedFor, options: HeadFitOptions = {}): PromptHead {
-    const label = options.label ?? 'fit-head';
-    const kind = options.kind ?? 'ridge';
-    const folds = options.folds ?? 5;
-    const seed = options.seed ?? 0;
+    const o = readOptions(options, 'PromptHead.fit()');
+    const kind = o.oneOf('kind', HEAD_KINDS) ?? 'ridge';
+    const folds = o.int('folds', { min: 2 }) ?? 5;
+    const seed = o.int('seed') ?? 0;
+    const lambdas = o.check('lambdas', (v): v is number[] => Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'number'), 'a non-empty array of numbers');
+    const mlp = o.object<NonNullable<HeadFitOptions['mlp']>>('mlp');
+    const label = o.string('label') ?? 'fit-head';
+    o.done();
     const n = checkRows(X, clipDim, 'image embeddings', label);
     checkRows(Y, textDim, 'prompt vectors', label, n);
     if (n < folds) throw new Img2PromptError(label, `${n} image${n === 1 ? '' : 's'} are too few for ${folds} folds: need at least ${folds}`);
     if (kind === 'ridge') {
-      const map = LinearMap.fit(X, clipDim, Y, textDim, { label, select: { folds, seed, candidates: options.lambdas ?? HEAD_LAMBDAS } });
+      const map = LinearMap.fit(X, clipDim, Y, textDim, { label, select: { folds, seed, candidates: lambdas ?? HEAD_LAMBDAS } });
       const scores = map.info.selection!.scores;
       const heldOutCosine = scores.find((s) => s.lambda === map.info.lambda)!.cosine;
       return new PromptHead({ kind, map: map.weights }, clipDim, textDim, { images: n, folds, seed, heldOutCosine, lambda: map.info.lambda, lambdaScores: scores }, fittedFor);
     }
-    const fit = fitMlp(X, clipDim, Y, textDim, { ...options.mlp, folds, seed, label });
+    const fit = fitMlp(X, clipDim, Y, textDim, { ...mlp, folds, seed, label }, 'PromptHead.fit(): mlp');
     return new PromptHead({ kind, mlp: fit.weights }, clipDim, textDim, { images: n, folds, seed, heldOutCosine: fit.heldOutCosine, bestEpoch: fit.bestEpoch, epochs: fit.epochs }, fittedFor);
   }
 
