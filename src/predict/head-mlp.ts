@@ -6,8 +6,8 @@
  * Written by hand rather than with a library: the network is two small matrix products, the npm
  * options (tfjs-node, brain.js, synaptic) bring a second native runtime or lack a cosine loss and
  * seeded, bit-reproducible initialisation, and ONNX Runtime's training API is not in the Node
- * package. A few hundred lines of typed-array loops keep the fit seeded, dependency-free and exact
- * across machines.
+ * package. A few hundred lines of typed-array loops keep the fit seeded, dependency-free and
+ * reproducible.
  */
 import { Img2PromptError } from '../util/errors.js';
 import { checkRows } from '../util/rows.js';

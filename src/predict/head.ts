@@ -4,7 +4,9 @@
  * `head:NAME` (`--member NAME=head.json`).
  *
  * - ridge: the linear-map member's ridge regression (linear-map.ts), here from image embeddings rather
- *   than bank prompts, with λ chosen by k-fold cross-validation and no modality gap to bridge.
+ *   than bank prompts, with λ chosen by k-fold cross-validation and no modality gap to bridge. Its
+ *   float64 normal equations and Cholesky solve (normal-equations.ts) are the project's own, already
+ *   tested against known answers; a matrix library (ml-matrix) would be a second copy of them.
  * - mlp:   one hidden ReLU layer trained on the cosine loss (head-mlp.ts), stopped early on a held-out fold.
  *
  * Either way the member's vector is the output L2-normalised; an image without a usable embedding
