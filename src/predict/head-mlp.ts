@@ -13,12 +13,16 @@ import { Img2PromptError } from '../util/errors.js';
 import { checkRows } from '../util/rows.js';
 import { readOptions } from '../util/options.js';
 import { seededPermutation, seededRandom } from './seeded.js';
+import { rowsTimesRows } from './normal-equations.js';
 
 export interface MlpWeights {
   inputDim: number;
   hidden: number;
   outputDim: number;
-  /** [inputDim, hidden], [hidden], [hidden, outputDim], [outputDim]; row-major. */
+  /**
+   * w1 [hidden, inputDim], b1 [hidden], w2 [outputDim, hidden], b2 [outputDim]: row-major, each layer's
+   * matrix output-major as torch's nn.Linear keeps it, so h = relu(W1·x + b1), y = W2·h + b2.
+   */
   w1: Float32Array;
   b1: Float32Array;
   w2: Float32Array;
@@ -50,7 +54,7 @@ export interface MlpFit {
   weights: MlpWeights;
   /** Mean cosine on the held-out fold at the epoch kept. */
   heldOutCosine: number;
-  /** The epoch kept (1-based) and the epochs run. */
+  /** The epoch kept (1-based; 0: the initial weights were never bettered) and the epochs run. */
   bestEpoch: number;
   epochs: number;
   /** Rows trained on and held out. */
@@ -58,70 +62,78 @@ export interface MlpFit {
   heldOutRows: number;
 }
 
-/** C[m, n] = A[m, k] · B[k, n] (+ bias[n] on every row when given). */
-function matmul(A: Float32Array, B: Float32Array, m: number, k: number, n: number, bias?: Float32Array): Float32Array {
-  const C = new Float32Array(m * n);
-  for (let i = 0; i < m; i++) {
-    const ci = i * n;
-    if (bias) C.set(bias, ci);
-    for (let t = 0; t < k; t++) {
-      const a = A[i * k + t];
-      if (a === 0) continue;
-      const bt = t * n;
-      for (let j = 0; j < n; j++) C[ci + j] += a * B[bt + j];
-    }
-  }
-  return C;
+/** The layer widths. */
+type Dims = Pick<MlpWeights, 'inputDim' | 'hidden' | 'outputDim'>;
+
+/** The weights in float64, as training updates them. */
+interface Params {
+  w1: Float64Array;
+  b1: Float64Array;
+  w2: Float64Array;
+  b2: Float64Array;
 }
 
-/** C[m, n] += Aᵀ · B for A [rows, m], B [rows, n]: the weight gradient of a layer. */
-function addTransposeProduct(A: Float32Array, B: Float32Array, rows: number, m: number, n: number, C: Float32Array): void {
-  for (let r = 0; r < rows; r++) {
-    for (let i = 0; i < m; i++) {
-      const a = A[r * m + i];
-      if (a === 0) continue;
-      const ci = i * n;
-      const br = r * n;
-      for (let j = 0; j < n; j++) C[ci + j] += a * B[br + j];
-    }
-  }
+/** `rows` copied into `padded` rows of width k (zeros after). */
+function padRows(A: Float64Array, rows: number, padded: number, k: number): Float64Array {
+  const out = new Float64Array(padded * k);
+  out.set(A.subarray(0, rows * k));
+  return out;
 }
 
-/** C[m, k] = A[m, n] · Bᵀ for B [k, n]: the gradient passed back through a layer. */
-function productWithTranspose(A: Float32Array, B: Float32Array, m: number, n: number, k: number): Float32Array {
-  const C = new Float32Array(m * k);
-  for (let i = 0; i < m; i++) {
-    for (let t = 0; t < k; t++) {
-      let s = 0;
-      for (let j = 0; j < n; j++) s += A[i * n + j] * B[t * n + j];
-      C[i * k + t] = s;
-    }
-  }
-  return C;
+/**
+ * A·Bᵀ [na, nb] for A [na, k] and B [nb, k]: every product of the network goes through the register-
+ * blocked kernel the ridge solver uses (normal-equations.ts), which wants na even and nb a multiple
+ * of 4, so odd shapes are padded with zero rows here.
+ */
+function timesTransposed(A: Float64Array, na: number, B: Float64Array, nb: number, k: number): Float64Array {
+  const pa = na + (na % 2);
+  const pb = Math.ceil(nb / 4) * 4;
+  const out = new Float64Array(pa * pb);
+  rowsTimesRows(pa === na ? A : padRows(A, na, pa, k), pa, pb === nb ? B : padRows(B, nb, pb, k), pb, k, out);
+  if (pb === nb) return pa === na ? out : out.slice(0, na * nb);
+  const trimmed = new Float64Array(na * nb);
+  for (let i = 0; i < na; i++) trimmed.set(out.subarray(i * pb, i * pb + nb), i * nb);
+  return trimmed;
 }
 
-/** Rows `index` of X [*, dim]. */
-function gather(X: Float32Array, dim: number, index: ArrayLike<number>): Float32Array {
-  const out = new Float32Array(index.length * dim);
+/** Aᵀ [cols, rows] of A [rows, cols]. */
+function transpose(A: Float64Array, rows: number, cols: number): Float64Array {
+  const out = new Float64Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = A[r * cols + c];
+  return out;
+}
+
+/** Rows `index` of X [*, dim], in float64. */
+function gather(X: Float32Array, dim: number, index: ArrayLike<number>): Float64Array {
+  const out = new Float64Array(index.length * dim);
   for (let r = 0; r < index.length; r++) out.set(X.subarray(index[r] * dim, (index[r] + 1) * dim), r * dim);
   return out;
 }
 
-/** The network on rows X [n, inputDim]: the hidden pre-activations and the raw outputs. */
-function forward(w: MlpWeights, X: Float32Array, n: number): { z1: Float32Array; out: Float32Array } {
-  const z1 = matmul(X, w.w1, n, w.inputDim, w.hidden, w.b1);
-  const a1 = z1.map((v) => (v > 0 ? v : 0));
-  return { z1, out: matmul(a1, w.w2, n, w.hidden, w.outputDim, w.b2) };
+/** `bias` added to every row of M [rows, bias.length], in place. */
+function addBias(M: Float64Array, bias: Float64Array): Float64Array {
+  const n = bias.length;
+  for (let o = 0; o < M.length; o += n) for (let j = 0; j < n; j++) M[o + j] += bias[j];
+  return M;
 }
+
+/** The network on rows X [n, inputDim]: the hidden pre-activations, the activations and the raw outputs. */
+function forward(p: Params, dims: Dims, X: Float64Array, n: number) {
+  const z1 = addBias(timesTransposed(X, n, p.w1, dims.hidden, dims.inputDim), p.b1);
+  const a1 = z1.map((v) => (v > 0 ? v : 0));
+  return { z1, a1, out: addBias(timesTransposed(a1, n, p.w2, dims.outputDim, dims.hidden), p.b2) };
+}
+
+const toParams = (w: MlpWeights): Params => ({ w1: Float64Array.from(w.w1), b1: Float64Array.from(w.b1), w2: Float64Array.from(w.w2), b2: Float64Array.from(w.b2) });
 
 /** The MLP's raw outputs [n, outputDim] for rows X [n, inputDim] (not normalised). */
 export function mlpForward(w: MlpWeights, X: Float32Array): Float32Array {
   const n = X.length / w.inputDim;
-  return forward(w, X, n).out;
+  return Float32Array.from(forward(toParams(w), w, Float64Array.from(X), n).out);
 }
 
-/** Cosine of row r of P with row r of Y, and (with `grad`) d(−cos)/dP written into grad's row r. */
-function rowCosine(P: Float32Array, Y: Float32Array, r: number, dim: number, grad?: Float32Array, scale = 1): number {
+/** Cosine of row r of P with row r of Y, and (with `grad`) scale · d(−cos)/dP written into grad's row r. */
+function rowCosine(P: Float64Array, Y: Float64Array, r: number, dim: number, grad?: Float64Array, scale = 1): number {
   let pp = 0, yy = 0, py = 0;
   const o = r * dim;
   for (let j = 0; j < dim; j++) {
@@ -141,42 +153,45 @@ function rowCosine(P: Float32Array, Y: Float32Array, r: number, dim: number, gra
 }
 
 /** Mean cosine of the network's outputs on X with Y. */
-export function mlpMeanCosine(w: MlpWeights, X: Float32Array, Y: Float32Array): number {
-  const n = X.length / w.inputDim;
+function meanCosine(p: Params, dims: Dims, X: Float64Array, Y: Float64Array): number {
+  const n = X.length / dims.inputDim;
   if (n === 0) return 0;
-  const out = mlpForward(w, X);
+  const { out } = forward(p, dims, X, n);
   let sum = 0;
-  for (let r = 0; r < n; r++) sum += rowCosine(out, Y, r, w.outputDim);
+  for (let r = 0; r < n; r++) sum += rowCosine(out, Y, r, dims.outputDim);
   return sum / n;
 }
 
 /** He-initialised weights (gaussian by Box-Muller from the seeded generator), zero biases. */
-function initialWeights(inputDim: number, hidden: number, outputDim: number, seed: number): MlpWeights {
+function initialParams(inputDim: number, hidden: number, outputDim: number, seed: number): Params {
   const random = seededRandom(seed ^ 0x5eed);
   const gaussian = (): number => Math.sqrt(-2 * Math.log(random() + 1e-12)) * Math.cos(2 * Math.PI * random());
-  const fill = (n: number, fanIn: number): Float32Array => {
+  const fill = (n: number, fanIn: number): Float64Array => {
     const s = Math.sqrt(2 / fanIn);
-    return Float32Array.from({ length: n }, () => gaussian() * s);
+    return Float64Array.from({ length: n }, () => gaussian() * s);
   };
-  return {
-    inputDim, hidden, outputDim,
-    w1: fill(inputDim * hidden, inputDim), b1: new Float32Array(hidden),
-    w2: fill(hidden * outputDim, hidden), b2: new Float32Array(outputDim),
-  };
+  return { w1: fill(hidden * inputDim, inputDim), b1: new Float64Array(hidden), w2: fill(outputDim * hidden, hidden), b2: new Float64Array(outputDim) };
 }
 
-const copyWeights = (w: MlpWeights): MlpWeights => ({ ...w, w1: w.w1.slice(), b1: w.b1.slice(), w2: w.w2.slice(), b2: w.b2.slice() });
+const copyParams = (p: Params): Params => ({ w1: p.w1.slice(), b1: p.b1.slice(), w2: p.w2.slice(), b2: p.b2.slice() });
+
+/** Column sums of M [rows, cols]: a bias's gradient. */
+function columnSums(M: Float64Array, cols: number): Float64Array {
+  const out = new Float64Array(cols);
+  for (let o = 0; o < M.length; o += cols) for (let j = 0; j < cols; j++) out[j] += M[o + j];
+  return out;
+}
 
 /** Adam's moment estimates for one parameter array. */
 class AdamSlot {
-  private readonly m: Float32Array;
-  private readonly v: Float32Array;
+  private readonly m: Float64Array;
+  private readonly v: Float64Array;
   constructor(size: number) {
-    this.m = new Float32Array(size);
-    this.v = new Float32Array(size);
+    this.m = new Float64Array(size);
+    this.v = new Float64Array(size);
   }
 
-  step(param: Float32Array, grad: Float32Array, lr: number, t: number): void {
+  step(param: Float64Array, grad: Float64Array, lr: number, t: number): void {
     const b1 = 0.9, b2 = 0.999, eps = 1e-8;
     const c1 = 1 - b1 ** t;
     const c2 = 1 - b2 ** t;
@@ -212,60 +227,58 @@ export function fitMlp(X: Float32Array, inputDim: number, Y: Float32Array, outpu
   if (n - heldCount < 2) throw new Img2PromptError(label, `${n} rows are too few to hold out a fold of ${heldCount} and train on the rest`);
 
   const order = seededPermutation(n, seed);
-  const heldIndex = order.subarray(0, heldCount);
+  const Xh = gather(X, inputDim, order.subarray(0, heldCount));
+  const Yh = gather(Y, outputDim, order.subarray(0, heldCount));
   const trainIndex = order.subarray(heldCount);
-  const Xh = gather(X, inputDim, heldIndex);
-  const Yh = gather(Y, outputDim, heldIndex);
-  const Xt = gather(X, inputDim, trainIndex);
-  const Yt = gather(Y, outputDim, trainIndex);
   const nt = trainIndex.length;
+  const dims: Dims = { inputDim, hidden, outputDim };
 
-  const w = initialWeights(inputDim, hidden, outputDim, seed);
-  const slots = { w1: new AdamSlot(w.w1.length), b1: new AdamSlot(hidden), w2: new AdamSlot(w.w2.length), b2: new AdamSlot(outputDim) };
-  let best = { weights: copyWeights(w), cosine: mlpMeanCosine(w, Xh, Yh), epoch: 0 };
+  const p = initialParams(inputDim, hidden, outputDim, seed);
+  const slots = { w1: new AdamSlot(p.w1.length), b1: new AdamSlot(hidden), w2: new AdamSlot(p.w2.length), b2: new AdamSlot(outputDim) };
+  let best = { params: copyParams(p), cosine: meanCosine(p, dims, Xh, Yh), epoch: 0 };
   let step = 0;
   let epoch = 0;
   const random = seededRandom(seed + 1);
-  const batch = new Int32Array(nt);
+  const shuffled = Int32Array.from(trainIndex);
   for (epoch = 1; epoch <= maxEpochs; epoch++) {
     // A fresh seeded shuffle of the training rows each epoch.
-    for (let i = 0; i < nt; i++) batch[i] = i;
     for (let i = nt - 1; i > 0; i--) {
       const j = Math.floor(random() * (i + 1));
-      const t = batch[i]; batch[i] = batch[j]; batch[j] = t;
+      const t = shuffled[i]; shuffled[i] = shuffled[j]; shuffled[j] = t;
     }
     for (let s = 0; s < nt; s += batchSize) {
-      const rows = batch.subarray(s, Math.min(nt, s + batchSize));
+      const rows = shuffled.subarray(s, Math.min(nt, s + batchSize));
       const m = rows.length;
-      const xb = gather(Xt, inputDim, rows);
-      const yb = gather(Yt, outputDim, rows);
-      const { z1, out } = forward(w, xb, m);
-      const a1 = z1.map((v) => (v > 0 ? v : 0));
-      const dOut = new Float32Array(m * outputDim);
+      const xb = gather(X, inputDim, rows);
+      const yb = gather(Y, outputDim, rows);
+      const { z1, a1, out } = forward(p, dims, xb, m);
+      const dOut = new Float64Array(m * outputDim);
       for (let r = 0; r < m; r++) rowCosine(out, yb, r, outputDim, dOut, 1 / m);
-      const gw2 = new Float32Array(w.w2.length);
-      addTransposeProduct(a1, dOut, m, hidden, outputDim, gw2);
-      const gb2 = new Float32Array(outputDim);
-      for (let r = 0; r < m; r++) for (let j = 0; j < outputDim; j++) gb2[j] += dOut[r * outputDim + j];
-      const dz1 = productWithTranspose(dOut, w.w2, m, outputDim, hidden);
+      // Layer 2: dW2 = dOutᵀ·a1 [outputDim, hidden]; the gradient passed back is dOut·W2 [m, hidden].
+      const dOutT = transpose(dOut, m, outputDim);
+      const gw2 = timesTransposed(dOutT, outputDim, transpose(a1, m, hidden), hidden, m);
+      const dz1 = timesTransposed(dOut, m, transpose(p.w2, outputDim, hidden), hidden, outputDim);
       for (let i = 0; i < dz1.length; i++) if (!(z1[i] > 0)) dz1[i] = 0;
-      const gw1 = new Float32Array(w.w1.length);
-      addTransposeProduct(xb, dz1, m, inputDim, hidden, gw1);
-      const gb1 = new Float32Array(hidden);
-      for (let r = 0; r < m; r++) for (let j = 0; j < hidden; j++) gb1[j] += dz1[r * hidden + j];
+      // Layer 1: dW1 = dz1ᵀ·x [hidden, inputDim].
+      const gw1 = timesTransposed(transpose(dz1, m, hidden), hidden, transpose(xb, m, inputDim), inputDim, m);
       step++;
-      slots.w1.step(w.w1, gw1, lr, step);
-      slots.b1.step(w.b1, gb1, lr, step);
-      slots.w2.step(w.w2, gw2, lr, step);
-      slots.b2.step(w.b2, gb2, lr, step);
+      slots.w1.step(p.w1, gw1, lr, step);
+      slots.b1.step(p.b1, columnSums(dz1, hidden), lr, step);
+      slots.w2.step(p.w2, gw2, lr, step);
+      slots.b2.step(p.b2, columnSums(dOut, outputDim), lr, step);
     }
-    const cosine = mlpMeanCosine(w, Xh, Yh);
+    const cosine = meanCosine(p, dims, Xh, Yh);
     onEpoch?.(epoch, cosine);
-    if (cosine > best.cosine) best = { weights: copyWeights(w), cosine, epoch };
+    if (cosine > best.cosine) best = { params: copyParams(p), cosine, epoch };
     else if (epoch - best.epoch >= patience) break;
   }
+  const weights: MlpWeights = {
+    inputDim, hidden, outputDim,
+    w1: Float32Array.from(best.params.w1), b1: Float32Array.from(best.params.b1),
+    w2: Float32Array.from(best.params.w2), b2: Float32Array.from(best.params.b2),
+  };
   return {
-    weights: best.weights,
+    weights,
     heldOutCosine: best.cosine,
     bestEpoch: best.epoch,
     epochs: Math.min(epoch, maxEpochs),
