@@ -43,6 +43,15 @@ export type { EnsembleMemberName, MemberName, OnnxMemberName } from './predict/m
 export type { ImagePreprocessing } from './image/preprocessing-description.js';
 export { fitWeights } from './predict/fit-weights.js';
 export { LinearMap } from './predict/linear-map.js';
+export { PromptHead, HEAD_KINDS } from './predict/head.js';
+export type { HeadKind, HeadFitOptions, HeadTraining } from './predict/head.js';
+export { loadHead, saveHead } from './predict/head-file.js';
+export type { HeadMemberSpec } from './predict/head-file.js';
+export type { HeadMemberName } from './predict/members.js';
+export { evaluate } from './eval/evaluate.js';
+export type { Evaluation, EvaluateOptions, ScoredMember } from './eval/evaluate.js';
+export { writeEvalReport } from './eval/report.js';
+export type { ReportInput, ReportImage } from './eval/report.js';
 export { cudaReadiness, installCudaProvider } from './gpu/index.js';
 export type { CudaReadiness, LibraryCheck, GpuInstallOptions, GpuInstallResult } from './gpu/index.js';
 export type { Precision } from './runtime/precision.js';

@@ -206,8 +206,8 @@ export function captionModelFrom(opts: { captionModel?: string }): string | unde
 
 export function addEngineOptions(cmd: Command): Command {
   addClipModelOption(addImageOptions(cmd))
-    .option('--members <list>', 'comma-separated members: knn, map, interrogator, captioner (needs --caption-model), onnx:NAME (needs --member NAME=FILE) [default: the weighted ones, else knn,map,interrogator (+captioner with a caption model, + every --member)]')
-    .option('--member <name=file>', 'ONNX model image → 384-d prompt vector joining the ensemble as member onnx:NAME; its preprocessing in FILE.json beside it or in its metadata (see the README); repeat for more', collectRepeated);
+    .option('--members <list>', 'comma-separated members: knn, map, interrogator, captioner (needs --caption-model), onnx:NAME (needs --member NAME=FILE), head:NAME (needs --member NAME=FILE.json from fit-head) [default: the weighted ones, else knn,map,interrogator (+captioner with a caption model, + every --member)]')
+    .option('--member <name=file>', 'ONNX model image → 384-d prompt vector joining the ensemble as member onnx:NAME; its preprocessing in FILE.json beside it or in its metadata (see the README); a FILE.json from fit-head joins as member head:NAME; repeat for more', collectRepeated);
   addCaptionModelOption(cmd);
   addPromptsBankOption(cmd)
     .option('--map <file>', 'linear map from fit-map [default: <home>/maps/<model>/<bank>.json, fitted and saved when missing]')
@@ -223,7 +223,10 @@ export function addEngineOptions(cmd: Command): Command {
     .option(...ALLOW_SVG_OPTION);
 }
 
-/** `--member NAME=FILE.onnx` values → the engines' onnxMembers, refusing a malformed one or a bad or repeated name. */
+/**
+ * `--member NAME=FILE.onnx` values → the engines' onnxMembers, refusing a malformed one or a bad or
+ * repeated name. A FILE ending in .json is a fitted head (fit-head); splitMemberSpecs tells them apart.
+ */
 export function parseOnnxMemberOptions(values: readonly string[] | undefined): OnnxMemberSpec[] | undefined {
   if (values === undefined) return undefined;
   const seen = new Set<string>();
@@ -240,12 +243,21 @@ export function parseOnnxMemberOptions(values: readonly string[] | undefined): O
   });
 }
 
+/** `--member` specs split by file: `.json` → fitted heads (member head:NAME), the rest → ONNX models (onnx:NAME). */
+export function splitMemberSpecs(specs: readonly OnnxMemberSpec[] | undefined): { onnxMembers?: OnnxMemberSpec[]; heads?: OnnxMemberSpec[] } {
+  if (specs === undefined) return {};
+  const isHead = (s: OnnxMemberSpec) => s.file.toLowerCase().endsWith('.json');
+  const heads = specs.filter(isHead);
+  const onnx = specs.filter((s) => !isHead(s));
+  return { ...(onnx.length > 0 ? { onnxMembers: onnx } : {}), ...(heads.length > 0 ? { heads } : {}) };
+}
+
 /** Engine options from the CLI; notices and bank-build progress go to the run's stderr. */
 export function engineOptionsFrom(opts: EngineCliOptions, cli: CliContext, extra: Partial<PredictEngineOptions> = {}): PredictEngineOptions {
   return {
     model: opts.model,
     members: opts.members === undefined ? undefined : parseMemberList(opts.members),
-    onnxMembers: parseOnnxMemberOptions(opts.member),
+    ...splitMemberSpecs(parseOnnxMemberOptions(opts.member)),
     weights: opts.weights,
     allowModelMismatch: opts.allowModelMismatch,
     promptsBank: opts.promptsBank,
@@ -268,7 +280,7 @@ export function engineOptionsFrom(opts: EngineCliOptions, cli: CliContext, extra
 // ---- --precision (every command that runs a tower) ----
 
 /** Commands that run a CLIP or MiniLM tower (for `labels`, its `build`). */
-const TOWER_COMMANDS = ['embed', 'embed-images', 'labels build', 'interrogate', 'predict', 'fit-map', 'fit-weights', 'score', 'demo'];
+const TOWER_COMMANDS = ['embed', 'embed-images', 'labels build', 'interrogate', 'predict', 'fit-map', 'fit-weights', 'score', 'demo', 'fit-head', 'eval'];
 
 /**
  * Gives every tower-running command `--precision fp32|fp16` and hands the choice to the model

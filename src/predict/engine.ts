@@ -3,7 +3,7 @@
  * ensemble weights, opened once (building or fitting what is not cached: minutes on a first run) for
  * any number of runs. What a run does with them is in run.ts; this file wires the parts together.
  */
-import { sha256Bytes } from '../models/sha256.js';
+import { sha256Bytes, sha256File } from '../models/sha256.js';
 import { ClipModel, DEFAULT_CLIP_MODEL } from '../clip/model.js';
 import type { ExifMode } from '../image/decode.js';
 import type { ImageInput } from '../image/image-input.js';
@@ -19,8 +19,10 @@ import { DEFAULT_BANK_K, DEFAULT_BANK_TEMPERATURE, type PromptBank } from './pro
 import type { LinearMap } from './linear-map.js';
 import { defaultMapPath, obtainMap } from './map-store.js';
 import { equalWeights, loadEnsembleWeights, type EnsembleWeights, type ModelIds } from './ensemble.js';
-import { captionerMember, chooseMembers, interrogatorMember, knnMember, mapMember, onnxMemberName, type EnsembleMemberName, type Member } from './members.js';
+import { captionerMember, chooseMembers, headMemberName, interrogatorMember, knnMember, mapMember, onnxMemberName, type EnsembleMemberName, type HeadMemberName, type Member } from './members.js';
 import { OnnxMember } from './onnx-member.js';
+import type { PromptHead } from './head.js';
+import { loadHead } from './head-file.js';
 import { Captioner, type CaptionOptions } from '../caption/captioner.js';
 import { resolveGenerationOptions } from '../caption/generate.js';
 import { UnitMean } from './modality-gap.js';
@@ -43,8 +45,18 @@ export interface PredictEngineParts {
   captioner: Captioner | undefined;
   /** The ONNX members computed, in members order. */
   onnxMembers: readonly OnnxMember[];
+  /** The fitted heads computed (heads), by member name, with their file's sha256. */
+  heads: readonly LoadedHead[];
   settings: { k: number; temperature: number; mode: InterrogateMode; dtype: BankDtype; caption: CaptionOptions };
   notice: (message: string) => void;
+}
+
+/** A fitted head the engine loaded: its member name, the head and the sha256 of its file (for the checkpoint fingerprint). */
+export interface LoadedHead {
+  name: HeadMemberName;
+  file: string;
+  head: PromptHead;
+  sha256: string;
 }
 
 /** The opened models, banks, map and weights of a predict run; reusable for several runs (fit-weights). */
@@ -63,6 +75,8 @@ export class PredictEngine extends Engine {
   readonly captioner: Captioner | undefined;
   /** The ONNX members computed (onnxMembers), opened and checked against their descriptions. */
   readonly onnxMembers: readonly OnnxMember[];
+  /** The fitted heads computed (heads), checked against this run's CLIP and MiniLM models. */
+  readonly heads: readonly LoadedHead[];
   /** @internal */
   readonly settings: PredictEngineParts['settings'];
   /** @internal */
@@ -92,6 +106,7 @@ export class PredictEngine extends Engine {
     this.interrogator = parts.interrogator;
     this.captioner = parts.captioner;
     this.onnxMembers = parts.onnxMembers;
+    this.heads = parts.heads;
     this.settings = parts.settings;
     this.notice = parts.notice;
   }
@@ -134,6 +149,7 @@ export class PredictEngine extends Engine {
     let interrogator: Interrogator | undefined;
     let captioner: Captioner | undefined;
     const onnxMembers: OnnxMember[] = [];
+    const heads: LoadedHead[] = [];
     try {
       if (clip.random) notice(`warning: CLIP model ${clip.name} has RANDOM weights: its predictions mean nothing (for tests and benchmarks only)`);
       minilm = await MiniLMTextSide.open();
@@ -150,9 +166,18 @@ export class PredictEngine extends Engine {
         weights = options.weights;
       }
       const onnxSpecs = options.onnxMembers ?? [];
+      const headSpecs = options.heads ?? [];
       const members = chooseMembers(
-        options.members, weights, weightsName, notice, options.captionModel !== undefined, onnxSpecs.map((m) => onnxMemberName(m.name)),
+        options.members, weights, weightsName, notice, options.captionModel !== undefined,
+        [...onnxSpecs.map((m) => onnxMemberName(m.name)), ...headSpecs.map((h) => headMemberName(h.name))],
       );
+      // Heads are read and checked first of all (milliseconds): one fitted for another CLIP fails at once.
+      for (const spec of headSpecs) {
+        const name = headMemberName(spec.name);
+        if (!members.includes(name)) continue;
+        const head = await loadHead(spec.file, { clipModel: clip.modelId, minilmModel: ids.minilmModel, clipDim: clip.dim, textDim: minilm.dim });
+        heads.push({ name, file: spec.file, head, sha256: await sha256File(spec.file) });
+      }
       // Opened (and checked) before the banks and the map, which can take minutes: a model that does
       // not fit its description fails at once. They run where CLIP's vision tower runs.
       for (const spec of onnxSpecs) {
@@ -209,7 +234,7 @@ export class PredictEngine extends Engine {
       }
       signal?.throwIfAborted();
       return new PredictEngine({
-        clip, minilm, bank, bankName: def.name, members, weights, map, interrogator, captioner, onnxMembers,
+        clip, minilm, bank, bankName: def.name, members, weights, map, interrogator, captioner, onnxMembers, heads,
         settings: { k, temperature, mode, dtype, caption: options.caption ?? {} }, notice,
       });
     } catch (err) {
@@ -293,6 +318,7 @@ export class PredictEngine extends Engine {
       options.captioner = { model: this.captioner.modelId, generation: resolveGenerationOptions(this.settings.caption), prefix: this.settings.caption.prefix ?? '' };
     }
     if (this.onnxMembers.length > 0) options.onnxMembers = this.onnxMembers.map((m) => m.fingerprint());
+    if (this.heads.length > 0) options.heads = this.heads.map((h) => ({ name: h.name, sha256: h.sha256 }));
     if (this.interrogator) {
       const all = this.interrogator.bankList();
       options.mode = this.settings.mode;
@@ -305,6 +331,7 @@ export class PredictEngine extends Engine {
   memberFunctions(gap: Float32Array | null): Partial<Record<EnsembleMemberName, Member>> {
     const out: Partial<Record<EnsembleMemberName, Member>> = {};
     for (const m of this.onnxMembers) out[m.name] = m.member();
+    for (const h of this.heads) out[h.name] = h.head.member();
     for (const name of this.members) {
       if (name === 'knn') out.knn = knnMember(this.bank, { k: this.settings.k, temperature: this.settings.temperature });
       else if (name === 'map' && this.map && gap) out.map = mapMember(this.map, gap);

@@ -51,6 +51,11 @@ export interface FitWeightsResult {
   folds: FoldResult[];
   images: number;
   seed: number;
+  /**
+   * Per image, in input order: the fold it was held out in and the ensemble's cosine for it under the
+   * weights fitted on the other folds (what cvScore averages; img2prompt eval charts them).
+   */
+  outOfFold: { fold: number; cosine: number }[];
 }
 
 /** Per-image statistics: a [M, K] (cosines with the truth), G [M, K, K] (member cross products). */
@@ -119,6 +124,18 @@ function objective(stats: Stats, rows: Int32Array, w: Float64Array, grad?: Float
   const n = rows.length;
   if (grad) for (let m = 0; m < k; m++) grad[m] /= n;
   return sum / n;
+}
+
+/** The ensemble's cosine with the truth for image i under weights w (0 when no member has a vector for it). */
+function imageCosine(stats: Stats, i: number, w: Float64Array): number {
+  const { k, a, g } = stats;
+  let num = 0;
+  let q = 0;
+  for (let m = 0; m < k; m++) {
+    num += w[m] * a[i * k + m];
+    for (let n = 0; n < k; n++) q += w[m] * g[(i * k + m) * k + n] * w[n];
+  }
+  return q > 0 ? num / Math.sqrt(q) : 0;
 }
 
 /** Euclidean projection onto the probability simplex. */
@@ -249,6 +266,7 @@ export function fitWeights(predictions: Record<string, Float32Array>, truth: Flo
   });
   const foldResults: FoldResult[] = [];
   let outOfFold = 0;
+  const perImage: { fold: number; cosine: number }[] = Array.from({ length: images }, (_, i) => ({ fold: foldOf[i], cosine: 0 }));
   for (let f = 0; f < folds; f++) {
     const held: number[] = [];
     const train: number[] = [];
@@ -257,6 +275,7 @@ export function fitWeights(predictions: Record<string, Float32Array>, truth: Flo
     const w = optimise(stats, Int32Array.from(train));
     const score = objective(stats, heldRows, w);
     outOfFold += score * held.length;
+    for (const i of held) perImage[i].cosine = imageCosine(stats, i, w);
     foldResults.push({
       fold: f,
       images: held.length,
@@ -276,6 +295,7 @@ export function fitWeights(predictions: Record<string, Float32Array>, truth: Flo
     folds: foldResults,
     images,
     seed,
+    outOfFold: perImage,
   };
 }
 

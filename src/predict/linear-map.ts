@@ -32,6 +32,12 @@ export interface LambdaSelection {
   fraction?: number;
   maxHoldout?: number;
   seed?: number;
+  /**
+   * k-fold cross-validation instead of one held-out part: every row is held out once, and λ is the one
+   * with the best mean held-out cosine over all rows. For small data (a head fitted on a user's own
+   * images), where one 10 % holdout is too few rows to choose by.
+   */
+  folds?: number;
 }
 
 export interface LinearMapFitOptions {
@@ -57,8 +63,8 @@ export interface LinearMapInfo {
   dataHash: string;
   /** Mean cosine of the map's outputs with the targets on (up to 2,000 of) the training rows. */
   fitCosine: number;
-  /** Held-out mean cosine per candidate λ, when λ was selected. */
-  selection?: { holdout: number; scores: { lambda: number; cosine: number }[] };
+  /** Held-out mean cosine per candidate λ, when λ was selected (`folds` with k-fold selection). */
+  selection?: { holdout: number; folds?: number; scores: { lambda: number; cosine: number }[] };
 }
 
 /** The parts of a PromptBank the map trains on (structural, so this file need not import the bank). */
@@ -208,22 +214,37 @@ export class LinearMap {
       const candidates = s.candidates ?? DEFAULT_LAMBDA_CANDIDATES;
       if (candidates.length === 0) throw new Img2PromptError(label, 'no lambda candidates to select from');
       candidates.forEach(checkLambda);
-      const fraction = s.fraction ?? 0.1;
-      if (!(fraction > 0 && fraction < 1)) throw new Img2PromptError(label, `holdout fraction must be between 0 and 1, got ${fraction}`);
-      const holdCount = Math.min(s.maxHoldout ?? 5000, Math.max(1, Math.round(n * fraction)));
-      if (n - holdCount < 2) throw new Img2PromptError(label, `${n} rows are too few to hold out ${holdCount} for lambda selection`);
-      const hold = seededPermutation(n, s.seed ?? 0).subarray(0, holdCount);
-      // The training products are the whole minus the held-out rows: no second pass over the bank.
-      const train = subtractProducts(all, crossProducts(X, clipDim, Y, textDim, hold));
-      const scores = candidates.map((l) => {
-        const solved = solveRidge(train, clipDim, textDim, l);
-        const cosine = solved ? meanCosine(affine(solved.weights, clipDim, textDim, X, hold), Y, textDim, hold) : -Infinity;
-        return { lambda: l, cosine };
-      });
+      const order = seededPermutation(n, s.seed ?? 0);
+      let parts: Int32Array[];
+      if (s.folds !== undefined) {
+        if (!(Number.isInteger(s.folds) && s.folds >= 2 && s.folds <= n)) throw new Img2PromptError(label, `${n} rows cannot be split into ${s.folds} folds (need 2 ≤ folds ≤ rows)`);
+        const k = s.folds;
+        parts = Array.from({ length: k }, (_, f) => order.filter((_, pos) => pos % k === f));
+      } else {
+        const fraction = s.fraction ?? 0.1;
+        if (!(fraction > 0 && fraction < 1)) throw new Img2PromptError(label, `holdout fraction must be between 0 and 1, got ${fraction}`);
+        const holdCount = Math.min(s.maxHoldout ?? 5000, Math.max(1, Math.round(n * fraction)));
+        if (n - holdCount < 2) throw new Img2PromptError(label, `${n} rows are too few to hold out ${holdCount} for lambda selection`);
+        parts = [order.subarray(0, holdCount)];
+      }
+      // Held-out cosine summed over the parts (weighted by their rows when there are several), per
+      // candidate; -Infinity once a candidate is singular.
+      const weight = (rows: number): number => (parts.length === 1 ? 1 : rows);
+      const sums = candidates.map(() => 0);
+      for (const hold of parts) {
+        // The training products are the whole minus the held-out rows: no second pass over the rows.
+        const train = subtractProducts(all, crossProducts(X, clipDim, Y, textDim, hold));
+        candidates.forEach((l, c) => {
+          const solved = solveRidge(train, clipDim, textDim, l);
+          sums[c] += solved ? meanCosine(affine(solved.weights, clipDim, textDim, X, hold), Y, textDim, hold) * weight(hold.length) : -Infinity;
+        });
+      }
+      const held = parts.reduce((t, p) => t + p.length, 0);
+      const scores = candidates.map((l, c) => ({ lambda: l, cosine: sums[c] / weight(held) }));
       const best = scores.reduce((a, b) => (b.cosine > a.cosine ? b : a));
       if (best.cosine === -Infinity) throw new Img2PromptError(label, 'XᵀX is singular for every lambda candidate; include a positive lambda');
       lambda = best.lambda;
-      selection = { holdout: holdCount, scores };
+      selection = { holdout: parts.length === 1 ? held : Math.round(held / parts.length), ...(s.folds !== undefined ? { folds: s.folds } : {}), scores };
     }
     const solved = solveRidge(all, clipDim, textDim, lambda);
     if (!solved) {
@@ -242,6 +263,15 @@ export class LinearMap {
       ...(selection ? { selection } : {}),
     };
     return new LinearMap(Float32Array.from(solved.weights), info);
+  }
+
+  /**
+   * A map from weights kept elsewhere ([clipDim + 1, textDim], bias last) and the info they were
+   * fitted with: how a fitted head (head-file.ts) carries its ridge solution inside its own file.
+   */
+  static fromWeights(weights: Float32Array, info: LinearMapInfo, fittedFor?: FittedFor): LinearMap {
+    if (weights.length !== (info.clipDim + 1) * info.textDim) throw new Error(`internal: ${weights.length} map weights for [${info.clipDim + 1}, ${info.textDim}]`);
+    return new LinearMap(weights, info, fittedFor);
   }
 
   /** Fit on a prompt bank's unit CLIP and MiniLM rows (what `apply` expects); see `bankDataHash`. */

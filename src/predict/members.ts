@@ -23,6 +23,8 @@ import type { ImageInput } from '../image/image-input.js';
  *                 `--member NAME=FILE.onnx` (onnxMembers). The prefix keeps the user's names apart from
  *                 the built-in ones, now and in later versions, and lets a weights file that names one
  *                 say which option brings it back.
+ * - head:NAME:    a head fitted on the user's own labelled images (fit-head; head.ts), CLIP image
+ *                 embedding → prompt vector, given with `--member NAME=head.json` (heads).
  */
 
 export const MEMBER_NAMES = ['knn', 'map', 'interrogator', 'captioner'] as const;
@@ -32,10 +34,15 @@ export const DEFAULT_MEMBERS: readonly MemberName[] = ['knn', 'map', 'interrogat
 
 /** An ONNX member's name in the ensemble (weights, checkpoints, results): `onnx:` and the name the user gave it. */
 export type OnnxMemberName = `onnx:${string}`;
-/** Any member of the ensemble: a built-in one or an ONNX one. */
-export type EnsembleMemberName = MemberName | OnnxMemberName;
+/** A fitted head's name in the ensemble: `head:` and the name the user gave it. */
+export type HeadMemberName = `head:${string}`;
+/** A member the user brings: an ONNX model or a fitted head. */
+export type UserMemberName = OnnxMemberName | HeadMemberName;
+/** Any member of the ensemble: a built-in one, an ONNX one or a fitted head. */
+export type EnsembleMemberName = MemberName | UserMemberName;
 
 export const ONNX_MEMBER_PREFIX = 'onnx:';
+export const HEAD_MEMBER_PREFIX = 'head:';
 const ONNX_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
 
 /**
@@ -57,9 +64,27 @@ export function isOnnxMemberName(name: string): name is OnnxMemberName {
   return name.startsWith(ONNX_MEMBER_PREFIX) && onnxMemberNameProblem(name.slice(ONNX_MEMBER_PREFIX.length)) === undefined;
 }
 
-/** True for a built-in member or a well-formed `onnx:NAME`. */
+/** The ensemble name of the fitted head the user called `name`. */
+export function headMemberName(name: string): HeadMemberName {
+  return `${HEAD_MEMBER_PREFIX}${name}`;
+}
+
+export function isHeadMemberName(name: string): name is HeadMemberName {
+  return name.startsWith(HEAD_MEMBER_PREFIX) && onnxMemberNameProblem(name.slice(HEAD_MEMBER_PREFIX.length)) === undefined;
+}
+
+/** What a user member is called in messages, and the option that brings it. */
+function userMemberWording(name: UserMemberName): { what: string; option: string } {
+  const head = isHeadMemberName(name);
+  const bare = name.slice((head ? HEAD_MEMBER_PREFIX : ONNX_MEMBER_PREFIX).length);
+  return head
+    ? { what: 'head member', option: `--member ${bare}=FILE.json, or heads` }
+    : { what: 'ONNX member', option: `--member ${bare}=FILE.onnx, or onnxMembers` };
+}
+
+/** True for a built-in member, a well-formed `onnx:NAME` or `head:NAME`. */
 export function isEnsembleMemberName(name: string): name is EnsembleMemberName {
-  return (MEMBER_NAMES as readonly string[]).includes(name) || isOnnxMemberName(name);
+  return (MEMBER_NAMES as readonly string[]).includes(name) || isOnnxMemberName(name) || isHeadMemberName(name);
 }
 
 export interface MemberOutput {
@@ -93,7 +118,9 @@ export function parseMemberList(text: string, what = '--members'): EnsembleMembe
     if (!isEnsembleMemberName(n)) {
       const onnx = n.startsWith(ONNX_MEMBER_PREFIX)
         ? `; an ONNX member's NAME ${onnxMemberNameProblem(n.slice(ONNX_MEMBER_PREFIX.length))}`
-        : '; an ONNX member is onnx:NAME (--member NAME=FILE.onnx)';
+        : n.startsWith(HEAD_MEMBER_PREFIX)
+          ? `; a head member's NAME ${onnxMemberNameProblem(n.slice(HEAD_MEMBER_PREFIX.length))}`
+          : '; an ONNX member is onnx:NAME (--member NAME=FILE.onnx)';
       throw new Img2PromptError(undefined, `${what}: unknown member "${n}" (choose from ${MEMBER_NAMES.join(', ')})${onnx}`);
     }
     if (seen.has(n)) throw new Img2PromptError(undefined, `${what}: member "${n}" is listed twice`);
@@ -107,6 +134,8 @@ export function parseBuiltInMemberList(text: string, what = '--members'): Member
   const names = parseMemberList(text, what);
   const onnx = names.find((n) => isOnnxMemberName(n));
   if (onnx !== undefined) throw new Img2PromptError(undefined, `${what}: this command has no ONNX members ("${onnx}"); choose from ${MEMBER_NAMES.join(', ')}`);
+  const head = names.find((n) => isHeadMemberName(n));
+  if (head !== undefined) throw new Img2PromptError(undefined, `${what}: this command has no head members ("${head}"); choose from ${MEMBER_NAMES.join(', ')}`);
   return names as MemberName[];
 }
 
@@ -166,7 +195,7 @@ export function captionerMember(minilm: TextEmbedder): Member {
 
 /**
  * Members to compute: the asked-for ones (default: the weighted ones, else the defaults and the ONNX
- * members given) that exist and carry weight. `onnx`: the ONNX members given (onnxMembers).
+ * members and heads given) that exist and carry weight. `onnx`: the user members given (onnxMembers, heads).
  */
 export function chooseMembers(
   asked: readonly EnsembleMemberName[] | undefined,
@@ -174,7 +203,7 @@ export function chooseMembers(
   weightsName: string,
   notice: (message: string) => void,
   hasCaptioner = false,
-  onnx: readonly OnnxMemberName[] = [],
+  onnx: readonly UserMemberName[] = [],
 ): EnsembleMemberName[] {
   const builtIn: readonly MemberName[] = hasCaptioner ? [...DEFAULT_MEMBERS, 'captioner'] : DEFAULT_MEMBERS;
   const available: readonly EnsembleMemberName[] = [...builtIn, ...onnx];
@@ -183,14 +212,15 @@ export function chooseMembers(
   const out: EnsembleMemberName[] = [];
   for (const name of onnx) {
     if (!wanted.includes(name)) {
-      notice(`ONNX member ${name} is not among the members ${asked ? 'asked for (--members)' : `weighted in ${weightsName}`}; it is not computed`);
+      notice(`${userMemberWording(name).what} ${name} is not among the members ${asked ? 'asked for (--members)' : `weighted in ${weightsName}`}; it is not computed`);
     }
   }
   for (const name of wanted) {
     if (name === 'captioner' && !hasCaptioner) {
       notice('member captioner needs a caption model (--caption-model, or captionModel); it is absent from the ensemble');
-    } else if (isOnnxMemberName(name) && !available.includes(name)) {
-      notice(`${asked ? 'the members asked for name' : `${weightsName} names`} ONNX member ${name}, whose model was not given (--member ${name.slice(ONNX_MEMBER_PREFIX.length)}=FILE.onnx, or onnxMembers); it is absent`);
+    } else if ((isOnnxMemberName(name) || isHeadMemberName(name)) && !available.includes(name)) {
+      const { what, option } = userMemberWording(name);
+      notice(`${asked ? 'the members asked for name' : `${weightsName} names`} ${what} ${name}, whose ${what === 'head member' ? 'head file' : 'model'} was not given (${option}); it is absent`);
     } else if (!(available as readonly string[]).includes(name)) {
       notice(`warning: ${weightsName} names member "${name}", which this version does not know; it is absent`);
     } else if (weighted && !weighted.includes(name)) {

@@ -13,7 +13,7 @@ import type { OnnxMemberSpec } from './onnx-member.js';
 import type { PredictEngineOptions, PredictRunOptions } from './types.js';
 
 export const PREDICT_ENGINE_KEYS = [
-  'model', 'members', 'onnxMembers', 'weights', 'allowModelMismatch', 'promptsBank', 'dtype', 'labelsDir', 'labels', 'map', 'lambda', 'mode',
+  'model', 'members', 'onnxMembers', 'heads', 'weights', 'allowModelMismatch', 'promptsBank', 'dtype', 'labelsDir', 'labels', 'map', 'lambda', 'mode',
   'imageProcessor', 'k', 'temperature', 'onNotice', 'onBankProgress', 'signal', 'captionModel', 'caption',
 ] as const satisfies readonly (keyof PredictEngineOptions)[];
 
@@ -33,22 +33,22 @@ function readMembers(o: OptionsReader): EnsembleMemberName[] | undefined {
   return v as EnsembleMemberName[];
 }
 
-/** `onnxMembers`: `{ name, file }` objects with safe names, no two alike and none a built-in member's. */
-function readOnnxMembers(o: OptionsReader): OnnxMemberSpec[] | undefined {
+/** `onnxMembers` or `heads`: `{ name, file }` objects with safe names, no two alike and none a built-in member's. */
+function readOnnxMembers(o: OptionsReader, key: 'onnxMembers' | 'heads' = 'onnxMembers'): OnnxMemberSpec[] | undefined {
   const expected = 'an array of { name, file } objects (strings)';
-  const v = o.check('onnxMembers', (x): x is unknown[] => Array.isArray(x), expected);
+  const v = o.check(key, (x): x is unknown[] => Array.isArray(x), expected);
   if (v === undefined) return undefined;
   const seen = new Set<string>();
   return v.map((item, i) => {
     const m = item as Record<string, unknown>;
     const keys = typeof m === 'object' && m !== null && !Array.isArray(m) ? Object.keys(m) : undefined;
     if (!keys || typeof m.name !== 'string' || typeof m.file !== 'string' || keys.some((k) => k !== 'name' && k !== 'file')) {
-      throw o.typeError('onnxMembers', expected, v);
+      throw o.typeError(key, expected, v);
     }
-    if (m.file === '') throw o.rangeError(`onnxMembers[${i}].file`, 'a non-empty file name', m.file);
+    if (m.file === '') throw o.rangeError(`${key}[${i}].file`, 'a non-empty file name', m.file);
     const problem = onnxMemberNameProblem(m.name);
-    if (problem) throw o.rangeError(`onnxMembers[${i}].name`, `a member name (this one ${problem})`, m.name);
-    if (seen.has(m.name)) throw o.rangeError(`onnxMembers[${i}].name`, 'a name no other ONNX member has', m.name);
+    if (problem) throw o.rangeError(`${key}[${i}].name`, `a member name (this one ${problem})`, m.name);
+    if (seen.has(m.name)) throw o.rangeError(`${key}[${i}].name`, `a name no other ${key === 'heads' ? 'head' : 'ONNX member'} has`, m.name);
     seen.add(m.name);
     return { name: m.name, file: m.file };
   });
@@ -60,6 +60,7 @@ export function readPredictEngineOptions(o: OptionsReader): PredictEngineOptions
     model: o.string('model', { nonEmpty: true }),
     members: readMembers(o),
     onnxMembers: readOnnxMembers(o),
+    heads: readOnnxMembers(o, 'heads'),
     weights: o.check('weights', (v): v is PredictEngineOptions['weights'] => typeof v === 'string' || (typeof v === 'object' && v !== null && !Array.isArray(v)), 'a weights file name or an EnsembleWeights object'),
     allowModelMismatch: o.bool('allowModelMismatch'),
     promptsBank: o.stringList('promptsBank'),

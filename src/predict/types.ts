@@ -11,6 +11,7 @@ import type { EnsembleWeights } from './ensemble.js';
 import type { CaptionOptions } from '../caption/captioner.js';
 import type { EnsembleMemberName } from './members.js';
 import type { OnnxMemberSpec } from './onnx-member.js';
+import type { HeadMemberSpec } from './head-file.js';
 
 /** Images per CLIP batch (and per checkpoint append). */
 export const DEFAULT_BATCH_SIZE = DEFAULT_IMAGE_BATCH;
@@ -31,6 +32,11 @@ export interface PredictEngineOptions {
    * image/preprocessing-description.ts). Names: a letter, then letters, digits, _ and -; not a built-in member's.
    */
   onnxMembers?: readonly OnnxMemberSpec[];
+  /**
+   * Heads fitted with `fit-head` (head files) that join the ensemble as members `head:NAME`; each must
+   * have been fitted with this run's CLIP model. Names as for onnxMembers.
+   */
+  heads?: readonly HeadMemberSpec[];
   /** Ensemble weights (a file or the object); default equal weights over the members. */
   weights?: string | EnsembleWeights;
   /** Accept weights fitted for other models (with a notice instead of an error). */
