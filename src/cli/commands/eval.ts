@@ -2,14 +2,13 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { Img2PromptError } from '../../util/errors.js';
 import { withClaimedOutputs } from '../../util/output-claim.js';
-import { embedPrompts } from '../../submission/embed-prompts.js';
 import { EMBEDDING_DIM } from '../../submission/submission-csv.js';
 import { PredictEngine } from '../../predict/predict.js';
 import { evaluate, ENSEMBLE, type Evaluation } from '../../eval/evaluate.js';
 import { writeEvalReport, type ReportImage } from '../../eval/report.js';
-import { runProgress } from './predict.js';
 import { labelledImages } from '../labelled-images.js';
-import { addEngineOptions, engineOptionsFrom, imageBatchSize, parseNonNegativeInt, parsePositiveInt, type EngineCliOptions } from '../options.js';
+import { collectMemberPredictions } from '../member-predictions.js';
+import { addEngineOptions, engineOptionsFrom, parseNonNegativeInt, parsePositiveInt, type EngineCliOptions } from '../options.js';
 import type { CliContext } from '../context.js';
 
 interface EvalCliOptions extends EngineCliOptions {
@@ -58,35 +57,10 @@ export function register(program: Command, cli: CliContext): void {
     await withClaimedOutputs([path.join(dir, 'index.html'), path.join(dir, 'report.json'), path.join(dir, 'images.csv')], { createFolders: true }, async () => {
       const engine = await PredictEngine.open(engineOptionsFrom(opts, cli));
       try {
-        const kept: { id: string; file: string; prompt: string | null; members: Partial<Record<string, Float32Array>> }[] = [];
-        const progress = runProgress(cli, 'eval');
-        try {
-          for await (const r of engine.run(files, {
-            batchSize: imageBatchSize(opts),
-            gapImages: parsePositiveInt('--gap-images', opts.gapImages),
-            allowSvg: opts.allowSvg,
-            exif: opts.exif,
-            onProgress: progress.onProgress,
-          })) {
-            if (r.failure !== undefined) cli.err(`img2prompt: ${r.file}: ${r.failure} (left out of the evaluation)\n`);
-            else kept.push({ id: r.id, file: r.file, prompt: r.prompt, members: r.members });
-          }
-        } finally {
-          progress.stop();
-        }
+        const { kept, predictions, truth } = await collectMemberPredictions(cli, engine, files, truthOf, opts, 'eval', 'left out of the evaluation');
         if (kept.length < folds) {
           throw new Img2PromptError(opts.truth, `${kept.length} readable images with a known prompt are too few for ${folds}-fold cross-validation: need at least ${folds}`);
         }
-        const predictions: Record<string, Float32Array> = {};
-        for (const name of engine.members) {
-          const m = new Float32Array(kept.length * EMBEDDING_DIM);
-          kept.forEach((img, i) => {
-            const v = img.members[name];
-            if (v) m.set(v, i * EMBEDDING_DIM);
-          });
-          predictions[name] = m;
-        }
-        const truth = await embedPrompts(kept.map((k) => ({ imgId: k.id, prompt: truthOf.get(k.id)! })), engine.minilm.embedder);
         const evaluation = evaluate(predictions, truth, EMBEDDING_DIM, { folds, seed, resamples, label: opts.truth });
         const random = engine.clip.random;
         cli.out(formatEvaluation(evaluation, random));

@@ -3,13 +3,12 @@ import { Img2PromptError } from '../../util/errors.js';
 import { commandImages } from '../input-images.js';
 import { withClaimedOutputs } from '../../util/output-claim.js';
 import { readPromptsCsv } from '../../submission/prompts-csv.js';
-import { embedPrompts } from '../../submission/embed-prompts.js';
 import { EMBEDDING_DIM } from '../../submission/submission-csv.js';
 import { PredictEngine } from '../../predict/predict.js';
 import { fitWeights, toWeightsConfig, type FitWeightsResult } from '../../predict/fit-weights.js';
 import { saveEnsembleWeights } from '../../predict/ensemble.js';
-import { runProgress } from './predict.js';
-import { addEngineOptions, engineOptionsFrom, imageBatchSize, parsePositiveInt, type EngineCliOptions } from '../options.js';
+import { collectMemberPredictions } from '../member-predictions.js';
+import { addEngineOptions, engineOptionsFrom, parsePositiveInt, type EngineCliOptions } from '../options.js';
 import type { CliContext } from '../context.js';
 
 interface FitWeightsCliOptions extends EngineCliOptions {
@@ -74,33 +73,7 @@ export function register(program: Command, cli: CliContext): void {
       const engine = await PredictEngine.open(engineOptionsFrom(opts, cli));
       try {
         const members = engine.members;
-        const kept: { id: string; members: Partial<Record<string, Float32Array>> }[] = [];
-        const progress = runProgress(cli, 'fit-weights');
-        try {
-          for await (const r of engine.run(files, {
-            batchSize: imageBatchSize(opts),
-            gapImages: parsePositiveInt('--gap-images', opts.gapImages),
-            allowSvg: opts.allowSvg,
-            exif: opts.exif,
-            onProgress: progress.onProgress,
-          })) {
-            if (r.failure !== undefined) cli.err(`img2prompt: ${r.file}: ${r.failure} (left out of the fit)\n`);
-            else kept.push({ id: r.id, members: r.members });
-          }
-        } finally {
-          progress.stop();
-        }
-
-        const predictions: Record<string, Float32Array> = {};
-        for (const name of members) {
-          const m = new Float32Array(kept.length * EMBEDDING_DIM);
-          kept.forEach((img, i) => {
-            const v = img.members[name];
-            if (v) m.set(v, i * EMBEDDING_DIM);
-          });
-          predictions[name] = m;
-        }
-        const truth = await embedPrompts(kept.map((k) => ({ imgId: k.id, prompt: truthOf.get(k.id)! })), engine.minilm.embedder);
+        const { predictions, truth } = await collectMemberPredictions(cli, engine, files, truthOf, opts, 'fit-weights', 'left out of the fit');
         const result = fitWeights(predictions, truth, EMBEDDING_DIM, { folds, seed, label: opts.truth });
         cli.out(formatFit(result));
         await saveEnsembleWeights(opts.output, toWeightsConfig(result, engine.modelIds));
