@@ -12,6 +12,7 @@ import { splitMemberSpecs } from '../src/cli/options.js';
 import { chooseMembers, parseBuiltInMemberList, parseMemberList } from '../src/predict/members.js';
 import { readSubmission } from '../src/submission/submission-csv.js';
 import { PredictEngine } from '../src/predict/predict.js';
+import { expectResumeRefusedWithOtherMember } from './helpers/member-resume.js';
 import { KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
 import { runCliInProcess } from './helpers/cli.js';
 import { copyKaggleImages, restoreHome, useTinyClipHome, writeSmallBankAndLabels } from './helpers/tiny-clip-home.js';
@@ -114,22 +115,12 @@ describe('fit-head and predict --member NAME=head.json', () => {
     const checkpoint = path.join(work, 'head.ckpt');
     const inputs = fs.readdirSync(images).sort().slice(0, 2).map((f) => path.join(images, f));
     const open = (file: string) => PredictEngine.open({ model: 'tiny', promptsBank: [bankFile], labelsDir, members: ['head:h'], heads: [{ name: 'h', file }] });
-    const engine = await open(headFile);
-    try {
-      expect(engine.heads.map((x) => x.name)).toEqual(['head:h']);
-      for await (const r of engine.run(inputs, { checkpoint })) expect(r.members['head:h']).toHaveLength(DIM);
-    } finally {
-      engine.close();
-    }
-    const again = await open(other);
-    try {
-      const run = async () => {
-        for await (const r of again.run(inputs, { checkpoint, resume: true })) void r;
-      };
-      await expect(run()).rejects.toThrow(/option heads: /);
-    } finally {
-      again.close();
-    }
+    await expectResumeRefusedWithOtherMember(
+      open,
+      { first: headFile, other },
+      { inputs, checkpoint, check: (members) => expect(members['head:h']).toHaveLength(DIM) },
+      /option heads: /,
+    );
   });
 
   it('fit-head --kind mlp writes an MLP head predict can use', async () => {

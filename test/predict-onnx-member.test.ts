@@ -15,6 +15,7 @@ import { chooseMembers, parseBuiltInMemberList, parseMemberList } from '../src/p
 import { PredictEngine } from '../src/predict/predict.js';
 import { readSubmission } from '../src/submission/submission-csv.js';
 import { parseOnnxMemberOptions } from '../src/cli/options.js';
+import { expectResumeRefusedWithOtherMember } from './helpers/member-resume.js';
 import { KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
 import { runCliInProcess } from './helpers/cli.js';
 import { copyKaggleImages, restoreHome, useTinyClipHome, writeSmallBankAndLabels } from './helpers/tiny-clip-home.js';
@@ -303,21 +304,12 @@ describe('predict and fit-weights with --member', () => {
     const first = modelWithSidecar('m1', DESCRIPTION);
     const other = modelWithSidecar('m2', { ...DESCRIPTION, mean: [0.4, 0.4, 0.4] });
     const inputs = SAMPLE_IDS.slice(0, 2).map(imageFile);
-    const engine = await open(first);
-    try {
-      for await (const r of engine.run(inputs, { checkpoint })) expect(r.members['onnx:m']).toBeDefined();
-    } finally {
-      engine.close();
-    }
-    const again = await open(other);
-    try {
-      const run = async () => {
-        for await (const r of again.run(inputs, { checkpoint, resume: true })) void r;
-      };
-      await expect(run()).rejects.toThrow(/option onnxMembers: .*"mean":\[0\.5,0\.4,0\.3\].* → .*"mean":\[0\.4,0\.4,0\.4\]/);
-    } finally {
-      again.close();
-    }
+    await expectResumeRefusedWithOtherMember(
+      open,
+      { first, other },
+      { inputs, checkpoint, check: (members) => expect(members['onnx:m']).toBeDefined() },
+      /option onnxMembers: .*"mean":\[0\.5,0\.4,0\.3\].* → .*"mean":\[0\.4,0\.4,0\.4\]/,
+    );
   });
 
   it('refuses, at open, a --member whose output is not 384-d', async () => {
