@@ -11,7 +11,7 @@ import { listImageFiles } from '../image/list-images.js';
 import { imageIdOf } from '../image/image-id.js';
 import { isImageUrl, urlImageId } from '../image/url-fetch.js';
 import { submissionImageIds } from '../submission/img-id.js';
-import { inShard, parseShard, type Shard } from '../submission/shard.js';
+import { inShard, parseShard, shardMembership, type Shard } from '../submission/shard.js';
 import { readInputList } from './input-list.js';
 
 export interface CommandImages {
@@ -41,9 +41,13 @@ export function inputImageId(input: string): string {
 /**
  * Lists the images of `inputs` and of the `--from` list (after them), checks their ids (unique, usable
  * as Kaggle ids) over all of them, refusing with one error that lists every offending input, and then
- * keeps the `--shard`'s part. Throws when there is no image at all (or none in the shard).
+ * keeps the `--shard`'s part, in blocks of `shardBlock` images (the command's batch size, so a shard's
+ * batches are those of an unsharded run). Throws when there is no image at all (or none in the shard).
  */
-export async function commandImages(inputs: readonly string[], options: ImageInputCliOptions, stdin: NodeJS.ReadableStream = process.stdin): Promise<CommandImages> {
+export async function commandImages(
+  inputs: readonly string[], options: ImageInputCliOptions, more: { shardBlock?: number; stdin?: NodeJS.ReadableStream } = {},
+): Promise<CommandImages> {
+  const stdin = more.stdin ?? process.stdin;
   const shard = options.shard === undefined ? undefined : parseShard(options.shard);
   const all = [...inputs, ...(options.from === undefined ? [] : await readInputList(options.from, stdin))];
   if (all.length === 0) {
@@ -77,11 +81,12 @@ export async function commandImages(inputs: readonly string[], options: ImageInp
   // Checked over every input, not the shard's: a clash is refused on every machine alike.
   let ids = submissionImageIds(files, inputImageId);
   if (!shard) return { files, ids, skipped };
-  return { ...keepShard(files, ids, skipped, shard), unsharded: { files, ids } };
+  return { ...keepShard(files, ids, skipped, shard, more.shardBlock ?? 1), unsharded: { files, ids } };
 }
 
-function keepShard(files: string[], ids: string[], skipped: ImageFailure[], shard: Shard): CommandImages {
-  const keep = ids.map((id) => inShard(id, shard));
+/** The shard's images: blocks of `block` consecutive images (see submission/shard.ts); a skipped input goes by its own id. */
+function keepShard(files: string[], ids: string[], skipped: ImageFailure[], shard: Shard, block: number): CommandImages {
+  const keep = shardMembership(ids, shard, block);
   const kept = { files: files.filter((_, i) => keep[i]), ids: ids.filter((_, i) => keep[i]), skipped: skipped.filter((s) => inShard(imageIdOf(s.file), shard)) };
   if (kept.files.length === 0) {
     throw new Img2PromptError(undefined, `shard ${shard.index}/${shard.count} holds none of the ${files.length} images (too few images for ${shard.count} shards?)`);

@@ -77,7 +77,7 @@ export interface ImageSourceCliOptions {
 export function addImageSourceOptions(cmd: Command): Command {
   return cmd
     .option('--from <file>', 'also read the inputs listed in this file, one path or http(s) URL a line (-: standard input; blank lines and # comments skipped)')
-    .option('--shard <I/N>', 'only the images of shard I of N (by a hash of the image id: the same split on every machine); put the parts together with `img2prompt merge`')
+    .option('--shard <I/N>', 'only the images of shard I of N (whole batches of the listing, by a hash of their first image id: the same split on every machine that lists the same inputs); put the parts together with `img2prompt merge`')
     .option('--max-download-mb <n>', `URL images larger than this many MiB are refused (default ${DEFAULT_MAX_DOWNLOAD_BYTES / 1024 / 1024})`)
     .option('--download-timeout <s>', `seconds one try of a URL download may take (default ${DEFAULT_FETCH_TIMEOUT_MS / 1000})`)
     .option('--download-concurrency <n>', `URL downloads at once (default ${DEFAULT_FETCH_CONCURRENCY})`);

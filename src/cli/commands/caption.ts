@@ -55,7 +55,8 @@ An image that cannot be read gets no row, is listed in the errors file (and the 
 and makes the exit code 1.`,
     );
   addErrorsFileOption(addImageSourceOptions(caption)).action(async (inputs: string[], opts: CaptionCliOptions) => {
-    const { files: inputFiles, ids, skipped } = await commandImages(inputs, opts);
+    const batchSize = parsePositiveInt('--batch-size', opts.batchSize) ?? 8;
+    const { files: inputFiles, ids, skipped } = await commandImages(inputs, opts, { shardBlock: batchSize });
     const fetchOptions = urlFetchOptionsFrom(opts);
     const generation = {
       numBeams: parsePositiveInt('--num-beams', opts.numBeams),
@@ -67,7 +68,6 @@ and makes the exit code 1.`,
       earlyStopping: (opts.earlyStopping === 'never' ? 'never' : opts.earlyStopping === 'true') as EarlyStopping,
       prefix: opts.prefix,
     };
-    const batchSize = parsePositiveInt('--batch-size', opts.batchSize) ?? 8;
     // Checked before the model is opened; errors name the flags.
     resolveGenerationOptions(generation, (option) => `--${option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
     const errorsFile = errorsFileFor(opts);

@@ -36,7 +36,7 @@ export function register(program: Command, cli: CliContext): void {
     .action(async (inputs: string[], opts: EmbedImagesCliOptions) => {
       const batchSize = imageBatchSize(opts);
       const maxPixels = parsePositiveInt('--max-pixels', opts.maxPixels);
-      const { files: inputFiles, ids, skipped } = await commandImages(inputs, opts);
+      const { files: inputFiles, ids, skipped } = await commandImages(inputs, opts, { shardBlock: batchSize });
       const fetchOptions = urlFetchOptionsFrom(opts);
       const errorsFile = errorsFileFor(opts);
       await withClaimedOutputs([opts.output, idsPathFor(opts.output), errorsFile], { createFolders: true }, async () => {

@@ -50,11 +50,11 @@ export function register(program: Command, cli: CliContext): void {
   ))));
   addErrorsFileOption(addImageBatchOption(command)).action(async (inputs: string[], opts: InterrogateCliOptions) => {
     // Names and ids are checked here, before the banks are opened and the images encoded.
-    const { files: inputFiles, ids, skipped } = await commandImages(inputs, opts);
+    const batchSize = imageBatchSize(opts);
+    const { files: inputFiles, ids, skipped } = await commandImages(inputs, opts, { shardBlock: batchSize });
     const fetchOptions = urlFetchOptionsFrom(opts);
     const maxFlavors = parsePositiveInt('--max-flavors', opts.maxFlavors);
     const shortlist = parsePositiveInt('--shortlist', opts.shortlist);
-    const batchSize = imageBatchSize(opts);
     const errorsFile = errorsFileFor(opts);
     await withClaimedOutputs([opts.output, ...(opts.details ? [opts.details] : []), errorsFile], { createFolders: true }, async () => {
       const downloads = await downloadUrlImages(cli, inputFiles, ids, fetchOptions);

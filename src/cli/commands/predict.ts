@@ -85,10 +85,10 @@ export function register(program: Command, cli: CliContext): void {
   ));
   addErrorsFileOption(predict).action(async (inputs: string[], opts: PredictCliOptions) => {
     // Bad or clashing ids fail now, not after the run.
-    const images = await commandImages(inputs, opts);
+    const batchSize = imageBatchSize(opts);
+    const images = await commandImages(inputs, opts, { shardBlock: batchSize });
     const { ids: expectedIds, skipped } = images;
     const fetchOptions = urlFetchOptionsFrom(opts);
-    const batchSize = imageBatchSize(opts);
     const gapImages = parsePositiveInt('--gap-images', opts.gapImages);
     const run = shardRunInputs(images, gapImages ?? DEFAULT_GAP_IMAGES, batchSize);
     const rowOf = new Map(expectedIds.map((id, i) => [id, i]));
