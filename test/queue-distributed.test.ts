@@ -141,6 +141,17 @@ describe('queue push, workers, collect', () => {
     expect(ids.length).toBe(28);
     expect(new Set(ids).size).toBe(28);
     expect(await client.hlen('img2prompt:run:kill:results')).toBe(28);
+
+    // Pushed again (a push cut off and repeated): no chunk is added twice; other inputs under the name are refused.
+    const again = await cli(['queue', 'push', images, '--redis', redis.url, '--run', 'kill', '--chunk-size', '4', ...runFlags()]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toContain('run kill was pushed already; queued its missing chunks: 28 images in 7 chunks of 4');
+    const recount = chunkQueue('kill');
+    expect(await recount.getJobCounts('completed', 'waiting', 'failed')).toEqual({ completed: 7, waiting: 0, failed: 0 });
+    await recount.close();
+    const other = await cli(['queue', 'push', images, poison, '--redis', redis.url, '--run', 'kill', '--chunk-size', '4', ...runFlags()]);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toContain('img2prompt: a run "kill" with other inputs or options was pushed at');
   }, 240_000);
 
   it('Redis SIGKILLed and restarted on its append-only file mid-run: the run completes, nothing lost or doubled', async () => {
@@ -172,7 +183,8 @@ describe('queue push, workers, collect', () => {
   it('a poisoned chunk (unreadable images only) ends in the failed list; the rest completes; status and collect report it', async () => {
     const push = await cli(['queue', 'push', images, poison, '--redis', redis.url, '--run', 'poison', '--chunk-size', '4', '--attempts', '2', '--backoff', '0.2', ...runFlags()]);
     expect(push.code, push.stderr).toBe(0);
-    const workers = [0, 1].map(() => startWorker(['--run', 'poison', ...workerFlags]));
+    // One worker of this run, one serving whatever run has chunks left (only this one has).
+    const workers = [['--run', 'poison'], []].map((run) => startWorker([...run, ...workerFlags]));
     for (const w of workers) expect(await exitOf(w), w.stderr()).toBe(0);
     const log = workers.map((w) => w.stderr()).join('');
     expect(log).toContain('chunk 8/8 failed (attempt 2 of 2, now in the failed list): every image of chunk 7 (4) could not be read (a poisoned chunk)');
