@@ -178,6 +178,12 @@ describe('queue push, workers, collect', () => {
     const ids = await submissionIds(out('restart.csv'));
     expect(new Set(ids).size).toBe(28);
     expect(ids.length).toBe(28);
+
+    // Collected: the run can go, keys and all.
+    const remove = await cli(['queue', 'remove', '--redis', redis.url, '--run', 'restart']);
+    expect(remove.code, remove.stderr).toBe(0);
+    expect(await client.keys('*restart*')).toEqual([]);
+    expect(await client.smembers('img2prompt:runs')).not.toContain('restart');
   }, 240_000);
 
   it('a poisoned chunk (unreadable images only) ends in the failed list; the rest completes; status and collect report it', async () => {
@@ -203,6 +209,13 @@ describe('queue push, workers, collect', () => {
     expect(fs.readFileSync(out('poison.csv')).equals(fs.readFileSync(out('whole-poison.csv')))).toBe(true);
     const errors = fs.readFileSync(out('poison.csv.errors.txt'), 'utf8').trim().split('\n');
     expect(errors.map((l) => path.basename(l.split('\t')[0]!))).toEqual(['zz-bad-1.png', 'zz-bad-2.png', 'zz-bad-3.png', 'zz-bad-4.png']);
+
+    // Once the cause is fixed, `queue retry` puts the failed chunk back for the workers.
+    const retry = await cli(['queue', 'retry', '--redis', redis.url, '--run', 'poison']);
+    expect(retry.code, retry.stderr).toBe(0);
+    expect(retry.stderr).toBe('run poison: 1 failed chunk is waiting again; workers take it\n');
+    const again = await cli(['queue', 'status', '--redis', redis.url, '--run', 'poison', '--json']);
+    expect(JSON.parse(again.stdout).counts).toEqual({ completed: 7, waiting: 1, active: 0, delayed: 0, failed: 0 });
   }, 240_000);
 
   it('a worker holding other weights under the run\'s model name refuses the run, naming it', async () => {

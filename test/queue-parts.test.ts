@@ -25,8 +25,17 @@ describe('an image result in Redis', () => {
     expect(decodeImageResult('b', encodeImageResult(r), 'results')).toEqual(r);
   });
 
-  it('refuses a stored value of the wrong size, naming the image', () => {
-    expect(() => decodeImageResult('c', JSON.stringify({ v: Buffer.alloc(12).toString('base64') }), 'k')).toThrow('k: the result of image "c" holds 12 bytes, not 384 float32 values');
+  it('is the 384 float32 values little-endian, then the fields as JSON', () => {
+    const vector = new Float32Array(384).fill(0.5);
+    const stored = encodeImageResult({ id: 'd', vector, prompt: 'p', caption: null, nearest: null });
+    expect(stored.length).toBe(384 * 4 + '{"p":"p"}'.length);
+    expect(stored.readFloatLE(4 * 383)).toBe(0.5);
+    expect(stored.subarray(1536).toString()).toBe('{"p":"p"}');
+  });
+
+  it('refuses a stored value too short or damaged, naming the image', () => {
+    expect(() => decodeImageResult('c', Buffer.alloc(12), 'k')).toThrow('k: the result of image "c" holds 12 bytes, less than 384 float32 values and its fields');
+    expect(() => decodeImageResult('c', Buffer.concat([Buffer.alloc(1536), Buffer.from('{"p":')]), 'k')).toThrow('k: the result of image "c" is damaged (its fields are not JSON)');
   });
 });
 

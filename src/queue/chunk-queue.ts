@@ -67,3 +67,10 @@ export async function failedChunks(queue: Queue<ChunkJob>): Promise<FailedChunk[
     .map((j) => ({ chunk: j.data.chunk, images: j.data.ids.length, attempts: j.attemptsMade, reason: j.failedReason ?? 'unknown' }))
     .sort((a, b) => a.chunk - b.chunk);
 }
+
+/** Moves the run's failed chunks back to waiting (after the cause was fixed); resolves to how many there were. */
+export async function retryFailedChunks(queue: Queue<ChunkJob>): Promise<number> {
+  const failed = await queue.getFailedCount();
+  if (failed > 0) await queue.retryJobs({ state: 'failed' });
+  return failed;
+}

@@ -1,8 +1,9 @@
 /**
  * One image's result as a run's results hash stores it (field: the image id): the 384-d submission vector
- * bit for bit (float32, base64) and the fields collect writes beside the submission (prompt, caption,
- * nearest bank prompt) or reports (why the image could not be read). Stored per image, so a chunk that
- * runs twice (at-least-once delivery) writes the very same fields again instead of adding rows.
+ * bit for bit (1536 bytes of little-endian float32) followed by a small JSON of the fields collect writes
+ * beside the submission (prompt, caption, nearest bank prompt) or reports (why the image could not be
+ * read): about 2 KB an image in Redis. Stored per image, so a chunk that runs twice (at-least-once
+ * delivery) writes the very same fields again instead of adding rows.
  */
 import { EMBEDDING_DIM } from '../submission/submission-csv.js';
 import { Img2PromptError } from '../util/errors.js';
@@ -18,41 +19,50 @@ export interface ImageResult {
   failure?: { file: string; reason: string };
 }
 
-interface Stored {
-  v: string;
+/** The JSON part (short keys: it is stored once per image). */
+interface StoredFields {
   p?: string;
   c?: string;
   n?: [string, number];
   f?: [string, string];
 }
 
-export function encodeImageResult(r: ImageResult): string {
+const VECTOR_BYTES = EMBEDDING_DIM * 4;
+
+export function encodeImageResult(r: ImageResult): Buffer {
   if (r.vector.length !== EMBEDDING_DIM) throw new Error(`internal: result of ${r.id} has ${r.vector.length} values, not ${EMBEDDING_DIM}`);
-  const stored: Stored = { v: Buffer.from(r.vector.buffer, r.vector.byteOffset, r.vector.byteLength).toString('base64') };
-  if (r.prompt !== null) stored.p = r.prompt;
-  if (r.caption !== null) stored.c = r.caption;
-  if (r.nearest) stored.n = [r.nearest.text, r.nearest.similarity];
-  if (r.failure) stored.f = [r.failure.file, r.failure.reason];
-  return JSON.stringify(stored);
+  const fields: StoredFields = {};
+  if (r.prompt !== null) fields.p = r.prompt;
+  if (r.caption !== null) fields.c = r.caption;
+  if (r.nearest) fields.n = [r.nearest.text, r.nearest.similarity];
+  if (r.failure) fields.f = [r.failure.file, r.failure.reason];
+  const json = Buffer.from(JSON.stringify(fields), 'utf8');
+  const out = Buffer.alloc(VECTOR_BYTES + json.length);
+  const view = new DataView(out.buffer, out.byteOffset, VECTOR_BYTES);
+  for (let i = 0; i < EMBEDDING_DIM; i++) view.setFloat32(i * 4, r.vector[i]!, true);
+  json.copy(out, VECTOR_BYTES);
+  return out;
 }
 
-export function decodeImageResult(id: string, text: string, where: string): ImageResult {
-  let stored: Stored;
-  try {
-    stored = JSON.parse(text) as Stored;
-  } catch {
-    throw new Img2PromptError(where, `the result of image "${id}" is not JSON`, { code: 'FILE_INVALID' });
+export function decodeImageResult(id: string, stored: Buffer, where: string): ImageResult {
+  if (stored.length < VECTOR_BYTES + 2) {
+    throw new Img2PromptError(where, `the result of image "${id}" holds ${stored.length} bytes, less than ${EMBEDDING_DIM} float32 values and its fields`, { code: 'FILE_INVALID' });
   }
-  const bytes = Buffer.from(stored.v ?? '', 'base64');
-  if (bytes.length !== EMBEDDING_DIM * 4) throw new Img2PromptError(where, `the result of image "${id}" holds ${bytes.length} bytes, not ${EMBEDDING_DIM} float32 values`, { code: 'FILE_INVALID' });
   const vector = new Float32Array(EMBEDDING_DIM);
-  new Uint8Array(vector.buffer).set(bytes);
+  const view = new DataView(stored.buffer, stored.byteOffset, VECTOR_BYTES);
+  for (let i = 0; i < EMBEDDING_DIM; i++) vector[i] = view.getFloat32(i * 4, true);
+  let fields: StoredFields;
+  try {
+    fields = JSON.parse(stored.subarray(VECTOR_BYTES).toString('utf8')) as StoredFields;
+  } catch {
+    throw new Img2PromptError(where, `the result of image "${id}" is damaged (its fields are not JSON)`, { code: 'FILE_INVALID' });
+  }
   return {
     id,
     vector,
-    prompt: stored.p ?? null,
-    caption: stored.c ?? null,
-    nearest: stored.n ? { text: stored.n[0], similarity: stored.n[1] } : null,
-    ...(stored.f ? { failure: { file: stored.f[0], reason: stored.f[1] } } : {}),
+    prompt: fields.p ?? null,
+    caption: fields.c ?? null,
+    nearest: fields.n ? { text: fields.n[0], similarity: fields.n[1] } : null,
+    ...(fields.f ? { failure: { file: fields.f[0], reason: fields.f[1] } } : {}),
   };
 }

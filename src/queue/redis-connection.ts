@@ -24,32 +24,41 @@ export function parseRedisUrl(url: string): URL {
 
 export interface ConnectOptions {
   /**
-   * Give up on the first connection after this many ms (a command run by hand should say "cannot
-   * reach Redis" rather than wait forever); a worker passes none and keeps retrying.
+   * Give up after this many ms without a connection (a command run by hand should say "cannot reach
+   * Redis" rather than wait forever); without it (a worker) the connection is retried until it is up.
    */
   connectTimeoutMs?: number;
+  /** Told once, with the reason, when the first try fails and the connection is retried. */
+  onRetry?(reason: string): void;
 }
 
-/** Opens a connection and waits until Redis answers. */
+/** Opens a connection and waits until Redis answers (ioredis reconnects by itself meanwhile). */
 export async function connectRedis(url: string, options: ConnectOptions = {}): Promise<RedisClient> {
   parseRedisUrl(url);
-  const client = new Redis(url, { maxRetriesPerRequest: null, lazyConnect: true });
+  const client = new Redis(url, { maxRetriesPerRequest: null });
+  let lastError = 'no answer';
+  let told = false;
   // Without a listener ioredis prints every failed reconnect; the command reports what matters itself.
-  client.on('error', () => {});
-  const ready = client.connect();
-  if (options.connectTimeoutMs === undefined) {
-    await ready;
-    return client;
-  }
+  const onError = (err: Error) => {
+    lastError = err.message || String(err);
+    if (!told) options.onRetry?.(lastError);
+    told = true;
+  };
+  client.on('error', onError);
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Img2PromptError(url, `cannot reach Redis within ${options.connectTimeoutMs! / 1000} s (is redis-server running there?)`, { code: 'RUNTIME_FAILED' })), options.connectTimeoutMs);
-  });
   try {
-    await Promise.race([ready, timeout]);
+    await new Promise<void>((resolve, reject) => {
+      client.once('ready', () => resolve());
+      if (options.connectTimeoutMs !== undefined) {
+        timer = setTimeout(
+          () => reject(new Img2PromptError(url, `cannot reach Redis within ${options.connectTimeoutMs! / 1000} s (${lastError}); is redis-server running there?`, { code: 'RUNTIME_FAILED' })),
+          options.connectTimeoutMs,
+        );
+      }
+    });
   } catch (err) {
     client.disconnect();
-    throw err instanceof Img2PromptError ? err : new Img2PromptError(url, `cannot reach Redis: ${(err as Error).message}`, { code: 'RUNTIME_FAILED', cause: err });
+    throw err;
   } finally {
     clearTimeout(timer);
   }

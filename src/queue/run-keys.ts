@@ -49,3 +49,9 @@ export function runKeys(name: string): RunKeys {
     clock: `${base}:clock`,
   };
 }
+
+/** Every plain key of a run (its BullMQ keys are the queue's, removed with it). */
+export function runDataKeys(name: string): string[] {
+  const k = runKeys(name);
+  return [k.spec, k.ids, k.results, k.failures, k.fingerprint, k.clock];
+}

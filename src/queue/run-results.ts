@@ -34,8 +34,8 @@ export async function* runIds(redis: RedisClient, keys: RunKeys): AsyncGenerator
 /** The results of `ids` (undefined where an image has none yet). */
 export async function readResults(redis: RedisClient, keys: RunKeys, ids: readonly string[]): Promise<(ImageResult | undefined)[]> {
   if (ids.length === 0) return [];
-  const texts = await redis.hmget(keys.results, ...ids);
-  return texts.map((t, i) => (t === null ? undefined : decodeImageResult(ids[i]!, t, keys.results)));
+  const stored = await redis.hmgetBuffer(keys.results, ...ids);
+  return stored.map((b, i) => (b === null ? undefined : decodeImageResult(ids[i]!, b, keys.results)));
 }
 
 export async function countResults(redis: RedisClient, keys: RunKeys): Promise<{ done: number; unreadable: number }> {

@@ -1,5 +1,5 @@
 /**
- * `img2prompt queue push|status|collect`: a predict run spread over any number of machines through a
+ * `img2prompt queue push|status|collect|retry|remove`: a predict run spread over any number of machines through a
  * Redis-backed BullMQ queue (src/queue/). Each subcommand is its own file; this one groups them and
  * holds the two options they share.
  */
@@ -8,6 +8,8 @@ import type { CliContext } from '../context.js';
 import { register as registerPush } from './queue-push.js';
 import { register as registerStatus } from './queue-status.js';
 import { register as registerCollect } from './queue-collect.js';
+import { register as registerRetry } from './queue-retry.js';
+import { register as registerRemove } from './queue-remove.js';
 
 /** How long a command run by hand waits for Redis before saying it cannot reach it. */
 export const CONNECT_TIMEOUT_MS = 10_000;
@@ -26,4 +28,6 @@ export function register(program: Command, cli: CliContext): void {
   registerPush(queue, cli);
   registerStatus(queue, cli);
   registerCollect(queue, cli);
+  registerRetry(queue, cli);
+  registerRemove(queue, cli);
 }

@@ -80,7 +80,7 @@ SIGINT or SIGTERM: finish the chunks in hand, then exit (a second signal exits a
       process.once('SIGTERM', onSignal);
       process.once('SIGINT', onSignal);
       // A worker waits for Redis as long as it takes (it may start before Redis, or Redis may restart).
-      const redis = await connectRedis(opts.redis);
+      const redis = await connectRedis(opts.redis, { onRetry: (reason) => cli.err(`worker: waiting for Redis (${reason})\n`) });
       try {
         if (only !== undefined) {
           const done = await serveRun(redis, only, cli, settings);
