@@ -106,7 +106,7 @@ afterAll(async () => {
 });
 
 describe('queue push, workers, collect', () => {
-  it('three workers, one SIGKILLed mid-chunk: collect writes the bytes of a single predict, every id once', async () => {
+  it('three workers, one SIGKILLed mid-chunk, the one that takes over its chunk SIGTERMed (finishes it): collect writes the bytes of a single predict, every id once', async () => {
     const push = await cli(['queue', 'push', images, '--redis', redis.url, '--run', 'kill', '--chunk-size', '4', ...runFlags()]);
     expect(push.code, push.stderr).toBe(0);
     expect(push.stderr).toContain('run kill pushed: 28 images in 7 chunks of 4');
@@ -124,12 +124,23 @@ describe('queue push, workers, collect', () => {
     });
     victim.child.kill('SIGKILL');
     expect(await exitOf(victim)).toBe(null);
-    for (const w of workers.slice(1)) expect(await exitOf(w), w.stderr()).toBe(0);
+    // The dead worker's chunk is taken over (BullMQ's stalled-job check, after its 2 s lock) by another
+    // worker, which is then sent SIGTERM in the middle of it: it finishes that chunk, then exits 0.
+    const heir = await until('the dead worker\'s chunk taken over', async () => {
+      const job = await queue.getJob(taken.id!);
+      if ((await job?.getState()) !== 'active' || job!.processedBy?.endsWith(victimName)) return undefined;
+      return workers.slice(1).find((w) => job!.processedBy?.endsWith(`:${w.child.pid}`));
+    });
+    heir.child.kill('SIGTERM');
+    expect(await exitOf(heir), heir.stderr()).toBe(0);
+    expect(heir.stderr()).toContain('img2prompt worker: SIGTERM: finishing the chunks in hand, then exiting');
+    const last = workers.find((w) => w !== victim && w !== heir)!;
+    expect(await exitOf(last), last.stderr()).toBe(0);
 
-    // The dead worker's chunk was taken over (BullMQ's stalled-job check) and finished by another.
+    // The dead worker's chunk was finished by the one that took it over, before it stopped.
     const job = (await queue.getJob(taken.id!))!;
     expect(await job.getState()).toBe('completed');
-    expect(job.processedBy?.endsWith(victimName)).toBe(false);
+    expect(job.processedBy?.endsWith(`:${heir.child.pid}`)).toBe(true);
     expect(await queue.getJobCounts('completed', 'failed')).toEqual({ completed: 7, failed: 0 });
     await queue.close();
 
