@@ -9,10 +9,11 @@ import path from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tempDir } from './helpers/paths.js';
+import { KAGGLE_SAMPLE, tempDir } from './helpers/paths.js';
 import { cliArgv, runCliInProcess, type CliResult } from './helpers/cli.js';
 import { copyKaggleImages, restoreHome, useTinyClipHome, writeSmallBankAndLabels, type SmallBank } from './helpers/tiny-clip-home.js';
 import { TestRedis } from './helpers/redis-server.js';
+import { startFixtureServer } from './helpers/http-server.js';
 import { readSubmission } from '../src/submission/submission-csv.js';
 
 const home = tempDir('img2prompt-queue-home-');
@@ -228,6 +229,30 @@ describe('queue push, workers, collect', () => {
     const again = await cli(['queue', 'status', '--redis', redis.url, '--run', 'poison', '--json']);
     expect(JSON.parse(again.stdout).counts).toEqual({ completed: 7, waiting: 1, active: 0, delayed: 0, failed: 0 });
   }, 240_000);
+
+  it('URL inputs: each worker downloads its chunk\'s images; a 404 is an unreadable image, as in predict', async () => {
+    const server = await startFixtureServer();
+    try {
+      const names = fs.readdirSync(path.join(KAGGLE_SAMPLE, 'images')).sort();
+      for (const f of names) server.route(`/img/${f}`, { body: fs.readFileSync(path.join(images, f)) });
+      server.route('/img/gone.png', { body: new Uint8Array(0), status: 404 });
+      const list = out('urls.txt');
+      fs.writeFileSync(list, [...names, 'gone.png'].map((f) => `${server.url}/img/${f}`).join('\n') + '\n');
+      const single = await cli(['predict', '--from', list, '-o', out('urls-whole.csv'), ...runFlags()]);
+      expect(single.code, single.stderr).toBe(1);
+      const push = await cli(['queue', 'push', '--from', list, '--redis', redis.url, '--run', 'urls', '--chunk-size', '4', ...runFlags()]);
+      expect(push.code, push.stderr).toBe(0);
+      const w = startWorker(['--run', 'urls', ...workerFlags]);
+      expect(await exitOf(w), w.stderr()).toBe(0);
+      const collect = await cli(['queue', 'collect', '--redis', redis.url, '--run', 'urls', '-o', out('urls.csv')]);
+      expect(collect.code).toBe(1);
+      expect(collect.stderr).toContain('img2prompt: 1 of 8 images could not be read; they got the fallback vector');
+      expect(fs.readFileSync(out('urls.csv')).equals(fs.readFileSync(out('urls-whole.csv')))).toBe(true);
+      expect(fs.readFileSync(out('urls.csv.errors.txt'), 'utf8')).toMatch(new RegExp(`^${server.url}/img/gone\\.png\\t.*404`));
+    } finally {
+      await server.close();
+    }
+  }, 120_000);
 
   it('a worker holding other weights under the run\'s model name refuses the run, naming it', async () => {
     const otherHome = tempDir('img2prompt-queue-other-');
