@@ -23,6 +23,8 @@ import { register as registerServe } from './commands/serve.js';
 import { register as registerMerge } from './commands/merge.js';
 import { register as registerFitHead } from './commands/fit-head.js';
 import { register as registerEval } from './commands/eval.js';
+import { register as registerQueue } from './commands/queue.js';
+import { register as registerWorker } from './commands/worker.js';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
 import { packageVersion } from '../util/package-root.js';
 import { installInterruptHandlers } from './interrupt.js';
@@ -46,7 +48,7 @@ export function buildProgram(cli: CliContext): Command {
     // thrown (never process.exit) and written to this run's streams.
     .exitOverride()
     .configureOutput({ writeOut: (text) => cli.out(text), writeErr: (text) => cli.err(text) });
-  for (const register of [registerModels, registerEmbed, registerEmbedImages, registerLabels, registerInterrogate, registerCaption, registerPredict, registerFitMap, registerFitWeights, registerFitHead, registerEval, registerValidate, registerMerge, registerScore, registerDemo, registerInfo, registerGpu, registerServe]) {
+  for (const register of [registerModels, registerEmbed, registerEmbedImages, registerLabels, registerInterrogate, registerCaption, registerPredict, registerFitMap, registerFitWeights, registerFitHead, registerEval, registerValidate, registerMerge, registerScore, registerDemo, registerInfo, registerGpu, registerServe, registerQueue, registerWorker]) {
     register(program, cli);
   }
   addPrecisionOption(program);

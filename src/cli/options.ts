@@ -279,8 +279,8 @@ export function engineOptionsFrom(opts: EngineCliOptions, cli: CliContext, extra
 
 // ---- --precision (every command that runs a tower) ----
 
-/** Commands that run a CLIP or MiniLM tower (for `labels`, its `build`). */
-const TOWER_COMMANDS = ['embed', 'embed-images', 'labels build', 'interrogate', 'predict', 'fit-map', 'fit-weights', 'score', 'demo', 'fit-head', 'eval'];
+/** Commands that run a CLIP, MiniLM or captioner tower (for `labels`, its `build`). */
+const TOWER_COMMANDS = ['embed', 'embed-images', 'labels build', 'interrogate', 'caption', 'predict', 'fit-map', 'fit-weights', 'fit-head', 'eval', 'score', 'demo', 'worker'];
 
 /**
  * Gives every tower-running command `--precision fp32|fp16` and hands the choice to the model
