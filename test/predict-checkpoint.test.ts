@@ -33,8 +33,8 @@ function record(i: number) {
   };
 }
 
-function expectRecord(cp: PredictCheckpoint, i: number): void {
-  const got = cp.done.get(`img${i}`)!;
+async function expectRecord(cp: PredictCheckpoint, i: number): Promise<void> {
+  const got = (await cp.read(`img${i}`))!;
   const want = record(i);
   expect(Buffer.from(got.members.bank.buffer).equals(Buffer.from(want.members.bank.buffer))).toBe(true);
   expect(Buffer.from(got.members.map.buffer).equals(Buffer.from(want.members.map.buffer))).toBe(true);
@@ -49,7 +49,7 @@ describe('PredictCheckpoint', () => {
     const after = await PredictCheckpoint.open(file, run, { resume: true, dim: DIM });
     expect(after.startedFresh).toBe(false);
     expect(after.done.size).toBe(8);
-    for (let i = 0; i < 8; i++) expectRecord(after, i);
+    for (let i = 0; i < 8; i++) await expectRecord(after, i);
     await after.close();
     await cp.close(); // the crashed writer's file handle, released only for the test's sake
 
@@ -59,7 +59,7 @@ describe('PredictCheckpoint', () => {
     const back = await PredictCheckpoint.open(file, run, { resume: true, dim: DIM });
     expect(back.done.size).toBe(10);
     expect(back.droppedBytes).toBe(0);
-    for (let i = 0; i < 10; i++) expectRecord(back, i);
+    for (let i = 0; i < 10; i++) await expectRecord(back, i);
     await back.close();
   });
 
@@ -82,7 +82,7 @@ describe('PredictCheckpoint', () => {
 
     const again = await PredictCheckpoint.open(file, run, { resume: true, dim: DIM });
     expect(again.done.size).toBe(8);
-    for (let i = 0; i < 8; i++) expectRecord(again, i);
+    for (let i = 0; i < 8; i++) await expectRecord(again, i);
     await again.close();
     // Every line of the file is whole JSON: the torn bytes are gone.
     const lines = fs.readFileSync(file, 'utf8').split('\n');

@@ -62,7 +62,7 @@ export async function* runPredict(
     : undefined;
   if (cp && options.resume) {
     if (cp.startedFresh) engine.notice(`no checkpoint to resume at ${cp.file}; starting from the beginning`);
-    else engine.notice(`resuming from ${cp.file}: ${cp.done.size} of ${total} images already done`);
+    else engine.notice(`resuming from ${cp.file}: ${cp.size} of ${total} images already done`);
   }
   const finished = new Set<number>();
   for (let k = 0; k < batches; k++) if (cp && batchIds(k).every((id) => cp.has(id))) finished.add(k);
@@ -104,7 +104,8 @@ export async function* runPredict(
       let records: CheckpointRecord[];
       const resumed = finished.has(k);
       if (resumed) {
-        records = batchIds(k).map((id) => cp!.done.get(id)!);
+        // Read back from the file: the checkpoint keeps where records are, not what they hold.
+        records = (await cp!.readMany(batchIds(k))).map((r) => r!);
       } else {
         let batch = ready.get(k);
         ready.delete(k);
