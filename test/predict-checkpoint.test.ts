@@ -42,6 +42,28 @@ async function expectRecord(cp: PredictCheckpoint, i: number): Promise<void> {
 }
 
 describe('PredictCheckpoint', () => {
+  it('keeps where each record is, not its vectors, and reads queued and appended records back bit-exactly', async () => {
+    const cp = await PredictCheckpoint.open(file, run, { resume: false, dim: DIM, chunkSize: 4 });
+    for (let i = 0; i < 6; i++) await cp.add(record(i));
+    // Four appended, two still queued: both kinds read back, and only byte offsets stay in memory.
+    expect(cp.size).toBe(6);
+    expect([...cp.done.values()].every((at) => typeof at === 'number')).toBe(true);
+    for (let i = 0; i < 6; i++) await expectRecord(cp, i);
+    // A later record for an id wins.
+    const again = { ...record(1), meta: { nearest: 'written again' } };
+    await cp.add(again);
+    await cp.flush();
+    expect((await cp.read('img1'))?.meta).toEqual({ nearest: 'written again' });
+    expect(await cp.read('img9')).toBeUndefined();
+    await cp.close();
+    const back = await PredictCheckpoint.open(file, run, { resume: true, dim: DIM });
+    expect(back.size).toBe(6);
+    expect((await back.read('img1'))?.meta).toEqual({ nearest: 'written again' });
+    for (const i of [0, 2, 3, 4, 5]) await expectRecord(back, i);
+    expect((await back.readMany(['img5', 'img0'])).map((r) => r?.id)).toEqual(['img5', 'img0']);
+    await back.close();
+  });
+
   it('round-trips records bit-exactly and keeps only fsynced chunks after a crash', async () => {
     const cp = await PredictCheckpoint.open(file, run, { resume: false, dim: DIM, chunkSize: 4 });
     for (let i = 0; i < 10; i++) await cp.add(record(i));

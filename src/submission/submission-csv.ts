@@ -54,17 +54,20 @@ export async function writeSubmissionRows(out: AtomicFile, ids: readonly string[
   const imagesPerChunk = 256;
   let chunk = SUBMISSION_HEADER + '\n';
   for (let i = 0; i < ids.length; i++) {
-    const id = ids[i];
-    const base = i * EMBEDDING_DIM;
-    const lines = new Array<string>(EMBEDDING_DIM);
-    for (let e = 0; e < EMBEDDING_DIM; e++) lines[e] = `${id}_${e},${formatValue(vectors[base + e])}\n`;
-    chunk += lines.join('');
+    chunk += submissionLines(ids[i], vectors, i * EMBEDDING_DIM);
     if ((i + 1) % imagesPerChunk === 0) {
       await out.write(chunk);
       chunk = '';
     }
   }
   if (chunk !== '') await out.write(chunk);
+}
+
+/** The 384 rows (newline included) of image `id`, whose vector starts at `vectors[base]`. */
+export function submissionLines(id: string, vectors: Float32Array, base = 0): string {
+  const lines = new Array<string>(EMBEDDING_DIM);
+  for (let e = 0; e < EMBEDDING_DIM; e++) lines[e] = `${id}_${e},${formatValue(vectors[base + e])}\n`;
+  return lines.join('');
 }
 
 /** Throws, naming `file`, what would make the submission invalid before a byte of it is written. */
