@@ -7,7 +7,7 @@ import { AtomicFile } from './atomic-write.js';
  * like every output the file appears only at `commit()`, whole.
  */
 
-const BUFFER_CHARS = 1 << 20;
+const BUFFER_CHARS = 1 << 16;
 /** A string no item can hold (JSON escapes control characters): where the items go in the layout. */
 const MARK = '\u0000items\u0000';
 
