@@ -115,7 +115,7 @@ interface Measured {
 
 /** One command on `n` inputs under /usr/bin/time -v: its peak RSS and wall time. */
 function measure(command: string, n: number, list: string, files: { bank: string; labels: string }): Measured {
-  const out = path.join(work, 'out');
+  const out = path.join(work, `out-${command}`);
   fs.rmSync(out, { recursive: true, force: true });
   fs.mkdirSync(out);
   const r = run(['/usr/bin/time', '-v', process.execPath, cliPath, ...commandLine(command, list, out, files)]);
