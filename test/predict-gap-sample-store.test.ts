@@ -29,22 +29,22 @@ describe('GapSampleStore', () => {
     const back = await GapSampleStore.open(file, run, { resume: true, clipDim: CLIP_DIM, onNotice: (m) => notices.push(m) });
     expect(notices).toEqual([]);
     expect(back.size).toBe(2);
-    const b0 = back.batch(ids.slice(0, 2))!;
+    const b0 = (await back.batch(ids.slice(0, 2)))!;
     expect(b0.rows).toEqual([0, 1]);
     expect(b0.reasons).toEqual([undefined, undefined]);
     expect(Buffer.from(b0.embeds.buffer).equals(Buffer.from(embeds.buffer, 0, 2 * CLIP_DIM * 4))).toBe(true);
-    expect(back.batch(ids.slice(2, 4))).toBeUndefined();
+    expect(await back.batch(ids.slice(2, 4))).toBeUndefined();
 
     // A batch with an unreadable image keeps its reason; a batch missing one file is not given back.
     await back.add(ids.slice(2, 4), { rows: [-1, 0], reasons: ['unsupported image format', undefined], embeds: embeds.slice(2 * CLIP_DIM) });
     await back.close();
     await store.close();
     const again = await GapSampleStore.open(file, run, { resume: true, clipDim: CLIP_DIM });
-    const b1 = again.batch(ids.slice(2, 4))!;
+    const b1 = (await again.batch(ids.slice(2, 4)))!;
     expect(b1.rows).toEqual([-1, 0]);
     expect(b1.reasons).toEqual(['unsupported image format', undefined]);
     expect(Buffer.from(b1.embeds.buffer).equals(Buffer.from(embeds.buffer, 2 * CLIP_DIM * 4))).toBe(true);
-    expect(again.batch([ids[1]!, 'e'])).toBeUndefined();
+    expect(await again.batch([ids[1]!, 'e'])).toBeUndefined();
     await again.close();
   });
 
@@ -62,7 +62,7 @@ describe('GapSampleStore', () => {
 
     const fresh = await GapSampleStore.open(file, run, { resume: false, clipDim: CLIP_DIM });
     expect(fresh.size).toBe(0);
-    expect(fresh.batch(ids.slice(0, 2))).toBeUndefined();
+    expect(await fresh.batch(ids.slice(0, 2))).toBeUndefined();
     await fresh.close();
   });
 });

@@ -14,7 +14,12 @@ export async function writeCaptionsCsv(file: string, rows: readonly { imgId: str
   rows.forEach(({ imgId, caption }, i) => {
     if (seen.has(imgId)) throw new Img2PromptError(file, `cannot write row ${i + 1}: duplicate imgId "${imgId}"`);
     seen.add(imgId);
-    lines.push(`${csvField(imgId)},${csvField(caption)}`);
+    lines.push(captionsLine({ imgId, caption }));
   });
   await writeFileAtomic(file, lines.join('\n') + '\n');
+}
+
+/** One row of a captions CSV, without its newline. */
+export function captionsLine({ imgId, caption }: { imgId: string; caption: string }): string {
+  return `${csvField(imgId)},${csvField(caption)}`;
 }

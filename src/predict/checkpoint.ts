@@ -55,9 +55,23 @@ export interface CheckpointRecord {
   meta?: RecordMeta;
 }
 
+/** True when `value` holds no object other than arrays, at any depth: its canonical JSON is JSON.stringify's. */
+function plainArray(value: readonly unknown[]): boolean {
+  for (const x of value) {
+    if (x !== null && typeof x === 'object' && !(Array.isArray(x) && plainArray(x))) return false;
+  }
+  return true;
+}
+
 /** JSON with object keys sorted at every level, so equal values always hash alike. */
 function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (Array.isArray(value)) {
+    // The inputs' fingerprints (an array per image) in one native pass: the element-by-element path
+    // below leaves several garbage strings and arrays per image, which on millions of images set the
+    // run's peak memory before its first image.
+    if (plainArray(value)) return JSON.stringify(value);
+    return `[${value.map(canonicalJson).join(',')}]`;
+  }
   if (value !== null && typeof value === 'object') {
     const entries = Object.keys(value as object)
       .sort()
@@ -83,7 +97,8 @@ function summarise(run: RunDescription): RunSummary {
  * still be the same image.
  */
 export function runFingerprint(run: RunDescription): string {
-  const { contents: _compared, ...rest } = summarise(run);
+  // Left out before summarising: on millions of images their JSON is a large transient for nothing.
+  const { contents: _compared, ...rest } = summarise({ ...run, contents: undefined });
   return createHash('sha256').update(canonicalJson(rest)).digest('hex');
 }
 
@@ -213,16 +228,27 @@ export interface OpenCheckpointOptions {
 }
 
 export class PredictCheckpoint {
-  /** Records loaded from the file when resuming, by image id (a later record for an id wins). */
-  readonly done = new Map<string, CheckpointRecord>();
+  /**
+   * Where each record is, by image id: the byte offset of its line (a later record for an id wins).
+   * Only offsets stay in memory, never the vectors: a run of millions of images holds a few dozen bytes
+   * per image here, and `read` fetches a record back from the file when it is needed.
+   */
+  readonly done = new Map<string, number>();
   /** Bytes of a torn last record that were dropped on resume (0 when the file was clean). */
   droppedBytes = 0;
   /** True when a resume found no usable file and started a new one. */
   startedFresh = true;
 
   private pending: string[] = [];
+  /** Records queued but not yet appended: `read` serves them from here until the next flush. */
+  private pendingRecords = new Map<string, CheckpointRecord>();
   private writing: Promise<void> = Promise.resolve();
   private fh: OutputHandle | undefined;
+  private reader: fs.FileHandle | undefined;
+  /** Where the next record line goes: the end of the file once everything queued is appended. */
+  private end = 0;
+  /** Bytes of the longest record line: one read of this size at a record's offset holds all of it. */
+  private longestLine = 0;
 
   private constructor(
     readonly file: string,
@@ -243,8 +269,10 @@ export class PredictCheckpoint {
       if (options.resume) keep = await cp.load(summary, run.inputs);
       if (keep === undefined) {
         const header = { format: FORMAT, version: VERSION, fingerprint: cp.fingerprint, dim, run: summary, created: new Date().toISOString() };
-        await writeFileAtomic(file, `${JSON.stringify(header)}\n`);
+        const line = `${JSON.stringify(header)}\n`;
+        await writeFileAtomic(file, line);
         cp.fh = await outputFs.open(file, 'r+');
+        cp.end = Buffer.byteLength(line);
       } else {
         cp.startedFresh = false;
         cp.fh = await outputFs.open(file, 'r+');
@@ -255,6 +283,7 @@ export class PredictCheckpoint {
           await cp.fh.truncate(keep);
           await cp.fh.sync();
         }
+        cp.end = keep;
       }
     } catch (err) {
       await cp.fh?.close();
@@ -294,7 +323,9 @@ export class PredictCheckpoint {
         if (tornAt !== undefined) {
           throw new Img2PromptError(this.file, `checkpoint is corrupt at line ${tornAt} (valid records follow it); rerun with --restart to start over`, { code: 'FILE_INVALID' });
         }
-        this.done.set(record.id, record);
+        // Checked in full (hash, vectors, extras) and then let go: only where it is stays.
+        this.done.set(record.id, line.start);
+        this.longestLine = Math.max(this.longestLine, line.end - line.start);
         validEnd = line.end;
       }
       return lineNo === 0 ? undefined : validEnd;
@@ -325,12 +356,53 @@ export class PredictCheckpoint {
     return this.done.has(id);
   }
 
+  /** Records written or loaded so far, pending ones included. */
+  get size(): number {
+    return this.done.size;
+  }
+
+  /** The record of image `id` (the latest one written), read back from the file; undefined when there is none. */
+  async read(id: string): Promise<CheckpointRecord | undefined> {
+    const queued = this.pendingRecords.get(id);
+    if (queued) return queued;
+    const at = this.done.get(id);
+    if (at === undefined) return undefined;
+    await this.writing;
+    try {
+      this.reader ??= await fs.open(this.file, 'r');
+      const buf = Buffer.alloc(Math.min(this.longestLine, this.end - at));
+      let got = 0;
+      while (got < buf.length) {
+        const { bytesRead } = await this.reader.read(buf, got, buf.length - got, at + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      const nl = buf.indexOf(0x0a);
+      const record = nl < 0 ? null : decodeRecord(buf.toString('utf8', 0, nl), this.dim);
+      if (record?.id !== id) throw new Error(`the record of '${id}' at byte ${at} is not readable`);
+      return record;
+    } catch (err) {
+      throw new Img2PromptError(this.file, `cannot read back a checkpoint record (changed while the run was going?): ${osReason(err)}`, { code: 'FILE_INVALID', cause: err });
+    }
+  }
+
+  /** The records of `ids`, in order (undefined where there is none). */
+  async readMany(ids: readonly string[]): Promise<(CheckpointRecord | undefined)[]> {
+    const out: (CheckpointRecord | undefined)[] = [];
+    for (const id of ids) out.push(await this.read(id));
+    return out;
+  }
+
   /** Queue a finished image; every `chunkSize` records are appended and fsync'd. */
   async add(record: CheckpointRecord): Promise<void> {
     if (!this.fh) throw new Img2PromptError(this.file, 'checkpoint is closed');
     const line = encodeRecord(record, this.dim, this.file);
+    const bytes = Buffer.byteLength(line);
     this.pending.push(line);
-    this.done.set(record.id, record);
+    this.pendingRecords.set(record.id, record);
+    this.done.set(record.id, this.end);
+    this.end += bytes;
+    this.longestLine = Math.max(this.longestLine, bytes);
     if (this.pending.length >= this.chunkSize) await this.flush();
   }
 
@@ -339,13 +411,15 @@ export class PredictCheckpoint {
     const batch = this.pending.join('');
     this.pending = [];
     if (batch.length === 0) return this.writing;
+    // From here `read` waits for this append and reads the records from the file.
+    this.pendingRecords = new Map();
+    const position = this.end - Buffer.byteLength(batch);
     // Chained, so concurrent flushes append in call order.
     this.writing = this.writing.then(async () => {
       const fh = this.fh;
       if (!fh) throw new Img2PromptError(this.file, 'checkpoint is closed');
       try {
-        const size = (await fh.stat()).size;
-        await writeFully(fh, Buffer.from(batch, 'utf8'), size);
+        await writeFully(fh, Buffer.from(batch, 'utf8'), position);
         await fh.sync();
       } catch (err) {
         // A torn append is cut on resume (see load), so the file stays usable whatever got written.
@@ -362,6 +436,8 @@ export class PredictCheckpoint {
     } finally {
       await this.fh.close();
       this.fh = undefined;
+      await this.reader?.close();
+      this.reader = undefined;
     }
   }
 }

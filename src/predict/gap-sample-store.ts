@@ -37,7 +37,7 @@ export class GapSampleStore {
 
   /** Images stored so far (loaded or failed). */
   get size(): number {
-    return this.cp.done.size;
+    return this.cp.size;
   }
 
   /**
@@ -61,8 +61,9 @@ export class GapSampleStore {
   }
 
   /** The stored batch of the images `ids` (a batch, in order), or undefined unless every one of them is stored. */
-  batch(ids: readonly string[]): BatchOutcome | undefined {
-    const records = ids.map((id) => this.cp.done.get(id));
+  async batch(ids: readonly string[]): Promise<BatchOutcome | undefined> {
+    if (!ids.every((id) => this.cp.has(id))) return undefined;
+    const records = await this.cp.readMany(ids);
     if (records.some((r) => r === undefined)) return undefined;
     const rows: number[] = [];
     const reasons: (string | undefined)[] = [];

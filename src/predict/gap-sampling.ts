@@ -56,7 +56,7 @@ export async function sampleModalityGap(s: GapSampling): Promise<{ gap: Float32A
     if (cp) {
       store = await GapSampleStore.open(sampleStoreFor(cp.file), s.run, { resume: !cp.startedFresh, clipDim: engine.clip.dim, onNotice: engine.notice });
       for (let k = 0; k < sampleBatches; k++) {
-        const stored = s.finished.has(k) ? undefined : store.batch(s.batchIds(k));
+        const stored = s.finished.has(k) ? undefined : await store.batch(s.batchIds(k));
         if (!stored) continue;
         ready.set(k, { k, ...stored });
         engine.counts.embeddingsReused += loadedCount(stored);
@@ -64,7 +64,7 @@ export async function sampleModalityGap(s: GapSampling): Promise<{ gap: Float32A
     }
     const saved = cp && s.resume ? await readGapFile(gapFileFor(cp.file), cp.fingerprint, engine.clip.dim) : undefined;
     if (saved) return { gap: saved.vector, store };
-    if (cp && cp.done.size > 0) {
+    if (cp && cp.size > 0) {
       throw new Img2PromptError(cp.file, `the modality gap of this run (${gapFileFor(cp.file)}) is missing; rerun with --restart to start over`);
     }
     const sampled = Math.min(s.total, sampleBatches * s.batchSize);

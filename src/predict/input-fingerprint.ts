@@ -14,21 +14,20 @@ const CONCURRENCY = 8;
 /** [size, mtimeMs, fast hash (16 hex)], or null for an input that is not a readable regular file. */
 export type InputFingerprint = [size: number, mtimeMs: number, hash: string] | null;
 
-async function fingerprintOne(file: string): Promise<InputFingerprint> {
+/** `scratch`: EDGE bytes the caller reuses from file to file (a buffer per file is garbage that piles up on millions). */
+async function fingerprintOne(file: string, scratch: Buffer): Promise<InputFingerprint> {
   let fh: fs.FileHandle | undefined;
   try {
     const stat = await fs.stat(file);
     if (!stat.isFile()) return null;
     fh = await fs.open(file, 'r');
     const hash = createHash('sha256').update(`${stat.size}\n`);
-    const head = Buffer.alloc(Math.min(stat.size, EDGE));
-    const { bytesRead } = await fh.read(head, 0, head.length, 0);
-    hash.update(head.subarray(0, bytesRead));
+    const { bytesRead } = await fh.read(scratch, 0, Math.min(stat.size, EDGE), 0);
+    hash.update(scratch.subarray(0, bytesRead));
     if (stat.size > EDGE) {
       const tailStart = Math.max(EDGE, stat.size - EDGE);
-      const tail = Buffer.alloc(stat.size - tailStart);
-      const got = await fh.read(tail, 0, tail.length, tailStart);
-      hash.update(tail.subarray(0, got.bytesRead));
+      const got = await fh.read(scratch, 0, stat.size - tailStart, tailStart);
+      hash.update(scratch.subarray(0, got.bytesRead));
     }
     return [stat.size, stat.mtimeMs, hash.digest('hex').slice(0, 16)];
   } catch {
@@ -51,11 +50,12 @@ export async function fingerprintInputs(inputs: readonly (string | { file?: stri
   const out = new Array<InputFingerprint>(inputs.length);
   let next = 0;
   const worker = async () => {
+    const scratch = Buffer.allocUnsafe(EDGE);
     while (next < inputs.length) {
       const i = next++;
       const input = inputs[i]!;
-      if (typeof input === 'string') out[i] = await fingerprintOne(input);
-      else out[i] = input.data ? fingerprintBytes(input.data) : await fingerprintOne(input.file!);
+      if (typeof input === 'string') out[i] = await fingerprintOne(input, scratch);
+      else out[i] = input.data ? fingerprintBytes(input.data) : await fingerprintOne(input.file!, scratch);
     }
   };
   await Promise.all(Array.from({ length: Math.min(CONCURRENCY, inputs.length) }, worker));

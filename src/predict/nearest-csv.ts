@@ -21,9 +21,12 @@ export const NEAREST_HEADER = 'imgId,prompt,similarity';
 export async function writeNearestCsv(file: string, rows: readonly NearestRow[]): Promise<void> {
   checkPromptRows(file, rows, 'a nearest-prompts CSV');
   const lines = [NEAREST_HEADER];
-  rows.forEach(({ imgId, prompt, similarity }, i) => {
-    if (!Number.isFinite(similarity)) throw new Img2PromptError(file, `cannot write row ${i + 1}: similarity ${similarity} for imgId "${imgId}" is not finite`);
-    lines.push(`${imgId},${csvField(prompt)},${similarity.toFixed(6)}`);
-  });
+  rows.forEach((row, i) => lines.push(nearestLine(file, row, i + 1)));
   await writeFileAtomic(file, lines.join('\n') + '\n');
+}
+
+/** The `n`th row of a nearest-prompts CSV, without its newline; refuses a similarity that is not finite. */
+export function nearestLine(file: string, { imgId, prompt, similarity }: NearestRow, n: number): string {
+  if (!Number.isFinite(similarity)) throw new Img2PromptError(file, `cannot write row ${n}: similarity ${similarity} for imgId "${imgId}" is not finite`);
+  return `${imgId},${csvField(prompt)},${similarity.toFixed(6)}`;
 }

@@ -30,7 +30,10 @@ function hasDirection(data: Float32Array, r: number, dim: number): boolean {
 
 /** What the checkpoint fingerprint names an input by: the absolute path, or `bytes:<id>`. */
 function describedInput(input: ResolvedInput): string {
-  return input.file !== undefined ? path.resolve(input.file) : `bytes:${input.id}`;
+  if (input.file === undefined) return `bytes:${input.id}`;
+  // An absolute path is its own name: the caller's string is kept rather than a copy per image.
+  const resolved = path.resolve(input.file);
+  return resolved === input.file ? input.file : resolved;
 }
 
 /** See PredictEngine.run: `inputs` resolved (unique ids) and `options` checked by the caller. */
@@ -48,7 +51,8 @@ export async function* runPredict(
   const batchInputs = (k: number) => inputs.slice(k * batchSize, (k + 1) * batchSize);
   const batchIds = (k: number) => ids.slice(k * batchSize, (k + 1) * batchSize);
 
-  const run: RunDescription = {
+  // A name and a fingerprint per image: let go once the checkpoint and the gap sample store are open.
+  let run: RunDescription | undefined = {
     inputs: inputs.map(describedInput),
     // Only a checkpointed run needs them: they let a resume refuse images changed in the meantime.
     contents: options.checkpoint ? await fingerprintInputs(inputs) : undefined,
@@ -62,7 +66,7 @@ export async function* runPredict(
     : undefined;
   if (cp && options.resume) {
     if (cp.startedFresh) engine.notice(`no checkpoint to resume at ${cp.file}; starting from the beginning`);
-    else engine.notice(`resuming from ${cp.file}: ${cp.done.size} of ${total} images already done`);
+    else engine.notice(`resuming from ${cp.file}: ${cp.size} of ${total} images already done`);
   }
   const finished = new Set<number>();
   for (let k = 0; k < batches; k++) if (cp && batchIds(k).every((id) => cp.has(id))) finished.add(k);
@@ -94,6 +98,7 @@ export async function* runPredict(
         onProgress: options.onProgress,
       }));
     }
+    run = undefined;
     const members = engine.memberFunctions(gap);
 
     const todo = [...Array(batches).keys()].filter((k) => !finished.has(k) && !ready.has(k));
@@ -104,7 +109,8 @@ export async function* runPredict(
       let records: CheckpointRecord[];
       const resumed = finished.has(k);
       if (resumed) {
-        records = batchIds(k).map((id) => cp!.done.get(id)!);
+        // Read back from the file: the checkpoint keeps where records are, not what they hold.
+        records = (await cp!.readMany(batchIds(k))).map((r) => r!);
       } else {
         let batch = ready.get(k);
         ready.delete(k);

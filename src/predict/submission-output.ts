@@ -1,6 +1,8 @@
 import { writeAtomically } from '../util/atomic-write.js';
 import { Img2PromptError } from '../util/errors.js';
-import { checkSubmissionInput, writeSubmissionRows } from '../submission/submission-csv.js';
+import { CsvStream } from '../submission/csv-stream.js';
+import { imgIdProblem } from '../submission/img-id.js';
+import { checkSubmissionInput, EMBEDDING_DIM, SUBMISSION_HEADER, submissionLines, writeSubmissionRows } from '../submission/submission-csv.js';
 import { validateSubmission } from '../submission/validate.js';
 
 /**
@@ -13,12 +15,71 @@ export async function writeValidatedSubmission(file: string, ids: readonly strin
   checkSubmissionInput(file, ids, vectors);
   await writeAtomically(file, async (out) => {
     await writeSubmissionRows(out, ids, vectors);
-    const report = await validateSubmission(out.tempPath, { imageIds: expectedIds });
-    const problems = [...report.problems, ...report.warnings];
-    if (problems.length > 0) {
-      const count = report.problemCount + report.warnings.length;
-      const more = count > 3 ? ` (and ${count - 3} more)` : '';
-      throw new Img2PromptError(file, `refusing to write an invalid submission: ${problems.slice(0, 3).join('; ')}${more}`, { code: 'OUTPUT_FAILED' });
-    }
+    await refuseInvalid(file, out.tempPath, expectedIds);
   });
+}
+
+async function refuseInvalid(file: string, written: string, expectedIds: readonly string[]): Promise<void> {
+  const report = await validateSubmission(written, { imageIds: expectedIds });
+  const problems = [...report.problems, ...report.warnings];
+  if (problems.length > 0) {
+    const count = report.problemCount + report.warnings.length;
+    const more = count > 3 ? ` (and ${count - 3} more)` : '';
+    throw new Img2PromptError(file, `refusing to write an invalid submission: ${problems.slice(0, 3).join('; ')}${more}`, { code: 'OUTPUT_FAILED' });
+  }
+}
+
+/**
+ * The same validated submission, written image by image as a run hands its results out (in the order
+ * of `expectedIds`), so that memory does not grow with the number of images: the bytes are those of
+ * `writeValidatedSubmission`, and the temp is validated in the same way before it is published.
+ */
+export class ValidatedSubmissionStream {
+  private constructor(
+    private readonly rows: CsvStream,
+    private readonly expectedIds: readonly string[],
+  ) {}
+
+  static async create(file: string, expectedIds: readonly string[]): Promise<ValidatedSubmissionStream> {
+    if (expectedIds.length === 0) throw new Img2PromptError(file, 'cannot write submission: no images');
+    return new ValidatedSubmissionStream(await CsvStream.create(file, SUBMISSION_HEADER, expectedIds), expectedIds);
+  }
+
+  get file(): string {
+    return this.rows.file;
+  }
+
+  /** The rows of the next image; `vector` holds its 384 values. */
+  async add(id: string, vector: Float32Array): Promise<void> {
+    const refuse = (reason: string): never => {
+      throw new Img2PromptError(this.file, `cannot write submission: ${reason}`);
+    };
+    const problem = imgIdProblem(id);
+    if (problem) refuse(problem);
+    if (vector.length !== EMBEDDING_DIM) refuse(`expected ${EMBEDDING_DIM} values for image "${id}", got ${vector.length}`);
+    for (let e = 0; e < EMBEDDING_DIM; e++) if (!Number.isFinite(vector[e])) refuse(`value ${vector[e]} for ${id}_${e} is not finite`);
+    const expected = this.expectedIds[this.rows.rows];
+    if (id !== expected) refuse(`image "${id}" came where "${expected}" belongs (images must come in input order)`);
+    await this.rows.addText(id, submissionLines(id, vector));
+  }
+
+  /** Validates the whole temp file and publishes it; refuses (publishing nothing) when an image is missing. */
+  async finish(): Promise<void> {
+    try {
+      if (this.rows.rows !== this.expectedIds.length) {
+        throw new Img2PromptError(this.file, `cannot write submission: missing image "${this.expectedIds[this.rows.rows]}" (${this.rows.rows} of ${this.expectedIds.length} images came)`);
+      }
+      await this.rows.flush();
+      await refuseInvalid(this.file, this.rows.tempPath, this.expectedIds);
+    } catch (err) {
+      await this.rows.abort();
+      throw err;
+    }
+    await this.rows.commit();
+  }
+
+  /** Drops the temp file; nothing is published. */
+  abort(): Promise<void> {
+    return this.rows.abort();
+  }
 }

@@ -157,24 +157,34 @@ class LineLocator {
 export async function writePromptsCsv(file: string, rows: readonly PromptRow[]): Promise<void> {
   checkPromptRows(file, rows, 'a prompts CSV');
   const lines = [PROMPTS_HEADER.join(',')];
-  for (const { imgId, prompt } of rows) lines.push(`${imgId},${csvField(prompt)}`);
+  for (const row of rows) lines.push(promptsLine(row));
   await writeFileAtomic(file, lines.join('\n') + '\n');
+}
+
+/** One row of a prompts CSV, without its newline. */
+export function promptsLine({ imgId, prompt }: PromptRow): string {
+  return `${imgId},${csvField(prompt)}`;
 }
 
 /** The rules `readPromptsCsv` applies, checked before writing `what` (any CSV of imgId,prompt,... rows). */
 export function checkPromptRows(file: string, rows: readonly PromptRow[], what: string): void {
   const seen = new Set<string>();
-  rows.forEach(({ imgId, prompt }, i) => {
-    const where = `row ${i + 1}`;
-    const idProblem = imgIdProblem(imgId);
-    if (idProblem) throw new Img2PromptError(file, `cannot write ${where}: ${idProblem}`);
-    if (seen.has(imgId)) throw new Img2PromptError(file, `cannot write ${where}: duplicate imgId "${imgId}"`);
-    seen.add(imgId);
-    if (typeof prompt !== 'string' || prompt.trim() === '') {
-      throw new Img2PromptError(file, `cannot write ${where}: empty prompt for imgId "${imgId}"`);
-    }
+  rows.forEach((row, i) => {
+    checkPromptRow(file, row, i + 1, seen);
+    seen.add(row.imgId);
   });
   if (rows.length === 0) throw new Img2PromptError(file, `cannot write ${what} with no rows`);
+}
+
+/** The rules of `checkPromptRows` that concern one row (the `n`th), in the same order. */
+export function checkPromptRow(file: string, { imgId, prompt }: PromptRow, n: number, seen?: ReadonlySet<string>): void {
+  const where = `row ${n}`;
+  const idProblem = imgIdProblem(imgId);
+  if (idProblem) throw new Img2PromptError(file, `cannot write ${where}: ${idProblem}`);
+  if (seen?.has(imgId)) throw new Img2PromptError(file, `cannot write ${where}: duplicate imgId "${imgId}"`);
+  if (typeof prompt !== 'string' || prompt.trim() === '') {
+    throw new Img2PromptError(file, `cannot write ${where}: empty prompt for imgId "${imgId}"`);
+  }
 }
 
 /** Quote a field only when it holds a delimiter, quote or line break, or edge whitespace a reader might trim. */

@@ -54,17 +54,20 @@ export async function writeSubmissionRows(out: AtomicFile, ids: readonly string[
   const imagesPerChunk = 256;
   let chunk = SUBMISSION_HEADER + '\n';
   for (let i = 0; i < ids.length; i++) {
-    const id = ids[i];
-    const base = i * EMBEDDING_DIM;
-    const lines = new Array<string>(EMBEDDING_DIM);
-    for (let e = 0; e < EMBEDDING_DIM; e++) lines[e] = `${id}_${e},${formatValue(vectors[base + e])}\n`;
-    chunk += lines.join('');
+    chunk += submissionLines(ids[i], vectors, i * EMBEDDING_DIM);
     if ((i + 1) % imagesPerChunk === 0) {
       await out.write(chunk);
       chunk = '';
     }
   }
   if (chunk !== '') await out.write(chunk);
+}
+
+/** The 384 rows (newline included) of image `id`, whose vector starts at `vectors[base]`. */
+export function submissionLines(id: string, vectors: Float32Array, base = 0): string {
+  const lines = new Array<string>(EMBEDDING_DIM);
+  for (let e = 0; e < EMBEDDING_DIM; e++) lines[e] = `${id}_${e},${formatValue(vectors[base + e])}\n`;
+  return lines.join('');
 }
 
 /** Throws, naming `file`, what would make the submission invalid before a byte of it is written. */
@@ -91,6 +94,12 @@ export function checkSubmissionInput(file: string, ids: readonly string[], vecto
   }
 }
 
+function l2Norm(v: Float32Array): number {
+  let sum = 0;
+  for (let e = 0; e < v.length; e++) sum += v[e]! ** 2;
+  return Math.sqrt(sum);
+}
+
 /** Called with each problem found; the line is absent for whole-file problems (e.g. an empty file). */
 export type ProblemSink = (line: number | undefined, reason: string) => void;
 
@@ -108,18 +117,28 @@ interface ImageRows {
   outOfOrderReported: boolean;
 }
 
+/** `seen` of an image whose block closed complete: every row is there, so any row that turns up again is a duplicate. */
+const ALL_SEEN = new Uint8Array(EMBEDDING_DIM).fill(1);
+
 /**
  * Line-by-line checker of the canonical submission layout: header `imgId_eId,val`, then per image one
  * contiguous block of rows `<imgId>_0` .. `<imgId>_383` in eId order (the layout of Kaggle's
  * sample_submission.csv and of `writeSubmission`). Every problem goes to `report`; in strict mode `report` is
  * expected to throw, in lenient mode (`validate`) scanning continues and later problems are found too.
+ *
+ * With `keepVectors: false` (validating, not reading) an image whose block closes complete keeps only
+ * its vector's norm and the line its block ended on: scanning millions of images then holds a few dozen
+ * bytes per image instead of its 384 values and row flags.
  */
 export class SubmissionScanner {
   readonly ids: string[] = [];
   /** Number of data rows seen (well-formed or not). */
   rows = 0;
-  private readonly blocks: Float32Array[] = [];
-  private readonly images = new Map<string, ImageRows>();
+  private readonly blocks: (Float32Array | null)[] = [];
+  /** L2 norm of each image's vector, by image index, once its block closed complete (keepVectors: false). */
+  private readonly norms: number[] = [];
+  /** An image in progress or incomplete, or (a number) the last line of a block that closed complete. */
+  private readonly images = new Map<string, ImageRows | number>();
   private current: ImageRows | undefined;
   private sawHeader = false;
   private headerBad = false;
@@ -127,6 +146,7 @@ export class SubmissionScanner {
   constructor(
     private readonly report: ProblemSink,
     private readonly strict: boolean,
+    private readonly options: { keepVectors?: boolean } = {},
   ) {}
 
   feed(text: string, line: number): void {
@@ -153,19 +173,33 @@ export class SubmissionScanner {
       this.report(undefined, 'no rows after the header');
       return;
     }
-    for (const image of this.images.values()) this.checkComplete(image);
+    if (this.current) this.close(this.current);
+    for (const image of this.images.values()) if (typeof image !== 'number') this.checkComplete(image);
   }
 
   /** Ids (first-appearance order) and their vectors; rows never seen are 0. */
   result(): Submission {
     const vectors = new Float32Array(this.ids.length * EMBEDDING_DIM);
-    this.blocks.forEach((block, i) => vectors.set(block, i * EMBEDDING_DIM));
+    if (this.options.keepVectors === false) throw new Error('internal: a scanner that keeps no vectors has no result');
+    this.blocks.forEach((block, i) => vectors.set(block!, i * EMBEDDING_DIM));
     return { ids: this.ids, vectors };
   }
 
   /** Ids of images that have all 384 rows, each exactly once. */
   completeIds(): string[] {
-    return this.ids.filter((id) => this.images.get(id)!.count === EMBEDDING_DIM);
+    return this.ids.filter((id) => {
+      const image = this.images.get(id)!;
+      return typeof image === 'number' || image.count === EMBEDDING_DIM;
+    });
+  }
+
+  /** The L2 norm of the vector of image `index` (in `ids`), if its block closed complete. */
+  normOf(index: number): number | undefined {
+    if (this.options.keepVectors !== false) {
+      const block = this.blocks[index];
+      return block ? l2Norm(block) : undefined;
+    }
+    return this.norms[index];
   }
 
   private checkHeader(text: string, line: number): void {
@@ -219,9 +253,17 @@ export class SubmissionScanner {
   private imageFor(id: string, line: number): ImageRows {
     if (this.current?.id === id) return this.current;
     if (this.current && this.strict) this.checkComplete(this.current);
-    let image = this.images.get(id);
-    if (image) {
-      this.report(line, `rows of image "${id}" are not contiguous: its block ended on line ${image.lastLine} and it appears again here`);
+    if (this.current) this.close(this.current);
+    const known = this.images.get(id);
+    let image: ImageRows;
+    if (known !== undefined) {
+      const lastLine = typeof known === 'number' ? known : known.lastLine;
+      this.report(line, `rows of image "${id}" are not contiguous: its block ended on line ${lastLine} and it appears again here`);
+      // A block that closed complete comes back with every row seen: what follows are duplicates.
+      image = typeof known === 'number'
+        ? { id, index: this.ids.indexOf(id), firstLine: lastLine, lastLine, seen: ALL_SEEN, count: EMBEDDING_DIM, lastEId: EMBEDDING_DIM - 1, outOfOrderReported: false }
+        : known;
+      this.images.set(id, image);
     } else {
       image = {
         id,
@@ -259,7 +301,15 @@ export class SubmissionScanner {
     image.seen[eId] = 1;
     image.count++;
     image.lastEId = eId;
-    this.blocks[image.index][eId] = value;
+    this.blocks[image.index]![eId] = value;
+  }
+
+  /** The block of `image` ends; without keepVectors a complete one is reduced to its norm and last line. */
+  private close(image: ImageRows): void {
+    if (this.options.keepVectors !== false || image.count !== EMBEDDING_DIM || image.seen === ALL_SEEN) return;
+    this.norms[image.index] = l2Norm(this.blocks[image.index]!);
+    this.blocks[image.index] = null;
+    this.images.set(image.id, image.lastLine);
   }
 
   private checkComplete(image: ImageRows): void {

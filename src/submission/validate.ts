@@ -1,7 +1,7 @@
 import { Img2PromptError } from '../util/errors.js';
 import { imageExtensions, type FormatOptions } from '../image/image-formats.js';
 import { imageFilesInFolder } from '../image/list-images.js';
-import { EMBEDDING_DIM, SubmissionScanner } from './submission-csv.js';
+import { SubmissionScanner } from './submission-csv.js';
 import { forEachLine } from './line-reader.js';
 import { imgIdProblem, submissionImageIds } from './img-id.js';
 import { readOptions } from '../util/options.js';
@@ -47,7 +47,7 @@ export async function validateSubmission(
     if (problems.length < MAX_KEPT_PROBLEMS) problems.push(line === undefined ? reason : `line ${line}: ${reason}`);
   };
 
-  const scanner = new SubmissionScanner(add, false);
+  const scanner = new SubmissionScanner(add, false, { keepVectors: false });
   try {
     await forEachLine(file, (text, line) => scanner.feed(text, line));
   } catch (err) {
@@ -59,19 +59,19 @@ export async function validateSubmission(
   scanner.finish();
 
   const warnings: string[] = [];
-  const { ids, vectors } = scanner.result();
-  const complete = new Set(scanner.completeIds());
+  const { ids } = scanner;
   ids.forEach((id, i) => {
-    if (!complete.has(id)) return; // already reported as incomplete; its norm means nothing
-    let sum = 0;
-    for (let e = 0; e < EMBEDDING_DIM; e++) sum += vectors[i * EMBEDDING_DIM + e] ** 2;
-    const norm = Math.sqrt(sum);
+    // Undefined for an image reported as incomplete: its norm means nothing.
+    const norm = scanner.normOf(i);
+    if (norm === undefined) return;
     if (norm === 0) add(undefined, `image "${id}": vector is all zeros (cosine undefined)`);
     else if (!Number.isFinite(norm)) add(undefined, `image "${id}": vector norm overflows`);
     else if (Math.abs(norm - 1) > NORM_TOLERANCE) warnings.push(`image "${id}": L2 norm ${norm.toFixed(6)} is not 1`);
   });
 
-  if (imageIds) {
+  // The common case (a run's own output, checked before it is published) needs no sets of millions of ids.
+  const sameList = imageIds !== undefined && imageIds.length === ids.length && ids.every((id, i) => imageIds[i] === id);
+  if (imageIds && !sameList) {
     const present = new Set(ids);
     const expected = new Set(imageIds);
     for (const id of imageIds) if (!present.has(id)) add(undefined, `missing image "${id}"`);

@@ -3,7 +3,8 @@ import { Option, type Command } from 'commander';
 import { Captioner, DEFAULT_CAPTION_MODEL } from '../../caption/captioner.js';
 import { DEFAULT_GENERATION, resolveGenerationOptions } from '../../caption/generate.js';
 import type { EarlyStopping } from '../../caption/beam-search.js';
-import { writeCaptionsCsv } from '../../caption/captions-csv.js';
+import { CAPTIONS_HEADER, captionsLine } from '../../caption/captions-csv.js';
+import { CsvStream } from '../../submission/csv-stream.js';
 import type { ImageFailure } from '../../image/batch-loader.js';
 import { withClaimedOutputs } from '../../util/output-claim.js';
 import { commandImages, type ImageInputCliOptions } from '../input-images.js';
@@ -81,24 +82,29 @@ and makes the exit code 1.`,
       if (captioner.random) cli.err(`warning: ${path.basename(captioner.dir)} has RANDOM weights: its captions mean nothing (for tests only)\n`);
       const bar = cli.progress('caption', files.length, 'images');
       const t0 = performance.now();
-      const rows: { imgId: string; caption: string }[] = [];
+      // Rows stream to the CSV's temp as captions come: memory holds one buffer whatever the number of images.
+      let rows: CsvStream | undefined;
       const failures: ImageFailure[] = [];
       try {
+        rows = await CsvStream.create(opts.output, CAPTIONS_HEADER.join(','), ids);
         for await (const r of captioner.run(files, { ...generation, batchSize, allowSvg: opts.allowSvg, onProgress: (n) => bar.update(n) })) {
           if (r.failure !== undefined) {
             failures.push(downloads.reportAs({ file: r.file, reason: r.failure }));
           } else {
-            rows.push({ imgId: r.id, caption: r.caption });
+            await rows.add(r.id, captionsLine({ imgId: r.id, caption: r.caption }));
           }
         }
+      } catch (err) {
+        await rows?.abort();
+        throw err;
       } finally {
         bar.stop();
         captioner.close();
         await downloads.close();
       }
-      await writeCaptionsCsv(opts.output, rows);
+      await rows.commit();
       const secs = (performance.now() - t0) / 1000;
-      cli.err(`${rows.length} captions → ${opts.output} in ${secs.toFixed(1)} s (${(rows.length / secs).toFixed(2)} images/s)\n`);
+      cli.err(`${rows.rows} captions → ${opts.output} in ${secs.toFixed(1)} s (${(rows.rows / secs).toFixed(2)} images/s)\n`);
       await reportUnreadImages(cli, { errorsFile, failures, skipped, total: files.length, consequence: 'they have no row' });
     });
   });

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
-import { writeFileAtomic } from '../../util/atomic-write.js';
 import { withClaimedOutputs } from '../../util/output-claim.js';
-import { writeNpy } from '../../util/npy.js';
+import { NpyStreamWriter } from '../../util/npy-stream.js';
+import { CsvStream } from '../../submission/csv-stream.js';
+import type { ImageFailure } from '../../image/batch-loader.js';
 import { ClipModel } from '../../clip/model.js';
 import { DEFAULT_MAX_PIXELS } from '../../image/decode.js';
 import { commandImages, type ImageInputCliOptions } from '../input-images.js';
@@ -49,28 +50,47 @@ export function register(program: Command, cli: CliContext): void {
         if (model.random) cli.err(`warning: ${model.name} has RANDOM weights: these embeddings are for testing only\n`);
         const bar = cli.progress('embed-images', files.length, 'images');
         const t0 = performance.now();
-        let result;
+        // Rows go to the .npy (its header patched with the count at the end) and ids to their list batch
+        // by batch: memory holds one batch whatever the number of images.
+        let npy: NpyStreamWriter | undefined;
+        let idList: CsvStream | undefined;
+        const failures: ImageFailure[] = [];
+        let inferenceSeconds = 0;
         try {
-          result = await model.encodeImages(files, {
-            batchSize,
-            maxPixels,
-            allowSvg: opts.allowSvg,
-            exif: opts.exif,
-            onProgress: (done) => bar.update(done),
-          });
+          npy = await NpyStreamWriter.create(opts.output, model.dim, files.length);
+          idList = await CsvStream.create(idsPathFor(opts.output), undefined, ids);
+          for await (const batch of model.encodeBatches(files, { batchSize, maxPixels, allowSvg: opts.allowSvg, exif: opts.exif })) {
+            for (const { file, reason } of batch.failures) failures.push({ file, reason });
+            if (batch.ids.length > 0) {
+              inferenceSeconds += batch.inferenceSeconds;
+              await npy.append(batch.embeds);
+              for (const id of batch.ids) await idList.add(id, id);
+            }
+            bar.update(batch.start + batch.count);
+          }
+        } catch (err) {
+          await npy?.abort();
+          await idList?.abort();
+          throw err;
         } finally {
           bar.stop();
           model.close();
           await downloads.close();
         }
         const secs = (performance.now() - t0) / 1000;
-        await writeNpy(opts.output, result.embeds, [result.ids.length, model.dim]);
-        await writeFileAtomic(idsPathFor(opts.output), result.ids.join('\n') + (result.ids.length ? '\n' : ''));
+        const rows = npy.rows;
+        try {
+          await npy.finish();
+        } catch (err) {
+          await idList.abort();
+          throw err;
+        }
+        await idList.commit();
         cli.err(
-          `${result.ids.length} images → ${opts.output} [${result.ids.length}, ${model.dim}] in ${secs.toFixed(2)} s ` +
-            `(${(result.ids.length / secs).toFixed(1)} images/s; inference ${result.inferenceSeconds.toFixed(2)} s)\n`,
+          `${rows} images → ${opts.output} [${rows}, ${model.dim}] in ${secs.toFixed(2)} s ` +
+            `(${(rows / secs).toFixed(1)} images/s; inference ${inferenceSeconds.toFixed(2)} s)\n`,
         );
-        await reportUnreadImages(cli, { errorsFile, failures: result.failures.map(downloads.reportAs), skipped, total: files.length, consequence: 'they have no row' });
+        await reportUnreadImages(cli, { errorsFile, failures: failures.map(downloads.reportAs), skipped, total: files.length, consequence: 'they have no row' });
       });
     });
 }

@@ -1,9 +1,11 @@
 import { Option, type Command } from 'commander';
-import { writeFileAtomic } from '../../util/atomic-write.js';
+import { Img2PromptError } from '../../util/errors.js';
 import { withClaimedOutputs } from '../../util/output-claim.js';
-import { writePromptsCsv } from '../../submission/prompts-csv.js';
+import { JsonListStream } from '../../util/json-list-stream.js';
+import { CsvStream } from '../../submission/csv-stream.js';
+import { checkPromptRow, promptsLine, PROMPTS_HEADER } from '../../submission/prompts-csv.js';
 import type { InterrogateMode } from '../../interrogate/types.js';
-import { interrogate, type InterrogatedImage } from '../../interrogate/interrogate.js';
+import { interrogate } from '../../interrogate/interrogate.js';
 import type { ImageFailure } from '../../image/batch-loader.js';
 import { openInterrogator } from './labels.js';
 import { commandImages, type ImageInputCliOptions } from '../input-images.js';
@@ -65,9 +67,14 @@ export function register(program: Command, cli: CliContext): void {
       });
       const bar = cli.progress(`interrogate ${opts.mode}`, files.length, 'images');
       const t0 = performance.now();
-      const done: InterrogatedImage[] = [];
+      // The prompts and the details stream to their temps image by image: memory holds one buffer of
+      // rows whatever the number of images; the files appear, whole, once the last image is in.
+      let prompts: CsvStream | undefined;
+      let details: JsonListStream | undefined;
       const failures: ImageFailure[] = [];
       try {
+        prompts = await CsvStream.create(opts.output, PROMPTS_HEADER.join(','), ids);
+        if (opts.details) details = await JsonListStream.create(opts.details, { model: engine.clip.modelId, random: engine.clip.random, mode: opts.mode }, 'images');
         for await (const r of interrogate(files, {
           engine,
           mode: opts.mode,
@@ -87,23 +94,35 @@ export function register(program: Command, cli: CliContext): void {
           if (r.failure !== undefined) {
             failures.push(downloads.reportAs({ file: r.file, reason: r.failure }));
           } else {
-            done.push({ ...r, file: downloads.labelOf(r.file) });
+            const row = { imgId: r.id, prompt: r.prompt! };
+            checkPromptRow(opts.output, row, prompts.rows + 1);
+            await prompts.add(r.id, promptsLine(row));
+            const { id, mode, caption, prompt, similarity, labels, picked } = r;
+            await details?.add({
+              imgId: id, file: downloads.labelOf(r.file), mode, ...(caption !== undefined ? { caption } : {}), prompt, similarity, labels, ...(picked ? { picked } : {}),
+            });
           }
         }
+        if (prompts.rows === 0) throw new Img2PromptError(opts.output, 'cannot write a prompts CSV with no rows');
+      } catch (err) {
+        await prompts?.abort();
+        await details?.abort();
+        throw err;
       } finally {
         bar.stop();
         engine.close();
         await downloads.close();
       }
-      await writePromptsCsv(opts.output, done.map((r) => ({ imgId: r.id, prompt: r.prompt! })));
-      if (opts.details) {
-        const details = done.map(({ id, file, mode, caption, prompt, similarity, labels, picked }) => ({
-          imgId: id, file, mode, ...(caption !== undefined ? { caption } : {}), prompt, similarity, labels, ...(picked ? { picked } : {}),
-        }));
-        await writeFileAtomic(opts.details, JSON.stringify({ model: engine.clip.modelId, random: engine.clip.random, mode: opts.mode, images: details }, null, 2) + '\n');
+      try {
+        await prompts.commit();
+      } catch (err) {
+        await details?.abort();
+        throw err;
       }
+      await details?.commit();
+      const count = prompts.rows;
       const secs = (performance.now() - t0) / 1000;
-      cli.err(`${done.length} prompts → ${opts.output} in ${secs.toFixed(1)} s (${(done.length / secs).toFixed(2)} images/s)\n`);
+      cli.err(`${count} prompts → ${opts.output} in ${secs.toFixed(1)} s (${(count / secs).toFixed(2)} images/s)\n`);
       await reportUnreadImages(cli, { errorsFile, failures, skipped, total: files.length, consequence: 'they have no row' });
     });
   });

@@ -1,11 +1,8 @@
 import { promises as fs } from 'node:fs';
 import { Img2PromptError } from '../../util/errors.js';
 import { Option, type Command } from 'commander';
-import { writePromptsCsv, type PromptRow } from '../../submission/prompts-csv.js';
-import { EMBEDDING_DIM } from '../../submission/submission-csv.js';
 import { PredictEngine } from '../../predict/predict.js';
-import { writeValidatedSubmission } from '../../predict/submission-output.js';
-import { writeNearestCsv, type NearestRow } from '../../predict/nearest-csv.js';
+import { PredictRunOutputs } from '../../predict/run-outputs.js';
 import { resumeFilesFor, settleEarlierRun } from '../../predict/resume-files.js';
 import { withClaimedOutputs } from '../../util/output-claim.js';
 import { commandImages, type CommandImages } from '../input-images.js';
@@ -18,7 +15,6 @@ import type { CliContext } from '../context.js';
 import type { ImageFailure } from '../../image/batch-loader.js';
 import { commandLine, setInterruptHint } from '../interrupt.js';
 import { captionModelFrom } from '../options.js';
-import { writeCaptionsCsv } from '../../caption/captions-csv.js';
 
 /** Progress of a predict or fit-weights run: the modality-gap sample's encoding, then the images. */
 export function runProgress(cli: CliContext, label: string): ReturnType<typeof phasedProgress<'members' | 'encoding images'>> {
@@ -62,12 +58,6 @@ function withResume(args: string[]): string[] {
   return [...args.filter((a) => a !== '--restart'), ...(args.includes('--resume') ? [] : ['--resume'])];
 }
 
-/** Writes a per-image CSV, or says why there is nothing to write (a CSV needs at least one row). */
-async function writeRows<T>(cli: CliContext, file: string, rows: T[], write: (file: string, rows: T[]) => Promise<void>): Promise<void> {
-  if (rows.length > 0) await write(file, rows);
-  else cli.err(`img2prompt: no prompts to write to ${file} (no image could be read)\n`);
-}
-
 export function register(program: Command, cli: CliContext): void {
   const predict = addImageSourceOptions(addEngineOptions(
     program
@@ -91,7 +81,8 @@ export function register(program: Command, cli: CliContext): void {
     const fetchOptions = urlFetchOptionsFrom(opts);
     const gapImages = parsePositiveInt('--gap-images', opts.gapImages);
     const run = shardRunInputs(images, gapImages ?? DEFAULT_GAP_IMAGES, batchSize);
-    const rowOf = new Map(expectedIds.map((id, i) => [id, i]));
+    // A shard's run also holds images of other shards (the gap sample, see shardRunInputs): its own are the listed ones.
+    const own = new Set(expectedIds);
     const output = opts.output;
     const checkpoint = `${output}.ckpt`;
     const errorsFile = errorsFileFor(opts);
@@ -111,37 +102,29 @@ export function register(program: Command, cli: CliContext): void {
       const t0 = performance.now();
       const engine = await PredictEngine.open(engineOptionsFrom(opts, cli));
       const openSeconds = (performance.now() - t0) / 1000;
-      const ids = new Array<string>(expectedIds.length);
-      const vectors = new Float32Array(expectedIds.length * EMBEDDING_DIM);
-      const prompts: PromptRow[] = [];
-      const nearest: NearestRow[] = [];
-      const captions: { imgId: string; caption: string }[] = [];
       const failures: ImageFailure[] = [];
       let resumed = 0;
       const progress = runProgress(cli, 'predict');
+      // Every image's rows go to the outputs' temps as the run hands it out (fresh or from the checkpoint),
+      // checked against the ids of the inputs, not the ones the run handed back: a lost image is refused.
+      let outputs: PredictRunOutputs | undefined;
       try {
+        outputs = await PredictRunOutputs.create({ submission: output, prompts: opts.promptsOut, captions: opts.captionsOut, nearest: opts.nearestOut }, expectedIds);
         for await (const r of engine.run(files, { batchSize, gapImages, exif: opts.exif, checkpoint, resume: opts.resume, restart: opts.restart, allowSvg: opts.allowSvg, onProgress: progress.onProgress })) {
-          // A shard's run also holds the images of the gap sample (shardRunInputs); only its own are written.
-          const row = rowOf.get(r.id);
-          if (row === undefined) continue;
-          ids[row] = r.id;
-          vectors.set(r.vector, row * EMBEDDING_DIM);
+          if (!own.has(r.id)) continue;
           if (r.resumed) resumed++;
           if (r.failure !== undefined) failures.push(downloads.reportAs({ file: r.file, reason: r.failure }));
-          else if (r.prompt) prompts.push({ imgId: r.id, prompt: r.prompt });
-          if (r.caption !== null) captions.push({ imgId: r.id, caption: r.caption });
-          if (r.nearestPrompt) nearest.push({ imgId: r.id, prompt: r.nearestPrompt.text, similarity: r.nearestPrompt.similarity });
+          await outputs.add(r);
         }
+      } catch (err) {
+        await outputs?.abort();
+        throw err;
       } finally {
         progress.stop();
         engine.close();
       }
 
-      // Checked against the ids of the inputs, not the ones the run handed back: a lost image is refused.
-      await writeValidatedSubmission(output, ids, vectors, expectedIds);
-      if (opts.promptsOut) await writeRows(cli, opts.promptsOut, prompts, writePromptsCsv);
-      if (opts.captionsOut) await writeRows(cli, opts.captionsOut, captions, writeCaptionsCsv);
-      if (opts.nearestOut) await writeRows(cli, opts.nearestOut, nearest, writeNearestCsv);
+      await outputs.finish((file) => cli.err(`img2prompt: no prompts to write to ${file} (no image could be read)\n`));
       await writeErrorsFile({ errorsFile, failures, skipped });
       // The submission is safely in place: the resume state has done its job.
       for (const f of resumeFilesFor(checkpoint)) await fs.rm(f, { force: true });
