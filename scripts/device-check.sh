@@ -121,6 +121,8 @@ run)
     echo "== info"; node dist/src/cli/bin.cjs info || true; } >>"$env_txt" 2>&1
   cat "$env_txt"
   set +e
+  # libuv's pool sized as the CLI sizes it (src/cli/threadpool.cts), for the files-vs-decode bench.
+  export UV_THREADPOOL_SIZE=${UV_THREADPOOL_SIZE:-$(($(nproc) + 4))}
   timeout 420 node device/gpu-check.mjs device-assets "$out" --budget-s 330 "${@:3}" 2>&1 | tee "$out/gpu-check.log"
   rc=${PIPESTATUS[0]}
   echo "gpu-check exit code $rc"
