@@ -1,5 +1,5 @@
 // The prefix-cached chain (issue 16) against the uncached one, on random weights of a real size.
-//   node --import tsx bench/chain.bench.ts [--model NAME] [--images N] [--shortlist K] [--flavors N] [--step-only | --modes-only]
+//   node --import tsx bench/chain.bench.ts [--model NAME] [--images N] [--shortlist K] [--flavors N] [--modes best,negative] [--step-only | --modes-only]
 // NAME is a CLIP in the model cache (default: bench-b32, made once by
 // `img2prompt models random --arch ViT-B-32 --seed 0 --name bench-b32`). Two parts:
 //  1. one chain step: 2,048 "<prompt>, <flavor>" candidates embedded by encodeTexts (every candidate
@@ -26,6 +26,7 @@ const MODEL = opt('--model', 'bench-b32');
 const IMAGES = Number(opt('--images', '1'));
 const SHORTLIST = Number(opt('--shortlist', '256'));
 const FLAVORS = Number(opt('--flavors', '6000'));
+const MODES = opt('--modes', 'best,negative').split(',').map((m) => m.trim()) as ('best' | 'negative')[];
 const ASSETS = path.resolve('..', 'shared', 'assets');
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -79,7 +80,7 @@ async function modeBench(): Promise<void> {
       console.log(`\nwhole modes, ${files.length} image(s), ${Math.min(FLAVORS, flavors.length)} flavors, shortlist ${SHORTLIST}, chains of up to 32 labels:`);
       console.log('| mode | cache off s/image | cache on s/image | speed-up | cache off CPU s/image | cache on CPU s/image | CPU speed-up | same labels |');
       console.log('|---|---:|---:|---:|---:|---:|---:|---|');
-      for (const mode of ['best', 'negative'] as const) {
+      for (const mode of MODES) {
         const timed = async (chainCache: boolean) => {
           const t0 = performance.now();
           const c0 = process.cpuUsage();
