@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export IMG2PROMPT_HOME="${IMG2PROMPT_HOME:-$PWD/.cache/bench-home}"
 export IMG2PROMPT_PROGRESS=0
-cli() { node dist/src/cli/bin.js "$@"; }
-timed() { /usr/bin/time -f "  → %e s wall, %M KiB peak RSS" node dist/src/cli/bin.js "$@"; }
+cli() { node dist/src/cli/bin.cjs "$@"; }
+timed() { /usr/bin/time -f "  → %e s wall, %M KiB peak RSS" node dist/src/cli/bin.cjs "$@"; }
 MODEL=random-vit-b-32
 N="${BENCH_IMAGES:-200}"
 [ -d "$IMG2PROMPT_HOME/models/$MODEL" ] || cli models random --arch ViT-B-32 --seed 0 --name "$MODEL"

@@ -2,6 +2,7 @@
 #include <napi.h>
 
 #include "clip_preprocess.h"
+#include "io_binding.h"
 #include "ort_env.h"
 #include "session.h"
 #include "stream_read.h"
@@ -25,6 +26,7 @@ Napi::Value InitEnvironmentJs(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Session::Init(env, exports);
   RegisterTopK(env, exports);
+  RegisterIoBinding(env, exports);
   exports.Set("openSession", Napi::Function::New(env, OpenSession, "openSession"));
   exports.Set("availableProviders", Napi::Function::New(env, AvailableProviders, "availableProviders"));
   exports.Set("ortVersion", Napi::Function::New(env, OrtVersionJs, "ortVersion"));

@@ -280,6 +280,11 @@ Session::Session(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Session>(inf
   core_ = *info[0].As<Napi::External<std::shared_ptr<SessionCore>>>().Data();
 }
 
+std::shared_ptr<SessionCore> Session::CoreOf(Napi::Env env, const Napi::Value& value) {
+  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(env.GetInstanceData<SessionClass>()->constructor.Value())) return nullptr;
+  return Session::Unwrap(value.As<Napi::Object>())->core_;
+}
+
 std::shared_ptr<SessionCore> Session::Live(Napi::Env env) const {
   if (!core_) throw Napi::Error::New(env, "session is closed");
   return core_;

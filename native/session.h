@@ -46,6 +46,8 @@ class Session : public Napi::ObjectWrap<Session> {
   explicit Session(const Napi::CallbackInfo& info);
 
   std::shared_ptr<SessionCore> core() const { return core_; }
+  // The core of `value` when it is an open Session of this environment, else nullptr.
+  static std::shared_ptr<SessionCore> CoreOf(Napi::Env env, const Napi::Value& value);
 
  private:
   Napi::Value Inputs(const Napi::CallbackInfo& info);

@@ -43,7 +43,7 @@ build)
   exclude="$(git rev-parse --git-common-dir)/info/exclude"
   grep -qxF "/$dir/" "$exclude" 2>/dev/null || echo "/$dir/" >>"$exclude"
   npx tsc -p .
-  cli() { node dist/src/cli/bin.js "$@"; }
+  cli() { node dist/src/cli/bin.cjs "$@"; }
   minilm=$(cli models path minilm 2>/dev/null || true)
   [ -f "$minilm/tokenizer.json" ] || { cli models pull minilm >&2; minilm=$(cli models path minilm); }
 
@@ -106,9 +106,9 @@ run)
   cd /tmp/img2prompt-gpu/app
   env_txt="$out/environment.txt"
   { echo "== nvidia-smi"; nvidia-smi || true; } >"$env_txt" 2>&1
-  { echo "== gpu install --check, LD_LIBRARY_PATH='${LD_LIBRARY_PATH:-}'"; node dist/src/cli/bin.js gpu install --check || true; } >>"$env_txt" 2>&1
+  { echo "== gpu install --check, LD_LIBRARY_PATH='${LD_LIBRARY_PATH:-}'"; node dist/src/cli/bin.cjs gpu install --check || true; } >>"$env_txt" 2>&1
   # Add the folders the check names for libraries it found off the loader's path, as its remedy says.
-  add=$(node dist/src/cli/bin.js gpu install --check --json 2>/dev/null | node -e "
+  add=$(node dist/src/cli/bin.cjs gpu install --check --json 2>/dev/null | node -e "
     let s = ''; process.stdin.on('data', (d) => (s += d)).on('end', () => {
       const r = JSON.parse(s); console.log([...new Set(r.libraries.filter((l) => l.status === 'off-path').map((l) => require('path').dirname(l.path)))].join(':'));
     });" || true)
@@ -117,10 +117,12 @@ run)
     [ -d "$d" ] && add="${add:+$add:}$d"
   done
   export LD_LIBRARY_PATH="${add}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  { echo "== gpu install --check, LD_LIBRARY_PATH='$LD_LIBRARY_PATH'"; node dist/src/cli/bin.js gpu install --check || true;
-    echo "== info"; node dist/src/cli/bin.js info || true; } >>"$env_txt" 2>&1
+  { echo "== gpu install --check, LD_LIBRARY_PATH='$LD_LIBRARY_PATH'"; node dist/src/cli/bin.cjs gpu install --check || true;
+    echo "== info"; node dist/src/cli/bin.cjs info || true; } >>"$env_txt" 2>&1
   cat "$env_txt"
   set +e
+  # libuv's pool sized as the CLI sizes it (src/cli/threadpool.cts), for the files-vs-decode bench.
+  export UV_THREADPOOL_SIZE=${UV_THREADPOOL_SIZE:-$(($(nproc) + 4))}
   timeout 420 node device/gpu-check.mjs device-assets "$out" --budget-s 330 "${@:3}" 2>&1 | tee "$out/gpu-check.log"
   rc=${PIPESTATUS[0]}
   echo "gpu-check exit code $rc"

@@ -72,3 +72,12 @@ export function nativeAddonVariable(): string | undefined {
 export function debugVariable(): boolean {
   return variable('IMG2PROMPT_DEBUG') !== undefined;
 }
+
+/**
+ * libuv's thread-pool size as libuv reads it (UV_THREADPOOL_SIZE, default 4): the decodes in flight are
+ * bounded by it, since each holds a pool thread. The CLI sets it from the core count (cli/threadpool.cts).
+ */
+export function threadpoolSizeVariable(): number {
+  const size = Number(variable('UV_THREADPOOL_SIZE'));
+  return Number.isInteger(size) && size >= 1 ? Math.min(size, 1024) : 4;
+}

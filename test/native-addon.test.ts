@@ -18,7 +18,7 @@ describe('native addon loader', () => {
     });
     expect(r.status).not.toBe(0);
     expect(r.stderr).toContain(
-      `${other}: built from older sources (it has no openSession, availableProviders, ortVersion, initEnvironment, topk, scoresAll, topkKernel, ` +
+      `${other}: built from older sources (it has no openSession, createIoBinding, availableProviders, ortVersion, initEnvironment, topk, scoresAll, topkKernel, ` +
         'clipPreprocess, clipGeometry, streamRead); rebuild it with `npm run build:native`',
     );
   });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { OnnxBankRanker, openBankRanker } from '../src/rank/bank-ranker.js';
+import { bottomk, topk } from '../src/rank/topk.js';
 import { topkReference } from '../src/rank/topk-reference.js';
 import { toFloat16 } from '../src/rank/float16.js';
 import { seededRandom } from '../src/predict/seeded.js';
@@ -35,6 +36,36 @@ describe('bank rankers', () => {
     const all = await ranker.rank(queries, N + 5);
     expect(all.k).toBe(N);
     expect((await ranker.rank(queries, 0)).indices.length).toBe(0);
+    ranker.close();
+  });
+
+  it('the bound-bank graph gives the hand-computed top-k and bottom-k, as the native kernel does', async () => {
+    // Rows 0..4 of a 3-d bank and two queries; every dot product worked out by hand (no ties in the top 3).
+    const small = { data: Float32Array.of(1, 0, 0, 0, 1, 0, 0.6, 0.8, 0, 0, 0.6, 0.8, -1, 0, 0), dims: [5, 3] };
+    const q = { data: Float32Array.of(0.8, 0.6, 0, -0.6, 0, 0.8), dims: [2, 3] };
+    // q0 · rows = .8, .6, .96, .36, -.8;  q1 · rows = -.6, 0, -.36, .64, .6
+    const best = { indices: [2, 0, 1, 3, 4, 1], scores: [0.96, 0.8, 0.6, 0.64, 0.6, 0] };
+    const least = { indices: [4, 3, 1, 0, 2, 1], scores: [-0.8, 0.36, 0.6, -0.6, -0.36, 0] };
+    const ranker = await OnnxBankRanker.open(small, ['cpu']);
+    expect(ranker.engine).toBe('cpu');
+    // Twice each, on the one session and binding: the bank stays bound between calls.
+    for (let round = 0; round < 2; round++) {
+      for (const [want, got, kernel] of [
+        [best, await ranker.rank(q, 3), await topk(q, small, 3)],
+        [least, await ranker.rank(q, 3, { least: true }), await bottomk(q, small, 3)],
+      ] as const) {
+        expect(Array.from(got.indices)).toEqual(want.indices);
+        expect(Array.from(kernel.indices)).toEqual(want.indices);
+        want.scores.forEach((v, i) => {
+          expect(got.scores[i]).toBeCloseTo(v, 6);
+          expect(kernel.scores[i]).toBeCloseTo(v, 6);
+        });
+      }
+    }
+    // One query alone, k past the bank's rows: all 5, best first.
+    const one = await ranker.rank({ data: q.data.slice(0, 3), dims: [1, 3] }, 9);
+    expect(one.k).toBe(5);
+    expect(Array.from(one.indices)).toEqual([2, 0, 1, 3, 4]);
     ranker.close();
   });
 

@@ -10,8 +10,11 @@
 //     (cosine ≥ 0.99999) and CUDA fp16 vs CPU fp32 (cosine ≥ 0.9995)
 //   - a MiniLM-shaped BERT (all-MiniLM-L6-v2's sizes, random weights): the same three ways
 //   - the ONNX bank ranker on CUDA returns the native kernel's top-10 over 100,970 flavor embeddings
+//   - the IoBinding ranker (bank bound once, in device memory) gives a hand-computed top-k and bottom-k on
+//     CUDA, call after call on the one binding
 // Bench: vision img/s at batch 64 fp32 vs fp16 (B-32, then L-14 while the budget lasts), text
-// labels/s over all 100,970 flavors, one-query and 64-query top-10 ms. Writes device-check.json and
+// labels/s over all 100,970 flavors, one-query and 64-query top-10 ms, B-32 images/s from PNG files
+// against the decode-only rate (device-check.sh sizes libuv's pool as the CLI does). Writes device-check.json and
 // device-check.md to OUT_DIR; exits 1 when a check failed.
 import fs from 'node:fs';
 import path from 'node:path';
@@ -24,7 +27,9 @@ import { MiniLMTokenizer } from '../../src/text/minilm-tokenizer.js';
 import { Session, availableProviders, ortVersion, tensor, type ExecutionProvider } from '../../src/runtime/session.js';
 import type { Precision } from '../../src/runtime/precision.js';
 import { cudaReadiness } from '../../src/gpu/readiness.js';
-import { openBankRanker } from '../../src/rank/bank-ranker.js';
+import { OnnxBankRanker, openBankRanker } from '../../src/rank/bank-ranker.js';
+import { defaultDecodeConcurrency, loadBatches } from '../../src/image/batch-loader.js';
+import { threadpoolSizeVariable } from '../../src/config.js';
 
 const [assetsDir, outDir] = process.argv.slice(2);
 if (!assetsDir || !outDir) throw new Error('usage: gpu-check.mjs ASSETS_DIR OUT_DIR [--budget-s N]');
@@ -243,6 +248,44 @@ async function rankerChecks(bankData: Float32Array): Promise<void> {
   native.close();
 }
 
+/** The bound-bank ranker on CUDA against top-k worked out by hand (as test/rank-bank-ranker.test.ts on the CPU). */
+async function boundRankerCheck(): Promise<void> {
+  const bank = { data: Float32Array.of(1, 0, 0, 0, 1, 0, 0.6, 0.8, 0, 0, 0.6, 0.8, -1, 0, 0), dims: [5, 3] as [number, number] };
+  const q = { data: Float32Array.of(0.8, 0.6, 0, -0.6, 0, 0.8), dims: [2, 3] as [number, number] };
+  const ranker = await OnnxBankRanker.open(bank, cuda);
+  const got: string[] = [];
+  for (let round = 0; round < 3; round++) {
+    got.push(Array.from((await ranker.rank(q, 3)).indices).join(','), Array.from((await ranker.rank(q, 3, { least: true })).indices).join(','));
+  }
+  const want = ['2,0,1,3,4,1', '4,3,1,0,2,1'];
+  check('IoBinding bank ranker on CUDA: hand-computed top-3 and bottom-3, 3 rounds on one binding', ranker.engine === 'cuda' && got.every((g, i) => g === want[i % 2]),
+    `engine ${ranker.engine}; got ${got.slice(0, 2).join(' / ')}`);
+  ranker.close();
+}
+
+/** B-32 (fp16 on CUDA) images/s from PNG files against decode-only (decode + preprocessing, no tower). */
+async function decodeBench(): Promise<void> {
+  const files = Array.from({ length: SMOKE ? 16 : 448 }, (_, i) => images[i % images.length]!);
+  const model = await openClip('b32', cuda, undefined, ['vision']);
+  const batch = SMOKE ? 4 : 64;
+  const inFlight = defaultDecodeConcurrency();
+  const rate = async (work: () => Promise<unknown>) => {
+    await work(); // warm-up
+    const t0 = performance.now();
+    await work();
+    return files.length / ((performance.now() - t0) / 1000);
+  };
+  const decode = await rate(async () => {
+    for await (const b of loadBatches(files, { ...model.imageTransform, batchSize: batch, concurrency: inFlight })) void b;
+  });
+  const fromFiles = await rate(() => model.encodeImages(files, { batchSize: batch, concurrency: inFlight }));
+  const where = `${model.provider} ${model.precision}, libuv pool ${threadpoolSizeVariable()}, ${inFlight} decodes in flight`;
+  bench[`B-32 decode-only img/s (${files.length} PNG files, ${where})`] = Math.round(decode);
+  bench[`B-32 from PNG files img/s (same)`] = Math.round(fromFiles);
+  bench['from files / decode-only'] = `${((100 * fromFiles) / decode).toFixed(0)} %`;
+  model.close();
+}
+
 async function visionBench(): Promise<void> {
   for (const [arch, name] of [['ViT-B-32', 'b32'], ['ViT-L-14', 'l14']] as const) {
     // L-14's random weights and graphs take a minute or two to make: only when the budget allows.
@@ -272,6 +315,8 @@ async function main(): Promise<void> {
   steps.push(['CLIP checks', async () => (bank = await clipChecks())]);
   steps.push(['MiniLM checks', miniLMChecks]);
   steps.push(['bank ranker', async () => bank && rankerChecks(bank)]);
+  steps.push(['bound ranker', boundRankerCheck]);
+  steps.push(['decode bench', decodeBench]);
   steps.push(['vision bench', visionBench]);
   for (const [name, step] of steps) {
     const t0 = performance.now();

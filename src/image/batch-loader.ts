@@ -5,6 +5,7 @@ import type { FormatOptions } from './image-formats.js';
 import { imageIdOf } from './image-id.js';
 import { bytesLabel, type ImageInput } from './image-input.js';
 import { readOptions } from '../util/options.js';
+import { threadpoolSizeVariable } from '../config.js';
 import { ClipTransform, type ClipImageProcessor, type PillowPassOrder } from './clip-transform.js';
 
 export interface BatchLoaderOptions extends FormatOptions {
@@ -14,10 +15,7 @@ export interface BatchLoaderOptions extends FormatOptions {
   /** Defaults: OpenAI CLIP's mean and std. */
   mean?: ArrayLike<number>;
   std?: ArrayLike<number>;
-  /**
-   * Images decoded and preprocessed at once. Each one holds a libuv pool thread (4 by default, shared
-   * with ONNX Runtime runs and file I/O), so the default leaves room: min(4, cores).
-   */
+  /** Images decoded and preprocessed at once; default: defaultDecodeConcurrency(). */
   concurrency?: number;
   /** Per-image pixel limit, see decodeImage. */
   maxPixels?: number;
@@ -57,6 +55,16 @@ export interface ImageBatch {
 }
 
 /**
+ * Decodes in flight when the caller does not say: one per core, as far as libuv's pool allows, since each
+ * decode holds one pool thread (shared with ORT runs and file reads). The CLI sizes the pool to the cores
+ * plus four (cli/threadpool.cts), so there it is the core count; in a library process with libuv's
+ * default pool of 4, at most 4.
+ */
+export function defaultDecodeConcurrency(): number {
+  return Math.max(1, Math.min(os.availableParallelism(), threadpoolSizeVariable()));
+}
+
+/**
  * Images per batch when the caller does not say: the CLIP image encoders, predict, interrogate and the
  * CLI's --batch-size all start from this one number: enough images per call to keep a CPU's cores
  * busy, few enough that the two pixel buffers (about 10 MB each at 224 px) stay small.
@@ -72,7 +80,7 @@ export const DEFAULT_IMAGE_BATCH = 16;
 export async function* loadBatches(files: readonly ImageInput[], options: BatchLoaderOptions): AsyncGenerator<ImageBatch, void, undefined> {
   const o = readOptions(options, 'loadBatches()');
   const batchSize = o.required('batchSize', o.int('batchSize', { min: 1 }), 'a positive integer');
-  const concurrency = o.int('concurrency', { min: 1 }) ?? Math.max(1, Math.min(4, os.availableParallelism()));
+  const concurrency = o.int('concurrency', { min: 1 }) ?? defaultDecodeConcurrency();
   // Checked here, not per image: a bad limit is the caller's bug, not one more unreadable image.
   const maxPixels = o.int('maxPixels', { min: 1 });
   const exif = o.oneOf('exif', EXIF_MODES) ?? 'apply';

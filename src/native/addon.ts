@@ -56,6 +56,17 @@ export interface NativeSession {
   close(): void;
 }
 
+/**
+ * native/io_binding.cc `IoBinding`: made by createIoBinding() only. An input stays bound until bound
+ * again (ORT copies it, when bound, to the device that consumes it); outputs are bound per run.
+ */
+export interface NativeIoBinding {
+  bindInputs(feeds: NativeFeed[]): Promise<void>;
+  /** Binds `feeds` (they stay bound), runs with every bound input; at least one output. */
+  run(feeds: NativeFeed[], outputs: NativeOutputRequest[]): Promise<NativeTensor[]>;
+  close(): void;
+}
+
 /** Options of the similarity kernel (native/topk_binding.cc). */
 export interface NativeTopKOptions {
   /** Worker threads, 0 to 1024; 0 or unset: one per hardware thread (small jobs use fewer). */
@@ -94,6 +105,8 @@ export interface NativeClipRules {
 
 export interface NativeAddon {
   openSession(model: string | Uint8Array, options: NativeSessionOptions): Promise<NativeSession>;
+  /** An ORT IoBinding over an open session (it keeps the session alive). */
+  createIoBinding(session: NativeSession): NativeIoBinding;
   /** ORT's own provider names, e.g. 'CPUExecutionProvider'. */
   availableProviders(): string[];
   ortVersion(): string;
@@ -124,7 +137,7 @@ export interface NativeAddon {
 
 /** The functions NativeAddon declares, checked at load so that an addon built from older sources is named as such. */
 const FUNCTIONS = [
-  'openSession', 'availableProviders', 'ortVersion', 'initEnvironment', 'topk', 'scoresAll', 'topkKernel', 'clipPreprocess', 'clipGeometry', 'streamRead',
+  'openSession', 'createIoBinding', 'availableProviders', 'ortVersion', 'initEnvironment', 'topk', 'scoresAll', 'topkKernel', 'clipPreprocess', 'clipGeometry', 'streamRead',
 ] as const satisfies readonly (keyof NativeAddon)[];
 
 let addon: NativeAddon | undefined;

@@ -165,11 +165,11 @@ export class Session {
   /** Runs the model off the JS thread (the event loop stays free); inputs are read in place. */
   async run(feeds: Record<string, Tensor>, options: RunOptions = {}): Promise<Record<string, Tensor>> {
     const s = this.#live();
-    const [list, requests] = this.#prepare(feeds, options);
+    const [list, requests] = this.checkedRequests(feeds, options);
     try {
       return toTensors(await s.run(list, requests));
     } catch (err) {
-      throw this.#error(err);
+      throw this.runError(err);
     }
   }
 
@@ -179,16 +179,19 @@ export class Session {
    */
   runSync(feeds: Record<string, Tensor>, options: RunOptions = {}): Record<string, Tensor> {
     const s = this.#live();
-    const [list, requests] = this.#prepare(feeds, options);
+    const [list, requests] = this.checkedRequests(feeds, options);
     try {
       return toTensors(s.runSync(list, requests));
     } catch (err) {
-      throw this.#error(err);
+      throw this.runError(err);
     }
   }
 
-  /** Checks feeds and output requests against the model's signature; the addon trusts what passes. */
-  #prepare(feeds: Record<string, Tensor>, options: RunOptions): [NativeFeed[], NativeOutputRequest[]] {
+  /**
+   * @internal Checks feeds and output requests against the model's signature; the addon trusts what
+   * passes. `partial`: the feeds may name only some inputs (an IoBinding keeps the others bound).
+   */
+  checkedRequests(feeds: Record<string, Tensor>, options: RunOptions, partial = false): [NativeFeed[], NativeOutputRequest[]] {
     const label = this.modelPath ?? '<model buffer>';
     const list = Object.entries(feeds).map(([name, t]) => {
       const info = this.inputs.find((i) => i.name === name);
@@ -197,7 +200,7 @@ export class Session {
       checkShape(info, t.dims, label, `input '${name}'`);
       return { name, data: t.data, dims: t.dims };
     });
-    for (const i of this.inputs) if (!(i.name in feeds)) throw new Img2PromptError(label, `missing input '${i.name}'`);
+    if (!partial) for (const i of this.inputs) if (!(i.name in feeds)) throw new Img2PromptError(label, `missing input '${i.name}'`);
     const names = options.outputNames ?? this.outputs.map((o) => o.name);
     const requests = names.map((name) => {
       const info = this.outputs.find((o) => o.name === name);
@@ -216,8 +219,8 @@ export class Session {
     return [list, requests];
   }
 
-  /** The native message is ORT's reason alone; the model is named here, in the one-line `<file>: <reason>` form. */
-  #error(err: unknown): Img2PromptError {
+  /** @internal The native message is ORT's reason alone; the model is named here, in the one-line `<file>: <reason>` form. */
+  runError(err: unknown): Img2PromptError {
     return new Img2PromptError(this.modelPath ?? '<model buffer>', err instanceof Error ? err.message : String(err), { code: 'RUNTIME_FAILED', cause: err });
   }
 
@@ -225,6 +228,11 @@ export class Session {
   close(): void {
     this.#native?.close();
     this.#native = undefined;
+  }
+
+  /** @internal The addon's session, for runtime/io-binding.ts; throws once closed. */
+  nativeSession(): NativeSession {
+    return this.#live();
   }
 
   #live(): NativeSession {
@@ -248,7 +256,8 @@ function checkShape(info: TensorInfo, dims: readonly number[], label: string, wh
   });
 }
 
-function toTensors(out: NativeTensor[]): Record<string, Tensor> {
+/** @internal The addon's outputs by name. */
+export function toTensors(out: NativeTensor[]): Record<string, Tensor> {
   const result: Record<string, Tensor> = {};
   for (const o of out) result[o.name] = { type: o.type as TensorType, data: o.data as TensorData, dims: o.dims };
   return result;
