@@ -18,7 +18,7 @@ export const PREDICT_ENGINE_KEYS = [
 ] as const satisfies readonly (keyof PredictEngineOptions)[];
 
 export const PREDICT_RUN_KEYS = [
-  'batchSize', 'checkpoint', 'resume', 'restart', 'gapImages', 'allowSvg', 'exif', 'onProgress',
+  'batchSize', 'checkpoint', 'resume', 'restart', 'gapImages', 'modalityGap', 'onModalityGap', 'allowSvg', 'exif', 'onProgress',
 ] as const satisfies readonly (keyof PredictRunOptions)[];
 
 const isAbortSignal = (v: unknown): v is AbortSignal => v instanceof AbortSignal;
@@ -89,6 +89,8 @@ export function readPredictRunOptions(o: OptionsReader): PredictRunOptions {
     resume: o.bool('resume'),
     restart: o.bool('restart'),
     gapImages: o.int('gapImages', { min: 1 }),
+    modalityGap: o.object<Float32Array>('modalityGap'),
+    onModalityGap: o.func('onModalityGap'),
     allowSvg: o.bool('allowSvg'),
     exif: o.oneOf('exif', EXIF_MODES),
     onProgress: o.func('onProgress'),

@@ -7,6 +7,7 @@
  * give the same bits.
  */
 import path from 'node:path';
+import { createHash } from 'node:crypto';
 import type { ExifMode } from '../image/decode.js';
 import type { ImageInput, ResolvedInput } from '../image/image-input.js';
 import { EMBEDDING_DIM } from '../submission/submission-csv.js';
@@ -57,7 +58,11 @@ export async function* runPredict(
     // Only a checkpointed run needs them: they let a resume refuse images changed in the meantime.
     contents: options.checkpoint ? await fingerprintInputs(inputs) : undefined,
     // allowSvg decides whether an SVG input is an image or a failure, so it changes the results.
-    options: { ...engine.fingerprintOptions(batchSize, gapImages, exif), ...(allowSvg ? { allowSvg } : {}) },
+    options: {
+      ...engine.fingerprintOptions(batchSize, gapImages, exif),
+      ...(allowSvg ? { allowSvg } : {}),
+      ...(options.modalityGap ? { modalityGap: createHash('sha256').update(new Uint8Array(options.modalityGap.buffer, options.modalityGap.byteOffset, options.modalityGap.byteLength)).digest('hex') } : {}),
+    },
     models: { clip: engine.clip.modelId, minilm: engine.minilm.identity },
   };
   if (options.checkpoint) await settleEarlierRun(options.checkpoint, options);
@@ -91,7 +96,13 @@ export async function* runPredict(
   let store: GapSampleStore | undefined;
   try {
     let gap: Float32Array | null = null;
-    if (engine.map) {
+    if (engine.map && options.modalityGap) {
+      if (!(options.modalityGap instanceof Float32Array)) throw new TypeError('predict run: option "modalityGap" must be a Float32Array');
+      if (options.modalityGap.length !== engine.clip.dim) {
+        throw new RangeError(`modalityGap has ${options.modalityGap.length} values; this CLIP model's gap has ${engine.clip.dim}`);
+      }
+      gap = options.modalityGap;
+    } else if (engine.map) {
       ({ gap, store } = await sampleModalityGap({
         engine, cp, run, total, batchSize, gapImages, batchIds, finished, ready, encode,
         resume: options.resume ?? false,
@@ -99,6 +110,7 @@ export async function* runPredict(
       }));
     }
     run = undefined;
+    if (engine.map) options.onModalityGap?.(gap);
     const members = engine.memberFunctions(gap);
 
     const todo = [...Array(batches).keys()].filter((k) => !finished.has(k) && !ready.has(k));

@@ -95,6 +95,14 @@ export interface PredictRunOptions {
   restart?: boolean;
   /** Images sampled (from the start of the list) for the modality gap; default 512. */
   gapImages?: number;
+  /**
+   * The map member's modality gap as an earlier run over the same list estimated it (see
+   * onModalityGap): the sample is then not encoded again. For running a long list in parts
+   * (a distributed run's chunks); the gap's bytes join the checkpoint fingerprint.
+   */
+  modalityGap?: Float32Array;
+  /** Told the gap the run uses, once it is known (null when the map member has none). */
+  onModalityGap?(gap: Float32Array | null): void;
   /** Also decode SVG files (see image/image-formats.ts); default false: raster images only. */
   allowSvg?: boolean;
   /** EXIF orientation: 'apply' (default) or 'ignore', as the Python pipelines do (see decodeImage). */

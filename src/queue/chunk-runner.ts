@@ -3,8 +3,9 @@
  * result a single `predict` of the whole run gives it. The only state a predict run carries from one
  * image to the next is the modality gap of the map member, estimated from the run's first images; so,
  * as `predict --shard` does, a chunk is run after that sample (the images are encoded, their results
- * dropped), and every worker estimates the same gap. Without the map member there is no gap and the
- * chunk runs alone.
+ * dropped), and every worker estimates the same gap. A worker estimates it once, with its first chunk,
+ * and runs its later chunks of the run alone with that gap (the same bits: the same sample in the same
+ * batches). Without the map member there is no gap and every chunk runs alone.
  */
 import type { CliContext } from '../cli/context.js';
 import { downloadUrlImages } from '../cli/url-inputs.js';
@@ -27,15 +28,22 @@ export function chunkRunInputs(spec: RunSpec, job: ChunkJob, withGapSample: bool
   return { files, ids };
 }
 
+/** The gap each engine's run estimated with its first chunk (a worker opens one engine per run). */
+const gapOfEngine = new WeakMap<PredictEngine, Float32Array>();
+
 /** Runs `job` on `engine` (opened with the run's options) → one result per image of the chunk, in chunk order. */
 export async function runChunk(engine: PredictEngine, spec: RunSpec, job: ChunkJob, cli: CliContext): Promise<ImageResult[]> {
-  const inputs = chunkRunInputs(spec, job, engine.map !== undefined);
+  const known = gapOfEngine.get(engine);
+  const inputs = chunkRunInputs(spec, job, engine.map !== undefined && known === undefined);
   const wanted = new Set(job.ids);
   const byId = new Map<string, ImageResult>();
   const downloads = await downloadUrlImages(cli, inputs.files, inputs.ids, spec.fetch);
   try {
     const { batchSize, gapImages, exif, allowSvg } = spec.run;
-    for await (const r of engine.run(downloads.files, { batchSize, gapImages, exif, allowSvg })) {
+    const remember = (gap: Float32Array | null) => {
+      if (gap) gapOfEngine.set(engine, gap);
+    };
+    for await (const r of engine.run(downloads.files, { batchSize, gapImages, exif, allowSvg, ...(known ? { modalityGap: known } : { onModalityGap: remember }) })) {
       if (!wanted.has(r.id)) continue;
       byId.set(r.id, {
         id: r.id,
