@@ -138,7 +138,7 @@ describe('a full disk (item 1)', () => {
     expect(r.code, r.stderr).toBe(1);
     expect(r.stderr).not.toMatch(/invalid submission/);
     expect(errorLines(r)).toEqual([`img2prompt: ${out}: cannot write: no space left on device`]);
-    expect(ls(dir)).toEqual(['sub.csv.ckpt', 'sub.csv.ckpt.gap.json', 'sub.csv.ckpt.sample']);
+    expect(ls(dir)).toEqual(['sub.csv.ckpt', 'sub.csv.ckpt.gap.json', 'sub.csv.ckpt.inputs', 'sub.csv.ckpt.sample']);
   });
 
   it('embed, demo and predict into a real nearly full tmpfs: the disk is named, nothing but the filler remains', async (ctx) => {
@@ -341,7 +341,7 @@ describe('interrupted runs (item 12)', () => {
     expect(last.startsWith(hint), last).toBe(true);
     const resumeCommand = last.slice(hint.length);
     expect(resumeCommand).toBe(`img2prompt ${args(out, '--resume').join(' ')}`);
-    expect(ls(dir)).toEqual(['sub.csv.ckpt', 'sub.csv.ckpt.gap.json', 'sub.csv.ckpt.sample']);
+    expect(ls(dir)).toEqual(['sub.csv.ckpt', 'sub.csv.ckpt.gap.json', 'sub.csv.ckpt.inputs', 'sub.csv.ckpt.sample']);
     const saved = new Map(ls(dir).map((f) => [f, fs.readFileSync(path.join(dir, f))]));
     const done = records(ckpt);
 

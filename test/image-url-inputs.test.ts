@@ -7,6 +7,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fetchImageBytes, fetchToFile, inOrderAhead, urlImageId } from '../src/image/url-fetch.js';
 import { parseInputList } from '../src/cli/input-list.js';
+import { ImageListFile } from '../src/image/image-list-file.js';
+import { inputImageId } from '../src/cli/input-images.js';
 import { downloadUrlImages } from '../src/cli/url-inputs.js';
 import { CliContext } from '../src/cli/context.js';
 import { PassThrough } from 'node:stream';
@@ -145,34 +147,41 @@ describe('fetchToFile and fetchImageBytes against a local server', () => {
 describe('downloadUrlImages', () => {
   const quiet = () => new CliContext({ stdout: new PassThrough(), stderr: new PassThrough() }, []);
 
-  it('maps the files back to their URLs and reasons, and removes a private spool on close', async () => {
+  it('reads each URL from its download, still named by its URL, with the download\'s reason, and removes a private spool on close', async () => {
     const urls = [`${server.url}/img/${A}.png`, path.join(KAGGLE, `${C}.png`), `${server.url}/img/gone.png`];
-    const d = await downloadUrlImages(quiet(), urls, [A, C, 'gone'], QUICK);
-    expect(d.files[1]).toBe(urls[1]);
-    expect(path.basename(d.files[0])).toBe(`${A}.png`);
-    expect(fs.readFileSync(d.files[0]).equals(png(A))).toBe(true);
+    const list = await ImageListFile.of(urls, inputImageId);
+    const d = await downloadUrlImages(quiet(), list, QUICK);
+    const got = await d.list.slice(0, 3);
+    expect(got[1]).toEqual({ id: C, label: urls[1], file: urls[1] });
+    expect(got.map((x) => [x.id, x.label])).toEqual([[A, urls[0]], [C, urls[1]], ['gone', urls[2]]]);
+    expect(path.basename(got[0]!.file!)).toBe(`${A}.png`);
+    expect(fs.readFileSync(got[0]!.file!).equals(png(A))).toBe(true);
     expect(d.failed).toBe(1);
-    expect(d.reportAs({ file: d.files[2], reason: 'not found' })).toEqual({ file: urls[2], reason: 'HTTP 404 Not Found' });
-    expect(d.reportAs({ file: d.files[0], reason: 'bad pixels' })).toEqual({ file: urls[0], reason: 'bad pixels' });
-    expect(d.labelOf(d.files[0])).toBe(urls[0]);
+    expect(d.reportAs({ file: urls[2]!, reason: 'not found' })).toEqual({ file: urls[2], reason: 'HTTP 404 Not Found' });
+    expect(d.reportAs({ file: urls[0]!, reason: 'bad pixels' })).toEqual({ file: urls[0], reason: 'bad pixels' });
     await d.close();
-    expect(fs.existsSync(path.dirname(d.files[0]))).toBe(false);
+    expect(fs.existsSync(path.dirname(got[0]!.file!))).toBe(false);
+    await list.close();
   });
 
   it('a kept spool (a resumable run) reuses whole downloads, with a fixed mtime, and fetches only what is missing', async () => {
     const dir = path.join(work, 'kept.downloads');
     const urls = [`${server.url}/img/${A}.png`, `${server.url}/img/${B}.png`];
-    const first = await downloadUrlImages(quiet(), urls, [A, B], QUICK, { dir });
-    expect(fs.statSync(first.files[0]).mtimeMs).toBe(0);
-    fs.rmSync(first.files[1]);
-    fs.writeFileSync(`${first.files[1]}.part`, 'half a download');
+    const list = await ImageListFile.of(urls, inputImageId);
+    const files = async (d: Awaited<ReturnType<typeof downloadUrlImages>>) => (await d.list.slice(0, 2)).map((x) => x.file!);
+    const first = await downloadUrlImages(quiet(), list, QUICK, { dir });
+    const firstFiles = await files(first);
+    expect(fs.statSync(firstFiles[0]!).mtimeMs).toBe(0);
+    fs.rmSync(firstFiles[1]!);
+    fs.writeFileSync(`${firstFiles[1]}.part`, 'half a download');
     const before = server.requests.length;
-    const second = await downloadUrlImages(quiet(), urls, [A, B], QUICK, { dir });
+    const second = await downloadUrlImages(quiet(), list, QUICK, { dir });
     expect(server.requests.slice(before).map((r) => r.path)).toEqual([`/img/${B}.png`]);
-    expect(second.files).toEqual(first.files);
-    expect(fs.readFileSync(second.files[1]).equals(png(B))).toBe(true);
+    expect(await files(second)).toEqual(firstFiles);
+    expect(fs.readFileSync(firstFiles[1]!).equals(png(B))).toBe(true);
     expect(fs.readdirSync(dir).sort()).toEqual([`${A}.png`, `${B}.png`]);
     await second.close();
+    await list.close();
   });
 });
 

@@ -2,14 +2,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { GapSampleStore, sampleStoreFor } from '../src/predict/gap-sample-store.js';
-import type { RunDescription } from '../src/predict/checkpoint.js';
+import { inputNamesSummary, type RunDescription } from '../src/predict/checkpoint.js';
 import { randomUnitRows } from './helpers/predict-fakes.js';
 import { tempDir } from './helpers/paths.js';
 
 const CLIP_DIM = 48;
 const files = ['imgs/a.png', 'imgs/b.png', 'imgs/c.png', 'imgs/d.png'];
 const ids = ['a', 'b', 'c', 'd'];
-const run: RunDescription = { inputs: files, options: { batchSize: 2, gapImages: 4 }, models: { clip: 'tiny@1', minilm: 'minilm@2' } };
+const run: RunDescription = { inputs: inputNamesSummary(files), options: { batchSize: 2, gapImages: 4 }, models: { clip: 'tiny@1', minilm: 'minilm@2' } };
 
 let dir: string;
 let file: string;

@@ -49,7 +49,7 @@ describe('predict outputs written from the checkpoint', () => {
     expect(failed.code, failed.stderr).toBe(1);
     expect(failed.stderr).toContain('no space left on device');
     // Nothing published, no temp left: only the resume files.
-    expect(fs.readdirSync(out('resumed')).sort()).toEqual(['sub.csv.ckpt', 'sub.csv.ckpt.gap.json', 'sub.csv.ckpt.sample']);
+    expect(fs.readdirSync(out('resumed')).sort()).toEqual(['sub.csv.ckpt', 'sub.csv.ckpt.gap.json', 'sub.csv.ckpt.inputs', 'sub.csv.ckpt.sample']);
     const records = fs.readFileSync(out('resumed/sub.csv.ckpt'), 'utf8').trim().split('\n').length - 1;
     expect(records).toBe(7);
 

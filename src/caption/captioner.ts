@@ -6,7 +6,8 @@ import { resolveModelDir } from '../clip/model.js';
 import { loadBatches } from '../image/batch-loader.js';
 import type { FormatOptions } from '../image/image-formats.js';
 import { EXIF_MODES, type ExifMode } from '../image/decode.js';
-import { resolveInputs, type ImageInput } from '../image/image-input.js';
+import type { ImageInput } from '../image/image-input.js';
+import { toImageList, type ImageList } from '../image/image-list.js';
 import { Engine } from '../engine/engine.js';
 import { imageTokenCount, type CaptionConfig } from './config.js';
 import { ensureCaptionOnnx, type CaptionOnnxFiles } from './onnx-cache.js';
@@ -220,7 +221,7 @@ export class Captioner extends Engine {
    * result per input in input order as soon as its batch is done. An image that cannot be read yields
    * a failure and the rest go on.
    */
-  run(inputs: Iterable<ImageInput>, options: CaptionFilesOptions = {}): AsyncGenerator<CaptionResult, void, undefined> {
+  run(inputs: Iterable<ImageInput> | ImageList, options: CaptionFilesOptions = {}): AsyncGenerator<CaptionResult, void, undefined> {
     this.checkOpen();
     const o = readOptions(options, 'Captioner.run()');
     // What captionPixels takes: the generation settings and the prefix.
@@ -235,14 +236,14 @@ export class Captioner extends Engine {
     };
     o.done();
     this.settings(captionOptions);
-    return this.captionAll(resolveInputs(inputs, 'Captioner.run()'), batchSize, captionOptions, checked);
+    return this.captionAll(toImageList(inputs, 'Captioner.run()'), batchSize, captionOptions, checked);
   }
 
   private async *captionAll(
-    images: ReturnType<typeof resolveInputs>, batchSize: number, captionOptions: CaptionOptions, options: CaptionFilesOptions,
+    images: ImageList, batchSize: number, captionOptions: CaptionOptions, options: CaptionFilesOptions,
   ): AsyncGenerator<CaptionResult, void, undefined> {
     const image = this.config.image;
-    const batches = loadBatches(images.map((x) => x.file ?? { id: x.id, data: x.data! }), {
+    const batches = loadBatches(images, {
       batchSize,
       size: image.size,
       mean: image.mean,
@@ -260,8 +261,9 @@ export class Captioner extends Engine {
         const failed = new Map(batch.failures.map((f) => [f.index, f.reason]));
         const captions = batch.ids.length > 0 ? await this.captionPixels(batch.pixels, batch.ids.length, captionOptions) : [];
         const rowOf = new Map(batch.loaded.map((position, row) => [position, row]));
+        const inputs = await images.slice(start, start + count);
         for (let index = start; index < start + count; index++) {
-          const { id, label: file } = images[index]!;
+          const { id, label: file } = inputs[index - start]!;
           const failure = failed.get(index);
           const row = rowOf.get(index);
           const c = row === undefined ? undefined : captions[row];

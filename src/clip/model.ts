@@ -7,6 +7,7 @@ import { normalizeRowsInPlace } from '../util/rows.js';
 import { modelDir, readInstallRecord } from '../models/cache.js';
 import { DEFAULT_IMAGE_BATCH, loadBatches, type BatchFailure, type ImageFailure } from '../image/batch-loader.js';
 import type { ImageInput } from '../image/image-input.js';
+import type { ImageList } from '../image/image-list.js';
 import type { FormatOptions } from '../image/image-formats.js';
 import { CLIP_IMAGE_PROCESSORS, type ClipImageProcessor } from '../image/image-processor.js';
 import type { ClipTransformOptions } from '../image/clip-transform.js';
@@ -238,7 +239,7 @@ export class ClipModel implements ClipTextSide {
    * the vision tower. Batch k is always images [k·B, (k+1)·B), so a caller that restarts from batch k
    * (a resumed run) sees the same batches. Unreadable images are reported, not thrown.
    */
-  async *encodeBatches(images: readonly ImageInput[], options: EncodeBatchesOptions = {}): AsyncGenerator<EncodedBatch, void, undefined> {
+  async *encodeBatches(images: readonly ImageInput[] | ImageList, options: EncodeBatchesOptions = {}): AsyncGenerator<EncodedBatch, void, undefined> {
     options = checkEncodeImagesOptions(options, 'ClipModel.encodeBatches()', false);
     this.need(this.vision, 'vision');
     const batchSize = options.batchSize ?? DEFAULT_IMAGE_BATCH;

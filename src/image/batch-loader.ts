@@ -4,6 +4,7 @@ import { decodeImage, EXIF_MODES, type DecodeOptions, type ExifMode } from './de
 import type { FormatOptions } from './image-formats.js';
 import { imageIdOf } from './image-id.js';
 import { bytesLabel, type ImageInput } from './image-input.js';
+import { isImageList, loaderInput, type ImageList } from './image-list.js';
 import { readOptions } from '../util/options.js';
 import { threadpoolSizeVariable } from '../config.js';
 import { ClipTransform, type ClipImageProcessor, type PillowPassOrder } from './clip-transform.js';
@@ -77,7 +78,7 @@ export const DEFAULT_IMAGE_BATCH = 16;
  * exist at once (plus the `concurrency` decoded images in flight). Unreadable images are reported in
  * `failures`, not thrown.
  */
-export async function* loadBatches(files: readonly ImageInput[], options: BatchLoaderOptions): AsyncGenerator<ImageBatch, void, undefined> {
+export async function* loadBatches(files: readonly ImageInput[] | ImageList, options: BatchLoaderOptions): AsyncGenerator<ImageBatch, void, undefined> {
   const o = readOptions(options, 'loadBatches()');
   const batchSize = o.required('batchSize', o.int('batchSize', { min: 1 }), 'a positive integer');
   const concurrency = o.int('concurrency', { min: 1 }) ?? defaultDecodeConcurrency();
@@ -100,8 +101,12 @@ export async function* loadBatches(files: readonly ImageInput[], options: BatchL
   const buffers = [new Float32Array(slotsPerBuffer * transform.floatsPerImage)];
   if (batches > 1) buffers.push(new Float32Array(slotsPerBuffer * transform.floatsPerImage));
 
+  // A list file is read a batch at a time, as the batch is decoded.
+  const take = isImageList(files)
+    ? async (start: number, end: number) => (await files.slice(start, end)).map(loaderInput)
+    : async (start: number, end: number) => files.slice(start, end);
   const fill = (k: number) => {
-    const batch = fillBatch(files.slice(k * batchSize, (k + 1) * batchSize), k * batchSize, buffers[k % buffers.length], transform, concurrency, decode);
+    const batch = take(k * batchSize, (k + 1) * batchSize).then((inputs) => fillBatch(inputs, k * batchSize, buffers[k % buffers.length]!, transform, concurrency, decode));
     // It may fail while the caller is still busy with the previous batch: mark it handled now (so Node
     // does not abort on an unhandled rejection); awaiting it below still throws.
     batch.catch(() => {});

@@ -6,7 +6,8 @@
  */
 import { ClipModel, DEFAULT_CLIP_MODEL } from '../clip/model.js';
 import { DEFAULT_IMAGE_BATCH } from '../image/batch-loader.js';
-import { resolveInputs, type ImageInput, type ResolvedInput } from '../image/image-input.js';
+import type { ImageInput } from '../image/image-input.js';
+import { loaderInput, toImageList, type ImageList } from '../image/image-list.js';
 import { checkInterrogateEngineOptions, checkInterrogateRunOptions } from './options.js';
 import { Engine } from '../engine/engine.js';
 import { Img2PromptError } from '../util/errors.js';
@@ -89,20 +90,20 @@ export class InterrogateEngine extends Engine {
    * @throws {Img2PromptError} before the first result for an unknown mode, a bad count or ids that are
    *   not unique; when the engine is closed.
    */
-  run(inputs: Iterable<ImageInput>, options: InterrogateRunOptions = {}): AsyncGenerator<InterrogatedImage, void, undefined> {
+  run(inputs: Iterable<ImageInput> | ImageList, options: InterrogateRunOptions = {}): AsyncGenerator<InterrogatedImage, void, undefined> {
     return this.runChecked(inputs, checkInterrogateRunOptions(options, 'InterrogateEngine.run()'), 'InterrogateEngine.run()');
   }
 
   /** @internal run() on options already checked; `call` names the caller in messages. */
-  runChecked(inputs: Iterable<ImageInput>, options: InterrogateRunOptions, call: string): AsyncGenerator<InterrogatedImage, void, undefined> {
+  runChecked(inputs: Iterable<ImageInput> | ImageList, options: InterrogateRunOptions, call: string): AsyncGenerator<InterrogatedImage, void, undefined> {
     this.checkOpen();
     if (options.caption !== undefined && !this.captioner) {
       throw new TypeError(`${call}: option "caption" cannot be given to an engine without a captioner (open it with captionModel)`);
     }
-    return this.runResolved(resolveInputs(inputs, call), options);
+    return this.runResolved(toImageList(inputs, call), options);
   }
 
-  private async *runResolved(images: ResolvedInput[], options: InterrogateRunOptions): AsyncGenerator<InterrogatedImage, void, undefined> {
+  private async *runResolved(images: ImageList, options: InterrogateRunOptions): AsyncGenerator<InterrogatedImage, void, undefined> {
     try {
       yield* this.interrogateAll(images, options);
     } catch (err) {
@@ -112,7 +113,7 @@ export class InterrogateEngine extends Engine {
     }
   }
 
-  private async *interrogateAll(images: ResolvedInput[], options: InterrogateRunOptions): AsyncGenerator<InterrogatedImage, void, undefined> {
+  private async *interrogateAll(images: ImageList, options: InterrogateRunOptions): AsyncGenerator<InterrogatedImage, void, undefined> {
     const mode = options.mode ?? 'fast';
     const modeOptions = {
       mode,
@@ -129,20 +130,21 @@ export class InterrogateEngine extends Engine {
     const dim = this.clip.dim;
     let done = 0;
     let encoded = 0;
-    const loaderInputs = images.map((x) => x.file ?? { id: x.id, data: x.data! });
-    for await (const batch of this.clip.encodeBatches(loaderInputs, { batchSize: options.batchSize ?? DEFAULT_IMAGE_BATCH, allowSvg: options.allowSvg, exif: options.exif })) {
+    for await (const batch of this.clip.encodeBatches(images, { batchSize: options.batchSize ?? DEFAULT_IMAGE_BATCH, allowSvg: options.allowSvg, exif: options.exif })) {
       this.checkOpen();
       encoded += batch.count;
       options.onProgress?.(encoded, total, 'encoding images');
+      // The batch's inputs, read again from the list (a list file holds no input in memory).
+      const inputs = await images.slice(batch.start, batch.start + batch.count);
       const failureOf = new Map(batch.failures.map((f) => [f.index, f.reason]));
       const rowOf = new Map(batch.loaded.map((position, row) => [position, row]));
       const captions = this.captioner
-        ? await captionBatch(this.captioner, batch.loaded.map((position) => loaderInputs[position]!), { caption: options.caption, allowSvg: options.allowSvg, exif: options.exif })
+        ? await captionBatch(this.captioner, batch.loaded.map((position) => loaderInput(inputs[position - batch.start]!)), { caption: options.caption, allowSvg: options.allowSvg, exif: options.exif })
         : undefined;
       let pending: Awaited<ReturnType<Interrogator['interrogate']>> = [];
       let pendingFrom = 0;
       for (let index = batch.start; index < batch.start + batch.count; index++) {
-        const input = images[index]!;
+        const input = inputs[index - batch.start]!;
         const base = { index, id: input.id, file: input.label, mode };
         const failure = failureOf.get(index);
         if (failure !== undefined) {

@@ -3,6 +3,7 @@
  * image, opening an InterrogateEngine for the call (or using an opened one) and closing what it
  * opened. `img2prompt interrogate` is this plus a CSV writer.
  */
+import type { ImageList } from '../image/image-list.js';
 import { DEFAULT_CLIP_MODEL } from '../clip/model.js';
 import type { ImageInput } from '../image/image-input.js';
 import { InterrogateEngine } from './engine.js';
@@ -40,7 +41,7 @@ export type InterrogateOptions = InterrogateEngineOptions & InterrogateRunOption
  * @throws {Img2PromptError} before the first result, naming the file and the fix, when the model is not
  *   installed or a label list is unreadable; `TypeError`/`Img2PromptError` for an unknown mode or a bad count.
  */
-export async function* interrogate(images: Iterable<ImageInput>, options: InterrogateOptions = {}): AsyncGenerator<InterrogatedImage, void, undefined> {
+export async function* interrogate(images: Iterable<ImageInput> | ImageList, options: InterrogateOptions = {}): AsyncGenerator<InterrogatedImage, void, undefined> {
   const o = readOptions(options, 'interrogate()');
   const given = o.check('engine', (v): v is InterrogateEngine => v instanceof InterrogateEngine, 'an opened InterrogateEngine');
   if (given) o.refuse(INTERROGATE_ENGINE_KEYS, 'with an opened engine (pass it to InterrogateEngine.open())');

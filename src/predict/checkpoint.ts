@@ -3,7 +3,8 @@ import { promises as fs } from 'node:fs';
 import { writeFileAtomic, writeFully } from '../util/atomic-write.js';
 import { Img2PromptError, osReason } from '../util/errors.js';
 import { outputFs, type OutputHandle } from '../util/output-fs.js';
-import { inputChange, type InputFingerprint } from './input-fingerprint.js';
+import { IdHashTable } from '../util/id-hash-table.js';
+import { inputChange, readInputContents, type InputContents } from './input-fingerprint.js';
 import { parseRecordMeta, type RecordMeta } from './records.js';
 
 /**
@@ -15,34 +16,64 @@ import { parseRecordMeta, type RecordMeta } from './records.js';
  * Each record line ends with a short sha256 of the rest of the line, so a record changed after it was
  * written (a flipped byte still parses as base64) counts as corrupt, like a torn one, and is not used.
  *
- * The first line describes the run: a fingerprint of the input list and of each input's content (see
- * input-fingerprint.ts), the options that change the predictions and the model ids. Resuming under a
- * different fingerprint would mix two runs' vectors in one submission, so it is refused, naming what
- * changed (for inputs, which images).
+ * The first line describes the run: a fingerprint of the input list and of the inputs' contents (see
+ * input-fingerprint.ts; the contents themselves, a line per input, are in `<checkpoint>.inputs`), the
+ * options that change the predictions and the model ids. Resuming under a different fingerprint would
+ * mix two runs' vectors in one submission, so it is refused, naming what changed (for inputs, which
+ * images). Nothing here grows with the number of inputs but a 16-byte slot per record (IdHashTable).
  */
 
 const FORMAT = 'img2prompt-predict-checkpoint';
-/** Version 2: records carry their own hash; the header carries the inputs' content fingerprints. */
-const VERSION = 2;
+/** Version 3: the inputs' content fingerprints are in a file of their own; the header holds their hash. */
+const VERSION = 3;
 /** Hex digits of a record's own hash: enough to catch damage, not a defence against forgery. */
 const RECORD_HASH_HEX = 16;
 const DEFAULT_CHUNK = 64;
 
 export interface RunDescription {
-  /** The images of the run, in order (ids or paths); hashed, not stored. */
-  inputs: readonly string[];
-  /** Content fingerprints of `inputs`, in order (fingerprintInputs): a changed image refuses the resume. */
-  contents?: readonly InputFingerprint[];
+  /** The images of the run, in order (ids or paths), summarised (inputNamesSummary). */
+  inputs: InputNames;
+  /** Content fingerprints of the inputs, in order (writeInputContents): a changed image refuses the resume. */
+  contents?: InputContents;
   /** Options that change the predictions (k, temperature, member list, weights, ...). JSON values. */
   options: Record<string, unknown>;
   /** Model ids (e.g. clip, minilm). */
   models: Record<string, string>;
 }
 
+/** The hash of a run's input names (one a line, in order) and their count. */
+export interface InputNames {
+  hash: string;
+  count: number;
+}
+
+/** InputNames of `names`. */
+export function inputNamesSummary(names: readonly string[]): InputNames {
+  const h = createHash('sha256');
+  for (const name of names) h.update(`${name}\n`);
+  return { hash: h.digest('hex'), count: names.length };
+}
+
+/** InputNames of names read as they come (a list file of millions of inputs). */
+export async function inputNamesOf(names: AsyncIterable<string>): Promise<InputNames> {
+  const h = createHash('sha256');
+  let count = 0;
+  for await (const name of names) {
+    h.update(`${name}\n`);
+    count++;
+  }
+  return { hash: h.digest('hex'), count };
+}
+
+/** Where a checkpoint keeps its run's input fingerprints. */
+export function contentsFileFor(checkpoint: string): string {
+  return `${checkpoint}.inputs`;
+}
+
 interface RunSummary {
   inputsHash: string;
   inputCount: number;
-  contents?: InputFingerprint[];
+  contentsHash?: string;
   options: Record<string, unknown>;
   models: Record<string, string>;
 }
@@ -55,23 +86,9 @@ export interface CheckpointRecord {
   meta?: RecordMeta;
 }
 
-/** True when `value` holds no object other than arrays, at any depth: its canonical JSON is JSON.stringify's. */
-function plainArray(value: readonly unknown[]): boolean {
-  for (const x of value) {
-    if (x !== null && typeof x === 'object' && !(Array.isArray(x) && plainArray(x))) return false;
-  }
-  return true;
-}
-
 /** JSON with object keys sorted at every level, so equal values always hash alike. */
 function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) {
-    // The inputs' fingerprints (an array per image) in one native pass: the element-by-element path
-    // below leaves several garbage strings and arrays per image, which on millions of images set the
-    // run's peak memory before its first image.
-    if (plainArray(value)) return JSON.stringify(value);
-    return `[${value.map(canonicalJson).join(',')}]`;
-  }
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
   if (value !== null && typeof value === 'object') {
     const entries = Object.keys(value as object)
       .sort()
@@ -83,11 +100,9 @@ function canonicalJson(value: unknown): string {
 }
 
 function summarise(run: RunDescription): RunSummary {
-  const h = createHash('sha256');
-  for (const input of run.inputs) h.update(`${input}\n`);
   // Round-trip through JSON so the summary compares equal to one read back from the file.
   return JSON.parse(
-    canonicalJson({ inputsHash: h.digest('hex'), inputCount: run.inputs.length, contents: run.contents, options: run.options, models: run.models }),
+    canonicalJson({ inputsHash: run.inputs.hash, inputCount: run.inputs.count, contentsHash: run.contents?.hash, options: run.options, models: run.models }),
   ) as RunSummary;
 }
 
@@ -97,34 +112,53 @@ function summarise(run: RunDescription): RunSummary {
  * still be the same image.
  */
 export function runFingerprint(run: RunDescription): string {
-  // Left out before summarising: on millions of images their JSON is a large transient for nothing.
-  const { contents: _compared, ...rest } = summarise({ ...run, contents: undefined });
+  const { contentsHash: _compared, ...rest } = summarise({ ...run, contents: undefined });
   return createHash('sha256').update(canonicalJson(rest)).digest('hex');
 }
 
 /** Changed inputs named in a refusal; the rest are counted. */
 const NAMED_CHANGES = 5;
 
-/** The inputs whose content changed, by name (`inputs`: this run's list, the same as the checkpoint's). */
-function describeChangedInputs(before: readonly InputFingerprint[] | undefined, now: readonly InputFingerprint[] | undefined, inputs: readonly string[]): string | undefined {
-  if (!before || !now || before.length !== now.length) return before === now ? undefined : 'input contents (not fingerprinted alike)';
+/**
+ * The inputs whose content changed, by name: the fingerprints the checkpoint kept (`stored`) against
+ * this run's, read side by side with the inputs' names, a line at a time.
+ */
+async function describeChangedInputs(before: string | undefined, stored: string, now: InputContents | undefined): Promise<string | undefined> {
+  if (before === now?.hash) return undefined;
+  if (before === undefined || now === undefined) return 'input contents (not fingerprinted alike)';
+  const old = await fs.stat(stored).then(() => readInputContents(stored), () => undefined);
+  if (!old) return `input contents (their fingerprints, ${stored}, are missing)`;
+  const fresh = readInputContents(now.file);
+  const names = now.names()[Symbol.asyncIterator]();
   const changed: string[] = [];
-  for (let i = 0; i < now.length; i++) {
-    const why = inputChange(before[i] ?? null, now[i] ?? null);
-    if (why) changed.push(`${inputs[i]} (${why})`);
+  let count = 0;
+  try {
+    for (;;) {
+      const [a, b, name] = await Promise.all([old.next(), fresh.next(), names.next()]);
+      if (a.done || b.done || name.done) {
+        if (!(a.done && b.done)) return 'input contents (not fingerprinted alike)';
+        break;
+      }
+      const why = a.value === undefined ? 'fingerprint unreadable' : inputChange(a.value, b.value ?? null);
+      if (why && count++ < NAMED_CHANGES) changed.push(`${name.value} (${why})`);
+    }
+  } finally {
+    await old.return(undefined);
+    await fresh.return(undefined);
+    await names.return?.(undefined);
   }
-  if (changed.length === 0) return undefined;
-  const more = changed.length > NAMED_CHANGES ? ` and ${changed.length - NAMED_CHANGES} more` : '';
-  return `${changed.length} input image${changed.length === 1 ? '' : 's'} changed since the checkpoint was written: ${changed.slice(0, NAMED_CHANGES).join(', ')}${more}`;
+  if (count === 0) return undefined;
+  const more = count > NAMED_CHANGES ? ` and ${count - NAMED_CHANGES} more` : '';
+  return `${count} input image${count === 1 ? '' : 's'} changed since the checkpoint was written: ${changed.join(', ')}${more}`;
 }
 
 /** What changed between two runs, for the refusal message. */
-function describeDifferences(before: RunSummary, now: RunSummary, inputs: readonly string[]): string {
+async function describeDifferences(before: RunSummary, now: RunSummary, stored: string, contents: InputContents | undefined): Promise<string> {
   const diffs: string[] = [];
   if (before.inputsHash !== now.inputsHash) {
     diffs.push(before.inputCount !== now.inputCount ? `input list (${before.inputCount} → ${now.inputCount} images)` : 'input list (same count, different images or order)');
   } else {
-    const changed = describeChangedInputs(before.contents, now.contents, inputs);
+    const changed = await describeChangedInputs(before.contentsHash, stored, contents);
     if (changed) diffs.push(changed);
   }
   for (const key of ['options', 'models'] as const) {
@@ -225,15 +259,23 @@ export interface OpenCheckpointOptions {
   dim: number;
   /** Records per fsync'd append; default 64. */
   chunkSize?: number;
+  /**
+   * Whether records added by this run can be read back (default true). A run that hands each record
+   * out as it adds it (predict) says false: only the records of an earlier run are then indexed, and
+   * a fresh run of a million images keeps no index at all.
+   */
+  indexAdded?: boolean;
 }
 
 export class PredictCheckpoint {
   /**
    * Where each record is, by image id: the byte offset of its line (a later record for an id wins).
-   * Only offsets stay in memory, never the vectors: a run of millions of images holds a few dozen bytes
-   * per image here, and `read` fetches a record back from the file when it is needed.
+   * Only offsets stay in memory, never the vectors or the ids: 16 bytes a slot, and `read` fetches a
+   * record back from the file (checking its id) when it is needed.
    */
-  readonly done = new Map<string, number>();
+  private readonly done = new IdHashTable();
+  /** Records added by this run that are not indexed (indexAdded false). */
+  private unindexed = 0;
   /** Bytes of a torn last record that were dropped on resume (0 when the file was clean). */
   droppedBytes = 0;
   /** True when a resume found no usable file and started a new one. */
@@ -255,6 +297,7 @@ export class PredictCheckpoint {
     readonly fingerprint: string,
     readonly dim: number,
     private readonly chunkSize: number,
+    private readonly indexAdded: boolean,
   ) {}
 
   static async open(file: string, run: RunDescription, options: OpenCheckpointOptions): Promise<PredictCheckpoint> {
@@ -263,17 +306,23 @@ export class PredictCheckpoint {
     if (!Number.isInteger(dim) || dim <= 0) throw new Img2PromptError(file, `checkpoint dimension must be a positive integer, got ${dim}`);
     if (!Number.isInteger(chunkSize) || chunkSize < 1) throw new Img2PromptError(file, `checkpoint chunk size must be a positive integer, got ${chunkSize}`);
     const summary = summarise(run);
-    const cp = new PredictCheckpoint(file, runFingerprint(run), dim, chunkSize);
+    const cp = new PredictCheckpoint(file, runFingerprint(run), dim, chunkSize, options.indexAdded ?? true);
+    const stored = contentsFileFor(file);
     try {
       let keep: number | undefined;
-      if (options.resume) keep = await cp.load(summary, run.inputs);
+      if (options.resume) keep = await cp.load(summary, run.contents);
       if (keep === undefined) {
+        // This run's fingerprints become the checkpoint's (or none are kept).
+        if (run.contents) await fs.rename(run.contents.file, stored);
+        else await fs.rm(stored, { force: true });
         const header = { format: FORMAT, version: VERSION, fingerprint: cp.fingerprint, dim, run: summary, created: new Date().toISOString() };
         const line = `${JSON.stringify(header)}\n`;
         await writeFileAtomic(file, line);
         cp.fh = await outputFs.open(file, 'r+');
         cp.end = Buffer.byteLength(line);
       } else {
+        // The checkpoint's own fingerprints stay the reference: this run's matched them.
+        if (run.contents) await fs.rm(run.contents.file, { force: true });
         cp.startedFresh = false;
         cp.fh = await outputFs.open(file, 'r+');
         const size = (await cp.fh.stat()).size;
@@ -287,6 +336,7 @@ export class PredictCheckpoint {
       }
     } catch (err) {
       await cp.fh?.close();
+      if (run.contents) await fs.rm(run.contents.file, { force: true });
       if (err instanceof Img2PromptError) throw err;
       throw new Img2PromptError(file, `cannot open checkpoint: ${osReason(err)}`, { code: 'FILE_UNREADABLE', cause: err });
     }
@@ -294,7 +344,7 @@ export class PredictCheckpoint {
   }
 
   /** Reads an existing file into `done`; returns the byte length of its valid prefix, or undefined to start fresh. */
-  private async load(summary: RunSummary, inputs: readonly string[]): Promise<number | undefined> {
+  private async load(summary: RunSummary, contents: InputContents | undefined): Promise<number | undefined> {
     let fh: fs.FileHandle;
     try {
       fh = await fs.open(this.file, 'r');
@@ -311,7 +361,7 @@ export class PredictCheckpoint {
         if (lineNo === 1) {
           // A header cut off mid-write means nothing was recorded yet.
           if (!line.complete) return undefined;
-          this.checkHeader(line.text, summary, inputs);
+          await this.checkHeader(line.text, summary, contents);
           validEnd = line.end;
           continue;
         }
@@ -334,7 +384,7 @@ export class PredictCheckpoint {
     }
   }
 
-  private checkHeader(text: string, summary: RunSummary, inputs: readonly string[]): void {
+  private async checkHeader(text: string, summary: RunSummary, contents: InputContents | undefined): Promise<void> {
     let header: { format?: unknown; version?: unknown; fingerprint?: unknown; dim?: unknown; run?: RunSummary };
     try {
       header = JSON.parse(text) as typeof header;
@@ -343,22 +393,23 @@ export class PredictCheckpoint {
     }
     if (header?.format !== FORMAT) throw new Img2PromptError(this.file, 'not a predict checkpoint; delete it or choose another checkpoint path', { code: 'FILE_INVALID' });
     if (header.version !== VERSION) throw new Img2PromptError(this.file, `checkpoint version ${String(header.version)} is not supported (expected ${VERSION})`, { code: 'FILE_INVALID' });
-    const changed = header.fingerprint === this.fingerprint ? describeChangedInputs(header.run?.contents, summary.contents, inputs) : undefined;
+    const stored = contentsFileFor(this.file);
+    const changed = header.fingerprint === this.fingerprint ? await describeChangedInputs(header.run?.contentsHash, stored, contents) : undefined;
     if (header.fingerprint !== this.fingerprint || changed) {
-      const what = changed ?? (header.run ? describeDifferences(header.run, summary, inputs) : 'fingerprint differs');
+      const what = changed ?? (header.run ? await describeDifferences(header.run, summary, stored, contents) : 'fingerprint differs');
       throw new Img2PromptError(this.file, `checkpoint belongs to a different run (${what}); rerun with --restart to start over`, { code: 'RESUME_CONFLICT' });
     }
     if (header.dim !== this.dim) throw new Img2PromptError(this.file, `checkpoint holds vectors of ${String(header.dim)} values, this run uses ${this.dim}`, { code: 'RESUME_CONFLICT' });
   }
 
-  /** Records written or loaded so far, pending ones included. */
+  /** True when a record of image `id` was loaded or (indexAdded) written, pending ones included. */
   has(id: string): boolean {
     return this.done.has(id);
   }
 
-  /** Records written or loaded so far, pending ones included. */
+  /** Images with a record, loaded or written so far, pending ones included. */
   get size(): number {
-    return this.done.size;
+    return this.done.size + this.unindexed;
   }
 
   /** The record of image `id` (the latest one written), read back from the file; undefined when there is none. */
@@ -399,8 +450,12 @@ export class PredictCheckpoint {
     const line = encodeRecord(record, this.dim, this.file);
     const bytes = Buffer.byteLength(line);
     this.pending.push(line);
-    this.pendingRecords.set(record.id, record);
-    this.done.set(record.id, this.end);
+    if (this.indexAdded) {
+      this.pendingRecords.set(record.id, record);
+      this.done.set(record.id, this.end);
+    } else {
+      this.unindexed++;
+    }
     this.end += bytes;
     this.longestLine = Math.max(this.longestLine, bytes);
     if (this.pending.length >= this.chunkSize) await this.flush();

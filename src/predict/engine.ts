@@ -28,7 +28,7 @@ import { resolveGenerationOptions } from '../caption/generate.js';
 import { UnitMean } from './modality-gap.js';
 import { runPredict } from './run.js';
 import { checkPredictEngineOptions, checkPredictRunOptions } from './options.js';
-import { resolveInputs } from '../image/image-input.js';
+import { toImageList, type ImageList } from '../image/image-list.js';
 import type { PredictEngineOptions, PredictRunOptions, PredictedImage } from './types.js';
 
 /** The engine's parts, as open() assembles them. */
@@ -253,22 +253,23 @@ export class PredictEngine extends Engine {
   }
 
   /**
-   * Predicts `inputs` — file paths and `{ id, data }` items of encoded image bytes — streaming one
-   * result per input in input order. An input that cannot be read comes out with its `failure` and the
+   * Predicts `inputs` — file paths and `{ id, data }` items of encoded image bytes, or an ImageList
+   * (read a batch at a time: millions of inputs from a list file) — streaming one result per input in
+   * input order. An input that cannot be read comes out with its `failure` and the
    * fallback vector, and the run goes on. Ids must be unique (a file's id is its name without the
    * extension).
    *
    * @throws {Img2PromptError} before the first result when two inputs share an id or a checkpoint
    *   refuses the run; when the engine is closed.
    */
-  run(inputs: Iterable<ImageInput>, options: PredictRunOptions = {}): AsyncGenerator<PredictedImage, void, undefined> {
+  run(inputs: Iterable<ImageInput> | ImageList, options: PredictRunOptions = {}): AsyncGenerator<PredictedImage, void, undefined> {
     return this.runChecked(inputs, checkPredictRunOptions(options, 'PredictEngine.run()'), 'PredictEngine.run()');
   }
 
   /** @internal run() on options already checked; `call` names the caller in messages. */
-  runChecked(inputs: Iterable<ImageInput>, options: PredictRunOptions, call: string): AsyncGenerator<PredictedImage, void, undefined> {
+  runChecked(inputs: Iterable<ImageInput> | ImageList, options: PredictRunOptions, call: string): AsyncGenerator<PredictedImage, void, undefined> {
     this.checkOpen();
-    return runPredict(this, resolveInputs(inputs, call), options);
+    return runPredict(this, toImageList(inputs, call), options);
   }
 
   private textCentreOfBank: UnitMean | undefined;

@@ -46,7 +46,8 @@ export class GapSampleStore {
    * be computed again with the same bits.
    */
   static async open(file: string, run: RunDescription, options: { resume: boolean; clipDim: number; onNotice?(message: string): void }): Promise<GapSampleStore> {
-    const described: RunDescription = { ...run, options: { ...run.options, contents: 'CLIP image embeddings of the modality-gap sample', clipDim: options.clipDim } };
+    // The inputs' contents are the checkpoint's to check (it opens first and refuses changed images); the store keeps none.
+    const described: RunDescription = { ...run, contents: undefined, options: { ...run.options, contents: 'CLIP image embeddings of the modality-gap sample', clipDim: options.clipDim } };
     // Appends are flushed once per batch (add), so the chunk size never triggers a write of its own.
     const open = (resume: boolean) => PredictCheckpoint.open(file, described, { resume, dim: options.clipDim, chunkSize: Number.MAX_SAFE_INTEGER });
     let cp: PredictCheckpoint;

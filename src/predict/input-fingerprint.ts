@@ -76,3 +76,57 @@ export function inputChange(before: InputFingerprint, now: InputFingerprint): st
   if (mtime0 !== mtime1 && size1 > 2 * EDGE) return 'modified since (mtime changed)';
   return undefined;
 }
+
+/**
+ * The inputs' fingerprints of a checkpointed run, one JSON line per input in a file of their own
+ * (`<checkpoint>.inputs` once the checkpoint has taken it), with the sha256 of its bytes: the header
+ * of a run of a million images holds one hash instead of a 40 MB array. `names` gives the inputs'
+ * names again, in order, for a refusal that names the changed ones.
+ */
+export interface InputContents {
+  file: string;
+  hash: string;
+  names(): AsyncIterable<string>;
+}
+
+/** Writes the fingerprints of `inputs` (read `chunk` at a time from `slice`) to `file`. */
+export async function writeInputContents(
+  file: string, count: number, slice: (start: number, end: number) => Promise<readonly (string | { file?: string; data?: Uint8Array })[]>,
+  names: () => AsyncIterable<string>,
+): Promise<InputContents> {
+  const hash = createHash('sha256');
+  const fh = await fs.open(file, 'w');
+  try {
+    const chunk = 1024;
+    let position = 0;
+    for (let start = 0; start < count; start += chunk) {
+      const prints = await fingerprintInputs(await slice(start, Math.min(count, start + chunk)));
+      const text = Buffer.from(prints.map((p) => `${JSON.stringify(p)}\n`).join(''), 'utf8');
+      hash.update(text);
+      await fh.write(text, 0, text.length, position);
+      position += text.length;
+    }
+  } catch (err) {
+    await fh.close();
+    await fs.rm(file, { force: true });
+    throw err;
+  }
+  await fh.close();
+  return { file, hash: hash.digest('hex'), names };
+}
+
+/** The fingerprints stored in a contents file, in order (null for a line that is not one). */
+export async function* readInputContents(file: string): AsyncGenerator<InputFingerprint | undefined, void, undefined> {
+  const fh = await fs.open(file, 'r');
+  try {
+    for await (const line of fh.readLines()) {
+      try {
+        yield JSON.parse(line) as InputFingerprint;
+      } catch {
+        yield undefined;
+      }
+    }
+  } finally {
+    await fh.close();
+  }
+}

@@ -3,6 +3,7 @@
  * PredictEngine for the call (or using an opened one) and closing what it opened. The engine is in
  * engine.ts, its run loop in run.ts, the options and results in types.ts.
  */
+import type { ImageList } from '../image/image-list.js';
 import type { ImageInput } from '../image/image-input.js';
 import { PredictEngine } from './engine.js';
 import { readOptions } from '../util/options.js';
@@ -38,7 +39,7 @@ export type PredictOptions = PredictRunOptions & PredictEngineOptions & { engine
  * @throws {Img2PromptError} before the first result, naming the file and the fix, when a model is not
  *   installed, a weights, map or prompt-bank file is unreadable, or two images share an id.
  */
-export async function* predict(images: Iterable<ImageInput>, options: PredictOptions = {}): AsyncGenerator<PredictedImage, void, undefined> {
+export async function* predict(images: Iterable<ImageInput> | ImageList, options: PredictOptions = {}): AsyncGenerator<PredictedImage, void, undefined> {
   const o = readOptions(options, 'predict()');
   const given = o.check('engine', (v): v is PredictEngine => v instanceof PredictEngine, 'an opened PredictEngine');
   if (given) o.refuse(PREDICT_ENGINE_KEYS, 'with an opened engine (pass it to PredictEngine.open())');

@@ -1,11 +1,12 @@
 import { promises as fs } from 'node:fs';
 import { Img2PromptError } from '../util/errors.js';
+import { contentsFileFor } from './checkpoint.js';
 import { gapFileFor } from './gap-file.js';
 import { sampleStoreFor } from './gap-sample-store.js';
 
 /** Files a checkpointed run keeps beside its checkpoint; like it, none is needed once the output is written. */
 export function resumeFilesFor(checkpoint: string): string[] {
-  return [checkpoint, gapFileFor(checkpoint), sampleStoreFor(checkpoint)];
+  return [checkpoint, contentsFileFor(checkpoint), `${contentsFileFor(checkpoint)}.new`, gapFileFor(checkpoint), sampleStoreFor(checkpoint)];
 }
 
 /** What a run does with the resume files an earlier, interrupted run left: continue from them, or discard them. */

@@ -1,5 +1,5 @@
 import { captionsLine, CAPTIONS_HEADER } from '../caption/captions-csv.js';
-import { CsvStream } from '../submission/csv-stream.js';
+import { CsvStream, type IdOrder } from '../submission/csv-stream.js';
 import { checkPromptRow, promptsLine, PROMPTS_HEADER } from '../submission/prompts-csv.js';
 import { nearestLine, NEAREST_HEADER } from './nearest-csv.js';
 import { ValidatedSubmissionStream } from './submission-output.js';
@@ -29,7 +29,7 @@ export class PredictRunOutputs {
   ) {}
 
   /** Starts every file (as temps); `expectedIds`: the images written, in the order the run hands them out. */
-  static async create(files: PredictOutputFiles, expectedIds: readonly string[]): Promise<PredictRunOutputs> {
+  static async create(files: PredictOutputFiles, expectedIds: IdOrder): Promise<PredictRunOutputs> {
     const opened: { abort(): Promise<void> }[] = [];
     const open = async <T extends { abort(): Promise<void> }>(make: () => Promise<T>): Promise<T> => {
       const stream = await make();

@@ -10,13 +10,14 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import type { ExifMode } from '../image/decode.js';
 import type { ImageInput, ResolvedInput } from '../image/image-input.js';
+import { IMAGE_LIST, listInputs, loaderInput, type ImageList } from '../image/image-list.js';
 import { EMBEDDING_DIM } from '../submission/submission-csv.js';
 import { Img2PromptError } from '../util/errors.js';
-import { PredictCheckpoint, type CheckpointRecord, type RunDescription } from './checkpoint.js';
+import { contentsFileFor, inputNamesOf, PredictCheckpoint, type CheckpointRecord, type RunDescription } from './checkpoint.js';
 import { combineMembers } from './ensemble.js';
 import type { PredictEngine } from './engine.js';
 import { sampleModalityGap, type RunBatch } from './gap-sampling.js';
-import { fingerprintInputs } from './input-fingerprint.js';
+import { writeInputContents } from './input-fingerprint.js';
 import { captionBatch } from '../caption/caption-batch.js';
 import type { GapSampleStore } from './gap-sample-store.js';
 import type { EnsembleMemberName, Member, MemberBatch, MemberOutput } from './members.js';
@@ -37,26 +38,43 @@ function describedInput(input: ResolvedInput): string {
   return resolved === input.file ? input.file : resolved;
 }
 
-/** See PredictEngine.run: `inputs` resolved (unique ids) and `options` checked by the caller. */
+/** The ids of batches [0, count) of the run (the modality-gap sample's), read once. */
+async function sampledBatchIds(count: number, batchIds: (k: number) => Promise<string[]>): Promise<string[][]> {
+  const out: string[][] = [];
+  for (let k = 0; k < count; k++) out.push(await batchIds(k));
+  return out;
+}
+
+/** The names of the inputs of `list` (describedInput), in order. */
+async function* inputNames(list: ImageList): AsyncGenerator<string, void, undefined> {
+  for await (const input of listInputs(list)) yield describedInput(input);
+}
+
+/**
+ * See PredictEngine.run: `inputs` with unique ids and `options` checked by the caller. The inputs are
+ * read from the list a batch at a time (and in passes, for their names and fingerprints), so what the
+ * run holds does not grow with their number but for a bit per batch.
+ */
 export async function* runPredict(
-  engine: PredictEngine, inputs: readonly ResolvedInput[], options: PredictRunOptions,
+  engine: PredictEngine, inputs: ImageList, options: PredictRunOptions,
 ): AsyncGenerator<PredictedImage, void, undefined> {
   const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
   const gapImages = options.gapImages ?? DEFAULT_GAP_IMAGES;
   const allowSvg = options.allowSvg ?? false;
   const exif: ExifMode = options.exif ?? 'apply';
-  const ids = inputs.map((x) => x.id);
   const total = inputs.length;
   if (total === 0) return;
   const batches = Math.ceil(total / batchSize);
   const batchInputs = (k: number) => inputs.slice(k * batchSize, (k + 1) * batchSize);
-  const batchIds = (k: number) => ids.slice(k * batchSize, (k + 1) * batchSize);
+  const batchIds = async (k: number) => (await batchInputs(k)).map((x) => x.id);
 
-  // A name and a fingerprint per image: let go once the checkpoint and the gap sample store are open.
-  let run: RunDescription | undefined = {
-    inputs: inputs.map(describedInput),
+  if (options.checkpoint) await settleEarlierRun(options.checkpoint, options);
+  const run: RunDescription = {
+    inputs: await inputNamesOf(inputNames(inputs)),
     // Only a checkpointed run needs them: they let a resume refuse images changed in the meantime.
-    contents: options.checkpoint ? await fingerprintInputs(inputs) : undefined,
+    contents: options.checkpoint
+      ? await writeInputContents(`${contentsFileFor(options.checkpoint)}.new`, total, (start, end) => inputs.slice(start, end), () => inputNames(inputs))
+      : undefined,
     // allowSvg decides whether an SVG input is an image or a failure, so it changes the results.
     options: {
       ...engine.fingerprintOptions(batchSize, gapImages, exif),
@@ -65,22 +83,31 @@ export async function* runPredict(
     },
     models: { clip: engine.clip.modelId, minilm: engine.minilm.identity },
   };
-  if (options.checkpoint) await settleEarlierRun(options.checkpoint, options);
   const cp = options.checkpoint
-    ? await PredictCheckpoint.open(options.checkpoint, run, { resume: options.resume ?? false, dim: EMBEDDING_DIM, chunkSize: batchSize })
+    ? await PredictCheckpoint.open(options.checkpoint, run, { resume: options.resume ?? false, dim: EMBEDDING_DIM, chunkSize: batchSize, indexAdded: false })
     : undefined;
   if (cp && options.resume) {
     if (cp.startedFresh) engine.notice(`no checkpoint to resume at ${cp.file}; starting from the beginning`);
     else engine.notice(`resuming from ${cp.file}: ${cp.size} of ${total} images already done`);
   }
   const finished = new Set<number>();
-  for (let k = 0; k < batches; k++) if (cp && batchIds(k).every((id) => cp.has(id))) finished.add(k);
+  if (cp && cp.size > 0) for (let k = 0; k < batches; k++) if ((await batchIds(k)).every((id) => cp.has(id))) finished.add(k);
 
   /** Decodes, preprocesses and CLIP-encodes batches `ks`, decoding the next batch while the caller works on this one. */
   async function* encode(ks: readonly number[]): AsyncGenerator<RunBatch> {
     // Only the very last batch of the list can be short, and it comes last here too, so chunking
-    // the concatenation by batchSize gives back exactly batches ks.
-    const chosen: ImageInput[] = ks.flatMap((k) => batchInputs(k).map((x) => x.file ?? { id: x.id, data: x.data! }));
+    // the concatenation by batchSize gives back exactly batches ks: a list of those batches, read
+    // from the run's list as the loader asks for them.
+    const chosen: ImageList = {
+      [IMAGE_LIST]: true,
+      length: ks.reduce((n, k) => n + Math.min(batchSize, total - k * batchSize), 0),
+      slice: async (start, end) => {
+        const out: ResolvedInput[] = [];
+        for (let j = Math.floor(start / batchSize); j * batchSize < end && j < ks.length; j++) out.push(...(await batchInputs(ks[j]!)));
+        const from = start - Math.floor(start / batchSize) * batchSize;
+        return out.slice(from, from + end - start);
+      },
+    };
     let j = 0;
     for await (const batch of engine.clip.encodeBatches(chosen, { batchSize, exif, allowSvg })) {
       engine.ensureOpen();
@@ -103,16 +130,17 @@ export async function* runPredict(
       }
       gap = options.modalityGap;
     } else if (engine.map) {
+      const sampleIds = await sampledBatchIds(Math.ceil(Math.min(total, gapImages) / batchSize), batchIds);
       ({ gap, store } = await sampleModalityGap({
-        engine, cp, run, total, batchSize, gapImages, batchIds, finished, ready, encode,
+        engine, cp, run, total, batchSize, gapImages, batchIds: (k) => sampleIds[k]!, finished, ready, encode,
         resume: options.resume ?? false,
         onProgress: options.onProgress,
       }));
     }
-    run = undefined;
     if (engine.map) options.onModalityGap?.(gap);
     const members = engine.memberFunctions(gap);
 
+    // Batch numbers (8 bytes a batch of images) rather than the batches.
     const todo = [...Array(batches).keys()].filter((k) => !finished.has(k) && !ready.has(k));
     encoder = encode(todo);
     let done = 0;
@@ -122,7 +150,7 @@ export async function* runPredict(
       const resumed = finished.has(k);
       if (resumed) {
         // Read back from the file: the checkpoint keeps where records are, not what they hold.
-        records = (await cp!.readMany(batchIds(k))).map((r) => r!);
+        records = (await cp!.readMany(await batchIds(k))).map((r) => r!);
       } else {
         let batch = ready.get(k);
         ready.delete(k);
@@ -134,7 +162,7 @@ export async function* runPredict(
           batch = next.value;
         }
         engine.ensureOpen();
-        records = await predictBatch(engine, batch, batchInputs(k), members, { allowSvg, exif });
+        records = await predictBatch(engine, batch, await batchInputs(k), members, { allowSvg, exif });
         if (cp) {
           const t0 = performance.now();
           for (const r of records) await cp.add(r);
@@ -142,7 +170,7 @@ export async function* runPredict(
           engine.addTime('checkpoint writes', t0);
         }
       }
-      const labels = batchInputs(k);
+      const labels = await batchInputs(k);
       for (let i = 0; i < records.length; i++) {
         yield finish(engine, records[i]!, labels[i]!.label, start + i, resumed);
         options.onProgress?.(++done, total, 'members');
@@ -171,7 +199,7 @@ async function predictBatch(
   const loaded: ImageInput[] = new Array(rows);
   inputs.forEach((x, i) => {
     const r = batch.rows[i]!;
-    if (r >= 0) loaded[r] = x.file ?? { id: x.id, data: x.data! };
+    if (r >= 0) loaded[r] = loaderInput(x);
   });
   if (rows > 0 && engine.captioner) {
     const t0 = performance.now();

@@ -1,6 +1,6 @@
 import { writeAtomically } from '../util/atomic-write.js';
 import { Img2PromptError } from '../util/errors.js';
-import { CsvStream } from '../submission/csv-stream.js';
+import { CsvStream, type IdOrder } from '../submission/csv-stream.js';
 import { imgIdProblem } from '../submission/img-id.js';
 import { checkSubmissionInput, EMBEDDING_DIM, SUBMISSION_HEADER, submissionLines, writeSubmissionRows } from '../submission/submission-csv.js';
 import { validateSubmission } from '../submission/validate.js';
@@ -19,8 +19,8 @@ export async function writeValidatedSubmission(file: string, ids: readonly strin
   });
 }
 
-async function refuseInvalid(file: string, written: string, expectedIds: readonly string[]): Promise<void> {
-  const report = await validateSubmission(written, { imageIds: expectedIds });
+async function refuseInvalid(file: string, written: string, expectedIds: readonly string[] | undefined): Promise<void> {
+  const report = await validateSubmission(written, expectedIds ? { imageIds: expectedIds } : {});
   const problems = [...report.problems, ...report.warnings];
   if (problems.length > 0) {
     const count = report.problemCount + report.warnings.length;
@@ -35,14 +35,21 @@ async function refuseInvalid(file: string, written: string, expectedIds: readonl
  * `writeValidatedSubmission`, and the temp is validated in the same way before it is published.
  */
 export class ValidatedSubmissionStream {
+  /** The ids still to come, in order. */
+  private readonly expected: Iterator<string>;
+
   private constructor(
     private readonly rows: CsvStream,
-    private readonly expectedIds: readonly string[],
-  ) {}
+    private readonly expectedIds: IdOrder,
+  ) {
+    this.expected = expectedIds[Symbol.iterator]();
+  }
 
-  static async create(file: string, expectedIds: readonly string[]): Promise<ValidatedSubmissionStream> {
+  /** `expectedIds`: an array, or a list file's ids (read once, in step with the rows). */
+  static async create(file: string, expectedIds: IdOrder): Promise<ValidatedSubmissionStream> {
     if (expectedIds.length === 0) throw new Img2PromptError(file, 'cannot write submission: no images');
-    return new ValidatedSubmissionStream(await CsvStream.create(file, SUBMISSION_HEADER, expectedIds), expectedIds);
+    // The rows are checked against the order here, image by image; the CSV stream need not check them again.
+    return new ValidatedSubmissionStream(await CsvStream.create(file, SUBMISSION_HEADER, undefined), expectedIds);
   }
 
   get file(): string {
@@ -58,7 +65,7 @@ export class ValidatedSubmissionStream {
     if (problem) refuse(problem);
     if (vector.length !== EMBEDDING_DIM) refuse(`expected ${EMBEDDING_DIM} values for image "${id}", got ${vector.length}`);
     for (let e = 0; e < EMBEDDING_DIM; e++) if (!Number.isFinite(vector[e])) refuse(`value ${vector[e]} for ${id}_${e} is not finite`);
-    const expected = this.expectedIds[this.rows.rows];
+    const expected = this.expected.next().value;
     if (id !== expected) refuse(`image "${id}" came where "${expected}" belongs (images must come in input order)`);
     await this.rows.addText(id, submissionLines(id, vector));
   }
@@ -67,10 +74,12 @@ export class ValidatedSubmissionStream {
   async finish(): Promise<void> {
     try {
       if (this.rows.rows !== this.expectedIds.length) {
-        throw new Img2PromptError(this.file, `cannot write submission: missing image "${this.expectedIds[this.rows.rows]}" (${this.rows.rows} of ${this.expectedIds.length} images came)`);
+        throw new Img2PromptError(this.file, `cannot write submission: missing image "${this.expected.next().value}" (${this.rows.rows} of ${this.expectedIds.length} images came)`);
       }
       await this.rows.flush();
-      await refuseInvalid(this.file, this.rows.tempPath, this.expectedIds);
+      // Every id was compared with the expected one as it came, and their count is right: the file is
+      // checked again for everything else (an array of ids is compared once more, as before).
+      await refuseInvalid(this.file, this.rows.tempPath, Array.isArray(this.expectedIds) ? this.expectedIds : undefined);
     } catch (err) {
       await this.rows.abort();
       throw err;

@@ -7,6 +7,8 @@
  * and runs its later chunks of the run alone with that gap (the same bits: the same sample in the same
  * batches). Without the map member there is no gap and every chunk runs alone.
  */
+import { ImageListFile } from '../image/image-list-file.js';
+import { inputImageId } from '../cli/input-images.js';
 import type { CliContext } from '../cli/context.js';
 import { downloadUrlImages } from '../cli/url-inputs.js';
 import type { PredictEngine } from '../predict/predict.js';
@@ -37,13 +39,17 @@ export async function runChunk(engine: PredictEngine, spec: RunSpec, job: ChunkJ
   const inputs = chunkRunInputs(spec, job, engine.map !== undefined && known === undefined);
   const wanted = new Set(job.ids);
   const byId = new Map<string, ImageResult>();
-  const downloads = await downloadUrlImages(cli, inputs.files, inputs.ids, spec.fetch);
+  const list = await ImageListFile.of(inputs.files, inputImageId);
+  const downloads = await downloadUrlImages(cli, list, spec.fetch).catch(async (err: unknown) => {
+    await list.close();
+    throw err;
+  });
   try {
     const { batchSize, gapImages, exif, allowSvg } = spec.run;
     const remember = (gap: Float32Array | null) => {
       if (gap) gapOfEngine.set(engine, gap);
     };
-    for await (const r of engine.run(downloads.files, { batchSize, gapImages, exif, allowSvg, ...(known ? { modalityGap: known } : { onModalityGap: remember }) })) {
+    for await (const r of engine.run(downloads.list, { batchSize, gapImages, exif, allowSvg, ...(known ? { modalityGap: known } : { onModalityGap: remember }) })) {
       if (!wanted.has(r.id)) continue;
       byId.set(r.id, {
         id: r.id,
@@ -56,6 +62,7 @@ export async function runChunk(engine: PredictEngine, spec: RunSpec, job: ChunkJ
     }
   } finally {
     await downloads.close();
+    await list.close();
   }
   return job.ids.map((id) => {
     const r = byId.get(id);

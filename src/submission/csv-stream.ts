@@ -7,8 +7,15 @@ import { Img2PromptError } from '../util/errors.js';
  * appears only at `commit()`, whole, and a run that fails or is interrupted leaves the old file (or none).
  *
  * Each row's image must come later in `order` (the run's images in input order) than the row before:
- * that forbids a repeated id as a set of seen ids would, without keeping one.
+ * that forbids a repeated id as a set of seen ids would, without keeping one. The order is read
+ * forward once, so it can come from a list file (ImageListFile.idOrder) instead of memory.
  */
+
+/** The ids of a run's images in input order: an array, or a sequence read once with its length. */
+export interface IdOrder {
+  readonly length: number;
+  [Symbol.iterator](): Iterator<string>;
+}
 
 /**
  * Characters buffered before a write: enough for few system calls, and few enough that the buffered
@@ -21,16 +28,18 @@ export class CsvStream {
   rows = 0;
   private buffer: string[] = [];
   private buffered = 0;
-  /** Index in `order` of the last row's image, -1 before the first row. */
-  private at = -1;
+  /** The ids after the last row's image (undefined: the caller checks its rows' ids itself). */
+  private readonly order: Iterator<string> | undefined;
 
   private constructor(
     private readonly out: AtomicFile,
-    private readonly order: readonly string[],
-  ) {}
+    order: IdOrder | undefined,
+  ) {
+    this.order = order?.[Symbol.iterator]();
+  }
 
   /** Starts `file` (a temp until commit) with `header` as its first line, when given. */
-  static async create(file: string, header: string | undefined, order: readonly string[]): Promise<CsvStream> {
+  static async create(file: string, header: string | undefined, order: IdOrder | undefined): Promise<CsvStream> {
     const stream = new CsvStream(await AtomicFile.create(file), order);
     if (header !== undefined) stream.push(header);
     return stream;
@@ -93,11 +102,8 @@ export class CsvStream {
   }
 
   private checkOrder(imgId: string): void {
-    let i = this.at + 1;
-    while (i < this.order.length && this.order[i] !== imgId) i++;
-    if (i >= this.order.length) {
-      throw new Img2PromptError(this.file, `cannot write row ${this.rows + 1}: imgId "${imgId}" is repeated, or not among the run's images in their order`, { code: 'OUTPUT_FAILED' });
-    }
-    this.at = i;
+    if (!this.order) return;
+    for (let next = this.order.next(); !next.done; next = this.order.next()) if (next.value === imgId) return;
+    throw new Img2PromptError(this.file, `cannot write row ${this.rows + 1}: imgId "${imgId}" is repeated, or not among the run's images in their order`, { code: 'OUTPUT_FAILED' });
   }
 }

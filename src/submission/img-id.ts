@@ -43,19 +43,31 @@ const LISTED = 100;
 export function submissionImageIds(files: readonly string[], idOf: (file: string) => string = imageIdOf): string[] {
   const problems: string[] = [];
   for (const file of files) {
-    const flaw = idFlaw(idOf(file));
-    if (flaw) problems.push(`${quoteFiles([file])} (id ${flaw})`);
+    const problem = fileIdProblem(file, idOf(file));
+    if (problem) problems.push(problem);
   }
   problems.push(...sharedIds(files, idOf).map(describeSharedId));
-  if (problems.length > 0) {
-    const more = problems.length > LISTED ? `; ... and ${problems.length - LISTED} more` : '';
-    throw new Img2PromptError(
-      undefined,
-      'image file names that cannot be image ids (an id is the file name without its extension; ids must be unique, ' +
-        'with no whitespace, commas, quotes or control characters), rename them: ' +
-        problems.slice(0, LISTED).join('; ') +
-        more,
-    );
-  }
+  if (problems.length > 0) throw imageIdsError(problems, problems.length);
   return files.map((f) => idOf(f));
 }
+
+/** Why the id `id` of input `file` cannot be an image id, as the refusal lists it; undefined when it can. */
+export function fileIdProblem(file: string, id: string): string | undefined {
+  const flaw = idFlaw(id);
+  return flaw ? `${quoteFiles([file])} (id ${flaw})` : undefined;
+}
+
+/** The one refusal of a listing's bad ids: the first LISTED of `problems`, of `count` in all. */
+export function imageIdsError(problems: readonly string[], count: number): Img2PromptError {
+  const more = count > LISTED ? `; ... and ${count - LISTED} more` : '';
+  return new Img2PromptError(
+    undefined,
+    'image file names that cannot be image ids (an id is the file name without its extension; ids must be unique, ' +
+      'with no whitespace, commas, quotes or control characters), rename them: ' +
+      problems.slice(0, LISTED).join('; ') +
+      more,
+  );
+}
+
+/** How many problems an id refusal lists (the rest are counted). */
+export const LISTED_ID_PROBLEMS = LISTED;

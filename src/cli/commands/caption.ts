@@ -7,7 +7,7 @@ import { CAPTIONS_HEADER, captionsLine } from '../../caption/captions-csv.js';
 import { CsvStream } from '../../submission/csv-stream.js';
 import type { ImageFailure } from '../../image/batch-loader.js';
 import { withClaimedOutputs } from '../../util/output-claim.js';
-import { commandImages, type ImageInputCliOptions } from '../input-images.js';
+import { commandImageList, type ImageInputCliOptions } from '../input-images.js';
 import { addImageSourceOptions, ALLOW_SVG_OPTION, parseFiniteNumber, parseNonNegativeInt, parsePositiveInt, urlFetchOptionsFrom, type ImageSourceCliOptions } from '../options.js';
 import { downloadUrlImages } from '../url-inputs.js';
 
@@ -57,7 +57,8 @@ and makes the exit code 1.`,
     );
   addErrorsFileOption(addImageSourceOptions(caption)).action(async (inputs: string[], opts: CaptionCliOptions) => {
     const batchSize = parsePositiveInt('--batch-size', opts.batchSize) ?? 8;
-    const { files: inputFiles, ids, skipped } = await commandImages(inputs, opts, { shardBlock: batchSize });
+    const images = await commandImageList(inputs, opts, { shardBlock: batchSize });
+    const { list, skipped } = images;
     const fetchOptions = urlFetchOptionsFrom(opts);
     const generation = {
       numBeams: parsePositiveInt('--num-beams', opts.numBeams),
@@ -73,21 +74,20 @@ and makes the exit code 1.`,
     resolveGenerationOptions(generation, (option) => `--${option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
     const errorsFile = errorsFileFor(opts);
     await withClaimedOutputs([opts.output, errorsFile], { createFolders: true }, async () => {
-      const downloads = await downloadUrlImages(cli, inputFiles, ids, fetchOptions);
-      const files = downloads.files;
+      const downloads = await downloadUrlImages(cli, list, fetchOptions);
       const captioner = await Captioner.open(opts.model).catch(async (err: unknown) => {
         await downloads.close();
         throw err;
       });
       if (captioner.random) cli.err(`warning: ${path.basename(captioner.dir)} has RANDOM weights: its captions mean nothing (for tests only)\n`);
-      const bar = cli.progress('caption', files.length, 'images');
+      const bar = cli.progress('caption', list.length, 'images');
       const t0 = performance.now();
       // Rows stream to the CSV's temp as captions come: memory holds one buffer whatever the number of images.
       let rows: CsvStream | undefined;
       const failures: ImageFailure[] = [];
       try {
-        rows = await CsvStream.create(opts.output, CAPTIONS_HEADER.join(','), ids);
-        for await (const r of captioner.run(files, { ...generation, batchSize, allowSvg: opts.allowSvg, onProgress: (n) => bar.update(n) })) {
+        rows = await CsvStream.create(opts.output, CAPTIONS_HEADER.join(','), list.idOrder());
+        for await (const r of captioner.run(downloads.list, { ...generation, batchSize, allowSvg: opts.allowSvg, onProgress: (n) => bar.update(n) })) {
           if (r.failure !== undefined) {
             failures.push(downloads.reportAs({ file: r.file, reason: r.failure }));
           } else {
@@ -105,7 +105,7 @@ and makes the exit code 1.`,
       await rows.commit();
       const secs = (performance.now() - t0) / 1000;
       cli.err(`${rows.rows} captions → ${opts.output} in ${secs.toFixed(1)} s (${(rows.rows / secs).toFixed(2)} images/s)\n`);
-      await reportUnreadImages(cli, { errorsFile, failures, skipped, total: files.length, consequence: 'they have no row' });
-    });
+      await reportUnreadImages(cli, { errorsFile, failures, skipped, total: list.length, consequence: 'they have no row' });
+    }).finally(() => images.close());
   });
 }

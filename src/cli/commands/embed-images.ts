@@ -5,7 +5,7 @@ import { CsvStream } from '../../submission/csv-stream.js';
 import type { ImageFailure } from '../../image/batch-loader.js';
 import { ClipModel } from '../../clip/model.js';
 import { DEFAULT_MAX_PIXELS } from '../../image/decode.js';
-import { commandImages, type ImageInputCliOptions } from '../input-images.js';
+import { commandImageList, type ImageInputCliOptions } from '../input-images.js';
 import { addClipModelOption, addImageBatchOption, addImageOptions, addImageSourceOptions, ALLOW_SVG_OPTION, imageBatchSize, parsePositiveInt, urlFetchOptionsFrom, type ImageCliOptions, type ImageSourceCliOptions } from '../options.js';
 import { downloadUrlImages } from '../url-inputs.js';
 
@@ -37,18 +37,18 @@ export function register(program: Command, cli: CliContext): void {
     .action(async (inputs: string[], opts: EmbedImagesCliOptions) => {
       const batchSize = imageBatchSize(opts);
       const maxPixels = parsePositiveInt('--max-pixels', opts.maxPixels);
-      const { files: inputFiles, ids, skipped } = await commandImages(inputs, opts, { shardBlock: batchSize });
+      const images = await commandImageList(inputs, opts, { shardBlock: batchSize });
+      const { list, skipped } = images;
       const fetchOptions = urlFetchOptionsFrom(opts);
       const errorsFile = errorsFileFor(opts);
       await withClaimedOutputs([opts.output, idsPathFor(opts.output), errorsFile], { createFolders: true }, async () => {
-        const downloads = await downloadUrlImages(cli, inputFiles, ids, fetchOptions);
-        const files = downloads.files;
+        const downloads = await downloadUrlImages(cli, list, fetchOptions);
         const model = await ClipModel.open(opts.model, { towers: ['vision'], imageProcessor: opts.imageProcessor }).catch(async (err: unknown) => {
           await downloads.close();
           throw err;
         });
         if (model.random) cli.err(`warning: ${model.name} has RANDOM weights: these embeddings are for testing only\n`);
-        const bar = cli.progress('embed-images', files.length, 'images');
+        const bar = cli.progress('embed-images', list.length, 'images');
         const t0 = performance.now();
         // Rows go to the .npy (its header patched with the count at the end) and ids to their list batch
         // by batch: memory holds one batch whatever the number of images.
@@ -57,10 +57,11 @@ export function register(program: Command, cli: CliContext): void {
         const failures: ImageFailure[] = [];
         let inferenceSeconds = 0;
         try {
-          npy = await NpyStreamWriter.create(opts.output, model.dim, files.length);
-          idList = await CsvStream.create(idsPathFor(opts.output), undefined, ids);
-          for await (const batch of model.encodeBatches(files, { batchSize, maxPixels, allowSvg: opts.allowSvg, exif: opts.exif })) {
-            for (const { file, reason } of batch.failures) failures.push({ file, reason });
+          npy = await NpyStreamWriter.create(opts.output, model.dim, list.length);
+          idList = await CsvStream.create(idsPathFor(opts.output), undefined, list.idOrder());
+          for await (const batch of model.encodeBatches(downloads.list, { batchSize, maxPixels, allowSvg: opts.allowSvg, exif: opts.exif })) {
+            // The loader names an image by the file it read: a URL's failure is named by the URL (the list's label).
+            for (const { index, reason } of batch.failures) failures.push({ file: (await list.sources(index, index + 1))[0]!, reason });
             if (batch.ids.length > 0) {
               inferenceSeconds += batch.inferenceSeconds;
               await npy.append(batch.embeds);
@@ -90,7 +91,7 @@ export function register(program: Command, cli: CliContext): void {
           `${rows} images → ${opts.output} [${rows}, ${model.dim}] in ${secs.toFixed(2)} s ` +
             `(${(rows / secs).toFixed(1)} images/s; inference ${inferenceSeconds.toFixed(2)} s)\n`,
         );
-        await reportUnreadImages(cli, { errorsFile, failures: failures.map(downloads.reportAs), skipped, total: files.length, consequence: 'they have no row' });
-      });
+        await reportUnreadImages(cli, { errorsFile, failures: failures.map(downloads.reportAs), skipped, total: list.length, consequence: 'they have no row' });
+      }).finally(() => images.close());
     });
 }

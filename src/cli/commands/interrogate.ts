@@ -8,7 +8,7 @@ import type { InterrogateMode } from '../../interrogate/types.js';
 import { interrogate } from '../../interrogate/interrogate.js';
 import type { ImageFailure } from '../../image/batch-loader.js';
 import { openInterrogator } from './labels.js';
-import { commandImages, type ImageInputCliOptions } from '../input-images.js';
+import { commandImageList, type ImageInputCliOptions } from '../input-images.js';
 import { addImageBatchOption, addImageOptions, addImageSourceOptions, addLabelOptions, ALLOW_SVG_OPTION, imageBatchSize, parsePositiveInt, urlFetchOptionsFrom, type ImageCliOptions, type ImageSourceCliOptions, type LabelOptions } from '../options.js';
 import { downloadUrlImages } from '../url-inputs.js';
 
@@ -53,19 +53,19 @@ export function register(program: Command, cli: CliContext): void {
   addErrorsFileOption(addImageBatchOption(command)).action(async (inputs: string[], opts: InterrogateCliOptions) => {
     // Names and ids are checked here, before the banks are opened and the images encoded.
     const batchSize = imageBatchSize(opts);
-    const { files: inputFiles, ids, skipped } = await commandImages(inputs, opts, { shardBlock: batchSize });
+    const images = await commandImageList(inputs, opts, { shardBlock: batchSize });
+    const { list, skipped } = images;
     const fetchOptions = urlFetchOptionsFrom(opts);
     const maxFlavors = parsePositiveInt('--max-flavors', opts.maxFlavors);
     const shortlist = parsePositiveInt('--shortlist', opts.shortlist);
     const errorsFile = errorsFileFor(opts);
     await withClaimedOutputs([opts.output, ...(opts.details ? [opts.details] : []), errorsFile], { createFolders: true }, async () => {
-      const downloads = await downloadUrlImages(cli, inputFiles, ids, fetchOptions);
-      const files = downloads.files;
+      const downloads = await downloadUrlImages(cli, list, fetchOptions);
       const engine = await openInterrogator(cli, { ...opts, captionModel: captionModelFrom(opts) }).catch(async (err: unknown) => {
         await downloads.close();
         throw err;
       });
-      const bar = cli.progress(`interrogate ${opts.mode}`, files.length, 'images');
+      const bar = cli.progress(`interrogate ${opts.mode}`, list.length, 'images');
       const t0 = performance.now();
       // The prompts and the details stream to their temps image by image: memory holds one buffer of
       // rows whatever the number of images; the files appear, whole, once the last image is in.
@@ -73,9 +73,9 @@ export function register(program: Command, cli: CliContext): void {
       let details: JsonListStream | undefined;
       const failures: ImageFailure[] = [];
       try {
-        prompts = await CsvStream.create(opts.output, PROMPTS_HEADER.join(','), ids);
+        prompts = await CsvStream.create(opts.output, PROMPTS_HEADER.join(','), list.idOrder());
         if (opts.details) details = await JsonListStream.create(opts.details, { model: engine.clip.modelId, random: engine.clip.random, mode: opts.mode }, 'images');
-        for await (const r of interrogate(files, {
+        for await (const r of interrogate(downloads.list, {
           engine,
           mode: opts.mode,
           batchSize,
@@ -99,7 +99,7 @@ export function register(program: Command, cli: CliContext): void {
             await prompts.add(r.id, promptsLine(row));
             const { id, mode, caption, prompt, similarity, labels, picked } = r;
             await details?.add({
-              imgId: id, file: downloads.labelOf(r.file), mode, ...(caption !== undefined ? { caption } : {}), prompt, similarity, labels, ...(picked ? { picked } : {}),
+              imgId: id, file: r.file, mode, ...(caption !== undefined ? { caption } : {}), prompt, similarity, labels, ...(picked ? { picked } : {}),
             });
           }
         }
@@ -123,7 +123,7 @@ export function register(program: Command, cli: CliContext): void {
       const count = prompts.rows;
       const secs = (performance.now() - t0) / 1000;
       cli.err(`${count} prompts → ${opts.output} in ${secs.toFixed(1)} s (${(count / secs).toFixed(2)} images/s)\n`);
-      await reportUnreadImages(cli, { errorsFile, failures, skipped, total: files.length, consequence: 'they have no row' });
-    });
+      await reportUnreadImages(cli, { errorsFile, failures, skipped, total: list.length, consequence: 'they have no row' });
+    }).finally(() => images.close());
   });
 }

@@ -5,7 +5,8 @@ import { PredictEngine } from '../../predict/predict.js';
 import { PredictRunOutputs } from '../../predict/run-outputs.js';
 import { resumeFilesFor, settleEarlierRun } from '../../predict/resume-files.js';
 import { withClaimedOutputs } from '../../util/output-claim.js';
-import { commandImages, type CommandImages } from '../input-images.js';
+import { commandImageList, type CommandImageList } from '../input-images.js';
+import { ImageListFile } from '../../image/image-list-file.js';
 import { DEFAULT_GAP_IMAGES } from '../../predict/predict.js';
 import { addEngineOptions, addImageSourceOptions, engineOptionsFrom, imageBatchSize, parsePositiveInt, urlFetchOptionsFrom, type EngineCliOptions, type ImageSourceCliOptions } from '../options.js';
 import { downloadUrlImages } from '../url-inputs.js';
@@ -37,20 +38,35 @@ interface PredictCliOptions extends EngineCliOptions, ImageSourceCliOptions {
  * shard's own, so every shard estimates the very gap of one unsharded run and the merged parts are its
  * bytes; the extra images (at most --gap-images, rounded up to whole batches) are encoded, not written.
  */
-function shardRunInputs(images: CommandImages, gapImages: number, batchSize: number): { files: string[]; ids: string[] } {
-  if (!images.unsharded) return images;
+async function shardRunList(images: CommandImageList, gapImages: number, batchSize: number): Promise<ShardRun> {
+  if (!images.unsharded) return { list: images.list, own: () => true, close: async () => undefined };
   const all = images.unsharded;
-  const sampled = Math.min(all.ids.length, Math.ceil(Math.min(all.ids.length, gapImages) / batchSize) * batchSize);
-  const files = all.files.slice(0, sampled);
-  const ids = all.ids.slice(0, sampled);
-  const taken = new Set(ids);
-  images.ids.forEach((id, i) => {
-    if (!taken.has(id)) {
-      files.push(images.files[i]);
-      ids.push(id);
+  const sampled = Math.min(all.length, Math.ceil(Math.min(all.length, gapImages) / batchSize) * batchSize);
+  const prefix = await all.sources(0, sampled);
+  const taken = new Set(prefix.map((s) => all.idOf(s)));
+  // The shard's own images among the sample (at most --gap-images ids); every image after the sample is the shard's.
+  const ownInSample = new Set<string>();
+  const list = await ImageListFile.create(all.idOf);
+  try {
+    for (const source of prefix) await list.add(source);
+    for await (const source of images.list) {
+      const id = all.idOf(source);
+      if (taken.has(id)) ownInSample.add(id);
+      else await list.add(source);
     }
-  });
-  return { files, ids };
+    await list.seal();
+  } catch (err) {
+    await list.close();
+    throw err;
+  }
+  return { list, own: (index, id) => index >= sampled || ownInSample.has(id), close: () => list.close() };
+}
+
+/** The list a predict run hands the engine, and which of its results are the command's own. */
+interface ShardRun {
+  list: ImageListFile;
+  own(index: number, id: string): boolean;
+  close(): Promise<void>;
 }
 
 /** The same command line, continuing instead of starting over. */
@@ -76,13 +92,30 @@ export function register(program: Command, cli: CliContext): void {
   addErrorsFileOption(predict).action(async (inputs: string[], opts: PredictCliOptions) => {
     // Bad or clashing ids fail now, not after the run.
     const batchSize = imageBatchSize(opts);
-    const images = await commandImages(inputs, opts, { shardBlock: batchSize });
-    const { ids: expectedIds, skipped } = images;
     const fetchOptions = urlFetchOptionsFrom(opts);
     const gapImages = parsePositiveInt('--gap-images', opts.gapImages);
-    const run = shardRunInputs(images, gapImages ?? DEFAULT_GAP_IMAGES, batchSize);
-    // A shard's run also holds images of other shards (the gap sample, see shardRunInputs): its own are the listed ones.
-    const own = new Set(expectedIds);
+    const images = await commandImageList(inputs, opts, { shardBlock: batchSize });
+    // A shard's run also holds images of other shards (the gap sample, see shardRunList): its own are the listed ones.
+    const run = await shardRunList(images, gapImages ?? DEFAULT_GAP_IMAGES, batchSize).catch(async (err: unknown) => {
+      await images.close();
+      throw err;
+    });
+    const { list: ownList, skipped } = images;
+    try {
+      await predictImages(cli, opts, { run, ownList, skipped, batchSize, gapImages, fetchOptions });
+    } finally {
+      await run.close();
+      await images.close();
+    }
+  });
+}
+
+/** The run itself: outputs claimed, URL images downloaded, the engine opened and its results written. */
+async function predictImages(
+  cli: CliContext, opts: PredictCliOptions,
+  a: { run: ShardRun; ownList: ImageListFile; skipped: ImageFailure[]; batchSize: number; gapImages: number | undefined; fetchOptions: ReturnType<typeof urlFetchOptionsFrom> },
+): Promise<void> {
+    const { run, ownList, skipped, batchSize, gapImages, fetchOptions } = a;
     const output = opts.output;
     const checkpoint = `${output}.ckpt`;
     const errorsFile = errorsFileFor(opts);
@@ -97,8 +130,7 @@ export function register(program: Command, cli: CliContext): void {
       // resumed run reads the very files (and fingerprints) it started with; a fresh run fetches anew.
       const spool = `${checkpoint}.downloads`;
       if (!opts.resume) await fs.rm(spool, { recursive: true, force: true });
-      const downloads = await downloadUrlImages(cli, run.files, run.ids, fetchOptions, { dir: spool });
-      const files = downloads.files;
+      const downloads = await downloadUrlImages(cli, run.list, fetchOptions, { dir: spool });
       const t0 = performance.now();
       const engine = await PredictEngine.open(engineOptionsFrom(opts, cli));
       const openSeconds = (performance.now() - t0) / 1000;
@@ -109,9 +141,9 @@ export function register(program: Command, cli: CliContext): void {
       // checked against the ids of the inputs, not the ones the run handed back: a lost image is refused.
       let outputs: PredictRunOutputs | undefined;
       try {
-        outputs = await PredictRunOutputs.create({ submission: output, prompts: opts.promptsOut, captions: opts.captionsOut, nearest: opts.nearestOut }, expectedIds);
-        for await (const r of engine.run(files, { batchSize, gapImages, exif: opts.exif, checkpoint, resume: opts.resume, restart: opts.restart, allowSvg: opts.allowSvg, onProgress: progress.onProgress })) {
-          if (!own.has(r.id)) continue;
+        outputs = await PredictRunOutputs.create({ submission: output, prompts: opts.promptsOut, captions: opts.captionsOut, nearest: opts.nearestOut }, ownList.idOrder());
+        for await (const r of engine.run(downloads.list, { batchSize, gapImages, exif: opts.exif, checkpoint, resume: opts.resume, restart: opts.restart, allowSvg: opts.allowSvg, onProgress: progress.onProgress })) {
+          if (!run.own(r.index, r.id)) continue;
           if (r.resumed) resumed++;
           if (r.failure !== undefined) failures.push(downloads.reportAs({ file: r.file, reason: r.failure }));
           await outputs.add(r);
@@ -135,11 +167,10 @@ export function register(program: Command, cli: CliContext): void {
       const { imagesEncoded, embeddingsReused } = engine.counts;
       const reused = embeddingsReused > 0 ? ` and reused ${embeddingsReused} embeddings of the gap sample` : '';
       cli.err(
-        `${expectedIds.length} images → ${output} (valid) in ${secs.toFixed(1)} s${fromCheckpoint}; CLIP encoded ${imagesEncoded} images${reused}; members: ${engine.members.join(', ')}\n`,
+        `${ownList.length} images → ${output} (valid) in ${secs.toFixed(1)} s${fromCheckpoint}; CLIP encoded ${imagesEncoded} images${reused}; members: ${engine.members.join(', ')}\n`,
       );
       const stages = [`open models and banks ${openSeconds.toFixed(2)} s`, ...Object.entries(engine.stageSeconds).map(([stage, t]) => `${stage} ${t.toFixed(2)} s`)];
       if (stages.length > 0) cli.err(`time by stage: ${stages.join('; ')}\n`);
-      summarizeUnreadImages(cli, { errorsFile, failures, skipped, total: expectedIds.length, consequence: 'they got the fallback vector' });
+      summarizeUnreadImages(cli, { errorsFile, failures, skipped, total: ownList.length, consequence: 'they got the fallback vector' });
     });
-  });
 }
