@@ -112,23 +112,18 @@ export class ImageListFile implements ImageList {
     const first = Math.floor(start / INDEX_STEP);
     let skip = start - first * INDEX_STEP;
     let position = this.index[first]!;
-    // Sized to the lines asked for (a batch is a few kilobytes): a 64 KiB buffer per batch is garbage
-    // that outlives many batches before a GC takes it, and on 100k images showed as ~150 bytes an image of RSS.
+    // Sized to the lines asked for (a batch is a few kilobytes), not a whole 64 KiB read per batch.
     const average = this.length > 0 ? this.bytes / this.length : 64;
     const chunk = Buffer.allocUnsafe(Math.min(READ_BYTES, Math.max(1024, Math.ceil(average * (end - start + skip) * 1.25) + 256)));
-    let carry: Buffer | undefined;
+    const lines = new LineSplitter();
     while (out.length < end - start && position < this.bytes) {
       const { bytesRead } = await this.fh.read(chunk, 0, Math.min(chunk.length, this.bytes - position), position);
       if (bytesRead === 0) break;
       position += bytesRead;
-      const buf = carry ? Buffer.concat([carry, chunk.subarray(0, bytesRead)]) : chunk.subarray(0, bytesRead);
-      let at = 0;
-      for (let nl = buf.indexOf(0x0a, at); nl !== -1 && out.length < end - start; nl = buf.indexOf(0x0a, at)) {
+      for (const source of lines.take(chunk.subarray(0, bytesRead))) {
         if (skip > 0) skip--;
-        else out.push(JSON.parse(buf.toString('utf8', at, nl)) as string);
-        at = nl + 1;
+        else if (out.length < end - start) out.push(source);
       }
-      carry = at < buf.length ? Buffer.from(buf.subarray(at)) : undefined;
     }
     return out;
   }
@@ -146,21 +141,13 @@ export class ImageListFile implements ImageList {
   *ids(): Generator<string, void, undefined> {
     this.checkSealed();
     const chunk = Buffer.allocUnsafe(READ_BYTES);
+    const lines = new LineSplitter();
     let position = 0;
-    let carry: Buffer | undefined;
     while (position < this.bytes) {
       const bytesRead = readSync(this.fh.fd, chunk, 0, Math.min(chunk.length, this.bytes - position), position);
       if (bytesRead === 0) break;
       position += bytesRead;
-      const buf = carry ? Buffer.concat([carry, chunk.subarray(0, bytesRead)]) : chunk.subarray(0, bytesRead);
-      let at = 0;
-      const ids: string[] = [];
-      for (let nl = buf.indexOf(0x0a, at); nl !== -1; nl = buf.indexOf(0x0a, at)) {
-        ids.push(this.idOf(JSON.parse(buf.toString('utf8', at, nl)) as string));
-        at = nl + 1;
-      }
-      carry = at < buf.length ? Buffer.from(buf.subarray(at)) : undefined;
-      yield* ids;
+      for (const source of lines.take(chunk.subarray(0, bytesRead))) yield this.idOf(source);
     }
   }
 
@@ -175,5 +162,24 @@ export class ImageListFile implements ImageList {
 
   private checkSealed(): void {
     if (!this.sealed) throw new Error('internal: ImageListFile read before seal');
+  }
+}
+
+/** Splits the bytes of successive reads into the list's sources (one JSON string a line). */
+class LineSplitter {
+  /** The start of a line cut off by the end of the last read. */
+  private carry: Buffer | undefined;
+
+  /** The sources whose lines `bytes` completes (`bytes` may be reused by the caller afterwards). */
+  take(bytes: Buffer): string[] {
+    const buf = this.carry ? Buffer.concat([this.carry, bytes]) : bytes;
+    const out: string[] = [];
+    let at = 0;
+    for (let nl = buf.indexOf(0x0a, at); nl !== -1; nl = buf.indexOf(0x0a, at)) {
+      out.push(JSON.parse(buf.toString('utf8', at, nl)) as string);
+      at = nl + 1;
+    }
+    this.carry = at < buf.length ? Buffer.from(buf.subarray(at)) : undefined;
+    return out;
   }
 }

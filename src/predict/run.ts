@@ -148,9 +148,11 @@ export async function* runPredict(
       const start = k * batchSize;
       let records: CheckpointRecord[];
       const resumed = finished.has(k);
+      // Read once from the list: the batch's ids, what the members need and the labels of the results.
+      const inputsOfBatch = await batchInputs(k);
       if (resumed) {
         // Read back from the file: the checkpoint keeps where records are, not what they hold.
-        records = (await cp!.readMany(await batchIds(k))).map((r) => r!);
+        records = (await cp!.readMany(inputsOfBatch.map((x) => x.id))).map((r) => r!);
       } else {
         let batch = ready.get(k);
         ready.delete(k);
@@ -162,7 +164,7 @@ export async function* runPredict(
           batch = next.value;
         }
         engine.ensureOpen();
-        records = await predictBatch(engine, batch, await batchInputs(k), members, { allowSvg, exif });
+        records = await predictBatch(engine, batch, inputsOfBatch, members, { allowSvg, exif });
         if (cp) {
           const t0 = performance.now();
           for (const r of records) await cp.add(r);
@@ -170,9 +172,8 @@ export async function* runPredict(
           engine.addTime('checkpoint writes', t0);
         }
       }
-      const labels = await batchInputs(k);
       for (let i = 0; i < records.length; i++) {
-        yield finish(engine, records[i]!, labels[i]!.label, start + i, resumed);
+        yield finish(engine, records[i]!, inputsOfBatch[i]!.label, start + i, resumed);
         options.onProgress?.(++done, total, 'members');
       }
     }

@@ -78,8 +78,8 @@ export class ValidatedSubmissionStream {
       }
       await this.rows.flush();
       // Every id was compared with the expected one as it came, and their count is right: the file is
-      // checked again for everything else (an array of ids is compared once more, as before).
-      await refuseInvalid(this.file, this.rows.tempPath, Array.isArray(this.expectedIds) ? this.expectedIds : undefined);
+      // checked again for everything else.
+      await refuseInvalid(this.file, this.rows.tempPath, undefined);
     } catch (err) {
       await this.rows.abort();
       throw err;

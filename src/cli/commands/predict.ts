@@ -115,62 +115,62 @@ async function predictImages(
   cli: CliContext, opts: PredictCliOptions,
   a: { run: ShardRun; ownList: ImageListFile; skipped: ImageFailure[]; batchSize: number; gapImages: number | undefined; fetchOptions: ReturnType<typeof urlFetchOptionsFrom> },
 ): Promise<void> {
-    const { run, ownList, skipped, batchSize, gapImages, fetchOptions } = a;
-    const output = opts.output;
-    const checkpoint = `${output}.ckpt`;
-    const errorsFile = errorsFileFor(opts);
-    if (opts.captionsOut && captionModelFrom(opts) === undefined) throw new Img2PromptError(undefined, '--captions-out needs a --caption-model');
-    const targets = [output, ...[opts.promptsOut, opts.captionsOut, opts.nearestOut].filter((f): f is string => f !== undefined), errorsFile];
-    // Every output is checked and locked, and an earlier run's progress settled, before any model is opened.
-    await withClaimedOutputs(targets, { createFolders: true }, async () => {
-      await settleEarlierRun(checkpoint, opts);
-      setInterruptHint(() => `what is finished is kept in ${checkpoint}; to continue, run: ${commandLine(cli.args, withResume)}`);
+  const { run, ownList, skipped, batchSize, gapImages, fetchOptions } = a;
+  const output = opts.output;
+  const checkpoint = `${output}.ckpt`;
+  const errorsFile = errorsFileFor(opts);
+  if (opts.captionsOut && captionModelFrom(opts) === undefined) throw new Img2PromptError(undefined, '--captions-out needs a --caption-model');
+  const targets = [output, ...[opts.promptsOut, opts.captionsOut, opts.nearestOut].filter((f): f is string => f !== undefined), errorsFile];
+  // Every output is checked and locked, and an earlier run's progress settled, before any model is opened.
+  await withClaimedOutputs(targets, { createFolders: true }, async () => {
+    await settleEarlierRun(checkpoint, opts);
+    setInterruptHint(() => `what is finished is kept in ${checkpoint}; to continue, run: ${commandLine(cli.args, withResume)}`);
 
-      // URL images go beside the checkpoint and stay there until the submission is written, so that a
-      // resumed run reads the very files (and fingerprints) it started with; a fresh run fetches anew.
-      const spool = `${checkpoint}.downloads`;
-      if (!opts.resume) await fs.rm(spool, { recursive: true, force: true });
-      const downloads = await downloadUrlImages(cli, run.list, fetchOptions, { dir: spool });
-      const t0 = performance.now();
-      const engine = await PredictEngine.open(engineOptionsFrom(opts, cli));
-      const openSeconds = (performance.now() - t0) / 1000;
-      const failures: ImageFailure[] = [];
-      let resumed = 0;
-      const progress = runProgress(cli, 'predict');
-      // Every image's rows go to the outputs' temps as the run hands it out (fresh or from the checkpoint),
-      // checked against the ids of the inputs, not the ones the run handed back: a lost image is refused.
-      let outputs: PredictRunOutputs | undefined;
-      try {
-        outputs = await PredictRunOutputs.create({ submission: output, prompts: opts.promptsOut, captions: opts.captionsOut, nearest: opts.nearestOut }, ownList.idOrder());
-        for await (const r of engine.run(downloads.list, { batchSize, gapImages, exif: opts.exif, checkpoint, resume: opts.resume, restart: opts.restart, allowSvg: opts.allowSvg, onProgress: progress.onProgress })) {
-          if (!run.own(r.index, r.id)) continue;
-          if (r.resumed) resumed++;
-          if (r.failure !== undefined) failures.push(downloads.reportAs({ file: r.file, reason: r.failure }));
-          await outputs.add(r);
-        }
-      } catch (err) {
-        await outputs?.abort();
-        throw err;
-      } finally {
-        progress.stop();
-        engine.close();
+    // URL images go beside the checkpoint and stay there until the submission is written, so that a
+    // resumed run reads the very files (and fingerprints) it started with; a fresh run fetches anew.
+    const spool = `${checkpoint}.downloads`;
+    if (!opts.resume) await fs.rm(spool, { recursive: true, force: true });
+    const downloads = await downloadUrlImages(cli, run.list, fetchOptions, { dir: spool });
+    const t0 = performance.now();
+    const engine = await PredictEngine.open(engineOptionsFrom(opts, cli));
+    const openSeconds = (performance.now() - t0) / 1000;
+    const failures: ImageFailure[] = [];
+    let resumed = 0;
+    const progress = runProgress(cli, 'predict');
+    // Every image's rows go to the outputs' temps as the run hands it out (fresh or from the checkpoint),
+    // checked against the ids of the inputs, not the ones the run handed back: a lost image is refused.
+    let outputs: PredictRunOutputs | undefined;
+    try {
+      outputs = await PredictRunOutputs.create({ submission: output, prompts: opts.promptsOut, captions: opts.captionsOut, nearest: opts.nearestOut }, ownList.idOrder());
+      for await (const r of engine.run(downloads.list, { batchSize, gapImages, exif: opts.exif, checkpoint, resume: opts.resume, restart: opts.restart, allowSvg: opts.allowSvg, onProgress: progress.onProgress })) {
+        if (!run.own(r.index, r.id)) continue;
+        if (r.resumed) resumed++;
+        if (r.failure !== undefined) failures.push(downloads.reportAs({ file: r.file, reason: r.failure }));
+        await outputs.add(r);
       }
+    } catch (err) {
+      await outputs?.abort();
+      throw err;
+    } finally {
+      progress.stop();
+      engine.close();
+    }
 
-      await outputs.finish((file) => cli.err(`img2prompt: no prompts to write to ${file} (no image could be read)\n`));
-      await writeErrorsFile({ errorsFile, failures, skipped });
-      // The submission is safely in place: the resume state has done its job.
-      for (const f of resumeFilesFor(checkpoint)) await fs.rm(f, { force: true });
-      await downloads.close();
+    await outputs.finish((file) => cli.err(`img2prompt: no prompts to write to ${file} (no image could be read)\n`));
+    await writeErrorsFile({ errorsFile, failures, skipped });
+    // The submission is safely in place: the resume state has done its job.
+    for (const f of resumeFilesFor(checkpoint)) await fs.rm(f, { force: true });
+    await downloads.close();
 
-      const secs = (performance.now() - t0) / 1000;
-      const fromCheckpoint = resumed > 0 ? `, ${resumed} from the checkpoint` : '';
-      const { imagesEncoded, embeddingsReused } = engine.counts;
-      const reused = embeddingsReused > 0 ? ` and reused ${embeddingsReused} embeddings of the gap sample` : '';
-      cli.err(
-        `${ownList.length} images → ${output} (valid) in ${secs.toFixed(1)} s${fromCheckpoint}; CLIP encoded ${imagesEncoded} images${reused}; members: ${engine.members.join(', ')}\n`,
-      );
-      const stages = [`open models and banks ${openSeconds.toFixed(2)} s`, ...Object.entries(engine.stageSeconds).map(([stage, t]) => `${stage} ${t.toFixed(2)} s`)];
-      if (stages.length > 0) cli.err(`time by stage: ${stages.join('; ')}\n`);
-      summarizeUnreadImages(cli, { errorsFile, failures, skipped, total: ownList.length, consequence: 'they got the fallback vector' });
-    });
+    const secs = (performance.now() - t0) / 1000;
+    const fromCheckpoint = resumed > 0 ? `, ${resumed} from the checkpoint` : '';
+    const { imagesEncoded, embeddingsReused } = engine.counts;
+    const reused = embeddingsReused > 0 ? ` and reused ${embeddingsReused} embeddings of the gap sample` : '';
+    cli.err(
+      `${ownList.length} images → ${output} (valid) in ${secs.toFixed(1)} s${fromCheckpoint}; CLIP encoded ${imagesEncoded} images${reused}; members: ${engine.members.join(', ')}\n`,
+    );
+    const stages = [`open models and banks ${openSeconds.toFixed(2)} s`, ...Object.entries(engine.stageSeconds).map(([stage, t]) => `${stage} ${t.toFixed(2)} s`)];
+    if (stages.length > 0) cli.err(`time by stage: ${stages.join('; ')}\n`);
+    summarizeUnreadImages(cli, { errorsFile, failures, skipped, total: ownList.length, consequence: 'they got the fallback vector' });
+  });
 }
