@@ -66,6 +66,22 @@ describe('IdHashTable', () => {
     const t = new IdHashTable();
     for (const id of ['ab', 'ba', 'a', 'aa', 'aaa', '', 'ab\u0000']) expect(t.set(id)).toBe(false);
   });
+
+  it('gives its memory back at release(), without waiting for a GC, and is usable again', () => {
+    // A resizable buffer's pages are counted in RSS once written (the values are filled with "empty": 16 MiB).
+    const rss = () => process.memoryUsage().rss / 2 ** 20;
+    const before = rss();
+    const table = new IdHashTable(1_000_000); // 2^21 slots of 16 bytes
+    for (let i = 0; i < 1000; i++) table.set(`img${i}`, i);
+    const full = rss();
+    expect(full - before).toBeGreaterThan(15);
+    table.release();
+    expect(full - rss()).toBeGreaterThan(15);
+    expect(table.size).toBe(0);
+    expect(table.has('img5')).toBe(false);
+    expect(table.set('img5', 9)).toBe(false);
+    expect(table.get('img5')).toBe(9);
+  });
 });
 
 describe('commandImageList', () => {

@@ -4,6 +4,7 @@ import { CsvStream, type IdOrder } from '../submission/csv-stream.js';
 import { imgIdProblem } from '../submission/img-id.js';
 import { checkSubmissionInput, EMBEDDING_DIM, SUBMISSION_HEADER, submissionLines, writeSubmissionRows } from '../submission/submission-csv.js';
 import { validateSubmission } from '../submission/validate.js';
+import { checkSubmissionInOrder } from '../submission/ordered-check.js';
 
 /**
  * Writes a submission through a temp file that is validated (layout, finite non-zero vectors of unit
@@ -22,11 +23,12 @@ export async function writeValidatedSubmission(file: string, ids: readonly strin
 async function refuseInvalid(file: string, written: string, expectedIds: readonly string[] | undefined): Promise<void> {
   const report = await validateSubmission(written, expectedIds ? { imageIds: expectedIds } : {});
   const problems = [...report.problems, ...report.warnings];
-  if (problems.length > 0) {
-    const count = report.problemCount + report.warnings.length;
-    const more = count > 3 ? ` (and ${count - 3} more)` : '';
-    throw new Img2PromptError(file, `refusing to write an invalid submission: ${problems.slice(0, 3).join('; ')}${more}`, { code: 'OUTPUT_FAILED' });
-  }
+  if (problems.length > 0) throw invalid(file, problems, report.problemCount + report.warnings.length);
+}
+
+function invalid(file: string, problems: readonly string[], count: number): Img2PromptError {
+  const more = count > 3 ? ` (and ${count - 3} more)` : '';
+  return new Img2PromptError(file, `refusing to write an invalid submission: ${problems.slice(0, 3).join('; ')}${more}`, { code: 'OUTPUT_FAILED' });
 }
 
 /**
@@ -77,9 +79,10 @@ export class ValidatedSubmissionStream {
         throw new Img2PromptError(this.file, `cannot write submission: missing image "${this.expected.next().value}" (${this.rows.rows} of ${this.expectedIds.length} images came)`);
       }
       await this.rows.flush();
-      // Every id was compared with the expected one as it came, and their count is right: the file is
-      // checked again for everything else.
-      await refuseInvalid(this.file, this.rows.tempPath, undefined);
+      // The file is read back before it is published, in constant memory: its layout is known, so each
+      // row is checked against the id order as it is read (validateSubmission would keep ~100 bytes an image).
+      const { problems, count } = await checkSubmissionInOrder(this.rows.tempPath, this.expectedIds);
+      if (count > 0) throw invalid(this.file, problems, count);
     } catch (err) {
       await this.rows.abort();
       throw err;

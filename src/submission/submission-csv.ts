@@ -104,7 +104,8 @@ function l2Norm(v: Float32Array): number {
 export type ProblemSink = (line: number | undefined, reason: string) => void;
 
 const EID = /^(0|[1-9][0-9]*)$/;
-const NUMBER = /^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$/;
+/** A value as the submission format writes it (a plain decimal, an optional exponent). */
+export const SUBMISSION_VALUE = /^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$/;
 
 interface ImageRows {
   id: string;
@@ -238,7 +239,7 @@ export class SubmissionScanner {
       return;
     }
     const eId = Number(eIdText);
-    if (!NUMBER.test(valueText)) {
+    if (!SUBMISSION_VALUE.test(valueText)) {
       this.report(line, `value ${JSON.stringify(valueText.slice(0, 40))} of ${key} is not a finite number`);
       return;
     }

@@ -30,19 +30,47 @@ export function idHash64(id: string): [hi: number, lo: number] {
 
 const EMPTY = -1;
 const MIN_CAPACITY = 1024;
+const BYTES_PER_SLOT = 16;
+
+// ES2024's resizable ArrayBuffer (Node 20 has it; the project's TypeScript lib is ES2022).
+type ResizableArrayBuffer = ArrayBuffer & { resize(bytes: number): void };
+type ResizableArrayBufferConstructor = new (bytes: number, options: { maxByteLength: number }) => ResizableArrayBuffer;
+
+/**
+ * One generation of the table's slots in one resizable ArrayBuffer: the value (8 bytes) and the two
+ * halves of the hash (4 + 4). Resizable so that `free()` gives its memory back at once: a plain
+ * ArrayBuffer that is dropped waits for a major GC, and the listing of a million ids drops a 32 MB
+ * table (and its 16 + 8 + ... MB predecessors) just before the models open, where it would add to the
+ * run's peak.
+ */
+class Slots {
+  readonly values: Float64Array;
+  readonly hi: Uint32Array;
+  readonly lo: Uint32Array;
+  private readonly buffer: ResizableArrayBuffer;
+
+  constructor(readonly capacity: number) {
+    const bytes = capacity * BYTES_PER_SLOT;
+    this.buffer = new (ArrayBuffer as unknown as ResizableArrayBufferConstructor)(bytes, { maxByteLength: bytes });
+    this.values = new Float64Array(this.buffer, 0, capacity).fill(EMPTY);
+    this.hi = new Uint32Array(this.buffer, capacity * 8, capacity);
+    this.lo = new Uint32Array(this.buffer, capacity * 12, capacity);
+  }
+
+  /** Returns the memory to the system now; the views are unusable after this. */
+  free(): void {
+    this.buffer.resize(0);
+  }
+}
 
 export class IdHashTable {
-  private hi: Uint32Array;
-  private lo: Uint32Array;
-  private values: Float64Array;
+  private slots: Slots;
   private count = 0;
 
   constructor(expected = 0) {
     let capacity = MIN_CAPACITY;
     while (capacity < expected * 2) capacity *= 2;
-    this.hi = new Uint32Array(capacity);
-    this.lo = new Uint32Array(capacity);
-    this.values = new Float64Array(capacity).fill(EMPTY);
+    this.slots = new Slots(capacity);
   }
 
   /** Ids (hashes) held. */
@@ -54,7 +82,7 @@ export class IdHashTable {
   get(id: string): number | undefined {
     const [h, l] = idHash64(id);
     const slot = this.find(h, l);
-    const v = this.values[slot]!;
+    const v = this.slots.values[slot]!;
     return v === EMPTY ? undefined : v;
   }
 
@@ -67,40 +95,50 @@ export class IdHashTable {
     if (!(value >= 0)) throw new RangeError(`IdHashTable values must be non-negative numbers, got ${value}`);
     const [h, l] = idHash64(id);
     let slot = this.find(h, l);
-    const seen = this.values[slot] !== EMPTY;
+    const seen = this.slots.values[slot] !== EMPTY;
     if (!seen) {
-      if ((this.count + 1) * 2 > this.values.length) {
+      if ((this.count + 1) * 2 > this.slots.capacity) {
         this.grow();
         slot = this.find(h, l);
       }
-      this.hi[slot] = h;
-      this.lo[slot] = l;
+      this.slots.hi[slot] = h;
+      this.slots.lo[slot] = l;
       this.count++;
     }
-    this.values[slot] = value;
+    this.slots.values[slot] = value;
     return seen;
+  }
+
+  /**
+   * Gives the table's memory back at once and leaves it empty (usable again). The listing calls it
+   * when every id is checked, so that its table does not wait for a GC while the models load.
+   */
+  release(): void {
+    this.slots.free();
+    this.slots = new Slots(MIN_CAPACITY);
+    this.count = 0;
   }
 
   /** Linear probing: the slot holding (h, l), or the empty slot where it would go. */
   private find(h: number, l: number): number {
-    const mask = this.values.length - 1;
+    const { values, hi, lo, capacity } = this.slots;
+    const mask = capacity - 1;
     let slot = (l ^ Math.imul(h, 0x9e3779b1)) & mask;
-    while (this.values[slot] !== EMPTY && (this.hi[slot] !== h || this.lo[slot] !== l)) slot = (slot + 1) & mask;
+    while (values[slot] !== EMPTY && (hi[slot] !== h || lo[slot] !== l)) slot = (slot + 1) & mask;
     return slot;
   }
 
   private grow(): void {
-    const { hi, lo, values } = this;
-    const capacity = values.length * 2;
-    this.hi = new Uint32Array(capacity);
-    this.lo = new Uint32Array(capacity);
-    this.values = new Float64Array(capacity).fill(EMPTY);
-    for (let i = 0; i < values.length; i++) {
-      if (values[i] === EMPTY) continue;
-      const slot = this.find(hi[i]!, lo[i]!);
-      this.hi[slot] = hi[i]!;
-      this.lo[slot] = lo[i]!;
-      this.values[slot] = values[i]!;
+    const old = this.slots;
+    this.slots = new Slots(old.capacity * 2);
+    const { values, hi, lo } = this.slots;
+    for (let i = 0; i < old.capacity; i++) {
+      if (old.values[i] === EMPTY) continue;
+      const slot = this.find(old.hi[i]!, old.lo[i]!);
+      hi[slot] = old.hi[i]!;
+      lo[slot] = old.lo[i]!;
+      values[slot] = old.values[i]!;
     }
+    old.free();
   }
 }
