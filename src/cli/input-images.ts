@@ -12,7 +12,7 @@
  */
 import { Img2PromptError } from '../util/errors.js';
 import type { ImageFailure } from '../image/batch-loader.js';
-import { listImageFiles } from '../image/list-images.js';
+import { eachImageFile } from '../image/list-images.js';
 import { describeSharedId, imageIdOf, sharedIds } from '../image/image-id.js';
 import { ImageListFile } from '../image/image-list-file.js';
 import { isImageUrl, urlImageId } from '../image/url-fetch.js';
@@ -94,9 +94,11 @@ export async function commandImageList(
         await add(input);
         continue;
       }
-      const listed = await listImageFiles([input], { allowSvg: options.allowSvg });
-      for (const file of listed.files) await add(file);
-      skipped.push(...listed.skipped);
+      // A folder streams in name order (sorted in bounded memory): a folder of millions is never held.
+      for await (const listed of eachImageFile(input, { allowSvg: options.allowSvg })) {
+        if (listed.reason === undefined) await add(listed.file);
+        else skipped.push({ file: listed.file, reason: listed.reason });
+      }
     }
     await all.seal();
     // Every id is in; clashes are in `twice`. The table's memory goes back now, not at some later GC.

@@ -5,19 +5,27 @@
  * Entries with an image name that are anything else (a folder called x.png, a FIFO, a dangling link)
  * are not images: they are returned as `skipped`, with the reason, and never read.
  */
-import { promises as fs, type Dirent } from 'node:fs';
+import { promises as fs, type Dir } from 'node:fs';
 import path from 'node:path';
 import { Img2PromptError } from '../util/errors.js';
 import type { ImageFailure } from './batch-loader.js';
 import { hasImageExtension, type FormatOptions } from './image-formats.js';
 import { classifyInput, fileErrorReason } from './input-file.js';
 import { readOptions } from '../util/options.js';
+import { externalSort } from '../util/external-sort.js';
 
 export interface ImageInputs {
   /** The image files, in input order; a folder's in name order (by code unit, whatever the locale). */
   files: string[];
   /** Inputs that look like images by name (or were named explicitly) but are not regular files. */
   skipped: ImageFailure[];
+}
+
+/** One listed input: an image file, or (with `reason`) one that looks like an image but is not a regular file. */
+export interface ListedImage {
+  file: string;
+  /** Why the file is skipped; absent for an image. */
+  reason?: string;
 }
 
 /**
@@ -32,40 +40,68 @@ export async function listImageFiles(inputs: readonly string[], options: FormatO
   const files: string[] = [];
   const skipped: ImageFailure[] = [];
   for (const input of inputs) {
-    const stats = await fs.stat(input).catch(() => undefined);
-    if (stats?.isDirectory()) {
-      const inFolder = await imageFilesInFolder(input, options);
-      files.push(...inFolder.files);
-      skipped.push(...inFolder.skipped);
-      continue;
+    for await (const listed of eachImageFile(input, options)) {
+      if (listed.reason === undefined) files.push(listed.file);
+      else skipped.push({ file: listed.file, reason: listed.reason });
     }
-    if (!stats && !(await fs.lstat(input).catch(() => undefined))) throw new Img2PromptError(input, 'not found', { code: 'FILE_UNREADABLE' });
-    const kind = await classifyInput(input);
-    if (kind.file) files.push(input);
-    else skipped.push({ file: input, reason: kind.reason });
   }
   return { files, skipped };
 }
 
+/**
+ * The images of one input, one at a time (listImageFiles' rule): a folder's in name order, read and
+ * sorted in bounded memory (externalSort), so a folder of millions of images is listed without
+ * holding its names.
+ */
+export async function* eachImageFile(input: string, options: FormatOptions = {}): AsyncGenerator<ListedImage, void, undefined> {
+  const stats = await fs.stat(input).catch(() => undefined);
+  if (stats?.isDirectory()) {
+    yield* eachImageInFolder(input, options);
+    return;
+  }
+  if (!stats && !(await fs.lstat(input).catch(() => undefined))) throw new Img2PromptError(input, 'not found', { code: 'FILE_UNREADABLE' });
+  const kind = await classifyInput(input);
+  yield kind.file ? { file: input } : { file: input, reason: kind.reason };
+}
+
 /** The images of folder `dir` (see the module comment); an unreadable folder is an error. */
 export async function imageFilesInFolder(dir: string, options: FormatOptions = {}): Promise<ImageInputs> {
-  let entries: Dirent[];
-  try {
-    entries = await fs.readdir(dir, { withFileTypes: true });
-  } catch (err) {
-    const reason = (err as NodeJS.ErrnoException).code === 'ENOTDIR' ? 'not a directory' : await fileErrorReason(dir, err);
-    throw new Img2PromptError(dir, `cannot list images: ${reason}`, { code: 'FILE_UNREADABLE', cause: err });
-  }
   const files: string[] = [];
   const skipped: ImageFailure[] = [];
-  const names = entries.filter((e) => !e.name.startsWith('.') && hasImageExtension(e.name, options));
-  names.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  for (const entry of names) {
-    const file = path.join(dir, entry.name);
-    // readdir already knows a plain file; anything else (links included) is judged by stat.
-    const kind = entry.isFile() ? { file: true as const } : await classifyInput(file);
-    if (kind.file) files.push(file);
-    else skipped.push({ file, reason: kind.reason });
+  for await (const listed of eachImageInFolder(dir, options)) {
+    if (listed.reason === undefined) files.push(listed.file);
+    else skipped.push({ file: listed.file, reason: listed.reason });
   }
   return { files, skipped };
+}
+
+/** A folder entry with an image name, as externalSort keeps it: the name and whether readdir knew it for a plain file. */
+type Entry = [name: string, plainFile: 0 | 1];
+
+async function* eachImageInFolder(dir: string, options: FormatOptions): AsyncGenerator<ListedImage, void, undefined> {
+  const cannotList = async (err: unknown): Promise<never> => {
+    const reason = (err as NodeJS.ErrnoException).code === 'ENOTDIR' ? 'not a directory' : await fileErrorReason(dir, err);
+    throw new Img2PromptError(dir, `cannot list images: ${reason}`, { code: 'FILE_UNREADABLE', cause: err });
+  };
+  let folder: Dir;
+  try {
+    folder = await fs.opendir(dir, { bufferSize: 256 });
+  } catch (err) {
+    return await cannotList(err);
+  }
+  async function* entries(): AsyncGenerator<Entry, void, undefined> {
+    try {
+      for await (const entry of folder) {
+        if (!entry.name.startsWith('.') && hasImageExtension(entry.name, options)) yield [entry.name, entry.isFile() ? 1 : 0];
+      }
+    } catch (err) {
+      await cannotList(err);
+    }
+  }
+  for await (const [name, plainFile] of externalSort(entries(), (e) => e[0])) {
+    const file = path.join(dir, name);
+    // readdir already knows a plain file; anything else (links included) is judged by stat.
+    const kind = plainFile ? { file: true as const } : await classifyInput(file);
+    yield kind.file ? { file } : { file, reason: kind.reason };
+  }
 }
