@@ -1,4 +1,4 @@
-import { AtomicFile } from './atomic-write.js';
+import { BufferedTextOutput } from './buffered-text-output.js';
 
 /**
  * A JSON file `{ ...fields, "<list>": [ ... ] }` laid out as `JSON.stringify(value, null, 2)` lays it
@@ -7,17 +7,14 @@ import { AtomicFile } from './atomic-write.js';
  * like every output the file appears only at `commit()`, whole.
  */
 
-const BUFFER_CHARS = 1 << 16;
 /** A string no item can hold (JSON escapes control characters): where the items go in the layout. */
 const MARK = '\u0000items\u0000';
 
 export class JsonListStream {
   private items = 0;
-  private buffer: string[] = [];
-  private buffered = 0;
 
   private constructor(
-    private readonly out: AtomicFile,
+    private readonly out: BufferedTextOutput,
     /** The file up to the first item, then from after the last; `empty`: the whole file without items. */
     private readonly layout: { head: string; tail: string; empty: string },
   ) {}
@@ -28,24 +25,22 @@ export class JsonListStream {
     const marked = `\n    ${JSON.stringify(MARK)}\n`;
     const at = framed.indexOf(marked);
     const layout = { head: framed.slice(0, at + 1), tail: `${framed.slice(at + marked.length - 1)}\n`, empty: `${JSON.stringify({ ...fields, [list]: [] }, null, 2)}\n` };
-    return new JsonListStream(await AtomicFile.create(file), layout);
+    return new JsonListStream(await BufferedTextOutput.create(file), layout);
   }
 
   /** Appends one item of the list. */
   async add(item: unknown): Promise<void> {
     // Nested two levels deep: every line of the item moves right by two indents.
     const text = `${this.items === 0 ? '' : ',\n'}    ${JSON.stringify(item, null, 2).replace(/\n/g, '\n    ')}`;
-    if (this.items === 0) this.push(this.layout.head);
+    if (this.items === 0) await this.out.add(this.layout.head);
     this.items++;
-    this.push(text);
-    if (this.buffered >= BUFFER_CHARS) await this.flush();
+    await this.out.add(text);
   }
 
   /** Writes the end of the file and publishes it. */
   async commit(): Promise<void> {
     try {
-      this.push(this.items === 0 ? this.layout.empty : this.layout.tail);
-      await this.flush();
+      await this.out.add(this.items === 0 ? this.layout.empty : this.layout.tail);
     } catch (err) {
       await this.out.abort();
       throw err;
@@ -56,18 +51,5 @@ export class JsonListStream {
   /** Drops the temp; the target is untouched. Does nothing after commit. */
   abort(): Promise<void> {
     return this.out.abort();
-  }
-
-  private push(text: string): void {
-    this.buffer.push(text);
-    this.buffered += text.length;
-  }
-
-  private async flush(): Promise<void> {
-    if (this.buffer.length === 0) return;
-    const text = this.buffer.join('');
-    this.buffer = [];
-    this.buffered = 0;
-    await this.out.write(text);
   }
 }
