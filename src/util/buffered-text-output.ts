@@ -47,9 +47,10 @@ export class BufferedTextOutput {
     await this.out.write(text);
   }
 
-  /** Writes the rest and publishes the file onto its target; on a failed write the temp is dropped. */
-  async commit(): Promise<void> {
+  /** Writes the rest (and `last`, the file's end) and publishes the file onto its target; on a failed write the temp is dropped. */
+  async commit(last = ''): Promise<void> {
     try {
+      if (last !== '') this.pieces.push(last);
       await this.flush();
     } catch (err) {
       await this.out.abort();

@@ -38,14 +38,8 @@ export class JsonListStream {
   }
 
   /** Writes the end of the file and publishes it. */
-  async commit(): Promise<void> {
-    try {
-      await this.out.add(this.items === 0 ? this.layout.empty : this.layout.tail);
-    } catch (err) {
-      await this.out.abort();
-      throw err;
-    }
-    await this.out.commit();
+  commit(): Promise<void> {
+    return this.out.commit(this.items === 0 ? this.layout.empty : this.layout.tail);
   }
 
   /** Drops the temp; the target is untouched. Does nothing after commit. */
