@@ -37,15 +37,18 @@ export async function listImageFiles(inputs: readonly string[], options: FormatO
   const o = readOptions(options, 'listImageFiles()');
   options = { allowSvg: o.bool('allowSvg') };
   o.done();
-  const files: string[] = [];
-  const skipped: ImageFailure[] = [];
-  for (const input of inputs) {
-    for await (const listed of eachImageFile(input, options)) {
-      if (listed.reason === undefined) files.push(listed.file);
-      else skipped.push({ file: listed.file, reason: listed.reason });
-    }
+  const found: ImageInputs = { files: [], skipped: [] };
+  for (const input of inputs) await collect(eachImageFile(input, options), found);
+  return found;
+}
+
+/** Adds what `listed` gives to `into`: images to `files`, the rest to `skipped`. */
+async function collect(listed: AsyncIterable<ListedImage>, into: ImageInputs): Promise<ImageInputs> {
+  for await (const { file, reason } of listed) {
+    if (reason === undefined) into.files.push(file);
+    else into.skipped.push({ file, reason });
   }
-  return { files, skipped };
+  return into;
 }
 
 /**
@@ -65,14 +68,8 @@ export async function* eachImageFile(input: string, options: FormatOptions = {})
 }
 
 /** The images of folder `dir` (see the module comment); an unreadable folder is an error. */
-export async function imageFilesInFolder(dir: string, options: FormatOptions = {}): Promise<ImageInputs> {
-  const files: string[] = [];
-  const skipped: ImageFailure[] = [];
-  for await (const listed of eachImageInFolder(dir, options)) {
-    if (listed.reason === undefined) files.push(listed.file);
-    else skipped.push({ file: listed.file, reason: listed.reason });
-  }
-  return { files, skipped };
+export function imageFilesInFolder(dir: string, options: FormatOptions = {}): Promise<ImageInputs> {
+  return collect(eachImageInFolder(dir, options), { files: [], skipped: [] });
 }
 
 /** A folder entry with an image name, as externalSort keeps it: the name and whether readdir knew it for a plain file. */

@@ -29,6 +29,17 @@ export const MAX_KEPT_PROBLEMS = 1000;
 export const NORM_TOLERANCE = 1e-3;
 
 /**
+ * What is wrong with image `id`'s vector of L2 norm `norm`, if anything: `unusable` for a zero or
+ * overflowing norm (no cosine), otherwise a norm off 1 by more than NORM_TOLERANCE.
+ */
+export function vectorNormIssue(id: string, norm: number): { reason: string; unusable: boolean } | undefined {
+  if (norm === 0) return { reason: `image "${id}": vector is all zeros (cosine undefined)`, unusable: true };
+  if (!Number.isFinite(norm)) return { reason: `image "${id}": vector norm overflows`, unusable: true };
+  if (Math.abs(norm - 1) > NORM_TOLERANCE) return { reason: `image "${id}": L2 norm ${norm.toFixed(6)} is not 1`, unusable: false };
+  return undefined;
+}
+
+/**
  * Check a submission file without stopping at the first problem: the header, every row's format, that
  * each image has exactly rows eId 0..383 (contiguous, in order), that values are finite float32, that no
  * vector is all zeros, and, given `imageIds`, that the ids are exactly the expected set.
@@ -64,9 +75,9 @@ export async function validateSubmission(
     // Undefined for an image reported as incomplete: its norm means nothing.
     const norm = scanner.normOf(i);
     if (norm === undefined) return;
-    if (norm === 0) add(undefined, `image "${id}": vector is all zeros (cosine undefined)`);
-    else if (!Number.isFinite(norm)) add(undefined, `image "${id}": vector norm overflows`);
-    else if (Math.abs(norm - 1) > NORM_TOLERANCE) warnings.push(`image "${id}": L2 norm ${norm.toFixed(6)} is not 1`);
+    const issue = vectorNormIssue(id, norm);
+    if (issue?.unusable) add(undefined, issue.reason);
+    else if (issue) warnings.push(issue.reason);
   });
 
   // The common case (a run's own output, checked before it is published) needs no sets of millions of ids.
