@@ -9,6 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ImageListFile } from '../src/image/image-list-file.js';
 import { commandImageList, commandImages, inputImageId } from '../src/cli/input-images.js';
 import { IdHashTable } from '../src/util/id-hash-table.js';
+import { eachImageOfInputs } from '../src/image/list-images.js';
 import { tempDir } from './helpers/paths.js';
 
 const dir = tempDir('img2prompt-list-test-');
@@ -123,5 +124,65 @@ describe('commandImageList', () => {
       }
     }
     expect(parts.flat().sort()).toEqual([...files].sort());
+  });
+  it('keeps input order while it stats a window of inputs ahead: files, a folder, URLs, skipped and missing inputs', async () => {
+    const folder = path.join(dir, 'window');
+    const sub = path.join(folder, 'sub');
+    fs.mkdirSync(sub, { recursive: true });
+    const inputs: string[] = [];
+    const expected: string[] = [];
+    const skipped: string[] = [];
+    for (let i = 0; i < 300; i++) {
+      const name = `w${String(i).padStart(3, '0')}`;
+      if (i === 40) {
+        // A folder among the files: its images come at its place, in name order.
+        for (const n of ['b.png', 'a.png', 'c.jpg']) fs.writeFileSync(path.join(sub, n), 'x');
+        inputs.push(sub);
+        expected.push(path.join(sub, 'a.png'), path.join(sub, 'b.png'), path.join(sub, 'c.jpg'));
+      } else if (i % 50 === 7) {
+        const url = `http://127.0.0.1:9/${name}.png`;
+        inputs.push(url);
+        expected.push(url);
+      } else if (i % 70 === 3) {
+        const link = path.join(folder, `${name}.png`);
+        fs.symlinkSync(`gone-${name}.png`, link);
+        inputs.push(link);
+        skipped.push(link);
+      } else {
+        const file = path.join(folder, `${name}.png`);
+        fs.writeFileSync(file, 'x');
+        inputs.push(file);
+        expected.push(file);
+      }
+    }
+    const from = path.join(dir, 'window.txt');
+    fs.writeFileSync(from, inputs.join('\n'));
+    const listed = await commandImageList([], { from }, { stdin: stdin() });
+    expect(await listed.list.sources(0, 10_000)).toEqual(expected);
+    expect(listed.skipped.map((s) => s.file)).toEqual(skipped);
+    expect(listed.skipped[0]!.reason).toMatch(/^is a dangling symbolic link/);
+    await listed.close();
+
+    // A missing input far into the list is refused by name, after the inputs before it were listed.
+    const missing = path.join(folder, 'not-there.png');
+    fs.writeFileSync(from, [...inputs.slice(0, 200), missing, ...inputs.slice(200)].join('\n'));
+    await expect(commandImageList([], { from }, { stdin: stdin() })).rejects.toThrow(`${missing}: not found`);
+
+    // A consumer that stops early closes the input source.
+    let closed = false;
+    async function* source(): AsyncGenerator<string> {
+      try {
+        yield* inputs;
+      } finally {
+        closed = true;
+      }
+    }
+    const first: string[] = [];
+    for await (const { file } of eachImageOfInputs(source())) {
+      first.push(file);
+      if (first.length === 5) break;
+    }
+    expect(first).toEqual(inputs.slice(0, 5)); // the dangling link (4th) comes with its reason
+    expect(closed).toBe(true);
   });
 });

@@ -12,7 +12,7 @@
  */
 import { Img2PromptError } from '../util/errors.js';
 import type { ImageFailure } from '../image/batch-loader.js';
-import { eachImageFile } from '../image/list-images.js';
+import { eachImageOfInputs } from '../image/list-images.js';
 import { describeSharedId, imageIdOf, sharedIds } from '../image/image-id.js';
 import { ImageListFile } from '../image/image-list-file.js';
 import { isImageUrl, urlImageId } from '../image/url-fetch.js';
@@ -88,17 +88,17 @@ export async function commandImageList(
       await all.add(file);
     };
     const sources = options.from === undefined ? inputs : concat(inputs, readInputList(options.from, stdin));
-    for await (const input of sources) {
-      if (given++ < NAMED_INPUTS) named.push(input);
-      if (isImageUrl(input)) {
-        await add(input);
-        continue;
+    async function* counted(): AsyncGenerator<string, void, undefined> {
+      for await (const input of sources) {
+        if (given++ < NAMED_INPUTS) named.push(input);
+        yield input;
       }
-      // A folder streams in name order (sorted in bounded memory): a folder of millions is never held.
-      for await (const listed of eachImageFile(input, { allowSvg: options.allowSvg })) {
-        if (listed.reason === undefined) await add(listed.file);
-        else skipped.push({ file: listed.file, reason: listed.reason });
-      }
+    }
+    // A folder streams in name order (sorted in bounded memory): a folder of millions is never held.
+    // URLs are taken as they are (fetched later); files are stat'd a window at a time, in order.
+    for await (const listed of eachImageOfInputs(counted(), { allowSvg: options.allowSvg }, isImageUrl)) {
+      if (listed.reason === undefined) await add(listed.file);
+      else skipped.push({ file: listed.file, reason: listed.reason });
     }
     await all.seal();
     // Every id is in; clashes are in `twice`. The table's memory goes back now, not at some later GC.

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { Img2PromptError } from '../util/errors.js';
 import type { ImageFailure } from './batch-loader.js';
 import { hasImageExtension, type FormatOptions } from './image-formats.js';
-import { classifyInput, fileErrorReason } from './input-file.js';
+import { classifyInput, fileErrorReason, notRegularReason } from './input-file.js';
 import { readOptions } from '../util/options.js';
 import { externalSort } from '../util/external-sort.js';
 
@@ -37,9 +37,7 @@ export async function listImageFiles(inputs: readonly string[], options: FormatO
   const o = readOptions(options, 'listImageFiles()');
   options = { allowSvg: o.bool('allowSvg') };
   o.done();
-  const found: ImageInputs = { files: [], skipped: [] };
-  for (const input of inputs) await collect(eachImageFile(input, options), found);
-  return found;
+  return collect(eachImageOfInputs(inputs, options), { files: [], skipped: [] });
 }
 
 /** Adds what `listed` gives to `into`: images to `files`, the rest to `skipped`. */
@@ -51,20 +49,69 @@ async function collect(listed: AsyncIterable<ListedImage>, into: ImageInputs): P
   return into;
 }
 
+/** The images of one input, one at a time (listImageFiles' rule; see eachImageOfInputs). */
+export function eachImageFile(input: string, options: FormatOptions = {}): AsyncGenerator<ListedImage, void, undefined> {
+  return eachImageOfInputs([input], options);
+}
+
 /**
- * The images of one input, one at a time (listImageFiles' rule): a folder's in name order, read and
- * sorted in bounded memory (externalSort), so a folder of millions of images is listed without
- * holding its names.
+ * Named inputs whose stat runs at once. A `--from` list names a million files one after another: one
+ * stat at a time spent ~100 µs each waiting on the thread pool (100 s for a million); a window keeps
+ * the pool busy while the answers are still taken in order.
  */
-export async function* eachImageFile(input: string, options: FormatOptions = {}): AsyncGenerator<ListedImage, void, undefined> {
-  const stats = await fs.stat(input).catch(() => undefined);
-  if (stats?.isDirectory()) {
-    yield* eachImageInFolder(input, options);
-    return;
+const STAT_WINDOW = 64;
+
+/** One named input judged from a single stat: a folder to list, an image, or an input that is not there. */
+type InputKind = { folder: true } | { folder: false; listed: ListedImage } | { folder: false; missing: true };
+
+/** What `input` is; never rejects (its answer may wait in the window while others are taken). */
+async function inspectInput(input: string): Promise<InputKind> {
+  try {
+    const stats = await fs.stat(input);
+    if (stats.isDirectory()) return { folder: true };
+    const reason = notRegularReason(stats);
+    return { folder: false, listed: reason === undefined ? { file: input } : { file: input, reason } };
+  } catch (err) {
+    // stat follows links: an input that is itself there (a dangling link, a link loop) is skipped with
+    // its reason; one that is not there at all is the caller's mistake.
+    if (!(await fs.lstat(input).catch(() => undefined))) return { folder: false, missing: true };
+    return { folder: false, listed: { file: input, reason: await fileErrorReason(input, err) } };
   }
-  if (!stats && !(await fs.lstat(input).catch(() => undefined))) throw new Img2PromptError(input, 'not found', { code: 'FILE_UNREADABLE' });
-  const kind = await classifyInput(input);
-  yield kind.file ? { file: input } : { file: input, reason: kind.reason };
+}
+
+/**
+ * The images of `inputs`, in input order, one at a time: a folder's in name order, read and sorted in
+ * bounded memory (externalSort), so neither a folder of millions of images nor a list of millions of
+ * files is held. Inputs for which `asIs` is true (URLs) are passed on unchecked. Up to STAT_WINDOW
+ * inputs are stat'd ahead of the one being yielded.
+ */
+export async function* eachImageOfInputs(
+  inputs: Iterable<string> | AsyncIterable<string>, options: FormatOptions = {}, asIs: (input: string) => boolean = () => false,
+): AsyncGenerator<ListedImage, void, undefined> {
+  const source: AsyncIterator<string> = Symbol.asyncIterator in inputs
+    ? inputs[Symbol.asyncIterator]()
+    : (async function* () { yield* inputs; })();
+  // The inputs read and stat'd ahead, oldest first; a URL's kind is undefined (taken as it is).
+  const window: { input: string; kind: Promise<InputKind> | undefined }[] = [];
+  let ended = false;
+  try {
+    for (;;) {
+      while (!ended && window.length < STAT_WINDOW) {
+        const next = await source.next();
+        if (next.done) ended = true;
+        else window.push({ input: next.value, kind: asIs(next.value) ? undefined : inspectInput(next.value) });
+      }
+      const head = window.shift();
+      if (head === undefined) return;
+      const judged = head.kind === undefined ? undefined : await head.kind;
+      if (judged === undefined) yield { file: head.input };
+      else if (judged.folder) yield* eachImageInFolder(head.input, options);
+      else if ('missing' in judged) throw new Img2PromptError(head.input, 'not found', { code: 'FILE_UNREADABLE' });
+      else yield judged.listed;
+    }
+  } finally {
+    if (!ended) await source.return?.();
+  }
 }
 
 /** The images of folder `dir` (see the module comment); an unreadable folder is an error. */
