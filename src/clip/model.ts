@@ -292,6 +292,11 @@ export class ClipModel implements ClipTextSide {
     return this.need(this.tokenizer, 'text').countTokens(text);
   }
 
+  /** countTokens(prefix + joiner + addition), reusing the prefix's count where it can (ClipTokenizer.countTokensJoined). */
+  countTokensJoined(prefix: string, prefixCount: number, joiner: string, addition: string): number {
+    return this.need(this.tokenizer, 'text').countTokensJoined(prefix, prefixCount, joiner, addition);
+  }
+
   /**
    * Encode texts → [texts.length, dim] unit rows (see normaliseTowerRows). With dynamic padding
    * texts are sorted by token length and each batch is padded to its longest member; the causal

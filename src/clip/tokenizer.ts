@@ -21,6 +21,13 @@ import { hfPieces, openClipPieces, type AddedToken, type ClipPiece, type ClipTok
  */
 export const CLIP_TOKENIZER_VERSION = 2;
 
+/** Printable ASCII without '&' or '<' (see ClipTokenizer.countTokensJoined). */
+const PLAIN_TEXT = /^[\x20-\x25\x27-\x3b\x3d-\x7e]*$/;
+/** A joiner of at least one space or punctuation mark and nothing else: no letter, digit, apostrophe, '&' or '<' (an empty one would glue two words). */
+const PLAIN_JOINER = /^[\x20-\x25\x28-\x2f\x3a\x3b\x3d-\x40\x5b-\x60\x7b-\x7e]+$/;
+const ALNUM_START = /^[A-Za-z0-9]/;
+const ALNUM_END = /[A-Za-z0-9]$/;
+
 export const OPEN_CLIP_PAD_ID = 0;
 /** HF's CLIPTokenizer pads with <|endoftext|>. */
 export const HF_CLIP_PAD_ID = CLIP_EOT_ID;
@@ -232,6 +239,34 @@ export class ClipTokenizer {
   /** Tokens the text needs including SOT and EOT, before truncation (so > contextLength means it gets cut). */
   countTokens(text: string): number {
     return this.encodeBody(text).length + 2;
+  }
+
+  /**
+   * countTokens(prefix + joiner + addition), given `prefixCount` = countTokens(prefix), without
+   * tokenizing the prefix again when the join cannot change how it is cut into words. That holds when all
+   * three are printable ASCII without '&' (an HTML entity to open_clip) or '<' (a special-token name),
+   * which both cleanings only lower-case and whose whitespace runs they collapse, the prefix ends and the
+   * addition starts with a letter or digit, and the joiner is one or more spaces or punctuation marks
+   * (no apostrophe, which starts the contractions "'s", "'t"...): the words of the whole are then the
+   * prefix's, the joiner's and the addition's. A prompt grown a label at a time (interrogate's fast mode, the chains' length filter)
+   * then costs the label, not the prompt. Anything else, and a tokenizer with added tokens that could
+   * occur in such text, counts the whole text.
+   */
+  countTokensJoined(prefix: string, prefixCount: number, joiner: string, addition: string): number {
+    if (
+      this.plainAddedTokens &&
+      ALNUM_START.test(addition) && ALNUM_END.test(prefix) && PLAIN_JOINER.test(joiner) &&
+      PLAIN_TEXT.test(prefix) && PLAIN_TEXT.test(addition)
+    ) {
+      // Both counts hold SOT and EOT; the whole needs them once.
+      return prefixCount + this.countTokens(joiner + addition) - 2;
+    }
+    return this.countTokens(prefix + joiner + addition);
+  }
+
+  /** No added token can occur in plain text (each has a '<'): true for CLIP's own two. */
+  private get plainAddedTokens(): boolean {
+    return this.addedTokens.every((t) => t.content.includes('<'));
   }
 
   /** Whether the whole text fits the context without truncation. */

@@ -203,6 +203,15 @@ function joinPrompt(prefix: string, addition: string): string {
   return prefix === '' ? addition : `${prefix}, ${addition}`;
 }
 
+/**
+ * CLIP tokens of joinPrompt(prefix, addition), given the prefix's own count: through the text side's
+ * countTokensJoined where it has one (the prefix is then not tokenized again), else in full.
+ */
+function joinedTokens(ctx: ModeContext, prefix: string, prefixCount: number, addition: string): number {
+  if (prefix === '') return ctx.text.countTokens(addition);
+  return ctx.text.countTokensJoined?.(prefix, prefixCount, ', ', addition) ?? ctx.text.countTokens(joinPrompt(prefix, addition));
+}
+
 interface Piece {
   text: string;
   labels: Ranked[];
@@ -216,14 +225,16 @@ interface Piece {
 function fitPieces(pieces: readonly Piece[], ctx: ModeContext, skipOverflow: boolean): { prompt: string; labels: Ranked[] } {
   const max = ctx.maxTokens ?? CLIP_MAX_TOKENS;
   let prompt = '';
+  let tokens = 0;
   const labels: Ranked[] = [];
   for (const [i, piece] of pieces.entries()) {
-    const next = joinPrompt(prompt, piece.text);
-    if (i > 0 && ctx.text.countTokens(next) > max) {
+    const count = joinedTokens(ctx, prompt, tokens, piece.text);
+    if (i > 0 && count > max) {
       if (skipOverflow) continue;
       break;
     }
-    prompt = next;
+    prompt = joinPrompt(prompt, piece.text);
+    tokens = count;
     labels.push(...piece.labels);
   }
   return { prompt, labels };
@@ -319,7 +330,8 @@ export async function chain(
   let best = start;
   for (let step = 0; step < maxCount; step++) {
     // The prompt only grows, so a label that no longer fits never will again.
-    remaining = remaining.filter((r) => ctx.text.countTokens(joinPrompt(current.prompt, r.label)) <= max);
+    const promptTokens = ctx.text.countTokens(current.prompt);
+    remaining = remaining.filter((r) => joinedTokens(ctx, current.prompt, promptTokens, r.label) <= max);
     if (remaining.length === 0) break;
     const prompts = remaining.map((r) => joinPrompt(current.prompt, r.label));
     const sims = await candidateSimilarities(ctx, image, prompts, options.chainCache ?? true);

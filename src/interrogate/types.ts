@@ -22,6 +22,11 @@ export interface ClipTextSide {
   /** CLIP tokens of `text`, including the start and end tokens. */
   countTokens(text: string): number;
   /**
+   * Optional: countTokens(prefix + joiner + addition) given countTokens(prefix) = `prefixCount`, without
+   * tokenizing the prefix again where the join cannot change its words (ClipTokenizer.countTokensJoined).
+   */
+  countTokensJoined?(prefix: string, prefixCount: number, joiner: string, addition: string): number;
+  /**
    * Optional: embeds texts that mostly share their first words, reusing the shared part's work (a
    * causal text tower runs a common token prefix once). Same rows as encodeTexts to float rounding.
    */
