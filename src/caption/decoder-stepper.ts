@@ -10,7 +10,7 @@ export interface DecoderStepper<Past> {
   /**
    * Feeds `tokens` (row-major [rows, seqLen]: the new tokens of each row) after `past` (undefined on
    * the first step) and returns the next-token logits [rows, vocab] and the cache including the new
-   * tokens.
+   * tokens. The logits are the caller's, fresh each step: the searches process them in place.
    */
   step(tokens: BigInt64Array, rows: number, seqLen: number, images: readonly number[], past: Past | undefined): Promise<{ logits: Float32Array; past: Past }>;
   /** The cache restricted to `rows` (indices of the current rows, in their new order; repeats allowed). */

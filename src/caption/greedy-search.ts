@@ -25,7 +25,9 @@ export async function greedySearch<Past>(
     const keep: number[] = [];
     const next: number[] = [];
     active.forEach((image, row) => {
-      const scores = out.logits.slice(row * V, (row + 1) * V);
+      // Processed in place: a step's logits are the caller's (DecoderStepper.step), and a copy per row
+      // and step was a vocabulary-sized allocation (120 KB for BLIP) for the collector to reclaim.
+      const scores = out.logits.subarray(row * V, (row + 1) * V);
       const seq = sequences[image]!;
       processScores(scores, seq, settings);
       let best = 0;
