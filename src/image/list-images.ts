@@ -49,11 +49,6 @@ async function collect(listed: AsyncIterable<ListedImage>, into: ImageInputs): P
   return into;
 }
 
-/** The images of one input, one at a time (listImageFiles' rule; see eachImageOfInputs). */
-export function eachImageFile(input: string, options: FormatOptions = {}): AsyncGenerator<ListedImage, void, undefined> {
-  return eachImageOfInputs([input], options);
-}
-
 /**
  * Named inputs whose stat runs at once. A `--from` list names a million files one after another: one
  * stat at a time spent ~100 µs each waiting on the thread pool (100 s for a million); a window keeps
@@ -62,10 +57,10 @@ export function eachImageFile(input: string, options: FormatOptions = {}): Async
 const STAT_WINDOW = 64;
 
 /** One named input judged from a single stat: a folder to list, an image, or an input that is not there. */
-type InputKind = { folder: true } | { folder: false; listed: ListedImage } | { folder: false; missing: true };
+type NamedInput = { folder: true } | { folder: false; listed: ListedImage } | { folder: false; missing: true };
 
 /** What `input` is; never rejects (its answer may wait in the window while others are taken). */
-async function inspectInput(input: string): Promise<InputKind> {
+async function inspectInput(input: string): Promise<NamedInput> {
   try {
     const stats = await fs.stat(input);
     if (stats.isDirectory()) return { folder: true };
@@ -92,7 +87,7 @@ export async function* eachImageOfInputs(
     ? inputs[Symbol.asyncIterator]()
     : (async function* () { yield* inputs; })();
   // The inputs read and stat'd ahead, oldest first; a URL's kind is undefined (taken as it is).
-  const window: { input: string; kind: Promise<InputKind> | undefined }[] = [];
+  const window: { input: string; kind: Promise<NamedInput> | undefined }[] = [];
   let ended = false;
   try {
     for (;;) {
