@@ -162,7 +162,7 @@ describe('safetensors validation', () => {
 
   it('names the file when it cannot be opened', async () => {
     const missing = path.join(dir, 'nope.safetensors');
-    await expect(readSafetensors(missing)).rejects.toThrow(`${missing}: cannot open`);
-    expect(() => readSafetensorsSync(missing)).toThrow(`${missing}: cannot open`);
+    await expect(readSafetensors(missing)).rejects.toThrow(`${missing}: cannot read: no such file`);
+    expect(() => readSafetensorsSync(missing)).toThrow(`${missing}: cannot read: no such file`);
   });
 });

@@ -7,8 +7,7 @@
  */
 import { promises as fs } from 'node:fs';
 import readline from 'node:readline';
-import { Img2PromptError } from '../util/errors.js';
-import { readErrorReason } from '../submission/line-reader.js';
+import { Img2PromptError, readErrorReason } from '../util/errors.js';
 
 /** The input a line of the list names, or undefined for a blank line or a comment. */
 function inputOfLine(line: string): string | undefined {

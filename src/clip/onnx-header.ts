@@ -1,6 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Img2PromptError, errorMessage } from '../util/errors.js';
+import { openToRead } from '../util/open-to-read.js';
 
 /** What an ONNX file declares, read without loading its weights. */
 export interface OnnxHeader {
@@ -150,12 +151,7 @@ async function readInitializer(r: Reader, end: number): Promise<{ name: string; 
  * seeks over the weights: classifying a 1 GB export takes a few small reads, not a session.
  */
 export async function readOnnxHeader(file: string): Promise<OnnxHeader> {
-  let fh: fs.FileHandle;
-  try {
-    fh = await fs.open(file, 'r');
-  } catch (err) {
-    throw new Img2PromptError(file, `cannot open: ${errorMessage(err)}`, { code: 'FILE_UNREADABLE', cause: err });
-  }
+  const fh = await openToRead(file, 'the model');
   try {
     const r = new Reader(fh, (await fh.stat()).size);
     const inputs: string[] = [];

@@ -1,7 +1,8 @@
 import { closeSync, openSync, readSync, fstatSync, promises as fs } from 'node:fs';
 import { constants as bufferConstants } from 'node:buffer';
-import { Img2PromptError } from '../util/errors.js';
+import { Img2PromptError, readErrorReason } from '../util/errors.js';
 import { writeAtomically } from '../util/atomic-write.js';
+import { openToRead } from '../util/open-to-read.js';
 
 /**
  * Reader and writer for the .safetensors format: an 8-byte little-endian header length, a JSON header
@@ -236,7 +237,7 @@ export function readSafetensorsSync(path: string): SafetensorsFile {
   try {
     fd = openSync(path, 'r');
   } catch (err) {
-    throw new Img2PromptError(path, `cannot open: ${err instanceof Error ? err.message : String(err)}`, { code: 'FILE_UNREADABLE', cause: err });
+    throw new Img2PromptError(path, `cannot read: ${readErrorReason(err)}`, { code: 'FILE_UNREADABLE', cause: err });
   }
   try {
     const fileSize = fstatSync(fd).size;
@@ -263,12 +264,7 @@ export function readSafetensorsSync(path: string): SafetensorsFile {
 }
 
 export async function readSafetensors(path: string): Promise<SafetensorsFile> {
-  let fh: fs.FileHandle;
-  try {
-    fh = await fs.open(path, 'r');
-  } catch (err) {
-    throw new Img2PromptError(path, `cannot open: ${err instanceof Error ? err.message : String(err)}`, { code: 'FILE_UNREADABLE', cause: err });
-  }
+  const fh = await openToRead(path);
   try {
     const fileSize = (await fh.stat()).size;
     const prefix = new Uint8Array(8);

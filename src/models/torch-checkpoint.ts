@@ -14,11 +14,12 @@
  * buffer of its own.
  */
 import { promises as fs } from 'node:fs';
-import { Img2PromptError, errorMessage } from '../util/errors.js';
+import { Img2PromptError } from '../util/errors.js';
 import { dtypeByteSize, readFully, type SafetensorsFile } from './safetensors.js';
 import { PickleTruncatedError, pickledTypeName, unpickle, type PickleGlobalHandler, type UnpickleResult } from './pickle.js';
 import { StorageRef, assemble, isPickledEmpty, pickledCount, rootStorageKeys, stateDictOf, storageDtype, torchGlobals } from './torch-tensors.js';
 import { looksLikeZip, readZipDirectory, readZipEntry, type ZipEntry } from './zip-archive.js';
+import { openToRead } from '../util/open-to-read.js';
 
 /** The legacy format's first pickle. */
 const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
@@ -180,12 +181,7 @@ async function readLegacyCheckpoint(fh: fs.FileHandle, fileSize: number, file: s
 
 /** The state dict of a torch.save file, as tensors in safetensors' in-memory shape. */
 export async function readTorchCheckpoint(file: string): Promise<SafetensorsFile> {
-  let fh: fs.FileHandle;
-  try {
-    fh = await fs.open(file, 'r');
-  } catch (err) {
-    throw new Img2PromptError(file, `cannot open: ${errorMessage(err)}`, { code: 'FILE_UNREADABLE', cause: err });
-  }
+  const fh = await openToRead(file, 'the checkpoint');
   try {
     const fileSize = (await fh.stat()).size;
     const head = new Uint8Array(Math.min(fileSize, 4));

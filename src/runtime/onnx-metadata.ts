@@ -4,8 +4,8 @@
  * read here from the file's top-level protobuf fields. Only the fields' headers are read: the graph,
  * which holds the weights and can be gigabytes, is stepped over by its length, never loaded.
  */
-import { promises as fs } from 'node:fs';
-import { Img2PromptError, errorMessage } from '../util/errors.js';
+import { Img2PromptError } from '../util/errors.js';
+import { openToRead } from '../util/open-to-read.js';
 
 const METADATA_PROPS = 14;
 const ENTRY_KEY = 1;
@@ -48,12 +48,7 @@ function entryOf(bytes: Uint8Array, label: string): [string, string] {
 /** The model's metadata_props as a map (empty when it has none). */
 export async function readOnnxMetadata(file: string): Promise<Map<string, string>> {
   const out = new Map<string, string>();
-  let handle: fs.FileHandle;
-  try {
-    handle = await fs.open(file, 'r');
-  } catch (err) {
-    throw new Img2PromptError(file, `cannot read the model: ${errorMessage(err)}`, { code: 'FILE_UNREADABLE', cause: err });
-  }
+  const handle = await openToRead(file, 'the model');
   try {
     const size = (await handle.stat()).size;
     const header = new Uint8Array(20);

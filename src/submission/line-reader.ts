@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { Img2PromptError, errorMessage } from '../util/errors.js';
+import { Img2PromptError, readErrorReason } from '../util/errors.js';
 import { decodeUtf8Strict, stripBom } from './utf8.js';
 
 const NEWLINE = 0x0a;
@@ -51,13 +51,4 @@ export async function forEachLine(file: string, onLine: (text: string, line: num
   }
   if (carry.length > 0) emit(carry);
   return line;
-}
-
-/** Short reason for a file-system error (`no such file`, `is a directory`, ...). */
-export function readErrorReason(err: unknown): string {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  if (code === 'ENOENT') return 'no such file';
-  if (code === 'EISDIR') return 'is a directory, expected a file';
-  if (code === 'EACCES') return 'permission denied';
-  return errorMessage(err);
 }

@@ -1,10 +1,9 @@
 import { promises as fs } from 'node:fs';
 import { parse, CsvError } from 'csv-parse/sync';
-import { Img2PromptError } from '../util/errors.js';
+import { Img2PromptError, readErrorReason } from '../util/errors.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { decodeUtf8Strict, stripBom } from './utf8.js';
 import { imgIdProblem } from './img-id.js';
-import { readErrorReason } from './line-reader.js';
 
 /** One row of a prompts CSV (Kaggle's `prompts.csv` layout): the prompt that made image `imgId`. */
 export interface PromptRow {

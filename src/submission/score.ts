@@ -1,11 +1,10 @@
 import { promises as fs } from 'node:fs';
-import { Img2PromptError } from '../util/errors.js';
+import { Img2PromptError, readErrorReason } from '../util/errors.js';
 import { readOptions } from '../util/options.js';
 import type { TextEmbedder } from '../text/embedder.js';
 import { readPromptsCsv } from './prompts-csv.js';
 import { EMBEDDING_DIM, SUBMISSION_HEADER, readSubmission } from './submission-csv.js';
 import { embedPrompts, type EmbedPromptsOptions } from './embed-prompts.js';
-import { readErrorReason } from './line-reader.js';
 import { stripBom } from './utf8.js';
 
 export type CsvKind = 'prompts' | 'submission';

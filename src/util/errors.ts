@@ -71,3 +71,12 @@ export function osReason(err: unknown): string {
   const comma = text.indexOf(', ');
   return comma > 0 ? text.slice(0, comma) : text;
 }
+
+/** Short reason for a failed read of a file (`no such file`, `is a directory`, ...), the file being named by the caller. */
+export function readErrorReason(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ENOENT') return 'no such file';
+  if (code === 'EISDIR') return 'is a directory, expected a file';
+  if (code === 'EACCES') return 'permission denied';
+  return osReason(err);
+}

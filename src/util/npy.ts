@@ -4,6 +4,7 @@ import { AtomicFile, writeAtomically } from './atomic-write.js';
 import { Img2PromptError, errorMessage } from './errors.js';
 import { readOptions } from './options.js';
 import type { Rows } from './rows.js';
+import { openToRead } from './open-to-read.js';
 
 /**
  * NumPy .npy files of little-endian float32 ('<f4', C order), the format embeddings are exchanged in
@@ -156,12 +157,7 @@ export async function readNpy(file: string, options: { expectDims?: number } = {
   const o = readOptions(options, 'readNpy()');
   options = { expectDims: o.int('expectDims', { min: 0 }) };
   o.done();
-  let fh: fs.FileHandle;
-  try {
-    fh = await fs.open(file, 'r');
-  } catch (err) {
-    throw new Img2PromptError(file, `cannot read: ${errorMessage(err)}`, { code: 'FILE_UNREADABLE', cause: err });
-  }
+  const fh = await openToRead(file);
   try {
     const size = (await fh.stat()).size;
     // Header length field first, then the whole header; versions 2/3 may have long headers.
