@@ -149,6 +149,9 @@ describe('readOnnxHeader', () => {
     fs.mkdirSync(path.dirname(file), { recursive: true });
     fs.writeFileSync(file, Buffer.from([0x3a, 0xff, 0xff, 0x7f])); // a graph field longer than the file
     await expect(readOnnxHeader(file)).rejects.toThrow(`${file}: not a readable ONNX model: field runs past its message`);
+    // A missing file: the cause in words, the path once (not Node's "ENOENT: ..., open '<path>'").
+    const missing = path.join(root, 'header', 'absent.onnx');
+    await expect(readOnnxHeader(missing)).rejects.toMatchObject({ message: `${missing}: cannot read the model: no such file`, code: 'FILE_UNREADABLE' });
   });
 });
 

@@ -92,6 +92,11 @@ describe('refusals', () => {
     await expect(readTorchCheckpoint(fixture('expanded-huge.pt'))).rejects.toThrow('expanded-huge.pt: tensor "w" of shape [134217728,134217728] is too large to hold');
   });
 
+  it('names a missing checkpoint and the cause, the path once', async () => {
+    const missing = path.join(scratch, 'absent.pt');
+    await expect(readTorchCheckpoint(missing)).rejects.toMatchObject({ message: `${missing}: cannot read the checkpoint: no such file`, code: 'FILE_UNREADABLE' });
+  });
+
   it('refuses a TorchScript archive by what it is', async () => {
     await expect(readTorchCheckpoint(fixture('torchscript.pt'))).rejects.toThrow(/torchscript\.pt: a TorchScript archive \(torch\.jit\.save/);
   });
